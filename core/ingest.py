@@ -1,0 +1,160 @@
+"""The ingest pipeline: fetch → probe → frames + audio → transcript (or subtitles) → OCR →
+chunks → embeddings → store. Each stage reports progress; model work runs on the model thread."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import media
+from .chunk import chunk
+from .config import Settings
+from .embed import ImageEmbedder, TextEmbedder, make_image_embedder, make_text_embedder
+from .errors import BadSource
+from .fetch import UrlGuard, fetch
+from .models import Frame, Segment, Stage
+from .ocr import RapidReader, read_frames
+from .store import ScopedStore
+from .transcribe import Transcriber, make_transcriber, parse_subtitles
+
+log = logging.getLogger(__name__)
+
+Report = Callable[[Stage, float, str], Awaitable[None]]
+
+
+class Models:
+    """The models, loaded on first use (an `ask` never loads whisper) and used from one thread,
+    so two ingests do not fight over the two cores or the libraries' own thread pools."""
+
+    def __init__(self, settings: Settings, text: TextEmbedder | None = None,
+                 image: ImageEmbedder | None | str = "auto", transcriber: Transcriber | None = None) -> None:
+        self.settings = settings
+        self._text = text
+        self._image = image
+        self._transcriber = transcriber
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="models")
+
+    async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    @cached_property
+    def text(self) -> TextEmbedder:
+        return self._text or make_text_embedder(self.settings)
+
+    @cached_property
+    def image(self) -> ImageEmbedder | None:
+        return make_image_embedder(self.settings) if self._image == "auto" else self._image  # type: ignore[return-value]
+
+    @cached_property
+    def transcriber(self) -> Transcriber:
+        return self._transcriber or make_transcriber(self.settings)
+
+    @cached_property
+    def ocr(self) -> RapidReader:
+        return RapidReader()
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+@dataclass
+class IngestResult:
+    title: str
+    duration: float
+    url: str
+    stages: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+async def ingest(video_id: str, source: str, store: ScopedStore, models: Models, settings: Settings,
+                 workdir: Path, report: Report, headers: dict[str, str] | None = None,
+                 allow_local: bool = False, guard: UrlGuard | None = None) -> IngestResult:
+    """Index `source` as `video_id` in `store`'s scope. Vectors of an earlier attempt are dropped
+    first, so a retried job never leaves duplicates."""
+    guard = guard or UrlGuard(frozenset(settings.allow_hosts))
+    stages: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        stages[name] = round(now - clock, 3)
+        clock = now
+
+    download = workdir / "download"
+    await report(Stage.FETCH, 0.0, "")
+    try:
+        got = await fetch(source, download, guard, max_bytes=int(settings.max_download_mb * 2**20),
+                          max_seconds=settings.max_video_minutes * 60, headers=headers,
+                          allow_local=allow_local)
+        lap("fetch")
+        await report(Stage.PROBE, 0.0, "")
+        info = await media.probe(got.path)
+        if info.duration > settings.max_video_minutes * 60:
+            raise BadSource(f"That video is {info.duration / 60:.0f} minutes long; my limit is "
+                            f"{settings.max_video_minutes:.0f} minutes.")
+        title = got.title if got.url else info.title
+        await store.update_video(video_id, title=title, duration=info.duration, url=got.url)
+        lap("probe")
+
+        await report(Stage.FRAMES, 0.0, title)
+        frames_dir = workdir / "frames"
+        shutil.rmtree(frames_dir, ignore_errors=True)
+        frame_task = asyncio.create_task(media.extract_frames(
+            got.path, frames_dir, info.duration, settings.frame_interval, settings.max_frames_per_minute))
+        wav = await media.extract_audio(got.path, workdir / "audio.wav") if info.has_audio else None
+        frames = await frame_task
+        lap("frames+audio")
+
+        await report(Stage.TRANSCRIBE, 0.0, title)
+        if got.subtitles is not None:
+            speech = parse_subtitles(got.subtitles.read_text(errors="replace"))
+        elif wav is not None:
+            speech = await models.call(lambda: models.transcriber.transcribe(wav))
+        else:
+            speech = []
+        lap("transcribe")
+
+        ocr_segments: list[Segment] = []
+        ocr_text: dict[float, str] = {}
+        if settings.ocr:
+            await report(Stage.OCR, 0.0, title)
+            ocr_segments, ocr_text = await models.call(
+                lambda: read_frames(models.ocr, frames, info.duration))
+            lap("ocr")
+        if not speech and not ocr_segments:
+            raise BadSource("I found no speech and no readable text in that video, so there is "
+                            "nothing I could answer questions from.")
+
+        await report(Stage.EMBED, 0.0, title)
+        chunks = chunk(speech) + ocr_segments
+        text_vectors = await models.call(lambda: models.text.embed([c.text for c in chunks]))
+        image_vectors = await _embed_frames(models, frames)
+        lap("embed")
+        await store.drop_vectors([video_id])
+        await store.put_text(video_id, chunks, text_vectors, speech + ocr_segments)
+        await store.put_frames(video_id, frames, ocr_text, image_vectors)
+        lap("store")
+        return IngestResult(title, info.duration, got.url, stages,
+                            {"frames": len(frames), "speech": len(speech), "ocr": len(ocr_segments),
+                             "chunks": len(chunks)})
+    finally:
+        shutil.rmtree(download, ignore_errors=True)
+        (workdir / "audio.wav").unlink(missing_ok=True)
+
+
+async def _embed_frames(models: Models, frames: list[Frame]) -> np.ndarray | None:
+    image = await models.call(lambda: models.image)
+    if image is None or not frames:
+        return None
+    return await models.call(image.embed_images, [f.path for f in frames])

@@ -1,0 +1,336 @@
+"""Milvus vectors (one partition per scope) and the SQLite catalog, reached only through `ScopedStore`.
+
+Layout (DESIGN.md): a text collection and a frame collection whose names carry the embedding model
+and dimension (`text_gtallminilml6v2_384`, `frames_vitb32_512`), so changing a model never mixes
+vector spaces; fields `id, vector, video_id, start, end, kind, text|path`; one partition per scope,
+named by `Scope.partition`. `ScopedStore` is the only object that reads or writes them, and it
+always passes its own partition: a search or delete without a scope cannot be written.
+
+pymilvus' sync client does the work (Milvus Lite's async client cannot create collections) on one
+dedicated thread, so Milvus Lite sees one caller at a time and the event loop never waits on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import numpy as np
+
+from .models import Frame, Job, Kind, Scope, Segment, Stage, Turn, Video, VideoStatus
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class VectorHit:
+    video_id: str
+    start: float
+    end: float
+    kind: str
+    text: str  # chunk text, or the frame path in the frame collection
+    score: float
+
+
+class VectorStore:
+    """The two Milvus collections. Methods block; `ScopedStore` calls them on `self.executor`."""
+
+    def __init__(self, uri: str, text_model: str, text_dim: int,
+                 image_model: str | None = None, image_dim: int = 0) -> None:
+        from pymilvus import MilvusClient
+
+        # Milvus Lite 3.x answers AllocTimestamp with "not implemented" during create_collection and
+        # pymilvus' embedded gRPC server logs that harmless refusal as a traceback.
+        logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
+        if "://" not in uri:
+            Path(uri).parent.mkdir(parents=True, exist_ok=True)
+        self.uri = uri
+        self.client = MilvusClient(uri=uri)
+        self.text = f"text_{text_model}_{text_dim}"
+        self.frames = f"frames_{image_model}_{image_dim}" if image_model else None
+        self._partitions: dict[str, set[str]] = {}
+        self._ensure(self.text, text_dim, "text", 8192)
+        if self.frames:
+            self._ensure(self.frames, image_dim, "path", 1024)
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="milvus")
+
+    def _ensure(self, name: str, dim: int, payload: str, max_len: int) -> None:
+        from pymilvus import DataType
+
+        if not self.client.has_collection(name):
+            schema = self.client.create_schema(auto_id=False, enable_dynamic_field=False)
+            schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=64)
+            schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
+            schema.add_field("video_id", DataType.VARCHAR, max_length=32)
+            schema.add_field("start", DataType.FLOAT)
+            schema.add_field("end", DataType.FLOAT)
+            schema.add_field("kind", DataType.VARCHAR, max_length=16)
+            schema.add_field(payload, DataType.VARCHAR, max_length=max_len)
+            index = self.client.prepare_index_params()
+            index.add_index(field_name="vector", index_type="AUTOINDEX", metric_type="IP")
+            self.client.create_collection(name, schema=schema, index_params=index)
+        else:
+            self.client.load_collection(name)
+        self._partitions[name] = set(self.client.list_partitions(name))
+
+    def _partition(self, collection: str, partition: str, create: bool) -> bool:
+        known = self._partitions[collection]
+        if partition in known:
+            return True
+        if not create:
+            return False
+        self.client.create_partition(collection, partition)
+        known.add(partition)
+        return True
+
+    def insert(self, collection: str, partition: str, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        self._partition(collection, partition, create=True)
+        for i in range(0, len(rows), 512):
+            self.client.insert(collection, rows[i:i + 512], partition_name=partition)
+
+    def search(self, collection: str, partition: str, vector: np.ndarray, limit: int,
+               payload: str) -> list[VectorHit]:
+        if not self._partition(collection, partition, create=False):
+            return []
+        res = self.client.search(
+            collection, data=[vector.tolist()], limit=limit, partition_names=[partition],
+            output_fields=["video_id", "start", "end", "kind", payload],
+            search_params={"metric_type": "IP"})
+        return [VectorHit(e["entity"]["video_id"], float(e["entity"]["start"]), float(e["entity"]["end"]),
+                          e["entity"]["kind"], e["entity"][payload], float(e["distance"]))
+                for e in res[0]]
+
+    def delete(self, collection: str, partition: str, video_ids: Sequence[str]) -> None:
+        if not video_ids or not self._partition(collection, partition, create=False):
+            return
+        ids = ",".join(json.dumps(v) for v in video_ids)
+        self.client.delete(collection, filter=f"video_id in [{ids}]", partition_name=partition)
+
+    def video_ids(self, collection: str, partition: str) -> set[str]:
+        """Every video id with vectors in this partition (the reconciler compares it to the catalog)."""
+        if not self._partition(collection, partition, create=False):
+            return set()
+        rows = self.client.query(collection, filter='video_id != ""', output_fields=["video_id"],
+                                 partition_names=[partition], limit=16384)
+        return {r["video_id"] for r in rows}
+
+    def count(self, collection: str, partition: str) -> int:
+        if not self._partition(collection, partition, create=False):
+            return 0
+        rows = self.client.query(collection, filter='video_id != ""', output_fields=["id"],
+                                 partition_names=[partition], limit=16384)
+        return len(rows)
+
+    def drop_partition(self, partition: str) -> None:
+        for c in filter(None, (self.text, self.frames)):
+            if partition in self._partitions[c]:
+                self.client.release_partitions(c, [partition]) if "://" not in self.uri else None
+                self.client.drop_partition(c, partition)
+                self._partitions[c].discard(partition)
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True)
+        self.client.close()
+
+
+SCHEMA = """
+PRAGMA journal_mode=WAL;
+CREATE TABLE IF NOT EXISTS videos (
+  id TEXT NOT NULL, scope TEXT NOT NULL, source TEXT NOT NULL, url TEXT NOT NULL DEFAULT '',
+  title TEXT NOT NULL DEFAULT '', duration REAL NOT NULL DEFAULT 0, status TEXT NOT NULL,
+  error TEXT NOT NULL DEFAULT '', created REAL NOT NULL, PRIMARY KEY (scope, id));
+CREATE TABLE IF NOT EXISTS jobs (
+  id TEXT PRIMARY KEY, video_id TEXT NOT NULL, scope TEXT NOT NULL, source TEXT NOT NULL,
+  headers TEXT NOT NULL DEFAULT '{}', stage TEXT NOT NULL, status TEXT NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0, lease_until REAL NOT NULL DEFAULT 0, worker TEXT NOT NULL DEFAULT '',
+  error TEXT NOT NULL DEFAULT '', requested_by TEXT NOT NULL DEFAULT '', created REAL NOT NULL,
+  updated REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status, created);
+CREATE TABLE IF NOT EXISTS segments (
+  scope TEXT NOT NULL, video_id TEXT NOT NULL, start REAL NOT NULL, end REAL NOT NULL,
+  kind TEXT NOT NULL, text TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS segments_video ON segments(scope, video_id, start);
+CREATE TABLE IF NOT EXISTS frames (
+  scope TEXT NOT NULL, video_id TEXT NOT NULL, time REAL NOT NULL, path TEXT NOT NULL,
+  ocr TEXT NOT NULL DEFAULT '');
+CREATE INDEX IF NOT EXISTS frames_video ON frames(scope, video_id, time);
+CREATE TABLE IF NOT EXISTS turns (
+  scope TEXT NOT NULL, thread TEXT NOT NULL, question TEXT NOT NULL, answer TEXT NOT NULL,
+  created REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS turns_thread ON turns(scope, thread, created);
+"""
+
+
+class Catalog:
+    """SQLite (WAL) catalog of videos, jobs, timed text, frames and thread turns."""
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self.db = db
+        self.lock = asyncio.Lock()  # one writer transaction at a time on this connection
+
+    @classmethod
+    async def open(cls, path: Path) -> Catalog:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(str(path), timeout=30, isolation_level=None)
+        db.row_factory = aiosqlite.Row
+        await db.execute("PRAGMA busy_timeout=30000")
+        await db.executescript(SCHEMA)
+        return cls(db)
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    async def write(self, sql: str, args: Sequence[Any] = ()) -> int:
+        async with self.lock:
+            cur = await self.db.execute(sql, args)
+            return cur.rowcount
+
+    async def rows(self, sql: str, args: Sequence[Any] = ()) -> list[aiosqlite.Row]:
+        async with self.db.execute(sql, args) as cur:
+            return list(await cur.fetchall())
+
+    async def transaction(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        async with self.lock:
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, args in statements:
+                    await self.db.execute(sql, args)
+                await self.db.execute("COMMIT")
+            except BaseException:
+                await self.db.execute("ROLLBACK")
+                raise
+
+
+def _video(row: aiosqlite.Row, scope: Scope) -> Video:
+    return Video(id=row["id"], scope=scope, source=row["source"], title=row["title"],
+                 duration=row["duration"], status=VideoStatus(row["status"]), url=row["url"],
+                 error=row["error"])
+
+
+def job_from_row(row: aiosqlite.Row, scope: Scope) -> Job:
+    return Job(id=row["id"], video_id=row["video_id"], scope=scope, source=row["source"],
+               stage=Stage(row["stage"]), attempts=row["attempts"], error=row["error"],
+               extra={"status": row["status"], "headers": json.loads(row["headers"] or "{}"),
+                      "requested_by": row["requested_by"]})
+
+
+class ScopedStore:
+    """Everything vidrag keeps about one channel. Every query below is bound to `self.scope`."""
+
+    def __init__(self, scope: Scope, vectors: VectorStore, catalog: Catalog) -> None:
+        self.scope = scope
+        self.vectors = vectors
+        self.catalog = catalog
+        self.key = scope.key
+        self.partition = scope.partition
+
+    async def _milvus(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.vectors.executor, fn, *args)
+
+    # catalog: videos
+    async def videos(self) -> list[Video]:
+        rows = await self.catalog.rows("SELECT * FROM videos WHERE scope=? ORDER BY created", (self.key,))
+        return [_video(r, self.scope) for r in rows]
+
+    async def video(self, video_id: str) -> Video | None:
+        rows = await self.catalog.rows("SELECT * FROM videos WHERE scope=? AND id=?", (self.key, video_id))
+        return _video(rows[0], self.scope) if rows else None
+
+    async def add_video(self, video_id: str, source: str, url: str, title: str) -> None:
+        await self.catalog.write(
+            "INSERT OR IGNORE INTO videos (id, scope, source, url, title, status, created) "
+            "VALUES (?,?,?,?,?,?,?)", (video_id, self.key, source, url, title, VideoStatus.QUEUED, time.time()))
+
+    async def update_video(self, video_id: str, **fields: Any) -> None:
+        cols = ", ".join(f"{k}=?" for k in fields)
+        await self.catalog.write(f"UPDATE videos SET {cols} WHERE scope=? AND id=?",  # noqa: S608 - keys are ours
+                                 (*fields.values(), self.key, video_id))
+
+    async def titles(self) -> dict[str, Video]:
+        return {v.id: v for v in await self.videos()}
+
+    # vectors and timed text
+    async def put_text(self, video_id: str, chunks: list[Segment], vectors: np.ndarray,
+                       segments: list[Segment]) -> None:
+        rows = [{"id": f"{video_id}:t{i}", "vector": v.tolist(), "video_id": video_id,
+                 "start": c.start, "end": c.end, "kind": str(c.kind), "text": c.text[:8000]}
+                for i, (c, v) in enumerate(zip(chunks, vectors, strict=True))]
+        await self._milvus(self.vectors.insert, self.vectors.text, self.partition, rows)
+        await self.catalog.transaction(
+            [("DELETE FROM segments WHERE scope=? AND video_id=?", (self.key, video_id))]
+            + [("INSERT INTO segments VALUES (?,?,?,?,?,?)",
+                (self.key, video_id, s.start, s.end, str(s.kind), s.text)) for s in segments])
+
+    async def put_frames(self, video_id: str, frames: list[Frame], ocr: dict[float, str],
+                         vectors: np.ndarray | None) -> None:
+        if vectors is not None and self.vectors.frames:
+            rows = [{"id": f"{video_id}:f{i}", "vector": v.tolist(), "video_id": video_id,
+                     "start": f.time, "end": f.time, "kind": "frame", "path": f.path}
+                    for i, (f, v) in enumerate(zip(frames, vectors, strict=True))]
+            await self._milvus(self.vectors.insert, self.vectors.frames, self.partition, rows)
+        await self.catalog.transaction(
+            [("DELETE FROM frames WHERE scope=? AND video_id=?", (self.key, video_id))]
+            + [("INSERT INTO frames VALUES (?,?,?,?,?)",
+                (self.key, video_id, f.time, f.path, ocr.get(f.time, ""))) for f in frames])
+
+    async def search_text(self, vector: np.ndarray, limit: int) -> list[VectorHit]:
+        return await self._milvus(self.vectors.search, self.vectors.text, self.partition, vector, limit, "text")
+
+    async def search_frames(self, vector: np.ndarray, limit: int) -> list[VectorHit]:
+        if not self.vectors.frames:
+            return []
+        return await self._milvus(self.vectors.search, self.vectors.frames, self.partition, vector,
+                                  limit, "path")
+
+    async def segments(self, video_id: str, start: float, end: float) -> list[Segment]:
+        rows = await self.catalog.rows(
+            "SELECT * FROM segments WHERE scope=? AND video_id=? AND end>? AND start<? ORDER BY start",
+            (self.key, video_id, start, end))
+        return [Segment(r["start"], r["end"], r["text"], Kind(r["kind"])) for r in rows]
+
+    async def frames(self, video_id: str) -> list[tuple[float, str, str]]:
+        rows = await self.catalog.rows(
+            "SELECT time, path, ocr FROM frames WHERE scope=? AND video_id=? ORDER BY time",
+            (self.key, video_id))
+        return [(r["time"], r["path"], r["ocr"]) for r in rows]
+
+    async def drop_vectors(self, video_ids: Sequence[str]) -> None:
+        for c in filter(None, (self.vectors.text, self.vectors.frames)):
+            await self._milvus(self.vectors.delete, c, self.partition, list(video_ids))
+
+    async def vector_video_ids(self) -> set[str]:
+        ids: set[str] = set()
+        for c in filter(None, (self.vectors.text, self.vectors.frames)):
+            ids |= await self._milvus(self.vectors.video_ids, c, self.partition)
+        return ids
+
+    async def delete_video(self, video_id: str, keep_jobs: bool = False) -> None:
+        """Vectors first, then rows: a crash in between leaves a catalog row the reconciler sees.
+        `keep_jobs` keeps the job rows (a failed job's reason, for /status)."""
+        await self.drop_vectors([video_id])
+        tables = ("segments", "frames") if keep_jobs else ("segments", "frames", "jobs")
+        await self.catalog.transaction([
+            (f"DELETE FROM {t} WHERE scope=? AND video_id=?", (self.key, video_id))  # noqa: S608
+            for t in tables] + [
+            ("DELETE FROM videos WHERE scope=? AND id=?", (self.key, video_id))])
+
+    # threads
+    async def turns(self, thread: str, limit: int = 6) -> list[Turn]:
+        rows = await self.catalog.rows(
+            "SELECT question, answer FROM turns WHERE scope=? AND thread=? ORDER BY created DESC LIMIT ?",
+            (self.key, thread, limit))
+        return [Turn(r["question"], r["answer"]) for r in reversed(rows)]
+
+    async def add_turn(self, thread: str, question: str, answer: str) -> None:
+        await self.catalog.write("INSERT INTO turns VALUES (?,?,?,?,?)",
+                                 (self.key, thread, question, answer, time.time()))

@@ -1,0 +1,127 @@
+"""Speech to timed text. One small interface, three backends, chosen by `WHISPER_BACKEND`.
+
+- `faster-whisper` (default): CTranslate2, int8 on the CPU, voice-activity filtering so that
+  silence produces no invented text.
+- `openai-whisper`: the reference implementation (slower on the CPU).
+- `openai`: any OpenAI-compatible `/v1/audio/transcriptions` server (vLLM serves Whisper).
+
+Also parses WebVTT/SRT subtitles, which are used instead of transcribing when a site has them.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+from pathlib import Path
+from typing import Protocol
+
+from .config import Settings
+from .models import Kind, Segment
+
+log = logging.getLogger(__name__)
+
+
+class Transcriber(Protocol):
+    model_id: str
+
+    def transcribe(self, wav: Path) -> list[Segment]:
+        """Timed segments of speech in a 16 kHz mono WAV (blocking; run it off the event loop)."""
+        ...
+
+
+class FasterWhisper:
+    def __init__(self, model: str, beam_size: int = 1, threads: int = 2) -> None:
+        from faster_whisper import WhisperModel
+
+        self.model_id = f"faster-whisper:{Path(model).name or model}"
+        self.model = WhisperModel(str(model), device="cpu", compute_type="int8", cpu_threads=threads)
+        self.beam_size = beam_size
+
+    def transcribe(self, wav: Path) -> list[Segment]:
+        segments, _ = self.model.transcribe(
+            str(wav), beam_size=self.beam_size, vad_filter=True,
+            vad_parameters={"min_silence_duration_ms": 500}, condition_on_previous_text=False,
+            language="en" if self.model_id.endswith(".en") or "tiny.en" in self.model_id else None)
+        return [Segment(s.start, s.end, s.text.strip()) for s in segments
+                if s.text.strip() and s.no_speech_prob < 0.8]
+
+
+class OpenAIWhisper:
+    def __init__(self, model: str) -> None:
+        import whisper
+
+        self.model_id = f"openai-whisper:{model}"
+        self.model = whisper.load_model(model, device="cpu")
+
+    def transcribe(self, wav: Path) -> list[Segment]:
+        result = self.model.transcribe(str(wav), fp16=False, condition_on_previous_text=False,
+                                       no_speech_threshold=0.6)
+        return [Segment(float(s["start"]), float(s["end"]), s["text"].strip())
+                for s in result["segments"] if s["text"].strip() and s.get("no_speech_prob", 0) < 0.8]
+
+
+class RemoteWhisper:
+    """POST the audio to an OpenAI-compatible server and read `verbose_json` segments."""
+
+    def __init__(self, base_url: str, model: str, api_key: str = "") -> None:
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.api_key = api_key
+        self.model_id = f"remote:{model}"
+
+    def transcribe(self, wav: Path) -> list[Segment]:
+        import httpx
+
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        with wav.open("rb") as fh:
+            r = httpx.post(f"{self.base_url}/audio/transcriptions", headers=headers, timeout=600,
+                           files={"file": (wav.name, fh, "audio/wav")},
+                           data={"model": self.model, "response_format": "verbose_json",
+                                 "timestamp_granularities[]": "segment"})
+        r.raise_for_status()
+        body = r.json()
+        return [Segment(float(s["start"]), float(s["end"]), str(s["text"]).strip())
+                for s in body.get("segments", []) if str(s.get("text", "")).strip()]
+
+
+def make_transcriber(settings: Settings) -> Transcriber:
+    backend = settings.whisper_backend
+    if backend == "faster-whisper":
+        return FasterWhisper(settings.whisper_model)
+    if backend == "openai-whisper":
+        return OpenAIWhisper(settings.whisper_model)
+    if backend == "openai":
+        return RemoteWhisper(settings.whisper_base_url or settings.llm_base_url,
+                             settings.whisper_model, settings.llm_api_key)
+    raise ValueError(f"WHISPER_BACKEND must be faster-whisper, openai-whisper or openai, not {backend!r}")
+
+
+_CUE_TIME = re.compile(
+    r"(?:(\d+):)?(\d{1,2}):(\d{2})[.,](\d{3})\s*-->\s*(?:(\d+):)?(\d{1,2}):(\d{2})[.,](\d{3})")
+_TAG = re.compile(r"<[^>]+>")
+
+
+def parse_subtitles(text: str) -> list[Segment]:
+    """WebVTT or SRT cues as segments; tags stripped, and the rolling repeats of YouTube's
+    automatic captions (each cue repeating the previous line) removed."""
+    segments: list[Segment] = []
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        m = _CUE_TIME.search(lines[i])
+        if not m:
+            i += 1
+            continue
+        g = m.groups()
+        start = int(g[0] or 0) * 3600 + int(g[1]) * 60 + int(g[2]) + int(g[3]) / 1000
+        end = int(g[4] or 0) * 3600 + int(g[5]) * 60 + int(g[6]) + int(g[7]) / 1000
+        i += 1
+        body = []
+        while i < len(lines) and lines[i].strip():
+            body.append(html.unescape(_TAG.sub("", lines[i])).strip())
+            i += 1
+        for line in body:
+            if line and not (segments and line in segments[-1].text.splitlines()):
+                segments.append(Segment(start, end, line, Kind.SUBTITLE))
+    return [s for s in segments if s.end > s.start]
