@@ -98,3 +98,24 @@ def bad_media(media_dir: Path) -> dict[str, Path]:
 
 def console(channel: str) -> Scope:
     return Scope("console", "local", channel)
+
+
+@pytest.fixture
+async def llm():
+    """A FakeLLMServer on 127.0.0.1 (see tests/fakes/llm_server.py)."""
+    from tests.fakes.llm_server import FakeLLMServer
+
+    server = FakeLLMServer()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def llm_service(settings: Settings, models: Models, llm):
+    """A service whose LLM is the fake OpenAI-compatible server."""
+    from core.answer import OpenAIChat
+
+    async with Service.open(settings, models=models, chat=OpenAIChat(llm.url, "pixtral-fake")) as svc:
+        svc.start_workers(1)
+        yield svc
