@@ -13,7 +13,7 @@ from typing import Protocol
 
 from .config import Settings
 from .fetch import with_time
-from .models import Answer, Citation, FrameRef, Kind, Turn, Video, fmt_time
+from .models import Citation, FrameRef, Kind, Turn, Video, fmt_time
 from .retrieve import Moment
 from .store import ScopedStore
 

@@ -27,7 +27,7 @@ class MediaInfo:
     title: str
 
 
-async def run(*args: str, timeout: float = 3600) -> tuple[int, bytes, bytes]:
+async def run(*args: str, timeout: float = 3600) -> tuple[int, bytes, bytes]:  # noqa: ASYNC109
     proc = await asyncio.create_subprocess_exec(
         *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         stdin=asyncio.subprocess.DEVNULL)

@@ -249,7 +249,9 @@ class Service:
         text = await self.models.call(lambda: self.models.text)
         image = await self.models.call(lambda: self.models.image)
         moments = [m for m in await retrieve(store, question, text, image, self.models.call,
-                                             top_k=self.settings.top_k) if m.hit.video_id in ready]
+                                             top_k=self.settings.top_k,
+                                             titles={k: v.title for k, v in ready.items()})
+                   if m.hit.video_id in ready]
         if not moments:
             return Answer("I couldn't find anything about that in this channel's videos.")
         cites = citations_for(moments, ready)

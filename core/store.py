@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -40,12 +41,25 @@ class VectorHit:
     score: float
 
 
+def _pymilvus_client() -> type:
+    """pymilvus reads MILVUS_URI itself when imported and refuses a file path there, which is
+    exactly what vidrag's MILVUS_URI holds for Milvus Lite: hide it during that import (vidrag
+    has read it into Settings already)."""
+    saved = os.environ.pop("MILVUS_URI", None)
+    try:
+        from pymilvus import MilvusClient
+    finally:
+        if saved is not None:
+            os.environ["MILVUS_URI"] = saved
+    return MilvusClient
+
+
 class VectorStore:
     """The two Milvus collections. Methods block; `ScopedStore` calls them on `self.executor`."""
 
     def __init__(self, uri: str, text_model: str, text_dim: int,
                  image_model: str | None = None, image_dim: int = 0) -> None:
-        from pymilvus import MilvusClient
+        MilvusClient = _pymilvus_client()  # noqa: N806
 
         # Milvus Lite 3.x answers AllocTimestamp with "not implemented" during create_collection and
         # pymilvus' embedded gRPC server logs that harmless refusal as a traceback.
@@ -63,7 +77,7 @@ class VectorStore:
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="milvus")
 
     def _ensure(self, name: str, dim: int, payload: str, max_len: int) -> None:
-        from pymilvus import DataType
+        from pymilvus import DataType  # imported by _pymilvus_client() already
 
         if not self.client.has_collection(name):
             schema = self.client.create_schema(auto_id=False, enable_dynamic_field=False)
