@@ -1,0 +1,353 @@
+"""The Slack adapter: the real Bolt app and the real core, against a fake Slack Web API.
+
+Events reach the app as signed HTTP requests on its aiohttp endpoint (HTTP mode), or as envelopes
+over a Socket Mode WebSocket; the bot's Web API calls go to `FakeSlackAPI` (tests/fakes), which
+records them. One module-wide service indexes the volcano lecture once, from a link, in
+LECTURE, and the bread lecture once, from a file share, in BREAD; each test asks in its own thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import itertools
+import json
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from adapters.slack_app import SlackBot, answer_messages, links_in, question_of, split_text, to_mrkdwn, web_client
+from core import synth
+from core.answer import OpenAIChat
+from core.config import Settings
+from core.models import Answer, Citation, Scope
+from core.service import Service
+from tests.fakes.slack_api import APP_TOKEN, BOT_TOKEN, BOT_USER, TEAM, FakeSlackAPI
+
+SECRET = "fake-signing-secret"
+LECTURE, BREAD = "C0LECTURE", "C0BREAD"
+LINK_NAME = "%3C%21channel%3E%20volcanoes.mp4"  # yt-dlp titles it "<!channel> volcanoes"
+
+_ts = itertools.count(1)
+
+
+def new_ts() -> str:
+    return f"1700000000.{next(_ts):06d}"
+
+
+def signed(body: str, secret: str = SECRET, at: float | None = None) -> dict[str, str]:
+    """Slack's v0 request signature, computed here independently of slack_sdk."""
+    stamp = str(int(at if at is not None else time.time()))
+    sig = hmac.new(secret.encode(), f"v0:{stamp}:{body}".encode(), hashlib.sha256).hexdigest()
+    return {"X-Slack-Request-Timestamp": stamp, "X-Slack-Signature": f"v0={sig}"}
+
+
+def callback(event: dict[str, Any]) -> dict[str, Any]:
+    """An Events API `event_callback` body around `event`."""
+    return {"token": "unused", "team_id": TEAM, "api_app_id": "A0FAKE", "type": "event_callback",
+            "event": {"event_ts": event["ts"], "team": TEAM, "user": "U0ALICE", **event},
+            "event_id": f"Ev{next(_ts):08d}", "event_time": int(time.time()),
+            "authorizations": [{"team_id": TEAM, "user_id": BOT_USER, "is_bot": True}]}
+
+
+@dataclass
+class Slack:
+    api: FakeSlackAPI
+    bot: SlackBot
+    service: Service
+    url: str
+    http: aiohttp.ClientSession
+
+    async def send(self, body: dict[str, Any], *, retry: int | None = None, secret: str = SECRET,
+                   at: float | None = None) -> int:
+        raw = json.dumps(body)
+        headers = {"Content-Type": "application/json", **signed(raw, secret, at)}
+        if retry is not None:
+            headers |= {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "http_timeout"}
+        async with self.http.post(self.url, data=raw, headers=headers) as r:
+            return r.status
+
+    async def mention(self, channel: str, question: str, *, ts: str | None = None,
+                      thread_ts: str | None = None) -> str:
+        ts = ts or new_ts()
+        event = {"type": "app_mention", "channel": channel, "ts": ts, "text": f"<@{BOT_USER}> {question}"}
+        if thread_ts:
+            event["thread_ts"] = thread_ts
+        assert await self.send(callback(event)) == 200
+        return ts
+
+    async def command(self, channel: str, text: str) -> int:
+        raw = urlencode({"command": "/vidrag", "text": text, "team_id": TEAM, "channel_id": channel,
+                         "user_id": "U0ALICE", "response_url": f"{self.api.url}/respond/{channel}",
+                         "trigger_id": "1.2.3", "token": "unused", "api_app_id": "A0FAKE"})
+        headers = {"Content-Type": "application/x-www-form-urlencoded", **signed(raw)}
+        async with self.http.post(self.url, data=raw, headers=headers) as r:
+            return r.status
+
+    def posts(self, channel: str, thread_ts: str) -> list[dict[str, Any]]:
+        return [c.args for c in self.api.called("chat.postMessage", channel=channel, thread_ts=thread_ts)]
+
+    def said(self, channel: str, thread_ts: str) -> str:
+        """Everything posted in a thread (texts and blocks), as one string."""
+        return json.dumps(self.posts(channel, thread_ts))
+
+
+@pytest.fixture(scope="module")
+async def slack(tmp_path_factory, models, lecture):
+    api = await FakeSlackAPI().start()
+    api.serve_media(LINK_NAME, lecture[0])
+    settings = Settings(data_dir=tmp_path_factory.mktemp("slack") / "data", clip_pretrained="random",
+                        allow_hosts=("127.0.0.1",), slack_bot_token=BOT_TOKEN, slack_signing_secret=SECRET)
+    async with Service.open(settings, models=models, chat=None) as svc:
+        svc.start_workers(1)
+        bot = SlackBot(svc, settings, client=web_client(BOT_TOKEN, base_url=api.api_url))
+        runner = web.AppRunner(bot.web_app())
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        async with aiohttp.ClientSession() as http:
+            yield Slack(api, bot, svc, f"http://127.0.0.1:{port}/slack/events", http)
+        await bot.close()
+        await runner.cleanup()
+    await api.stop()
+
+
+@pytest.fixture(scope="module")
+async def link_posted(slack: Slack) -> dict[str, Any]:
+    """A link to the volcano lecture posted (no mention) in LECTURE, and indexed."""
+    ts = new_ts()
+    url = f"{slack.api.url}/media/{LINK_NAME}"
+    t0 = time.monotonic()
+    status = await slack.send(callback({"type": "message", "channel": LECTURE, "ts": ts,
+                                        "text": f"Our lecture: <{url}>"}))
+    acked = time.monotonic() - t0
+    await slack.bot.drain()
+    return {"ts": ts, "status": status, "acked_s": acked}
+
+
+@pytest.fixture(scope="module")
+async def file_shared(slack: Slack, lecture2) -> dict[str, Any]:
+    """The bread lecture uploaded to BREAD as a file (fetched with the bot token), and indexed."""
+    ts = new_ts()
+    url = slack.api.serve_file("T0FAKE-F0BREAD/download/bread.mp4", lecture2[0])
+    files = [{"id": "F0BREAD", "name": "bread.mp4", "mimetype": "video/mp4", "filetype": "mp4",
+              "url_private_download": url, "url_private": url}]
+    status = await slack.send(callback({"type": "message", "subtype": "file_share", "channel": BREAD,
+                                        "ts": ts, "text": "", "files": files}))
+    await slack.bot.drain()
+    return {"ts": ts, "status": status, "url": url}
+
+
+# ---- indexing -----------------------------------------------------------------------------------
+async def test_link_is_acknowledged_at_once_and_indexed_with_one_progress_message(slack, link_posted) -> None:
+    assert link_posted["status"] == 200 and link_posted["acked_s"] < 3
+    posts = slack.api.called("chat.postMessage", channel=LECTURE, thread_ts=link_posted["ts"])
+    assert len(posts) == 1 and "Got it" in posts[0].args["text"]
+    reply_ts = posts[0].response["ts"]  # the one reply the bot then edits
+    edits = [c.args["text"] for c in slack.api.called("chat.update", channel=LECTURE, ts=reply_ts)]
+    assert any("downloading" in e or "transcribing" in e for e in edits), edits
+    assert "Indexed *&lt;!channel&gt; volcanoes*" in edits[-1]
+    videos = await slack.service.videos(Scope("slack", TEAM, LECTURE))
+    assert [v.status.value for v in videos] == ["ready"]
+
+
+async def test_shared_video_file_is_downloaded_with_the_bot_token(slack, file_shared) -> None:
+    downloads = slack.api.called("download", status=None)
+    assert [d.status for d in downloads] == [200]
+    assert downloads[0].headers["Authorization"] == f"Bearer {BOT_TOKEN}"
+    assert slack.service.auth_headers["slack"] == {"Authorization": f"Bearer {BOT_TOKEN}"}
+    edits = [c.args["text"] for c in slack.api.called("chat.update", channel=BREAD)]
+    assert "Indexed *Baking bread*" in edits[-1], edits
+
+
+async def test_file_that_is_not_a_video_gets_a_clear_failure(slack, bad_media) -> None:
+    url = slack.api.serve_file("T0FAKE-F0NOTES/download/notes.mp4", bad_media["text"])
+    ts = new_ts()
+    files = [{"id": "F0NOTES", "name": "notes.mp4", "mimetype": "video/mp4", "url_private_download": url}]
+    await slack.send(callback({"type": "message", "subtype": "file_share", "channel": "C0BAD", "ts": ts,
+                               "text": "", "files": files}))
+    await slack.bot.drain()
+    last = slack.api.called("chat.update", channel="C0BAD")[-1].args["text"]
+    assert last.startswith(":warning: I couldn't index *notes.mp4*:") and "Sorry" not in last, last
+
+
+async def test_ordinary_chatter_and_non_video_links_are_ignored(slack) -> None:
+    before = len(slack.api.calls)
+    for text in ("good morning", "docs are at <https://example.com/guide|the guide>"):
+        assert await slack.send(callback({"type": "message", "channel": "C0CHAT", "ts": new_ts(), "text": text})) == 200
+    await slack.bot.drain()
+    assert [c.method for c in slack.api.calls[before:] if c.method != "auth.test"] == []
+
+
+# ---- answering ----------------------------------------------------------------------------------
+async def test_mention_gets_one_threaded_answer_with_the_frame_uploaded_to_that_thread(slack, link_posted) -> None:
+    t0 = time.monotonic()
+    q = await slack.mention(LECTURE, "Why does molten rock rise?")
+    assert time.monotonic() - t0 < 3
+    await slack.bot.drain()
+    posts = slack.posts(LECTURE, q)
+    assert len(posts) == 1
+    text = posts[0]["blocks"][0]["text"]["text"]
+    stamp = re.search(rf"<{re.escape(slack.api.url)}/media/{LINK_NAME}#t=(\d+)\|0:(\d\d)>", text)
+    assert stamp and stamp[1] == str(int(stamp[2])), text  # a timestamp linked to that second
+    done = slack.api.called("files.completeUploadExternal", channel_id=LECTURE, thread_ts=q)
+    assert len(done) == 1
+    file_id = json.loads(done[0].args["files"])[0]["id"]
+    upload = slack.api.called("upload", file_id=file_id)
+    assert len(upload) == 1 and upload[0].body[:2] == b"\xff\xd8"  # a JPEG
+
+
+async def test_mention_delivered_as_app_mention_and_as_message_is_answered_once(slack, link_posted) -> None:
+    ts = new_ts()
+    text = f"<@{BOT_USER}> What kind of lava do shield volcanoes pour out?"
+    assert await slack.send(callback({"type": "app_mention", "channel": LECTURE, "ts": ts, "text": text})) == 200
+    assert await slack.send(callback({"type": "message", "channel": LECTURE, "ts": ts, "text": text})) == 200
+    await slack.bot.drain()
+    assert len(slack.posts(LECTURE, ts)) == 1
+
+
+async def test_retried_delivery_is_answered_once(slack, link_posted) -> None:
+    ts = new_ts()
+    body = callback({"type": "app_mention", "channel": LECTURE, "ts": ts, "text": f"<@{BOT_USER}> What is magma?"})
+    assert await slack.send(body) == 200
+    assert await slack.send(body, retry=1) == 200
+    assert await slack.send(body, retry=2) == 200
+    await slack.bot.drain()
+    assert len(slack.posts(LECTURE, ts)) == 1
+
+
+async def test_bad_signature_gets_401_and_no_work(slack) -> None:
+    ts = new_ts()
+    link = f"<{slack.api.url}/media/{LINK_NAME}>"
+    forged = callback({"type": "message", "channel": "C0FORGED", "ts": ts, "text": link})
+    assert await slack.send(forged, secret="not-the-secret") == 401
+    assert await slack.send(forged, at=time.time() - 600) == 401  # a replayed, stale request
+    await slack.bot.drain()
+    assert slack.api.called("chat.postMessage", status=None, channel="C0FORGED") == []
+    assert await slack.service.jobs(Scope("slack", TEAM, "C0FORGED")) == []
+    assert await slack.service.videos(Scope("slack", TEAM, "C0FORGED")) == []
+
+
+async def test_rate_limited_post_is_retried_after_retry_after(slack, link_posted) -> None:
+    slack.api.rate_limit("chat.postMessage", times=1, retry_after=0)
+    q = await slack.mention(LECTURE, "Why does the rock above the magma chamber give way?")
+    await slack.bot.drain()
+    tries = slack.api.called("chat.postMessage", status=None, channel=LECTURE, thread_ts=q)
+    assert [t.status for t in tries] == [429, 200]
+
+
+async def test_two_channels_stay_apart(slack, link_posted, file_shared) -> None:
+    in_bread = await slack.mention(BREAD, "Why does molten rock rise in a volcano?")
+    in_lecture = await slack.mention(LECTURE, "What does yeast feed on?")
+    empty = await slack.mention("C0EMPTY", "Why does molten rock rise?")
+    await slack.bot.drain()
+    bread, lecture = slack.said(BREAD, in_bread), slack.said(LECTURE, in_lecture)
+    assert "Baking bread" in bread and "volcanoes" not in bread and LINK_NAME not in bread
+    assert "volcanoes" in lecture and "Baking bread" not in lecture and "yeast" not in lecture.lower()
+    assert "No videos are indexed in this channel yet" in slack.said("C0EMPTY", empty)
+
+
+async def test_text_from_a_video_cannot_ping_the_channel(slack, link_posted) -> None:
+    q = await slack.mention(LECTURE, "How do shield volcanoes differ from stratovolcanoes?")
+    await slack.bot.drain()
+    said = slack.said(LECTURE, q)
+    assert "&lt;!channel&gt; volcanoes" in said  # the title, as retrieved from the video
+    assert "<!channel>" not in said
+    uploads = slack.api.called("files.completeUploadExternal", thread_ts=q)
+    assert "<!channel>" not in uploads[0].args["files"]
+
+
+async def test_follow_up_in_the_thread_carries_its_earlier_turns(slack, link_posted, llm, monkeypatch) -> None:
+    monkeypatch.setattr(slack.service, "chat", OpenAIChat(llm.url, "pixtral-fake"))
+    llm.enqueue("Molten rock rises because it is less dense than the rock around it [1]. <!here> & co",
+                "Shield volcanoes pour out runny basalt lava [1].")
+    first = await slack.mention(LECTURE, "Why does molten rock rise?")
+    await slack.bot.drain()
+    follow = await slack.mention(LECTURE, "And what lava do shield volcanoes have?", thread_ts=first)
+    await slack.bot.drain()
+    answers = slack.posts(LECTURE, first)
+    assert len(answers) == 2 and slack.posts(LECTURE, follow) == []
+    assert "less dense" in llm.last_text() and "Why does molten rock rise?" in llm.last_text()
+    text = answers[0]["blocks"][0]["text"]["text"]
+    assert "<!here>" not in text and "&amp; co" in text and "|0:0" in text, text
+
+
+# ---- the slash command --------------------------------------------------------------------------
+async def test_slash_videos_and_status_answer_ephemerally(slack, link_posted) -> None:
+    for sub in ("videos", "status", "help"):
+        assert await slack.command(LECTURE, sub) == 200
+        await slack.bot.drain()
+    replies = slack.api.called("respond", id=LECTURE)[-3:]
+    assert all(r.args["response_type"] == "ephemeral" for r in replies)
+    videos, status, help_ = (r.args["text"] for r in replies)
+    assert "&lt;!channel&gt; volcanoes" in videos and "ready" in videos
+    assert "1 video ready" in status and "Nothing is being indexed" in status
+    assert "/vidrag forget" in help_
+
+
+async def test_slash_forget_removes_a_video_of_this_channel_only(slack, tmp_path) -> None:
+    clip = synth.render(synth.Lecture("Tiny", [synth.Slide("Hello", ("one line",), "Hello there.", hold=0.5)]),
+                        tmp_path / "tiny.mp4", size="640x360")
+    url = slack.api.serve_media("tiny.mp4", clip)
+    await slack.send(callback({"type": "message", "channel": "C0FORGET", "ts": new_ts(), "text": f"<{url}>"}))
+    await slack.bot.drain()
+    [video] = await slack.service.videos(Scope("slack", TEAM, "C0FORGET"))
+    assert await slack.command(LECTURE, f"forget {video.id}") == 200  # another channel: not found
+    assert await slack.command("C0FORGET", f"forget {video.id}") == 200
+    await slack.bot.drain()
+    assert "There is no video" in slack.api.called("respond", id=LECTURE)[-1].args["text"]
+    assert slack.api.called("respond", id="C0FORGET")[-1].args["text"].startswith("Forgot *tiny*")
+    assert await slack.service.videos(Scope("slack", TEAM, "C0FORGET")) == []
+
+
+# ---- Socket Mode --------------------------------------------------------------------------------
+async def test_socket_mode_routes_events_to_the_same_handlers_once(slack, link_posted) -> None:
+    handler = slack.bot.socket_mode(APP_TOKEN)
+    await handler.connect_async()
+    try:
+        ts = new_ts()
+        body = callback({"type": "app_mention", "channel": LECTURE, "ts": ts,
+                         "text": f"<@{BOT_USER}> Why does molten rock rise?"})
+        for n, attempt in enumerate((0, 1)):  # the second is Slack redelivering it
+            ack = await slack.api.push({"envelope_id": f"env-{ts}-{n}", "type": "events_api", "payload": body,
+                                        "accepts_response_payload": False, "retry_attempt": attempt,
+                                        "retry_reason": "timeout" if attempt else ""})
+            assert ack == {"envelope_id": f"env-{ts}-{n}"}
+        await slack.bot.drain()
+    finally:
+        await handler.close_async()
+    assert slack.api.called("apps.connections.open")
+    assert len(slack.posts(LECTURE, ts)) == 1
+
+
+# ---- formatting (pure functions) ----------------------------------------------------------------
+def test_timestamps_become_links_and_everything_else_is_escaped() -> None:
+    c = Citation("v1", "<@U1> talk", 65.0, 70.0, "https://youtu.be/x?t=65s&a=<b>|c")
+    text = to_mrkdwn(Answer("<!channel> see [1:05] & [9:99] <https://evil|click>", (c,)))
+    assert text.startswith("&lt;!channel&gt; see <https://youtu.be/x?t=65s&amp;a=%3Cb%3E%7Cc|1:05> &amp; [9:99]")
+    assert "<https://evil" not in text
+    assert "&lt;@U1&gt; talk" in json.dumps(answer_messages(Answer("x", (c,))))
+
+
+def test_long_answers_fit_slack_block_and_message_limits() -> None:
+    long = "\n".join(f"• [0:{i % 60:02d}] " + "word " * 150 for i in range(200))  # ~150,000 characters
+    messages = answer_messages(Answer(long))
+    assert len(messages) > 1
+    for m in messages:
+        assert len(m["blocks"]) <= 50
+        assert all(len(b["text"]["text"]) <= 3000 for b in m["blocks"] if b["type"] == "section")
+        assert sum(len(b["text"]["text"]) for b in m["blocks"] if b["type"] == "section") <= 40_000
+    assert " ".join(split_text("a " * 5000, 3000)).split() == ["a"] * 5000
+
+
+def test_message_links_and_question_are_read_from_slack_markup() -> None:
+    text = f"<@{BOT_USER}> what about <https://youtu.be/abc?a=1&amp;b=2|youtu.be/abc> &amp; 1 &lt; 2?"
+    assert links_in(text) == ["https://youtu.be/abc?a=1&b=2"]
+    assert question_of(text) == "what about & 1 < 2?"
