@@ -8,6 +8,8 @@ LECTURE, and the bread lecture once, from a file share, in BREAD; each test asks
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import hashlib
 import hmac
 import itertools
@@ -22,7 +24,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from adapters.slack_app import SlackBot, answer_messages, links_in, question_of, split_text, to_mrkdwn, web_client
+from adapters.slack_app import SlackBot, answer_messages, links_in, question_of, run, split_text, to_mrkdwn, web_client
 from core import synth
 from core.answer import OpenAIChat
 from core.config import Settings
@@ -325,6 +327,33 @@ async def test_socket_mode_routes_events_to_the_same_handlers_once(slack, link_p
         await handler.close_async()
     assert slack.api.called("apps.connections.open")
     assert len(slack.posts(LECTURE, ts)) == 1
+
+
+# ---- the `web` process ---------------------------------------------------------------------------
+async def test_web_process_listens_on_port_and_rejects_unsigned_events(slack, unused_tcp_port, monkeypatch) -> None:
+    monkeypatch.setenv("PORT", str(unused_tcp_port))  # as a platform running the Procfile's `web` sets it
+    server = asyncio.create_task(run(slack.service, slack.service.settings, http=True))
+    base = f"http://127.0.0.1:{unused_tcp_port}"
+    try:
+        for _ in range(100):
+            try:
+                async with slack.http.get(f"{base}/healthz") as r:
+                    assert r.status == 200
+                    break
+            except aiohttp.ClientConnectionError:
+                await asyncio.sleep(0.05)
+        body = json.dumps(callback({"type": "app_mention", "channel": LECTURE, "ts": new_ts(), "text": "hi"}))
+        async with slack.http.post(f"{base}/slack/events", data=body) as r:
+            assert r.status == 401
+    finally:
+        server.cancel()
+        await asyncio.gather(server, return_exceptions=True)
+
+
+async def test_web_process_refuses_to_start_without_a_signing_secret(slack) -> None:
+    settings = dataclasses.replace(slack.service.settings, slack_signing_secret="")
+    with pytest.raises(SystemExit, match="SLACK_SIGNING_SECRET"):
+        await run(slack.service, settings, http=True)
 
 
 # ---- formatting (pure functions) ----------------------------------------------------------------
