@@ -1,0 +1,54 @@
+"""FakeMediaServer: a local web site (127.0.0.1) for fetch tests — plain video files, an HTML page
+with a <video> and a captions <track> (what yt-dlp's generic extractor reads), a file that needs
+an Authorization header (a chat platform's private file URL), and redirects."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+
+
+class FakeMediaServer:
+    def __init__(self, files: dict[str, Path | bytes], token: str = "xoxb-test") -> None:
+        self.files = files
+        self.token = token
+        self.requests: list[tuple[str, dict[str, str]]] = []
+        self.redirects: dict[str, str] = {}
+        self._runner: web.AppRunner | None = None
+        self.base = ""
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        self.requests.append((name, dict(request.headers)))
+        if name in self.redirects:
+            raise web.HTTPFound(self.redirects[name])
+        if name.startswith("private/") and request.headers.get("Authorization") != f"Bearer {self.token}":
+            return web.Response(status=403, text="not allowed")
+        body = self.files.get(name.removeprefix("private/"))
+        if body is None:
+            return web.Response(status=404, text="no such file")
+        if isinstance(body, Path):
+            return web.FileResponse(body)
+        ctype = "text/html" if name.endswith(".html") else "text/vtt" if name.endswith(".vtt") else "application/octet-stream"
+        return web.Response(body=body, content_type=ctype)
+
+    async def start(self) -> str:
+        app = web.Application()
+        app.router.add_get("/{name:.+}", self._handle)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.base = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+        return self.base
+
+    async def stop(self) -> None:
+        if self._runner:
+            await self._runner.cleanup()
+
+
+def page_with_captions(video: str, vtt: str, title: str) -> bytes:
+    return (f"<html><head><title>{title}</title></head><body><video controls>"
+            f'<source src="{video}" type="video/mp4">'
+            f'<track kind="captions" src="{vtt}" srclang="en" label="English"></video></body></html>').encode()
