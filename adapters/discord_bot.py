@@ -1,0 +1,406 @@
+"""The Discord adapter: discord.py events in, calls on `core.service.Service`, messages out.
+
+It only translates. A message with a video link or a video attachment becomes `submit` (one reply
+that is edited as the job moves); a mention becomes `ask`, answered in a thread opened on the
+question (or inside the thread it was asked in); slash commands map to `videos`, `ask`, `forget`
+and `jobs`. Discord's own rules live here and nowhere else: threads, the 2,000-character limit,
+the file size limit, deferring interactions within 3 s, and `AllowedMentions.none()` on everything
+sent, so text quoted from a video can never ping anyone.
+
+Without the privileged `message_content` intent Discord blanks the text of messages that do not
+mention the bot; `run` falls back to that mode by itself, and the bot then indexes links and files
+posted with a mention.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import io
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from pathlib import PurePosixPath
+from urllib.parse import urlsplit
+
+import discord
+from discord import app_commands
+
+from core.config import Settings
+from core.errors import APOLOGY, UserFacingError
+from core.models import Answer, Progress, Scope, Stage, VideoStatus, fmt_time
+from core.service import Service
+
+log = logging.getLogger(__name__)
+
+LIMIT = 2000  # characters in one Discord message
+NO_PINGS = discord.AllowedMentions.none()
+VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi", ".mpeg", ".mpg", ".ogv", ".3gp", ".flv", ".wmv"}
+HELP = ("Post a video link or upload a video in this channel and I'll index it. Then mention me with a "
+        "question and I'll answer in a thread, citing the moments.")
+
+_URL = re.compile(r"https?://[^\s<>]+")
+# Spans a message must never be split inside: masked links, <links> and bare links.
+_ATOMIC = re.compile(r"\[[^\]\n]*\]\(<?https?://[^\s)>]+>?\)|<https?://[^\s>]+>|https?://\S+")
+_STAMP = re.compile(r"\[(\d{1,2}:\d{2}(?::\d{2})?)\](?!\()")
+
+
+# ---- pure translation ---------------------------------------------------------------------------
+def scope_for(channel: object) -> Scope:
+    """The channel's scope: (guild, channel), a thread counting as its parent channel; DMs are
+    (dm, channel)."""
+    channel_id = getattr(channel, "parent_id", None) if isinstance(channel, discord.Thread) else None
+    channel_id = channel_id or channel.id  # type: ignore[attr-defined]
+    guild = getattr(channel, "guild", None)
+    return Scope("discord", str(guild.id) if guild is not None else "dm", str(channel_id))
+
+
+def render_answer(answer: Answer) -> str:
+    """The answer's text with each [m:ss] linked to its moment, and a line naming the sources."""
+    links: dict[str, str] = {}
+    for c in answer.citations:
+        if c.url:
+            links.setdefault(c.label, c.url)
+    text = _STAMP.sub(lambda m: f"[{m[1]}](<{links[m[1]]}>)" if m[1] in links else m[0], answer.text)
+    by_video: dict[str, list[str]] = {}
+    for c in answer.citations:
+        stamp = f"[{c.label}](<{c.url}>)" if c.url else c.label
+        if stamp not in by_video.setdefault(c.title, []):
+            by_video[c.title].append(stamp)
+    if by_video:
+        text += "\n-# Sources: " + " · ".join(f"{title} {', '.join(s)}" for title, s in by_video.items())
+    return text
+
+
+def split_message(text: str, limit: int = LIMIT) -> list[str]:
+    """Pieces of at most `limit` characters, cut at a line break or a space, never inside a link."""
+    chunks: list[str] = []
+    text = text.strip()
+    while len(text) > limit:
+        spans = [m.span() for m in _ATOMIC.finditer(text, 0, min(len(text), limit * 2))]
+
+        def inside(i: int, spans: list[tuple[int, int]] = spans) -> bool:
+            return any(a < i < b for a, b in spans)
+
+        cut = 0
+        for sep, floor in (("\n", limit // 2), (" ", 1)):
+            i = text.rfind(sep, 0, limit + 1)
+            while i >= floor and inside(i):
+                i = text.rfind(sep, 0, i)
+            if i >= floor:
+                cut = i
+                break
+        if not cut:  # one long word: cut hard, but before a link rather than through it
+            cut = next((a for a, b in spans if a < limit < b and a > 0), limit)
+        chunks.append(text[:cut].rstrip())
+        text = text[cut:].strip()
+    if text:
+        chunks.append(text)
+    return chunks
+
+
+def progress_text(name: str, p: Progress) -> str:
+    if p.stage == Stage.DONE:
+        return (f"✅ Indexed **{p.title or name}** ({fmt_time(p.duration)}). "
+                "Mention me with a question about it.")
+    if p.stage == Stage.FAILED:
+        return f"❌ I couldn't index {name}: {p.message or APOLOGY}"
+    about = f" **{p.title}**" if p.title else f" {name}"
+    length = f" ({fmt_time(p.duration)})" if p.duration else ""
+    return f"⏳ {p.stage.value.capitalize()}…{about}{length}"
+
+
+@functools.cache
+def _site_extractors() -> list[type]:
+    from yt_dlp.extractor import gen_extractor_classes
+
+    return [ie for ie in gen_extractor_classes() if ie.ie_key() != "Generic"]
+
+
+def is_video_link(url: str) -> bool:
+    """Whether a link posted without a mention is worth indexing: a video file, or a page a
+    site-specific yt-dlp extractor claims (YouTube, Vimeo, …). A link to a news article is not."""
+    if PurePosixPath(urlsplit(url).path).suffix.lower() in VIDEO_SUFFIXES:
+        return True
+    return any(ie.suitable(url) for ie in _site_extractors())
+
+
+def is_video_attachment(att: discord.Attachment) -> bool:
+    return (att.content_type or "").startswith("video/") or PurePosixPath(att.filename).suffix.lower() in VIDEO_SUFFIXES
+
+
+def _links(text: str) -> list[str]:
+    return [u.rstrip(".,;:!?)]'\"") for u in _URL.findall(text)]
+
+
+def _thread_name(question: str) -> str:
+    name = " ".join(question.split())
+    return (name[:95] + "…") if len(name) > 96 else name or "Question"
+
+
+class ProgressMessage:
+    """The one message that shows a job's progress. The service awaits the callback inside its
+    worker, so it only records the latest state; edits run in a task and are coalesced, and a slow
+    or rate-limited Discord never slows the ingest."""
+
+    def __init__(self, message: discord.Message, name: str) -> None:
+        self.message = message
+        self.name = name
+        self.latest = self.shown = message.content
+        self._task: asyncio.Task[None] | None = None
+
+    async def __call__(self, p: Progress) -> None:
+        self.set(progress_text(self.name, p))
+
+    def set(self, text: str) -> None:
+        self.latest = text
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._flush())
+
+    async def _flush(self) -> None:
+        while self.shown != self.latest:
+            text = self.latest
+            try:
+                await self.message.edit(content=text, allowed_mentions=NO_PINGS)
+            except discord.HTTPException:
+                log.warning("could not edit the progress message %s", self.message.id, exc_info=True)
+                return
+            self.shown = text
+
+
+# ---- the bot ------------------------------------------------------------------------------------
+class VidragBot(discord.Client):
+    """discord.py client with the service injected (discord.py's advanced_startup shape)."""
+
+    def __init__(self, service: Service, settings: Settings, *, message_content: bool = True,
+                 **options: object) -> None:
+        intents = discord.Intents.default()
+        intents.message_content = message_content  # privileged: see the README's "Run on Discord"
+        super().__init__(intents=intents, allowed_mentions=NO_PINGS, **options)  # type: ignore[arg-type]
+        self.service = service
+        self.settings = settings
+        self.tree = app_commands.CommandTree(self)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._add_commands()
+
+    async def setup_hook(self) -> None:
+        await self.tree.sync()
+
+    async def on_ready(self) -> None:
+        log.info("Discord: logged in as %s (message_content intent: %s)", self.user, self.intents.message_content)
+
+    def spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def resolve_scope(self, channel: object) -> Scope:
+        if isinstance(channel, discord.PartialMessageable) and channel.guild_id is not None:
+            channel = await self.fetch_channel(channel.id)  # an uncached thread: find its parent
+        return scope_for(channel)
+
+    # ---- messages -------------------------------------------------------------------------------
+    async def on_message(self, message: discord.Message) -> None:
+        if message.author.bot or self.user is None:
+            return  # ourselves and other bots
+        mentioned = any(u.id == self.user.id for u in message.mentions)
+        addressed = mentioned or message.guild is None
+        text = re.sub(rf"<@!?{self.user.id}>", " ", message.content)
+        links = _links(text)
+        try:
+            wanted = [u for u in links if addressed or await asyncio.to_thread(is_video_link, u)]
+            sources = [(u, f"<{u}>", None) for u in wanted]
+            sources += [(a.url, f"`{a.filename}`", {}) for a in message.attachments if is_video_attachment(a)]
+            refused = [a.filename for a in message.attachments if not is_video_attachment(a)]
+            if refused and addressed:
+                names = ", ".join(f"`{n}`" for n in refused)
+                await message.reply(f"I can only index video files, and {names} doesn't look like one.",
+                                    mention_author=False, allowed_mentions=NO_PINGS)
+            for source, name, headers in sources:
+                await self.index(message, source, name, headers)
+            if sources or refused or not addressed:
+                return  # a mention that posts a video asks nothing; a refused file was answered
+            question = _URL.sub(" ", text).strip()
+            if not question:
+                await message.reply(HELP, mention_author=False, allowed_mentions=NO_PINGS)
+                return
+            await self.answer_message(message, question)
+        except Exception:
+            log.exception("handling message %s failed", message.id)
+            await message.channel.send(APOLOGY, allowed_mentions=NO_PINGS)
+
+    async def index(self, message: discord.Message, source: str, name: str, headers: dict[str, str] | None) -> None:
+        """Acknowledge at once with the message that will show progress, then queue the job."""
+        scope = await self.resolve_scope(message.channel)
+        reply = await message.reply(f"⏳ Queued {name}…", mention_author=False, allowed_mentions=NO_PINGS)
+        progress = ProgressMessage(reply, name)
+        try:
+            sub = await self.service.submit(scope, source, headers=headers, requested_by=str(message.author.id),
+                                            on_progress=progress)
+        except UserFacingError as e:
+            progress.set(f"❌ {e.message}")
+            return
+        if sub.already:
+            video = next((v for v in await self.service.videos(scope) if v.id == sub.job.video_id), None)
+            title = video.title if video else name
+            progress.set(f"✅ Already indexed here: **{title}**. Mention me with a question about it.")
+
+    async def answer_message(self, message: discord.Message, question: str) -> None:
+        """Answer in the thread the question was asked in, or in a new thread on the question."""
+        scope = await self.resolve_scope(message.channel)
+        where: discord.abc.Messageable = message.channel
+        reference: discord.Message | None = None
+        if isinstance(message.channel, discord.TextChannel):
+            try:
+                where = await message.create_thread(name=_thread_name(question))
+            except discord.HTTPException:
+                log.warning("could not open a thread in %s; replying in the channel", message.channel.id)
+                reference = message
+        elif not isinstance(message.channel, discord.Thread):
+            reference = message  # a DM, a voice channel's chat: no threads there
+        key = str(where.id)  # type: ignore[attr-defined]
+        async with where.typing():
+            text, file = await self.ask(scope, question, key)
+        await self.send_chunks(where.send, text, file, reference=reference)
+
+    async def ask(self, scope: Scope, question: str, thread: str) -> tuple[str, discord.File | None]:
+        """The answer as text and the frame as a file (or the user-facing error as text)."""
+        try:
+            answer = await self.service.ask(scope, question, thread=thread)
+        except UserFacingError as e:
+            return e.message, None
+        except Exception:
+            log.exception("answering %r in %s failed", question, scope.key)
+            return APOLOGY, None
+        return render_answer(answer), self.frame_file(answer)
+
+    def frame_file(self, answer: Answer, limit: int = 10 * 2**20) -> discord.File | None:
+        frame = answer.frame
+        if frame is None or not frame.path:
+            return None
+        try:
+            with open(frame.path, "rb") as fh:  # a ≤640 px JPEG: tens of kB
+                data = fh.read(limit + 1)
+        except OSError:
+            log.warning("frame %s is gone", frame.path)
+            return None
+        if len(data) > limit:
+            return None
+        return discord.File(io.BytesIO(data), filename=f"frame-{fmt_time(frame.time).replace(':', '-')}.jpg")
+
+    async def send_chunks(self, send: Callable[..., Awaitable[object]], text: str, file: discord.File | None,
+                          reference: discord.Message | None = None) -> object:
+        """Send `text` in ≤2,000-character pieces, the frame with the first; returns the first message."""
+        first = None
+        for i, chunk in enumerate(split_message(text) or ["…"]):
+            kwargs: dict[str, object] = {"allowed_mentions": NO_PINGS}
+            if i == 0 and file is not None:
+                kwargs["file"] = file
+            if i == 0 and reference is not None:
+                kwargs["reference"] = reference
+                kwargs["mention_author"] = False
+            sent = await send(chunk, **kwargs)
+            first = first or sent
+        return first
+
+    # ---- slash commands -------------------------------------------------------------------------
+    def _add_commands(self) -> None:
+        tree = self.tree
+
+        @tree.command(name="videos", description="List this channel's videos and their status.")
+        async def videos(interaction: discord.Interaction) -> None:
+            await self.slash(interaction, self.list_videos)
+
+        @tree.command(name="ask", description="Ask a question about this channel's videos.")
+        @app_commands.describe(question="What do you want to know?")
+        async def ask(interaction: discord.Interaction, question: str) -> None:
+            await interaction.response.defer(thinking=True)
+            await self.slash_ask(interaction, question)
+
+        @tree.command(name="forget", description="Remove a video from this channel.")
+        @app_commands.describe(video="The video to remove")
+        @app_commands.default_permissions(manage_messages=True)
+        async def forget(interaction: discord.Interaction, video: str) -> None:
+            if interaction.guild is not None and not interaction.permissions.manage_messages:
+                await interaction.response.send_message(
+                    "Only members who can manage messages can remove videos.", ephemeral=True)
+                return
+            await self.slash(interaction, lambda scope: self.forget_video(scope, video))
+
+        @forget.autocomplete("video")
+        async def forget_choices(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+            scope = await self.resolve_scope(interaction.channel)
+            needle = current.strip().lower()
+            return [app_commands.Choice(name=f"{v.title[:80]} ({v.id})", value=v.id)
+                    for v in await self.service.videos(scope) if needle in f"{v.title} {v.id}".lower()][:25]
+
+        @tree.command(name="status", description="Show the videos being indexed in this channel.")
+        async def status(interaction: discord.Interaction) -> None:
+            await self.slash(interaction, self.job_status)
+
+        @tree.error
+        async def on_error(interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
+            log.error("slash command failed", exc_info=error)
+            send = interaction.followup.send if interaction.response.is_done() else interaction.response.send_message
+            await send(APOLOGY, ephemeral=True)
+
+    async def slash(self, interaction: discord.Interaction, work: Callable[[Scope], Awaitable[str]]) -> None:
+        """Defer first (Discord allows 3 s), then post the result or the user-facing error."""
+        await interaction.response.defer(thinking=True)
+        scope = await self.resolve_scope(interaction.channel)
+        try:
+            text = await work(scope)
+        except UserFacingError as e:
+            text = e.message
+        await self.send_chunks(interaction.followup.send, text, None)
+
+    async def slash_ask(self, interaction: discord.Interaction, question: str) -> None:
+        """Like a mention: the question is echoed, a thread opens on it, the answer goes there."""
+        channel = interaction.channel
+        scope = await self.resolve_scope(channel)
+        if isinstance(channel, discord.TextChannel):
+            echo = await interaction.followup.send(f"**Question:** {question}", wait=True, allowed_mentions=NO_PINGS)
+            thread = await channel.create_thread(name=_thread_name(question), message=echo)
+            async with thread.typing():
+                text, file = await self.ask(scope, question, str(thread.id))
+            await self.send_chunks(thread.send, text, file)
+            return
+        text, file = await self.ask(scope, question, str(interaction.channel_id))
+        await self.send_chunks(interaction.followup.send, text, file)
+
+    async def list_videos(self, scope: Scope) -> str:
+        videos = await self.service.videos(scope)
+        if not videos:
+            return "No videos in this channel yet. Post a video link or upload a video."
+        icon = {VideoStatus.READY: "✅", VideoStatus.QUEUED: "⏳", VideoStatus.INDEXING: "⏳",
+                VideoStatus.FAILED: "❌"}
+        return "\n".join(f"{icon.get(v.status, '•')} **{v.title}** ({fmt_time(v.duration)}) — {v.status.value}"
+                         f" · `{v.id}`" for v in videos)
+
+    async def forget_video(self, scope: Scope, video: str) -> str:
+        gone = await self.service.forget(scope, video)
+        return f"🗑️ Removed **{gone.title}** from this channel."
+
+    async def job_status(self, scope: Scope) -> str:
+        jobs = await self.service.jobs(scope)
+        if not jobs:
+            return "Nothing is being indexed in this channel."
+        titles = {v.id: v.title for v in await self.service.videos(scope)}
+        return "\n".join(f"⏳ **{titles.get(j.video_id, j.source)}** — {j.stage.value}"
+                         + (f" (attempt {j.attempts})" if j.attempts > 1 else "") for j in jobs)
+
+
+async def run(service: Service, settings: Settings) -> None:
+    """Run the bot until it is closed. If the portal has not enabled the privileged
+    `message_content` intent, reconnect without it (links are then read from mentions only)."""
+    for message_content in (True, False):
+        bot = VidragBot(service, settings, message_content=message_content)
+        try:
+            async with bot:
+                await bot.start(settings.discord_token)
+            return
+        except discord.PrivilegedIntentsRequired:
+            if not message_content:
+                raise
+            log.warning("The Message Content intent is not enabled for this bot in the Discord developer "
+                        "portal; continuing without it: only messages that mention the bot are read.")

@@ -1,0 +1,284 @@
+"""The Discord adapter, end to end: the real discord.py client (gateway, HTTP, models, CommandTree)
+talking to FakeDiscord on 127.0.0.1, over the real core (Milvus Lite, SQLite, whisper, MiniLM,
+OCR, random-weight CLIP). Videos are the rendered lectures, served by FakeDiscord as a link
+(`/media/…`, fetched by yt-dlp's generic extractor) or as an attachment (`/cdn/…`)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from adapters import discord_bot
+from adapters.discord_bot import VidragBot, render_answer, split_message
+from core.config import Settings
+from core.models import Answer, Citation
+from core.service import Service
+from tests.conftest import ffmpeg
+from tests.fakes.discord_server import FakeDiscord
+
+NO_PINGS = {"parse": [], "replied_user": False}
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """The fake Discord (links, attachments) lives on 127.0.0.1, which the URL guard must allow."""
+    return Settings(data_dir=tmp_path / "data", clip_pretrained="random", allow_hosts=("127.0.0.1",))
+
+
+@pytest.fixture
+async def fake(monkeypatch: pytest.MonkeyPatch, lecture, lecture2) -> AsyncIterator[FakeDiscord]:
+    server = FakeDiscord()
+    await server.start()
+    server.point_discord_py_at(monkeypatch)
+    server.files["volcanoes.mp4"] = lecture[0]
+    server.files["bread.mp4"] = lecture2[0]
+    yield server
+    await server.stop()
+
+
+@contextlib.asynccontextmanager
+async def connected(service: Service, settings: Settings) -> AsyncIterator[VidragBot]:
+    bot = VidragBot(service, settings, guild_ready_timeout=0.1)  # the fake has one guild: no need to wait 2 s
+    task = asyncio.create_task(bot.start("fake-token"))
+    await asyncio.wait_for(bot.wait_until_ready(), 30)
+    try:
+        yield bot
+    finally:
+        await bot.close()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+@pytest.fixture
+async def bot(service: Service, settings: Settings, fake: FakeDiscord) -> AsyncIterator[VidragBot]:
+    async with connected(service, settings) as b:
+        yield b
+
+
+@pytest.fixture
+async def llm_bot(llm_service: Service, settings: Settings, fake: FakeDiscord) -> AsyncIterator[VidragBot]:
+    async with connected(llm_service, settings) as b:
+        yield b
+
+
+@pytest.fixture(scope="session")
+def everyone_video(media_dir: Path, lecture) -> Path:
+    """The volcano lecture whose title (text the bot quotes back) pings @everyone and a role."""
+    out = media_dir / "everyone.mp4"
+    ffmpeg("-i", str(lecture[0]), "-c", "copy", "-metadata", "title=@everyone <@&123> volcano night", str(out))
+    return out
+
+
+# ---- helpers ------------------------------------------------------------------------------------
+async def outcome(fake: FakeDiscord, posted: dict) -> dict:
+    """The bot's progress reply to `posted`, once it shows the end of the job (✅ or ❌)."""
+    def done() -> dict | None:
+        return next((m for m in fake.messages.values()
+                     if m.get("message_reference", {}).get("message_id") == posted["id"]
+                     and m["content"].startswith(("✅", "❌"))), None)
+    return await fake.wait_for(done, within=60)
+
+
+async def index_link(fake: FakeDiscord, channel: str = "general", name: str = "volcanoes.mp4") -> dict:
+    reply = await outcome(fake, await fake.post(channel, f"Tonight's talk: {fake.url}/media/{name}"))
+    assert reply["content"].startswith("✅"), reply["content"]
+    return reply
+
+
+async def thread_reply(fake: FakeDiscord, thread_id: str, count: int = 1) -> list[dict]:
+    return await fake.wait_for(lambda: (m := fake.bot_messages(thread_id)) and len(m) >= count and m)
+
+
+def sent(fake: FakeDiscord, message: dict):
+    """The REST request that created `message`."""
+    return next(r for r in fake.calls("POST", f"/channels/{message['channel_id']}/messages")
+                if r.json.get("content") == message["content"])
+
+
+async def interaction_replies(fake: FakeDiscord, token: str, count: int = 1) -> list[dict]:
+    return await fake.wait_for(
+        lambda: (m := [x for x in fake.messages.values() if x.get("interaction_token") == token])
+        and len(m) >= count and m)
+
+
+def first_response_type(fake: FakeDiscord, token: str) -> int:
+    return next(r for r in fake.requests if r.path.endswith(f"/{token}/callback")).json["type"]
+
+
+# ---- indexing -----------------------------------------------------------------------------------
+async def test_posted_link_is_indexed_on_one_edited_message(bot: VidragBot, fake: FakeDiscord) -> None:
+    posted = await fake.post("general", f"Tonight's talk: {fake.url}/media/volcanoes.mp4")
+    status = await fake.slash("general", "status")
+    reply = await outcome(fake, posted)
+    assert reply["content"].startswith("✅ Indexed **volcanoes**"), reply["content"]
+    assert len(fake.bot_messages("general")) == 1  # one message, edited through the stages
+    assert len(fake.calls("PATCH", f"/messages/{reply['id']}")) >= 2
+    assert "volcanoes" in (await interaction_replies(fake, status))[0]["content"]
+    listed = await fake.slash("general", "videos")
+    assert "✅ **volcanoes**" in (await interaction_replies(fake, listed))[0]["content"]
+    assert first_response_type(fake, status) == first_response_type(fake, listed) == 5  # deferred
+
+
+async def test_uploaded_video_is_indexed(bot: VidragBot, fake: FakeDiscord, lecture2) -> None:
+    posted = await fake.post("general", "", attachments=[("bread.mp4", "video/mp4", lecture2[0])])
+    reply = await outcome(fake, posted)
+    assert reply["content"].startswith("✅ Indexed **Baking bread**"), reply["content"]
+
+
+async def test_bad_link_gets_a_clear_reply(bot: VidragBot, fake: FakeDiscord) -> None:
+    missing = await outcome(fake, await fake.post("general", f"{fake.url}/media/missing.mp4"))
+    private = await outcome(fake, await fake.post("general", "look http://10.1.2.3/talk.mp4", mention_bot=True))
+    assert "I couldn't download that video" in missing["content"]
+    assert "private network" in private["content"]
+
+
+async def test_non_video_attachment_gets_a_clear_reply(bot: VidragBot, fake: FakeDiscord, bad_media) -> None:
+    fake_mp4 = await outcome(fake, await fake.post("general", "", attachments=[
+        ("notes.mp4", "video/mp4", bad_media["text"])]))
+    pdf = await fake.post("general", "my slides", mention_bot=True,
+                          attachments=[("slides.pdf", "application/pdf", b"%PDF-1.4 not a video")])
+    refusal = await fake.wait_for(lambda: next(
+        (m for m in fake.bot_messages("general") if m.get("message_reference", {}).get("message_id") == pdf["id"]),
+        None))
+    assert fake_mp4["content"].startswith("❌ I couldn't index `notes.mp4`:"), fake_mp4["content"]
+    assert "video" in fake_mp4["content"].split(":", 1)[1]
+    assert refusal["content"] == "I can only index video files, and `slides.pdf` doesn't look like one."
+
+
+async def test_link_in_chat_about_something_else_is_left_alone(bot: VidragBot, fake: FakeDiscord) -> None:
+    await fake.post("general", "good read: https://example.com/news/volcano-article")
+    await fake.post("general", "", mention_bot=True)  # a bare mention: the bot explains itself
+    await fake.wait_for(lambda: fake.bot_messages("general"))
+    assert [m["content"] for m in fake.bot_messages("general")] == [discord_bot.HELP]
+
+
+# ---- answering ----------------------------------------------------------------------------------
+async def test_mention_gets_thread_reply_citing_timestamps_with_frame(bot: VidragBot, fake: FakeDiscord) -> None:
+    await index_link(fake)
+    question = await fake.post("general", "Why do volcanoes erupt?", mention_bot=True)
+    thread = fake.calls("POST", f"/messages/{question['id']}/threads")
+    assert thread and thread[0].json["name"] == "Why do volcanoes erupt?"
+    (answer,) = await thread_reply(fake, question["id"])
+    assert f"](<{fake.url}/media/volcanoes.mp4#t=" in answer["content"]  # [m:ss] linked to the moment
+    request = sent(fake, answer)
+    ((name, jpeg),) = request.files.values()
+    assert name.startswith("frame-") and name.endswith(".jpg") and jpeg[:3] == b"\xff\xd8\xff"
+    assert fake.calls("POST", f"/channels/{question['id']}/typing")  # it typed while it worked
+    assert request.json["allowed_mentions"] == NO_PINGS
+
+
+async def test_follow_up_in_thread_carries_the_earlier_turn(llm_bot: VidragBot, fake: FakeDiscord, llm) -> None:
+    await index_link(fake)
+    llm.enqueue("Gas comes out of the magma and the pressure builds until the rock gives way [1].",
+                "Runny basalt lava [1].")
+    question = await fake.post("general", "Why do volcanoes erupt?", mention_bot=True)
+    await thread_reply(fake, question["id"])
+    await fake.post(question["id"], "And what lava do shield volcanoes have?", mention_bot=True)
+    first, second = await thread_reply(fake, question["id"], count=2)
+    assert "pressure builds" in first["content"] and "Runny basalt lava" in second["content"]
+    turns = [(m["role"], m["content"]) for m in llm.history[-1]["messages"][1:-1]]
+    assert turns[0] == ("user", "Why do volcanoes erupt?")
+    assert turns[1][0] == "assistant" and "pressure builds" in turns[1][1]
+    assert len(fake.calls("POST", "/threads")) == 1  # the follow-up stayed in the thread
+
+
+async def test_two_channels_stay_apart(bot: VidragBot, fake: FakeDiscord) -> None:
+    await index_link(fake, "general")
+    q = await fake.post("random", "Why do volcanoes erupt?", mention_bot=True)
+    (other,) = await thread_reply(fake, q["id"])
+    assert other["content"].startswith("No videos are indexed in this channel yet")
+    listed = await fake.slash("random", "videos")
+    assert (await interaction_replies(fake, listed))[0]["content"].startswith("No videos in this channel yet")
+    general = bot.get_channel(int(fake.channel_id("general")))
+    (video,) = await bot.service.videos(discord_bot.scope_for(general))
+    forget = await fake.slash("random", "forget", {"video": video.id})
+    assert "There is no video" in (await interaction_replies(fake, forget))[0]["content"]
+    dm = await fake.post(str(fake.snowflake()), "Why do volcanoes erupt?", dm=True)
+    (in_dm,) = await fake.wait_for(lambda: fake.bot_messages(dm["channel_id"]))
+    assert in_dm["content"].startswith("No videos are indexed in this channel yet")
+    assert len(await bot.service.videos(discord_bot.scope_for(general))) == 1
+
+
+async def test_everyone_in_retrieved_text_does_not_ping(bot: VidragBot, fake: FakeDiscord, everyone_video) -> None:
+    progress = await outcome(fake, await fake.post("general", "", attachments=[
+        ("party.mp4", "video/mp4", everyone_video)]))
+    question = await fake.post("general", "Why do volcanoes erupt?", mention_bot=True)
+    (answer,) = await thread_reply(fake, question["id"])
+    assert "@everyone <@&123> volcano night" in answer["content"]
+    assert sent(fake, answer).json["allowed_mentions"] == NO_PINGS
+    edits = fake.calls("PATCH", f"/messages/{progress['id']}")
+    assert "@everyone" in edits[-1].json["content"] and edits[-1].json["allowed_mentions"] == NO_PINGS
+
+
+# ---- slash commands -----------------------------------------------------------------------------
+async def test_slash_ask_answers_in_a_thread_on_the_question(bot: VidragBot, fake: FakeDiscord) -> None:
+    await index_link(fake)
+    token = await fake.slash("general", "ask", {"question": "What kind of lava do shield volcanoes pour out?"})
+    (echo,) = await interaction_replies(fake, token)
+    assert first_response_type(fake, token) == 5  # deferred within Discord's 3 s
+    assert echo["content"] == "**Question:** What kind of lava do shield volcanoes pour out?"
+    (answer,) = await thread_reply(fake, echo["id"])
+    assert "[" in answer["content"] and "#t=" in answer["content"]
+    assert sent(fake, answer).files
+
+
+async def test_slash_forget_autocompletes_and_needs_manage_messages(bot: VidragBot, fake: FakeDiscord) -> None:
+    await index_link(fake)
+    token = await fake.slash("general", "forget", {"video": "volc"}, kind=4, focused="video")
+    choices = (await fake.wait_for(lambda: next(
+        (r for r in fake.requests if r.path.endswith(f"/{token}/callback")), None))).json
+    assert choices["type"] == 8
+    ((choice),) = choices["data"]["choices"]
+    assert choice["name"].startswith("volcanoes (")
+    denied = await fake.slash("general", "forget", {"video": choice["value"]}, permissions=0)
+    (no,) = await fake.wait_for(lambda: [r for r in fake.requests if r.path.endswith(f"/{denied}/callback")])
+    assert no.json["data"]["flags"] == 64 and "manage messages" in no.json["data"]["content"]
+    allowed = await fake.slash("general", "forget", {"video": choice["value"]})
+    assert (await interaction_replies(fake, allowed))[0]["content"] == "🗑️ Removed **volcanoes** from this channel."
+    assert await bot.service.videos(discord_bot.scope_for(bot.get_channel(int(fake.channel_id("general"))))) == []
+    assert [c["name"] for c in fake.commands] == ["videos", "ask", "forget", "status"]  # synced in setup_hook
+
+
+# ---- start-up -----------------------------------------------------------------------------------
+async def test_without_message_content_intent_it_reconnects_and_reads_mentions(
+        service: Service, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FakeDiscord(message_content_enabled=False)
+    await fake.start()
+    fake.point_discord_py_at(monkeypatch)
+    running = asyncio.create_task(discord_bot.run(service, dataclasses.replace(settings, discord_token="t")))
+    try:
+        await fake.wait_for(lambda: fake.identify, within=30)  # the first one, asking for the intent, was refused
+        assert not fake.intents & FakeDiscord.MESSAGE_CONTENT
+        plain = await fake.post("general", "http://10.1.2.3/talk.mp4")  # arrives blank: ignored
+        mentioned = await outcome(fake, await fake.post("general", "http://10.1.2.3/b.mp4", mention_bot=True))
+        assert "private network" in mentioned["content"]
+        assert not [m for m in fake.messages.values() if m.get("message_reference", {}).get("message_id") == plain["id"]]
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await fake.stop()
+
+
+# ---- message shaping (no Discord needed) --------------------------------------------------------
+def test_timestamps_become_links_where_the_video_has_one() -> None:
+    answer = Answer("Pressure builds [0:12]; see also [1:05] and [9:59].", (
+        Citation("v1", "Volcanoes", 12, 20, "https://youtu.be/x?t=12s"),
+        Citation("v2", "Upload", 65, 70, "")))
+    text = render_answer(answer)
+    assert text.startswith("Pressure builds [0:12](<https://youtu.be/x?t=12s>); see also [1:05] and [9:59].")
+    assert text.endswith("-# Sources: Volcanoes [0:12](<https://youtu.be/x?t=12s>) · Upload 1:05")
+
+
+def test_long_answer_is_split_without_breaking_a_link() -> None:
+    link = "[3:41](<https://www.youtube.com/watch?v=abcdefghijk&t=221s>)"
+    text = " ".join(f"word{i} {link}" for i in range(120))
+    chunks = split_message(text)
+    assert len(chunks) > 1 and all(len(c) <= 2000 for c in chunks)
+    assert all(c.count("[3:41](<") == c.count(">)") for c in chunks)
+    assert " ".join(chunks) == text
+    one_line = "x" * 1990 + link  # no space to cut at: cut before the link, not through it
+    assert split_message(one_line) == ["x" * 1990, link]
