@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import ModuleType
 
 from core.config import Settings
 from core.errors import APOLOGY, UserFacingError
@@ -117,10 +118,27 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument("--channel", default="general")
         if name in ("ingest", "ask", "videos"):
             s.add_argument("--json", action="store_true", help="print one JSON object")
+    if (ev := eval_module()) is not None:
+        ev.add_arguments(sub.add_parser("eval", help="score answers on rendered lectures (eval/run.py)"))
     return p
 
 
+def eval_module() -> ModuleType | None:
+    """eval/run.py of a checkout: a tool beside the packages, not installed with them."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "eval" / "run.py"
+    spec = importlib.util.spec_from_file_location("vidrag_eval_run", path) if path.is_file() else None
+    if spec is None or spec.loader is None:
+        return None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 async def run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.cmd == "eval":  # opens its own service on a throwaway data directory
+        return await eval_module().run(args, settings)
     sc = scope(args.channel)
     async with Service.open(settings) as svc:
         if args.cmd == "ingest":
