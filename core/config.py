@@ -58,7 +58,15 @@ class Settings:
     max_download_mb: float = 500.0
     max_question_chars: int = 1000
     allow_hosts: tuple[str, ...] = ()  # hosts exempt from the private-address guard (tests)
-    ingest_workers: int = 1
+    ingest_workers: int = 1  # ingests run at once in this process (the concurrency bound)
+    job_lease_seconds: float = 120.0  # a job whose worker stops renewing is taken up again after this
+    job_max_attempts: int = 3  # after this many failed or crashed attempts a job is dead-lettered
+    max_jobs_per_channel: int = 10  # videos queued or indexing at once in one channel
+    max_jobs_per_user: int = 3  # videos queued or indexing at once for one person
+    ingests_per_hour_per_channel: int = 30
+    ingests_per_hour_per_user: int = 10
+    questions_per_minute_per_channel: int = 30
+    questions_per_minute_per_user: int = 6
     top_k: int = 8
     log_level: str = "INFO"
 

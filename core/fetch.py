@@ -1,13 +1,21 @@
 """Getting the video onto disk: local paths (console only), links through yt-dlp, and chat
 attachments from the platform's file URL with the bot's token.
 
-Every URL, and every redirect hop, passes `check_url`: http(s) only, and no loopback, private,
+Every URL, and every redirect hop, passes `UrlGuard`: http(s) only, and no loopback, private,
 link-local, multicast, reserved or cloud-metadata address unless the host is explicitly allowed.
+
+yt-dlp follows redirects, manifests and fragments itself, inside whichever HTTP library it picks,
+so checking the first URL is not enough. Rather than patch its internals, every request it makes
+goes through `GuardProxy`, a local HTTP proxy that checks each destination with the same guard
+and connects to the very address it checked (no second DNS lookup for a rebinding name to change).
+That covers every hop, every HLS/DASH fragment and every subtitle file, whatever yt-dlp's
+extractor does. The size limit is a progress hook counting the bytes of every file and fragment.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import socket
@@ -15,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
 
@@ -66,20 +74,114 @@ class UrlGuard:
 
     def check(self, url: str) -> None:
         """Raise BadSource unless `url` is http(s) to a public address (or an allowed host)."""
-        parts = urlsplit(url)
+        self.address(url)
+
+    def address(self, url: str) -> str:
+        """The checked address to connect to for `url` (the host itself when allowed by name)."""
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError as e:
+            raise BadSource("That doesn't look like a valid link.") from e
         if parts.scheme not in ("http", "https"):
             raise BadSource("I only fetch http and https links.")
         host = (parts.hostname or "").lower().rstrip(".")
         if not host:
             raise BadSource("That link has no host name.")
+        if port == 0:
+            raise BadSource("That doesn't look like a valid link.")
         if host in self.allow_hosts:
-            return
+            return host
         if host in METADATA_HOSTS or host == "localhost" or host.endswith(".localhost"):
-            raise BadSource("That link points inside a private network, which I don't fetch.")
+            raise BadSource(PRIVATE)
         ip = _parse_ip(host)
         addresses = [ip] if ip else [_parse_ip(a) for a in self.resolver(host)]
         if not addresses or any(a is None or not is_public(a) for a in addresses):
-            raise BadSource("That link points inside a private network, which I don't fetch.")
+            raise BadSource(PRIVATE)
+        first = addresses[0]
+        assert first is not None
+        return str(first.ipv4_mapped or first) if isinstance(first, ipaddress.IPv6Address) else str(first)
+
+
+PRIVATE = "That link points inside a private network, which I don't fetch."
+
+
+class GuardProxy:
+    """A local HTTP proxy (127.0.0.1, an ephemeral port) for one download: plain requests in
+    absolute form and CONNECT tunnels for https, each destination checked with `guard` and
+    connected to at the checked address. Refusals are answered 403 and remembered in `refused`."""
+
+    def __init__(self, guard: UrlGuard) -> None:
+        self.guard = guard
+        self.refused: list[str] = []
+        self.url = ""
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def __aenter__(self) -> GuardProxy:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for w in list(self._writers):
+            w.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._server.wait_closed(), 5)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        upstream: asyncio.StreamWriter | None = None
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+            line, _, rest = head.partition(b"\r\n")
+            method, target, version = line.decode("latin-1").split(" ", 2)
+            tunnel = method.upper() == "CONNECT"
+            url = f"https://{target}/" if tunnel else target
+            parts = urlsplit(url)
+            if not tunnel and parts.scheme != "http":
+                raise BadSource("I only fetch http and https links.")
+            try:
+                address = await asyncio.to_thread(self.guard.address, url)
+            except BadSource:
+                self.refused.append(f"{parts.scheme}://{parts.netloc}")
+                raise
+            port = parts.port or (443 if tunnel else 80)
+            up_reader, upstream = await asyncio.wait_for(asyncio.open_connection(address, port), 30)
+            if tunnel:
+                writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            else:  # origin form, one request per connection, no proxy headers forwarded
+                path = urlunsplit(("", "", parts.path or "/", parts.query, ""))
+                keep = [h for h in rest.split(b"\r\n") if h and not h.lower().startswith(
+                    (b"proxy-", b"connection:", b"keep-alive:"))]
+                upstream.write(f"{method} {path} {version}\r\n".encode("latin-1")
+                               + b"\r\n".join([*keep, b"Connection: close"]) + b"\r\n\r\n")
+            pipes = [asyncio.create_task(_pipe(reader, upstream)), asyncio.create_task(_pipe(up_reader, writer))]
+            _, pending = await asyncio.wait(pipes, return_when=asyncio.FIRST_COMPLETED)
+            for t in pending:
+                t.cancel()
+        except BadSource:
+            with contextlib.suppress(Exception):
+                writer.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                await writer.drain()
+        except (OSError, ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError) as e:
+            log.info("proxy request failed: %s", type(e).__name__)
+            with contextlib.suppress(Exception):
+                writer.write(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        finally:
+            for w in (upstream, writer):
+                if w is not None:
+                    w.close()
+            self._writers.discard(writer)
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(OSError, asyncio.CancelledError):
+        while data := await reader.read(1 << 16):
+            writer.write(data)
+            await writer.drain()
 
 
 @dataclass
@@ -110,9 +212,11 @@ def with_time(url: str, seconds: float) -> str:
 
 async def download_file(url: str, dest: Path, guard: UrlGuard, max_bytes: int,
                         headers: dict[str, str] | None = None,
-                        transport: httpx.AsyncBaseTransport | None = None) -> Path:
-    """Stream a platform attachment to `dest`, checking each redirect hop and the size as it comes."""
-    async with httpx.AsyncClient(follow_redirects=False, timeout=60, transport=transport) as client:
+                        transport: httpx.AsyncBaseTransport | None = None, proxy: str | None = None) -> Path:
+    """Stream a platform attachment to `dest`, checking each redirect hop and the size as it comes
+    (and, through `proxy`, connecting only to the address checked)."""
+    async with httpx.AsyncClient(follow_redirects=False, timeout=60, transport=transport, proxy=proxy,
+                                 trust_env=False) as client:
         for _ in range(6):
             guard.check(url)
             async with client.stream("GET", url, headers=headers or {}) as r:
@@ -135,9 +239,27 @@ async def download_file(url: str, dest: Path, guard: UrlGuard, max_bytes: int,
         raise BadSource("That link redirects too many times.")
 
 
-def _ytdlp(url: str, work: Path, guard: UrlGuard, max_bytes: int, max_seconds: float) -> Fetched:
-    """Blocking yt-dlp download (run in a thread). Format near 360p, subtitles requested."""
+# Protocols yt-dlp downloads natively over HTTP (so through the proxy); rtmp, rtsp, mms and the
+# like would open their own sockets.
+_HTTP_ONLY = "[protocol~='^(https?|m3u8|m3u8_native|http_dash_segments)$']"
+
+
+def _ytdlp(url: str, work: Path, guard: UrlGuard, max_bytes: int, max_seconds: float,
+           proxy: str) -> Fetched:
+    """Blocking yt-dlp download (run in a thread). Format near 360p, subtitles requested; every
+    request through `proxy`; no cookies, config files, local files, exec or user post-processors."""
     import yt_dlp
+
+    sizes: dict[str, int] = {}
+
+    def limit_size(d: dict[str, Any]) -> None:
+        # Counted as it streams, for every file and every fragment (HLS, DASH), whatever the
+        # server announced: a stream with no Content-Length is stopped at the limit too.
+        key = str(d.get("tmpfilename") or d.get("filename") or "")
+        sizes[key] = max(sizes.get(key, 0), int(d.get("downloaded_bytes") or 0))
+        if sum(sizes.values()) > max_bytes:
+            sizes["__too_big__"] = 1
+            raise yt_dlp.utils.DownloadCancelled("the download is larger than the limit")
 
     def refuse_long(info: dict[str, Any], *, incomplete: bool) -> str | None:
         d = info.get("duration")
@@ -147,19 +269,28 @@ def _ytdlp(url: str, work: Path, guard: UrlGuard, max_bytes: int, max_seconds: f
 
     opts: dict[str, Any] = {
         "outtmpl": str(work / "video.%(ext)s"), "format_sort": ["res:360", "+size"],
-        "format": "bv*[height<=480]+ba/b[height<=480]/bv*+ba/b", "merge_output_format": "mp4",
+        "format": (f"bv*[height<=480]{_HTTP_ONLY}+ba{_HTTP_ONLY}/b[height<=480]{_HTTP_ONLY}/"
+                   f"bv*{_HTTP_ONLY}+ba{_HTTP_ONLY}/b{_HTTP_ONLY}"),
+        "merge_output_format": "mp4",
         "writesubtitles": True, "writeautomaticsub": True, "subtitleslangs": ["en.*", "en"],
         "subtitlesformat": "vtt", "noplaylist": True, "quiet": True, "no_warnings": True,
-        "max_filesize": max_bytes, "match_filter": refuse_long, "paths": {"home": str(work)},
-        "socket_timeout": 30, "retries": 2, "noprogress": True, "cachedir": False,
+        "max_filesize": max_bytes, "match_filter": refuse_long,
+        "paths": {"home": str(work), "temp": str(work)},
+        "socket_timeout": 30, "retries": 2, "fragment_retries": 2, "noprogress": True, "cachedir": False,
         "allowed_extractors": ["default", "-generic:local"],
+        "proxy": proxy, "progress_hooks": [limit_size], "enable_file_urls": False,
+        "cookiefile": None, "cookiesfrombrowser": None, "external_downloader": {"default": "native"},
+        "concurrent_fragment_downloads": 1, "playlist_items": "1", "lazy_playlist": True,
     }
+    too_big = f"That video is larger than my limit of {max_bytes // 2**20} MB."
     try:
         with yt_dlp.YoutubeDL(opts) as ydl:
             info = ydl.extract_info(url, download=True)
-    except yt_dlp.utils.DownloadError as e:
+    except (yt_dlp.utils.DownloadError, yt_dlp.utils.DownloadCancelled) as e:
         msg = str(e)
         log.info("yt-dlp refused %s: %s", url, msg)
+        if "__too_big__" in sizes:
+            raise BadSource(too_big) from e
         if "Unsupported URL" in msg:
             raise BadSource("I don't recognise a video at that link.") from e
         if "too long" in msg:
@@ -169,8 +300,10 @@ def _ytdlp(url: str, work: Path, guard: UrlGuard, max_bytes: int, max_seconds: f
         raise BadSource(f"That video is longer than my limit of {int(max_seconds // 60)} minutes, or larger "
                         f"than {max_bytes // 2**20} MB.")
     files = [p for p in work.glob("video.*") if p.suffix not in (".vtt", ".part", ".ytdl")]
+    if "__too_big__" in sizes:
+        raise BadSource(too_big)
     if not files:
-        raise BadSource(f"That video is larger than my limit of {max_bytes // 2**20} MB.")
+        raise BadSource(too_big)
     subs = sorted(work.glob("*.vtt"))
     page = info.get("webpage_url") or url
     return Fetched(path=files[0], title=str(info.get("title") or "video"), url=page,
@@ -191,8 +324,18 @@ async def fetch(source: str, work: Path, guard: UrlGuard, *, max_bytes: int, max
             raise BadSource(f"I can't find the file `{src}`.")
         return Fetched(path=path.resolve(), title=path.stem, url="")
     guard.check(src)
-    if headers is not None:  # a chat attachment: a plain file download with the bot's token
-        name = Path(urlsplit(src).path).name or "attachment"
-        path = await download_file(src, work / f"upload{Path(name).suffix[:8]}", guard, max_bytes, headers)
-        return Fetched(path=path, title=Path(name).stem, url="")
-    return await asyncio.to_thread(_ytdlp, src, work, guard, max_bytes, max_seconds)
+    async with GuardProxy(guard) as proxy:
+        try:
+            if headers is not None:  # a chat attachment: a plain file download with the bot's token
+                name = Path(urlsplit(src).path).name or "attachment"
+                path = await download_file(src, work / f"upload{Path(name).suffix[:8]}", guard, max_bytes,
+                                           headers, proxy=proxy.url)
+                return Fetched(path=path, title=Path(name).stem, url="")
+            return await asyncio.to_thread(_ytdlp, src, work, guard, max_bytes, max_seconds, proxy.url)
+        except (BadSource, httpx.HTTPError) as e:
+            if proxy.refused:  # whatever the downloader made of the 403, the reason is the address
+                log.info("refused %s on the way to %s", proxy.refused, src)
+                raise BadSource(PRIVATE) from e
+            if isinstance(e, httpx.HTTPError):
+                raise BadSource("I couldn't download that file (the connection failed).") from e
+            raise
