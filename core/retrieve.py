@@ -16,11 +16,14 @@ narrowed to the words that answer, and fused by time.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+
+import snowballstemmer
 
 from .embed import ImageEmbedder, TextEmbedder
 from .models import Hit, Kind
@@ -139,14 +142,17 @@ also just more most other some any each many much own same only over under again
 few nor off out up down should would could may might must shall get gets got""".split())
 
 
+_STEM = snowballstemmer.stemmer("english")
+
+
+@functools.lru_cache(maxsize=65536)
+def _stem(word: str) -> str:
+    return _STEM.stemWord(word)
+
+
 def tokens(text: str) -> set[str]:
-    """Lower-case content words, with a plural `s` stripped."""
-    out = set()
-    for w in re.findall(r"[a-z0-9_]+", text.lower()):
-        if w in STOP or len(w) < 2:
-            continue
-        out.add(w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w)
-    return out
+    """Lower-case content words, stemmed (Snowball), so eruptions matches erupt."""
+    return {_stem(w) for w in re.findall(r"[a-z0-9_]+", text.lower()) if w not in STOP and len(w) > 1}
 
 
 def lexical_scores(question: str, docs: list[str], ignore: set[str] | frozenset[str] = frozenset()) -> list[float]:
