@@ -67,7 +67,7 @@ class FakeDiscord:
         # closes the gateway with 4014, and messages that do not mention the bot arrive blank.
         self.message_content_enabled = message_content_enabled
         self.heartbeat_ms = heartbeat_ms
-        self.heartbeats = 0
+        self.heartbeats: list[float] = []  # when each heartbeat arrived (time.perf_counter())
         self._ids = itertools.count(((int(time.time() * 1000) - DISCORD_EPOCH_MS) << 22) + 1)
         self.bot = _user(BOT_ID, "vidrag", bot=True)
         self.channels: dict[str, dict] = {}
@@ -133,7 +133,7 @@ class FakeDiscord:
                 break
             data = json.loads(msg.data)
             if data["op"] == 1:  # heartbeat
-                self.heartbeats += 1
+                self.heartbeats.append(time.perf_counter())
                 await ws.send_json({"op": 11, "d": None, "s": None, "t": None})
             elif data["op"] == 2:  # identify
                 if data["d"].get("intents", 0) & self.MESSAGE_CONTENT and not self.message_content_enabled:
