@@ -1,0 +1,142 @@
+"""Crash and resume: a vidrag process is killed with SIGKILL in the middle of every ingest stage,
+a new process starts on the same data, and every video ends indexed exactly once — the same
+vectors and rows as a video indexed with no crash, no duplicate and no orphan — and the channel
+hears that it is ready through the service's `on_job_event` hook (the killed process's callbacks
+died with it).
+
+One crashing process runs seven jobs at once, each paused at a different stage (see
+`worker_proc.py`); the download is cut half-way by a web server that stalls after half the file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from tests.reliability.conftest import console
+
+REPO = Path(__file__).resolve().parents[2]
+STAGES = ["downloading", "probing", "extracting frames", "transcribing", "indexing", "storing", "finishing"]
+
+
+class StallingSite:
+    """Serves one video; while `stall` is set it sends half the file and then waits forever."""
+
+    def __init__(self, video: Path) -> None:
+        self.video = video
+        self.stall = True
+        self.release = asyncio.Event()
+        self.runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        data = self.video.read_bytes()
+        resp = web.StreamResponse(headers={"Content-Type": "video/mp4"})
+        resp.content_length = len(data)
+        await resp.prepare(request)
+        if self.stall and request.method == "GET":
+            await resp.write(data[: len(data) // 2])
+            await self.release.wait()
+            return resp
+        await resp.write(data)
+        return resp
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/lecture.mp4", self.handle)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        self.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/lecture.mp4"  # type: ignore[union-attr]
+
+
+async def run_proc(plan: dict, path: Path) -> asyncio.subprocess.Process:
+    path.write_text(json.dumps(plan))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.reliability.worker_proc", str(path), cwd=str(REPO), env=env,
+        stdout=asyncio.subprocess.DEVNULL, stderr=open(path.with_suffix(".log"), "w"),  # noqa: SIM115, ASYNC230
+        start_new_session=True)
+
+
+def partial_download(data: Path) -> bool:
+    return any(p.is_file() and p.stat().st_size > 0 for p in
+               (data / "videos" / console("crash-downloading").partition).rglob("download/*"))
+
+
+@pytest.fixture(scope="module")
+async def crash(tmp_path_factory: pytest.TempPathFactory, short_lectures) -> dict:
+    tmp = tmp_path_factory.mktemp("crash")
+    data, markers = tmp / "data", tmp / "markers"
+    markers.mkdir()
+    video = short_lectures["volcano"]
+    site = StallingSite(video)
+    await site.start()
+    jobs = [{"channel": f"crash-{s.replace(' ', '-')}", "source": str(video), "pause": s} for s in STAGES]
+    jobs[0] = {"channel": "crash-downloading", "source": site.url, "pause": None}
+    plan = {"data_dir": str(data), "markers": str(markers), "allow_hosts": ["127.0.0.1"], "jobs": jobs,
+            "report": str(tmp / "report.json")}
+    proc = await run_proc({**plan, "mode": "crash"}, tmp / "crash.json")
+    deadline = time.monotonic() + 240
+    paused = [j["channel"] for j in jobs[1:]]
+    try:
+        while not (all((markers / c).exists() for c in paused) and partial_download(data)):
+            assert proc.returncode is None, (tmp / "crash.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, f"not all stages reached: {sorted(os.listdir(markers))}"
+            await asyncio.sleep(0.3)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the whole process group: vidrag and anything it started
+        await proc.wait()
+    site.stall = False
+    site.release.set()
+    control = {"channel": "control", "source": str(video), "pause": None, "submit_on_resume": True}
+    proc = await run_proc({**plan, "jobs": [*jobs, control], "mode": "resume"}, tmp / "resume.json")
+    try:
+        await asyncio.wait_for(proc.wait(), 300)
+    finally:
+        if proc.returncode is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        await site.runner.cleanup()  # type: ignore[union-attr]
+    assert proc.returncode == 0, (tmp / "resume.log").read_text()[-3000:]
+    return json.loads((tmp / "report.json").read_text())
+
+
+@pytest.mark.parametrize("stage", STAGES)
+async def test_killed_at_stage_ends_indexed_once(crash: dict, stage: str) -> None:
+    ch = f"crash-{stage.replace(' ', '-')}"
+    got, control = crash["final"][ch], crash["final"]["control"]
+    assert [v["status"] for v in got["videos"]] == ["ready"]
+    assert [(j["status"], j["attempts"]) for j in got["jobs"]] == [("done", 2)]  # killed once, then retried
+    text_ids = [i for i, _ in got["text"]]
+    frame_ids = [i for i, _ in got["frames"]]
+    assert len(text_ids) == len(set(text_ids)) and len(frame_ids) == len(set(frame_ids))  # no duplicate
+    assert {v for _, v in got["text"] + got["frames"]} == {got["videos"][0]["id"]}  # no orphan
+    assert (len(text_ids), len(frame_ids)) == (len(control["text"]), len(control["frames"])) != (0, 0)
+    assert (got["segments"], got["frame_rows"]) == (control["segments"], control["frame_rows"])
+    assert not [f for f in got["files"] if "download" in f or f.endswith(".wav")]  # temporary files gone
+
+
+@pytest.mark.parametrize("stage", STAGES)
+async def test_channel_is_told_after_restart(crash: dict, stage: str) -> None:
+    ch = f"crash-{stage.replace(' ', '-')}"
+    heard = [e for e in crash["events"] if e["channel"] == ch]
+    assert heard[0]["stage"] == "queued" and "Resuming" in heard[0]["message"]
+    assert heard[-1]["stage"] == "ready" and not heard[-1]["listened"]  # only the hook could tell them
+
+
+def test_reconcile_requeued_every_job_and_removed_orphan_vectors(crash: dict) -> None:
+    assert crash["reconcile"]["requeued"] == len(STAGES)
+    assert crash["before"]["crash-storing"]["text"], "the crash mid-store should have left text vectors"
+    assert crash["after_reconcile"]["crash-storing"]["text"] == []
+    assert not [f for f in crash["after_reconcile"]["crash-downloading"]["files"] if "download" in f]
+    assert any(".part" in f or "download" in f for f in crash["before"]["crash-downloading"]["files"])
+    assert all(o == "ready" for o in crash["outcomes"].values()), crash["outcomes"]
