@@ -1,0 +1,61 @@
+"""The command line, as score.py and a person use it: real processes, real stores."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+VIDRAG = [sys.executable, "-m", "adapters.console"]
+
+
+def cli(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD", "SLACK", "LLM", "MISTRAL"))}
+    env.update(DATA_DIR=str(data), MILVUS_URI=str(data / "milvus.db"), HF_HUB_OFFLINE="1")
+    return subprocess.run(VIDRAG + list(args), env=env, capture_output=True, text=True, timeout=240,
+                          cwd=Path(__file__).parent.parent)
+
+
+def test_ingest_ask_videos_forget_with_json(tmp_path: Path, lecture) -> None:
+    path, lec = lecture
+    p = cli(tmp_path, "ingest", str(path), "--channel", "c1", "--json")
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    assert set(out) == {"video_id", "title", "duration"} and out["title"] == "How volcanoes work"
+
+    p = cli(tmp_path, "ask", "What kind of lava do shield volcanoes pour out?", "--channel", "c1", "--json")
+    assert p.returncode == 0, p.stderr
+    ans = json.loads(p.stdout.strip().splitlines()[-1])
+    assert set(ans) == {"answer", "citations", "frame"}
+    c = ans["citations"][0]
+    assert set(c) == {"video_id", "title", "start", "end", "url"} and c["video_id"] == out["video_id"]
+    a, b = lec.times[3]
+    assert c["start"] <= b and c["end"] >= a
+    assert Path(ans["frame"]["path"]).is_file() and a - 0.5 <= ans["frame"]["time"] <= b + 0.5
+
+    p = cli(tmp_path, "videos", "--channel", "c1")
+    assert out["video_id"] in p.stdout and "ready" in p.stdout
+    assert "No videos" in cli(tmp_path, "videos", "--channel", "c2").stdout
+
+    p = cli(tmp_path, "forget", out["video_id"], "--channel", "c1")
+    assert p.returncode == 0 and "Forgot" in p.stdout
+    p = cli(tmp_path, "ask", "lava?", "--channel", "c1", "--json")
+    assert p.returncode == 1 and "No videos are indexed" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_bad_file_gives_one_clear_line(tmp_path: Path, bad_media) -> None:
+    p = cli(tmp_path, "ingest", str(bad_media["text"]), "--channel", "c1")
+    assert p.returncode == 1
+    assert "isn't a video" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_chat_console_indexes_a_path_and_answers(tmp_path: Path, lecture) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD", "SLACK", "LLM", "MISTRAL"))}
+    env.update(DATA_DIR=str(tmp_path), HF_HUB_OFFLINE="1")
+    p = subprocess.run(VIDRAG + ["chat", "--channel", "c1"], input=f"{lecture[0]}\nWhy does molten rock rise?\n",
+                       env=env, capture_output=True, text=True, timeout=240, cwd=Path(__file__).parent.parent)
+    assert p.returncode == 0, p.stderr
+    assert "Indexed 'How volcanoes work'" in p.stdout
+    assert "Sources:" in p.stdout and "Frame:" in p.stdout
