@@ -269,6 +269,11 @@ def default_out(lectures: Path) -> Path:
     return Path(tempfile.gettempdir()) / "vidrag-eval" / f"{lectures.stem}-{tag}"
 
 
+def _tail(model: str) -> str:
+    """A model's last two path parts: enough to tell which one ran, short enough for one line."""
+    return "/".join(Path(model).parts[-2:])
+
+
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--lectures", type=Path, default=HERE / "lectures.json", help="lecture specs (JSON)")
     p.add_argument("--questions", type=Path, default=HERE / "questions.json", help="questions (JSON)")
@@ -302,7 +307,7 @@ async def run(args: argparse.Namespace, settings: Settings, models: Any = None, 
         raise SystemExit(f"questions refer to lectures not in {args.lectures}: {', '.join(missing)}")
     data = args.keep or Path(tempfile.mkdtemp(prefix="vidrag-eval-data-"))
     settings = dataclasses.replace(settings, data_dir=data, milvus_uri="")
-    log(f"settings: whisper={Path(settings.whisper_model).name} text={settings.text_embedder.rsplit('/', 1)[-1]} "
+    log(f"settings: whisper={_tail(settings.whisper_model)} text={_tail(settings.text_embedder)} "
         f"clip={settings.clip_pretrained or 'off'} ocr={settings.ocr} frame_interval={settings.frame_interval} "
         f"llm={settings.llm_base_url or ('mistral' if settings.mistral_api_key else 'none')} top_k={settings.top_k}")
     try:

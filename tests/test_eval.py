@@ -1,0 +1,106 @@
+"""The evaluation instrument (eval/run.py) on a three-slide lecture: it renders from a spec, skips
+what is already rendered, indexes, scores by kind — and gives nothing to a question that is wrong."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from core.config import Settings
+from core.ingest import Models
+
+_path = Path(__file__).resolve().parents[1] / "eval" / "run.py"
+_spec = importlib.util.spec_from_file_location("vidrag_eval_run", _path)
+assert _spec is not None and _spec.loader is not None
+ev = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(ev)
+
+LECTURES = {
+    "kettle": {
+        "title": "How a kettle works",
+        "slides": [
+            {"title": "The electric kettle", "lines": ["Home physics - Part 1"],
+             "say": "Today we look inside an ordinary electric kettle."},
+            {"title": "Heating element", "lines": ["power: 3000 W", "nichrome coil"],
+             "say": "A metal coil at the bottom gets hot when current flows through it, and heats the water."},
+            {"title": "Switching off", "lines": ["bimetallic strip", "trips at 100 C"], "voice": "en-gb",
+             "say": "When the water boils, steam bends a small strip of two metals, which flips the switch.",
+             "hold": 1.5},
+        ],
+    }
+}
+QUESTIONS = [
+    {"video": "kettle", "slide": 1, "kind": "slide", "q": "How much power does the kettle draw?", "a": ["3000"]},
+    {"video": "kettle", "slide": 2, "kind": "speech", "q": "What bends the strip of two metals when the water boils?",
+     "a": ["steam"]},
+    # deliberately wrong: answered on slide 1, but it claims a moment the video never had (slide 3,
+    # added to the manifest below, after the end) and a word that is nowhere in the video
+    {"video": "kettle", "slide": 3, "kind": "both", "q": "How much power does the kettle draw?", "a": ["zeppelin"]},
+]
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("eval-videos")
+    return out, ev.render_set(LECTURES, out, log=lambda _: None)
+
+
+def test_manifest_has_score_py_format_and_rendering_is_skipped_when_fresh(rendered) -> None:
+    out, manifest = rendered
+    entry = manifest["kettle"]
+    assert json.loads((out / "manifest.json").read_text())["kettle"] == entry
+    assert entry["file"] == "kettle.mp4" and (out / "kettle.mp4").is_file()
+    slides = entry["slides"]
+    assert [s["index"] for s in slides] == [0, 1, 2] and slides[0]["start"] == 0
+    assert all(a["end"] == b["start"] for a, b in zip(slides, slides[1:], strict=False))
+    assert entry["duration"] == slides[-1]["end"]
+    said: list[str] = []
+    ev.render_set(LECTURES, out, log=said.append)
+    assert said == []  # same spec, video present: nothing rendered again
+
+
+async def test_scores_are_computed_by_kind_and_a_wrong_question_scores_zero(
+        rendered, models: Models, tmp_path: Path) -> None:
+    out, manifest = rendered
+    entry = manifest["kettle"]
+    end = entry["duration"]
+    manifest = {"kettle": {**entry, "slides": [*entry["slides"],
+                                               {"index": 3, "start": end + 30, "end": end + 40, "title": "never shown"}]}}
+    settings = Settings(data_dir=tmp_path / "data", clip_pretrained="random")
+    result = await ev.evaluate(manifest, out, QUESTIONS, settings, models=models, chat=None, log=lambda _: None)
+    fig = ev.figures(result)
+    assert fig["n"] == 3 and set(fig["by_kind"]) == {"slide", "speech", "both"}
+    for rates in [fig, *fig["by_kind"].values()]:
+        for m in ("recall@1", "recall@3", "frame", "keywords"):
+            assert 0.0 <= rates[m] <= 1.0
+        assert rates["recall@1"] <= rates["recall@3"]
+    wrong = result["questions"][2]
+    assert not any(wrong[m] for m in ("top1", "top3", "frame", "keywords")), wrong
+    assert fig["by_kind"]["both"] == {"n": 1, "recall@1": 0.0, "recall@3": 0.0, "frame": 0.0, "keywords": 0.0}
+    assert all(r["answer"] and r["cited"] for r in result["questions"])  # how good they are is not this test's business
+    ingest = fig["ingest"]["kettle"]
+    assert ingest["seconds"] > 0 and ingest["rtf"] > 0
+    assert ingest["rtf"] == pytest.approx(fig["ingest_rtf"], abs=0.002)
+    assert {"transcribe", "ocr"} <= set(ingest["stages"])
+    indexed = (out / "kettle.indexed.txt").read_text()
+    assert indexed.startswith("#0 ") and "3000" in indexed  # what was heard and read, slide by slide
+
+
+def test_score_follows_score_py_tolerances() -> None:
+    slide = {"start": 10.0, "end": 20.0}
+    q = {"a": ["kettle", "boil(s|ing)?"]}
+    ans = {"answer": "The KETTLE is boiling.", "frame": {"video_id": "v", "time": 20.4},
+           "citations": [{"video_id": "w", "start": 12, "end": 14}, {"video_id": "v", "start": 20.4, "end": 25}]}
+    assert ev.score(q, ans, "v", slide) == {"top1": False, "top3": True, "frame": True, "keywords": True}
+    ans = {"answer": "kettle", "frame": None, "citations": [{"video_id": "v", "start": 20.6, "end": 30}]}
+    assert ev.score(q, ans, "v", slide) == {"top1": False, "top3": False, "frame": False, "keywords": False}
+
+
+def test_vidrag_eval_is_a_subcommand() -> None:
+    from adapters.console import parser
+
+    args = parser().parse_args(["eval", "--only", "a,b", "--only", "c", "--json"])
+    assert args.cmd == "eval" and args.json and args.only == ["a,b", "c"]
