@@ -257,7 +257,7 @@ def _ytdlp(url: str, work: Path, guard: UrlGuard, max_bytes: int, max_seconds: f
         # server announced: a stream with no Content-Length is stopped at the limit too.
         key = str(d.get("tmpfilename") or d.get("filename") or "")
         sizes[key] = max(sizes.get(key, 0), int(d.get("downloaded_bytes") or 0))
-        if sum(sizes.values()) > max_bytes:
+        if sum(sizes.values()) > max_bytes or int(d.get("total_bytes") or 0) > max_bytes:
             sizes["__too_big__"] = 1
             raise yt_dlp.utils.DownloadCancelled("the download is larger than the limit")
 
@@ -274,7 +274,7 @@ def _ytdlp(url: str, work: Path, guard: UrlGuard, max_bytes: int, max_seconds: f
         "merge_output_format": "mp4",
         "writesubtitles": True, "writeautomaticsub": True, "subtitleslangs": ["en.*", "en"],
         "subtitlesformat": "vtt", "noplaylist": True, "quiet": True, "no_warnings": True,
-        "max_filesize": max_bytes, "match_filter": refuse_long,
+        "match_filter": refuse_long,  # size: `limit_size`, which also sees fragments and unsized streams
         "paths": {"home": str(work), "temp": str(work)},
         "socket_timeout": 30, "retries": 2, "fragment_retries": 2, "noprogress": True, "cachedir": False,
         "allowed_extractors": ["default", "-generic:local"],
