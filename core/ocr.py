@@ -43,12 +43,15 @@ class RapidReader:
 
 def thumbnail(path: Path | str) -> np.ndarray:
     with Image.open(path) as im:
-        return np.asarray(im.convert("L").resize((64, 36)), dtype=np.float32)
+        return np.asarray(im.convert("L").resize((160, 90)), dtype=np.float32)
 
 
-def same_image(a: np.ndarray, b: np.ndarray, tol: float = 2.0) -> bool:
-    """Mean absolute difference of 64×36 greyscale thumbnails below `tol` grey levels."""
-    return float(np.abs(a - b).mean()) < tol
+def same_image(a: np.ndarray, b: np.ndarray, level: float = 24.0, share: float = 0.001) -> bool:
+    """Fewer than `share` of the pixels of two 160×90 greyscale thumbnails differ by more than
+    `level` grey levels. A changed line of text moves a few percent of the pixels by far more;
+    compression noise on a still slide moves many pixels by a little. (A mean difference cannot
+    tell the two apart: one new line on a plain slide shifts the mean by under two levels.)"""
+    return float((np.abs(a - b) > level).mean()) < share
 
 
 def same_text(a: str, b: str) -> bool:
