@@ -90,7 +90,10 @@ class VectorStore:
             schema.add_field(payload, DataType.VARCHAR, max_length=max_len)
             index = self.client.prepare_index_params()
             index.add_index(field_name="vector", index_type="AUTOINDEX", metric_type="IP")
-            self.client.create_collection(name, schema=schema, index_params=index)
+            # Strong: a search right after an insert or delete sees it. Milvus Lite is always
+            # consistent; a server's default (Bounded) hides writes for a moment.
+            self.client.create_collection(name, schema=schema, index_params=index,
+                                          consistency_level="Strong")
         else:
             self.client.load_collection(name)
         self._partitions[name] = set(self.client.list_partitions(name))
@@ -148,7 +151,12 @@ class VectorStore:
     def drop_partition(self, partition: str) -> None:
         for c in filter(None, (self.text, self.frames)):
             if partition in self._partitions[c]:
-                self.client.release_partitions(c, [partition]) if "://" not in self.uri else None
+                # A server refuses to drop a loaded partition; `milvus-lite server` lacks
+                # release_partitions (and has nothing to release).
+                try:
+                    self.client.release_partitions(c, [partition])
+                except Exception as e:  # noqa: BLE001 - MilvusException or gRPC "unimplemented"
+                    log.debug("release_partitions(%s, %s): %s", c, partition, e)
                 self.client.drop_partition(c, partition)
                 self._partitions[c].discard(partition)
 
