@@ -14,10 +14,11 @@ message's latest state after edits, so "the progress message ends at 'Indexed'" 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,7 @@ class FakeDiscord:
         self.commands: list[dict] = []
         self.identify: dict | None = None
         self._interaction_channels: dict[str, str] = {}  # interaction token -> channel id
+        self._pending: set[asyncio.Task[None]] = set()
         self.files: dict[str, bytes | Path] = {}  # served at /cdn/<name> and /media/<name>
         self._ws: web.WebSocketResponse | None = None
         self._seq = 0
@@ -318,7 +320,7 @@ class FakeDiscord:
             if r.method == "POST" and p[2] == "messages" and p[-1] == "threads":
                 parent = next(c for c in self.channels.values() if c["id"] == cid)
                 thread = self._thread(p[3], parent, r.json["name"])
-                asyncio.get_running_loop().create_task(self.dispatch("THREAD_CREATE", {**thread, "newly_created": True}))
+                self._later(self.dispatch("THREAD_CREATE", {**thread, "newly_created": True}))
                 return ok(thread)
         if r.method == "POST" and p[0] == "interactions" and p[-1] == "callback":
             iid = p[1]
@@ -337,6 +339,15 @@ class FakeDiscord:
                 return ok(self._interaction_message(r.json, r.files, token))
         return _json({"message": f"fake Discord has no route {r.method} {r.path}", "code": 0},
                                  status=404)
+
+    def _later(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Send a gateway event after the REST response, as Discord does; kept until it is sent."""
+        async def quietly() -> None:
+            with contextlib.suppress(ConnectionError, AssertionError):  # the bot left meanwhile
+                await coro
+        task = asyncio.get_running_loop().create_task(quietly())
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
 
     def _in_guild(self, cid: str) -> bool:
         return any(c["id"] == cid for c in [*self.channels.values(), *self.threads.values()])
