@@ -180,7 +180,6 @@ class VidragBot(discord.Client):
         self.service = service
         self.settings = settings
         self.tree = app_commands.CommandTree(self)
-        self._tasks: set[asyncio.Task[None]] = set()
         self._add_commands()
 
     async def setup_hook(self) -> None:
@@ -188,11 +187,6 @@ class VidragBot(discord.Client):
 
     async def on_ready(self) -> None:
         log.info("Discord: logged in as %s (message_content intent: %s)", self.user, self.intents.message_content)
-
-    def spawn(self, coro: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     async def resolve_scope(self, channel: object) -> Scope:
         if isinstance(channel, discord.PartialMessageable) and channel.guild_id is not None:
