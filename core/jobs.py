@@ -14,9 +14,11 @@ leases to expire; jobs of other hosts wait for expiry.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
+import sqlite3
 import time
 import uuid
 from collections.abc import Sequence
@@ -107,7 +109,8 @@ class JobQueue:
                 out = await work(db)
                 await db.execute("COMMIT")
             except BaseException:
-                await db.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.OperationalError):  # a cancelled COMMIT may have run
+                    await db.execute("ROLLBACK")
                 raise
         return out
 
@@ -179,9 +182,9 @@ class JobQueue:
                                    (DONE, Stage.DONE, time.time(), job.id, worker, RUNNING))
             if cur.rowcount != 1:
                 return False
-            cur = await db.execute(f"UPDATE videos SET status=?{cols} WHERE scope=? AND id=?",  # noqa: S608
-                                   (VideoStatus.READY, *video.values(), job.scope.key, job.video_id))
-            return cur.rowcount == 1
+            await db.execute(f"UPDATE videos SET status=?{cols} WHERE scope=? AND id=?",  # noqa: S608
+                             (VideoStatus.READY, *video.values(), job.scope.key, job.video_id))
+            return True
 
         return bool(await self._immediate(work))
 

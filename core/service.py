@@ -22,7 +22,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .answer import ChatModel, build_messages, choose_frame, citations_for, extractive, make_chat, resolve_citations
+from .answer import (
+    ChatModel,
+    build_messages,
+    choose_frame,
+    citations_for,
+    extractive,
+    gather_evidence,
+    make_chat,
+    resolve_citations,
+)
 from .config import Settings
 from .errors import APOLOGY, NotFound, Refused, UserFacingError
 from .ingest import Models, ingest
@@ -145,11 +154,10 @@ class Service:
         return Submitted(active)
 
     async def wait(self, job_id: str) -> Video:
-        """Wait for a job to end: the indexed video, or the job's user-facing error raised."""
+        """Wait for a job to end: the indexed video, or the job's user-facing error raised. A job
+        run by another worker process is seen through the catalog (checked every 2 s)."""
+        fut = self._done.setdefault(job_id, asyncio.get_running_loop().create_future())
         while True:
-            fut = self._done.get(job_id)
-            if fut is not None:
-                return await asyncio.shield(fut)
             job = await self.queue.get(job_id)
             if job is None:
                 raise NotFound("That indexing job no longer exists.")
@@ -160,7 +168,8 @@ class Service:
                     return video
             if status == DEAD:
                 raise UserFacingError(job.error or APOLOGY)
-            self._done.setdefault(job_id, asyncio.get_running_loop().create_future())
+            with contextlib.suppress(TimeoutError):
+                return await asyncio.wait_for(asyncio.shield(fut), timeout=2.0)
 
     def start_workers(self, n: int | None = None) -> None:
         for i in range(n or self.settings.ingest_workers):
@@ -371,16 +380,17 @@ class Service:
         if not moments:
             return Answer("I couldn't find anything about that in this channel's videos.")
         cites = citations_for(moments, ready)
-        frame, screen = await choose_frame(store, moments[0])
+        frame, _ = await choose_frame(store, moments[0])
+        evidence = await gather_evidence(store, moments, cites)
         if self.chat is None:
-            answer = Answer(extractive(moments, cites, screen), tuple(cites), frame)
+            answer = Answer(extractive(evidence), tuple(cites), frame)
         else:
-            messages = build_messages(question, moments, cites, screen, frame, history)
+            messages = build_messages(question, evidence, frame, history)
             try:
                 reply = await self.chat.complete(messages)
             except Exception:
                 log.exception("the LLM call failed; answering extractively")
-                answer = Answer(extractive(moments, cites, screen), tuple(cites), frame)
+                answer = Answer(extractive(evidence), tuple(cites), frame)
             else:
                 body, used = resolve_citations(reply, cites)
                 answer = Answer(body, tuple(used), frame)
