@@ -23,13 +23,19 @@ class Reader(Protocol):
 class RapidReader:
     """RapidOCR with its bundled PP-OCR ONNX models. The detector upscales a 640×360 frame to
     540 px high: at the native 360 px it misses small or long lines (a 22-px formula line of a
-    slide was dropped), while its default (736) costs 0.39 s a frame against 0.28 s here."""
+    slide was dropped), while its default (736) costs 0.39 s a frame against 0.28 s here.
 
-    def __init__(self, min_score: float = 0.6) -> None:
+    One onnxruntime thread by default: OCR runs beside transcription (core/ingest.py), and with two
+    threads onnxruntime's spinning workers used ~50% more CPU time for the same frames, slowing
+    both lanes (docs/benchmarks.md)."""
+
+    def __init__(self, min_score: float = 0.6, threads: int = 1) -> None:
         from rapidocr import RapidOCR
 
         self.engine = RapidOCR(params={"Det.limit_type": "min", "Det.limit_side_len": 540,
-                                       "Global.log_level": "warning"})
+                                       "Global.log_level": "warning",
+                                       "EngineConfig.onnxruntime.intra_op_num_threads": threads,
+                                       "EngineConfig.onnxruntime.inter_op_num_threads": 1})
         self.min_score = min_score
 
     def read(self, image: Path) -> str:
@@ -55,7 +61,12 @@ def same_image(a: np.ndarray, b: np.ndarray, level: float = 24.0, share: float =
 
 
 def same_text(a: str, b: str) -> bool:
-    return a == b or difflib.SequenceMatcher(None, a, b).ratio() > 0.9
+    """The same slide read twice (OCR may differ by a character), not a slide that adds a line
+    to the previous one: build-up slides must each keep their span."""
+    if a == b:
+        return True
+    longest = max(len(a), len(b))
+    return abs(len(a) - len(b)) <= max(2, 0.05 * longest) and difflib.SequenceMatcher(None, a, b).ratio() >= 0.9
 
 
 def read_frames(reader: Reader, frames: list[Frame], duration: float) -> tuple[list[Segment], dict[float, str]]:

@@ -30,7 +30,7 @@ from .models import Hit, Kind
 from .store import ScopedStore, VectorHit
 
 UNIT_WEIGHT = 0.7  # a unit's own similarity, against its whole chunk's as context
-LEX_WEIGHT = 0.3  # lexical evidence, 0..1, scaled
+LEX_WEIGHT = 0.5  # lexical evidence, 0..1, scaled (0.3 → 0.5: recall@1 0.853 → 0.863 on eval/)
 TITLE_WEIGHT = 0.5  # penalty per unit of similarity to the video's title above TITLE_FLOOR
 TITLE_FLOOR = 0.3
 AGREE_WEIGHT = 0.25  # share of an overlapping, different signal's score added to a moment

@@ -42,9 +42,14 @@ class FasterWhisper:
         segments, _ = self.model.transcribe(
             str(wav), beam_size=self.beam_size, vad_filter=True,
             vad_parameters={"min_silence_duration_ms": 500}, condition_on_previous_text=False,
+            word_timestamps=True,
             language="en" if self.model_id.endswith(".en") or "tiny.en" in self.model_id else None)
-        return [Segment(s.start, s.end, s.text.strip()) for s in segments
-                if s.text.strip() and s.no_speech_prob < 0.8]
+        out: list[Segment] = []
+        for s in segments:
+            if not s.text.strip() or s.no_speech_prob >= 0.8:
+                continue
+            out += split_at_pauses(s.start, s.end, s.text, [(w.start, w.end, w.word) for w in s.words or []])
+        return out
 
 
 class OpenAIWhisper:
@@ -83,6 +88,24 @@ class RemoteWhisper:
         body = r.json()
         return [Segment(float(s["start"]), float(s["end"]), str(s["text"]).strip())
                 for s in body.get("segments", []) if str(s.get("text", "")).strip()]
+
+
+def split_at_pauses(start: float, end: float, text: str, words: list[tuple[float, float, str]],
+                    pause: float = 0.8) -> list[Segment]:
+    """A segment's true span from its words, cut where the speaker pauses.
+
+    Whisper's segment times stretch over the silence around speech (a sentence "ending" 1.5 s
+    into a silent slide); word times do not, and costs nothing measurable with faster-whisper
+    (3.58 s either way on 85 s of lecture)."""
+    if not words:
+        return [Segment(start, end, text.strip())]
+    pieces: list[list[tuple[float, float, str]]] = [[words[0]]]
+    for w in words[1:]:
+        if w[0] - pieces[-1][-1][1] > pause:
+            pieces.append([])
+        pieces[-1].append(w)
+    return [Segment(p[0][0], p[-1][1], "".join(w[2] for w in p).strip()) for p in pieces
+            if "".join(w[2] for w in p).strip()]
 
 
 def make_transcriber(settings: Settings) -> Transcriber:

@@ -101,3 +101,20 @@ def test_guard_allows_public_and_explicitly_allowed_hosts() -> None:
     guard.check("https://videos.example/watch?v=1")
     guard.check("http://127.0.0.1:8000/v.mp4")
     assert is_public(ipaddress.ip_address("2606:4700::1111"))
+
+
+def test_segments_are_cut_at_pauses_and_keep_word_times() -> None:
+    from core.transcribe import split_at_pauses
+
+    words = [(10.0, 10.3, " So"), (10.3, 10.8, " read"), (10.8, 11.2, " it."), (13.0, 13.4, " Next"), (13.4, 13.9, " one.")]
+    segs = split_at_pauses(9.0, 16.0, "So read it. Next one.", words)
+    assert [(s.start, s.end, s.text) for s in segs] == [(10.0, 11.2, "So read it."), (13.0, 13.9, "Next one.")]
+    assert split_at_pauses(1.0, 2.0, " plain ", []) == [Segment(1.0, 2.0, "plain")]
+
+
+def test_build_up_slide_is_not_merged_with_the_previous_one() -> None:
+    from core.ocr import same_text
+
+    assert same_text("Grouping\\nuse a dict", "Grouping\\nuse a dict")
+    assert same_text("Counting words with Counter", "Counting words with Countor")
+    assert not same_text("Grouping\\nuse a dict", "Grouping\\nuse a dict\\ndefaultdict(list)")
