@@ -1,5 +1,6 @@
-"""The ingest pipeline: fetch → probe → frames + audio → transcript (or subtitles) → OCR →
-chunks → embeddings → store. Each stage reports progress; model work runs on the model thread."""
+"""The ingest pipeline: fetch → probe → two lanes at once — speech (audio → transcript, or
+subtitles) and screen (frames → OCR → CLIP) — → chunks → text embeddings → store. Each stage
+reports progress; model work runs on the two model threads, one per lane."""
 
 from __future__ import annotations
 
@@ -33,8 +34,12 @@ Report = Callable[[Stage, float, str], Awaitable[None]]
 
 
 class Models:
-    """The models, loaded on first use (an `ask` never loads whisper) and used from one thread,
-    so two ingests do not fight over the two cores or the libraries' own thread pools."""
+    """The models, loaded on first use (an `ask` never loads whisper), each used from one of two
+    threads: `call` (transcription, text embeddings, questions) and `call_screen` (OCR and CLIP on
+    frames). Transcription and OCR take about as long as each other on a lecture, so side by side
+    they keep both cores busy instead of running one after the other; OCR uses one onnxruntime
+    thread for that (core/ocr.py). Profiles and figures: docs/benchmarks.md.
+    """
 
     def __init__(self, settings: Settings, text: TextEmbedder | None = None,
                  image: ImageEmbedder | None | str = "auto", transcriber: Transcriber | None = None) -> None:
@@ -43,9 +48,13 @@ class Models:
         self._image = image
         self._transcriber = transcriber
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="models")
+        self.screen_executor = ThreadPoolExecutor(1, thread_name_prefix="models-screen")
 
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    async def call_screen(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.screen_executor, fn, *args)
 
     @cached_property
     def text(self) -> TextEmbedder:
@@ -65,6 +74,7 @@ class Models:
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
+        self.screen_executor.shutdown(wait=False, cancel_futures=True)
 
 
 @dataclass
@@ -107,31 +117,48 @@ async def ingest(video_id: str, source: str, store: ScopedStore, models: Models,
         await store.update_video(video_id, title=title, duration=info.duration, url=got.url)
         lap("probe")
 
+        # Two lanes at once; each records its own stage times (they overlap), and "lanes" is the
+        # wall time of both, so fetch + probe + lanes + embed + store is the whole ingest.
+        async def timed(name: str, work: Awaitable[Any]) -> Any:
+            t = time.perf_counter()
+            try:
+                return await work
+            finally:
+                stages[name] = round(time.perf_counter() - t, 3)
+
+        async def speech_lane() -> list[Segment]:
+            if got.subtitles is not None:
+                return parse_subtitles(got.subtitles.read_text(errors="replace"))
+            if not info.has_audio:
+                return []
+            wav = await timed("audio", media.extract_audio(got.path, workdir / "audio.wav"))
+            await report(Stage.TRANSCRIBE, 0.0, title)
+            return await timed("transcribe", models.call(lambda: models.transcriber.transcribe(wav)))
+
+        async def screen_lane() -> tuple[list[Frame], list[Segment], dict[float, str], np.ndarray | None]:
+            frames_dir = workdir / "frames"
+            shutil.rmtree(frames_dir, ignore_errors=True)
+            frames = await timed("frames", media.extract_frames(
+                got.path, frames_dir, info.duration, settings.frame_interval, settings.max_frames_per_minute))
+            ocr_segments: list[Segment] = []
+            ocr_text: dict[float, str] = {}
+            if settings.ocr:
+                await report(Stage.OCR, 0.0, title)
+                ocr_segments, ocr_text = await timed("ocr", models.call_screen(
+                    lambda: read_frames(models.ocr, frames, info.duration)))
+            image_vectors = await timed("clip", _embed_frames(models, frames))
+            return frames, ocr_segments, ocr_text, image_vectors
+
         await report(Stage.FRAMES, 0.0, title)
-        frames_dir = workdir / "frames"
-        shutil.rmtree(frames_dir, ignore_errors=True)
-        frame_task = asyncio.create_task(media.extract_frames(
-            got.path, frames_dir, info.duration, settings.frame_interval, settings.max_frames_per_minute))
-        wav = await media.extract_audio(got.path, workdir / "audio.wav") if info.has_audio else None
-        frames = await frame_task
-        lap("frames+audio")
-
-        await report(Stage.TRANSCRIBE, 0.0, title)
-        if got.subtitles is not None:
-            speech = parse_subtitles(got.subtitles.read_text(errors="replace"))
-        elif wav is not None:
-            speech = await models.call(lambda: models.transcriber.transcribe(wav))
-        else:
-            speech = []
-        lap("transcribe")
-
-        ocr_segments: list[Segment] = []
-        ocr_text: dict[float, str] = {}
-        if settings.ocr:
-            await report(Stage.OCR, 0.0, title)
-            ocr_segments, ocr_text = await models.call(
-                lambda: read_frames(models.ocr, frames, info.duration))
-            lap("ocr")
+        lanes = [asyncio.ensure_future(speech_lane()), asyncio.ensure_future(screen_lane())]
+        try:
+            speech, (frames, ocr_segments, ocr_text, image_vectors) = await asyncio.gather(*lanes)
+        except BaseException:
+            for t in lanes:
+                t.cancel()
+            await asyncio.gather(*lanes, return_exceptions=True)
+            raise
+        lap("lanes")
         if not speech and not ocr_segments:
             raise BadSource("I found no speech and no readable text in that video, so there is "
                             "nothing I could answer questions from.")
@@ -139,7 +166,6 @@ async def ingest(video_id: str, source: str, store: ScopedStore, models: Models,
         await report(Stage.EMBED, 0.0, title)
         chunks = chunk(speech) + ocr_segments
         text_vectors = await models.call(lambda: models.text.embed([c.text for c in chunks]))
-        image_vectors = await _embed_frames(models, frames)
         lap("embed")
         await store.drop_vectors([video_id])
         await store.put_text(video_id, chunks, text_vectors, speech + ocr_segments)
@@ -154,7 +180,7 @@ async def ingest(video_id: str, source: str, store: ScopedStore, models: Models,
 
 
 async def _embed_frames(models: Models, frames: list[Frame]) -> np.ndarray | None:
-    image = await models.call(lambda: models.image)
+    image = await models.call_screen(lambda: models.image)
     if image is None or not frames:
         return None
-    return await models.call(image.embed_images, [f.path for f in frames])
+    return await models.call_screen(image.embed_images, [f.path for f in frames])
