@@ -130,8 +130,16 @@ class VectorStore:
     def delete(self, collection: str, partition: str, video_ids: Sequence[str]) -> None:
         if not video_ids or not self._partition(collection, partition, create=False):
             return
+        # By primary key, after a query bound to the partition: Milvus Lite 3.2 applies a filtered
+        # delete to every partition, whatever `partition_name` says (tests/test_store.py).
         ids = ",".join(json.dumps(v) for v in video_ids)
-        self.client.delete(collection, filter=f"video_id in [{ids}]", partition_name=partition)
+        while True:
+            rows = self.client.query(collection, filter=f"video_id in [{ids}]", output_fields=["id"],
+                                     partition_names=[partition], limit=16384)
+            if rows:
+                self.client.delete(collection, ids=[r["id"] for r in rows], partition_name=partition)
+            if len(rows) < 16384:
+                return
 
     def video_ids(self, collection: str, partition: str) -> set[str]:
         """Every video id with vectors in this partition (the reconciler compares it to the catalog)."""

@@ -4,6 +4,7 @@
 #
 #   scripts/milvus-server.sh start [DATA_DIR]   # waits for http://127.0.0.1:9091/healthz
 #   scripts/milvus-server.sh stop               # SIGINT: SIGTERM would orphan the server process
+#   scripts/milvus-server.sh status             # exit 0 when one answers on /healthz
 #
 # Every component is pinned to 127.0.0.1 (otherwise they talk over a non-loopback address, which
 # some machines forbid). The pid goes to $MILVUS_PIDFILE (default /tmp/vidrag-milvus.pid).
@@ -52,5 +53,6 @@ case "${1:-}" in
     fi
     rm -f "$PIDFILE"; echo "milvus: stopped"
     ;;
-  *) echo "usage: $0 start [DATA_DIR] | stop" >&2; exit 2 ;;
+  status) healthy ;;
+  *) echo "usage: $0 start [DATA_DIR] | stop | status" >&2; exit 2 ;;
 esac
