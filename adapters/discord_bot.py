@@ -29,7 +29,7 @@ from discord import app_commands
 from core.config import Settings
 from core.errors import APOLOGY, UserFacingError
 from core.models import Answer, Progress, Scope, Stage, VideoStatus, fmt_time
-from core.service import Service
+from core.service import JobEvent, Service
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +184,22 @@ class VidragBot(discord.Client):
 
     async def setup_hook(self) -> None:
         await self.tree.sync()
+        self.service.on_job_event(self.on_job_event)
+
+    async def on_job_event(self, event: JobEvent) -> None:
+        """Tell the channel how a job ended when no progress message of this process follows it
+        (a job queued before a restart)."""
+        p = event.progress
+        if event.listened or event.job.scope.platform != "discord" or p.stage not in (Stage.DONE, Stage.FAILED):
+            return
+        channel = self.get_channel(int(event.job.scope.channel))
+        if channel is None or not hasattr(channel, "send"):
+            return
+        text = progress_text(p.title or event.job.source, p)
+        try:
+            await channel.send(text, allowed_mentions=NO_PINGS)  # type: ignore[union-attr]
+        except discord.HTTPException:
+            log.warning("could not tell %s how job %s ended", event.job.scope.key, event.job.id)
 
     async def on_ready(self) -> None:
         log.info("Discord: logged in as %s (message_content intent: %s)", self.user, self.intents.message_content)
@@ -254,13 +270,13 @@ class VidragBot(discord.Client):
             reference = message  # a DM, a voice channel's chat: no threads there
         key = str(where.id)  # type: ignore[attr-defined]
         async with where.typing():
-            text, file = await self.ask(scope, question, key)
+            text, file = await self.ask(scope, question, key, str(message.author.id))
         await self.send_chunks(where.send, text, file, reference=reference)
 
-    async def ask(self, scope: Scope, question: str, thread: str) -> tuple[str, discord.File | None]:
+    async def ask(self, scope: Scope, question: str, thread: str, user: str) -> tuple[str, discord.File | None]:
         """The answer as text and the frame as a file (or the user-facing error as text)."""
         try:
-            answer = await self.service.ask(scope, question, thread=thread)
+            answer = await self.service.ask(scope, question, thread=thread, user=user)
         except UserFacingError as e:
             return e.message, None
         except Exception:
@@ -356,10 +372,10 @@ class VidragBot(discord.Client):
             echo = await interaction.followup.send(f"**Question:** {question}", wait=True, allowed_mentions=NO_PINGS)
             thread = await channel.create_thread(name=_thread_name(question), message=echo)
             async with thread.typing():
-                text, file = await self.ask(scope, question, str(thread.id))
+                text, file = await self.ask(scope, question, str(thread.id), str(interaction.user.id))
             await self.send_chunks(thread.send, text, file)
             return
-        text, file = await self.ask(scope, question, str(interaction.channel_id))
+        text, file = await self.ask(scope, question, str(interaction.channel_id), str(interaction.user.id))
         await self.send_chunks(interaction.followup.send, text, file)
 
     async def list_videos(self, scope: Scope) -> str:

@@ -41,7 +41,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from core.config import Settings
 from core.errors import APOLOGY, UserFacingError
 from core.models import Answer, Progress, Scope, Stage, Video, fmt_time
-from core.service import Service
+from core.service import JobEvent, Service
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +191,7 @@ class SlackBot:
         self.client = client or web_client(settings.slack_bot_token)
         self.auth = {"Authorization": f"Bearer {self.client.token}"}
         service.auth_headers["slack"] = self.auth  # for file downloads of jobs resumed after a restart
+        service.on_job_event(self._on_job_event)
         # No signing secret (Socket Mode only): a random one, so no HTTP request can ever verify.
         self.app = AsyncApp(client=self.client, name="vidrag", process_before_response=True,
                             signing_secret=settings.slack_signing_secret or secrets.token_hex(32))
@@ -268,7 +269,7 @@ class SlackBot:
         for source, headers in sources:
             self._spawn(self._index(scope, root, source, headers, user))
         if not sources:
-            self._spawn(self._answer(scope, root, question_of(text)))
+            self._spawn(self._answer(scope, root, question_of(text), user))
 
     def _sources(self, event: dict[str, Any], mention: bool) -> list[tuple[str, dict[str, str] | None]]:
         """Video files (fetched with the bot token) and video links of a message. In a mention
@@ -332,9 +333,9 @@ class SlackBot:
     async def _video(self, scope: Scope, video_id: str) -> str:
         return next((v.title for v in await self.service.videos(scope) if v.id == video_id), video_id)
 
-    async def _answer(self, scope: Scope, root: str, question: str) -> None:
+    async def _answer(self, scope: Scope, root: str, question: str, user: str = "") -> None:
         try:
-            answer = await self.service.ask(scope, question, thread=root)
+            answer = await self.service.ask(scope, question, thread=root, user=user)
         except UserFacingError as e:
             await self._post(scope.channel, root, escape(e.message))
             return
@@ -355,6 +356,20 @@ class SlackBot:
                     title=escape(f"{title} at {label}")[:250], alt_txt=escape(f"Frame of {title} at {label}")[:900])
             except Exception:
                 log.exception("uploading the frame to %s failed", scope.key)
+
+    async def _on_job_event(self, event: JobEvent) -> None:
+        """Tell the channel how a job ended when no progress message of this process follows it
+        (a job queued before a restart)."""
+        p, job = event.progress, event.job
+        if event.listened or job.scope.platform != "slack" or p.stage not in (Stage.DONE, Stage.FAILED):
+            return
+        name = unquote(Path(urlsplit(job.source).path).name) or job.source
+        text = (f":white_check_mark: Indexed *{escape(p.title or name)}* after a restart. Mention me with a question about it."
+                if p.stage == Stage.DONE else f":x: I couldn't index *{escape(name)}*: {escape(p.message or APOLOGY)}")
+        try:
+            await self.client.chat_postMessage(channel=job.scope.channel, text=text, unfurl_links=False)
+        except Exception:
+            log.exception("could not tell %s how job %s ended", job.scope.key, job.id)
 
     async def _post(self, channel: str, thread_ts: str, text: str, blocks: list[dict] | None = None) -> str:
         r = await self.client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=text, blocks=blocks,

@@ -16,6 +16,7 @@ from .config import Settings
 from .fetch import with_time
 from .models import Citation, FrameRef, Kind, Turn, Video, fmt_time
 from .retrieve import Moment
+from .safety import neutralize
 from .store import ScopedStore
 
 log = logging.getLogger(__name__)
@@ -97,7 +98,10 @@ async def choose_frame(store: ScopedStore, best: Moment) -> tuple[FrameRef | Non
 
 
 def quote(text: str, limit: int = 600) -> str:
-    text = " ".join(text.split())
+    """One line of at most `limit` characters that cannot close the prompt's quoting: triple quotes
+    and the excerpts' tags inside video text are broken up."""
+    text = " ".join(text.split()).replace('"""', '"​"​"')
+    text = re.sub(r"<\s*/?\s*excerpts\s*>", lambda m: m.group(0).replace("<", "‹").replace(">", "›"), text, flags=re.I)
     return (text[:limit] + "…") if len(text) > limit else text
 
 
@@ -105,7 +109,7 @@ def citations_for(moments: Sequence[Moment], videos: dict[str, Video]) -> list[C
     out = []
     for m in moments:
         v = videos.get(m.hit.video_id)
-        title = v.title if v else m.hit.video_id
+        title = neutralize(v.title) if v else m.hit.video_id  # a site's page title is untrusted too
         url = with_time(v.url, m.hit.start) if v else ""
         out.append(Citation(m.hit.video_id, title, m.hit.start, m.hit.end, url))
     return out
