@@ -11,6 +11,7 @@ import importlib.util
 import logging
 import os
 import re
+import threading
 from pathlib import Path
 from typing import Protocol
 
@@ -61,15 +62,23 @@ class SentenceTransformerEmbedder:
         from sentence_transformers import SentenceTransformer
 
         self.model = SentenceTransformer(name, device="cpu")
+        self.lock = threading.Lock()
         dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         self.dim = int(dim())
         self.model_id = slug(name)
 
     def embed(self, texts: list[str]) -> np.ndarray:
+        """Batches are encoded one at a time under a lock: an ingest and a question embed from two
+        threads, and a fast tokenizer used by two threads at once fails ("Already borrowed").
+        A question waits at most for one batch of an ingest, not for all of it."""
         if not texts:
             return np.zeros((0, self.dim), np.float32)
-        return normalise(self.model.encode(texts, batch_size=self.batch_size,
-                                           normalize_embeddings=True, show_progress_bar=False))
+        out = []
+        for i in range(0, len(texts), self.batch_size):
+            with self.lock:
+                out.append(self.model.encode(texts[i:i + self.batch_size], batch_size=self.batch_size,
+                                             normalize_embeddings=True, show_progress_bar=False))
+        return normalise(np.concatenate(out))
 
 
 class OpenAIEmbedder:

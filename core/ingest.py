@@ -49,12 +49,18 @@ class Models:
         self._transcriber = transcriber
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="models")
         self.screen_executor = ThreadPoolExecutor(1, thread_name_prefix="models-screen")
+        # Questions get a lane of their own, so an answer never waits behind a transcription
+        # (it did: 7-14 s during an ingest, measured by the Discord adapter's benchmark).
+        self.query_executor = ThreadPoolExecutor(1, thread_name_prefix="models-query")
 
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
     async def call_screen(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.screen_executor, fn, *args)
+
+    async def call_query(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.query_executor, fn, *args)
 
     @cached_property
     def text(self) -> TextEmbedder:
@@ -75,6 +81,7 @@ class Models:
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.screen_executor.shutdown(wait=False, cancel_futures=True)
+        self.query_executor.shutdown(wait=False, cancel_futures=True)
 
 
 @dataclass

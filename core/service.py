@@ -371,9 +371,9 @@ class Service:
                 "I'm still indexing this channel's first video; ask again when it's ready." if pending else
                 "No videos are indexed in this channel yet. Post a video link or upload a video first.")
         history = await store.turns(thread) if thread else []
-        text = await self.models.call(lambda: self.models.text)
-        image = await self.models.call(lambda: self.models.image)
-        moments = [m for m in await retrieve(store, question, text, image, self.models.call,
+        text = await self.models.call_query(lambda: self.models.text)
+        image = await self.models.call_query(lambda: self.models.image)
+        moments = [m for m in await retrieve(store, question, text, image, self.models.call_query,
                                              top_k=self.settings.top_k,
                                              titles={k: v.title for k, v in ready.items()})
                    if m.hit.video_id in ready]

@@ -35,7 +35,7 @@ async def test_lecture_is_indexed_with_progress_per_stage(service: Service, lect
 
 
 @pytest.mark.parametrize("question, slide", [
-    ("Why does the rock above the magma chamber give way?", 2),
+    ("What happens to the pressure before an eruption?", 2),
     ("What kind of lava do shield volcanoes pour out?", 3),
     ("Why does molten rock rise?", 1),
 ])
