@@ -26,3 +26,11 @@ def chunk(segments: list[Segment], target: float = 30.0, overlap: int = 1, max_c
             break
         i = max(i + 1, j - overlap)
     return chunks
+
+
+def units(speech: list[Segment]) -> list[Segment]:
+    """What a retrieved chunk is narrowed to: each segment, and each two consecutive ones (whisper
+    often cuts a sentence in half)."""
+    segs = sorted((s for s in speech if s.text.strip()), key=lambda s: s.start)
+    pairs = [Segment(a.start, b.end, f"{a.text} {b.text}", a.kind) for a, b in zip(segs, segs[1:], strict=False)]
+    return segs + pairs

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from . import media
-from .chunk import chunk
+from .chunk import chunk, units
 from .config import Settings
 from .embed import ImageEmbedder, TextEmbedder, make_image_embedder, make_text_embedder
 from .errors import BadSource
@@ -172,10 +172,16 @@ async def ingest(video_id: str, source: str, store: ScopedStore, models: Models,
 
         await report(Stage.EMBED, 0.0, title)
         chunks = chunk(speech) + ocr_segments
-        text_vectors = await models.call(lambda: models.text.embed([c.text for c in chunks]))
+        spoken_units = units(speech)
+        # one pass: chunks (searched) and spoken units (what a hit is narrowed to); an on-screen
+        # text span is its own chunk and its own unit
+        vectors = await models.call(lambda: models.text.embed([c.text for c in chunks + spoken_units]))
+        text_vectors = vectors[:len(chunks)]
+        unit_vectors = np.concatenate([vectors[len(chunks):], vectors[len(chunks) - len(ocr_segments):len(chunks)]])
         lap("embed")
         await store.drop_vectors([video_id])
-        await store.put_text(video_id, chunks, text_vectors, speech + ocr_segments)
+        await store.put_text(video_id, chunks, text_vectors, speech + ocr_segments,
+                             spoken_units + ocr_segments, unit_vectors)
         await store.put_frames(video_id, frames, ocr_text, image_vectors)
         lap("store")
         return IngestResult(title, info.duration, got.url, stages,

@@ -19,10 +19,12 @@ from __future__ import annotations
 import functools
 import math
 import re
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import snowballstemmer
 
 from .embed import ImageEmbedder, TextEmbedder
@@ -40,6 +42,9 @@ RRF_K = 20.0
 Call = Callable[..., Awaitable[Any]]
 
 
+_TITLE_CACHE: weakref.WeakKeyDictionary[Any, dict[str, np.ndarray]] = weakref.WeakKeyDictionary()  # embedder → title → vector
+
+
 @dataclass(frozen=True)
 class Moment:
     hit: Hit
@@ -54,6 +59,7 @@ class _Unit:
     text: str
     score: float = 0.0
     why: tuple[str, ...] = ()
+    vector: np.ndarray | None = None
 
 
 def _overlaps(a0: float, a1: float, b0: float, b1: float, slack: float = 0.5) -> bool:
@@ -61,17 +67,16 @@ def _overlaps(a0: float, a1: float, b0: float, b1: float, slack: float = 0.5) ->
 
 
 async def _units(store: ScopedStore, hits: list[VectorHit]) -> list[_Unit]:
+    """Each hit's units with the vectors stored at ingest; a hit without any (indexed before units
+    were stored) is its own unit, embedded now."""
     units: list[_Unit] = []
     for i, h in enumerate(hits):
-        segs = [] if h.kind == Kind.OCR else [
-            s for s in await store.segments(h.video_id, h.start, h.end)
-            if s.kind == h.kind and s.start >= h.start - 0.01 and s.end <= h.end + 0.01]
-        if not segs:  # on-screen text, or a chunk whose segments are gone
+        found = await store.units(h.video_id, h.start, h.end, h.kind)
+        if h.kind == Kind.OCR:
+            found = [(seg, v) for seg, v in found if abs(seg.start - h.start) < 0.01][:1]
+        if not found:
             units.append(_Unit(i, h.start, h.end, h.text))
-        for j, seg in enumerate(segs):
-            units.append(_Unit(i, seg.start, seg.end, seg.text))
-            if j + 1 < len(segs):
-                units.append(_Unit(i, seg.start, segs[j + 1].end, f"{seg.text} {segs[j + 1].text}"))
+        units += [_Unit(i, seg.start, seg.end, seg.text, vector=v) for seg, v in found]
     return units
 
 
@@ -79,8 +84,19 @@ async def retrieve(store: ScopedStore, question: str, text: TextEmbedder, image:
                    call: Call, top_k: int = 8, keep: int = 3,
                    titles: dict[str, str] | None = None) -> list[Moment]:
     """The best `keep` moments for `question` in `store`'s scope. `titles` (video id → title)
-    lets words and text that merely name a video's topic count for less."""
+    lets words and text that merely name a video's topic count for less.
+
+    Only the question is embedded here (and a title the first time it is seen): every unit's
+    vector was stored at ingest, so an answer costs one small embedding, not dozens."""
     titles = titles or {}
+
+    async def title_vectors(names: list[str]) -> list[np.ndarray]:
+        cache = _TITLE_CACHE.setdefault(text, {})
+        new = sorted({n for n in names if n not in cache})
+        if new:
+            cache.update(zip(new, await call(text.embed, new), strict=True))
+        return [cache[n] for n in names]
+
     qv = (await call(text.embed, [question]))[0]
     hits = await store.search_text(qv, top_k)
     frame_hits: list[VectorHit] = []
@@ -91,8 +107,12 @@ async def retrieve(store: ScopedStore, question: str, text: TextEmbedder, image:
 
     units = await _units(store, hits)
     vids = sorted({h.video_id for h in hits})
-    vecs = await call(text.embed, [u.text for u in units] + [titles.get(v, "") for v in vids])
-    unit_vecs, title_vecs = vecs[:len(units)], dict(zip(vids, vecs[len(units):], strict=True))
+    missing = [u for u in units if u.vector is None]
+    if missing:
+        for u, v in zip(missing, await call(text.embed, [u.text for u in missing]), strict=True):
+            u.vector = v
+    unit_vecs = [u.vector for u in units]
+    title_vecs = dict(zip(vids, await title_vectors([titles.get(v, "") for v in vids]), strict=True))
     topic = set().union(*(tokens(titles.get(v, "")) for v in vids))
     lex = lexical_scores(question, [u.text for u in units], ignore=topic)
     for u, uv, x in zip(units, unit_vecs, lex, strict=True):

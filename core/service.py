@@ -426,7 +426,7 @@ class Service:
         jobs = await self.catalog.rows("SELECT id FROM jobs WHERE scope=?", (scope.key,))
         await store.drop_vectors([v.id for v in videos])
         await self.catalog.transaction(
-            [(f"DELETE FROM {t} WHERE scope=?", (scope.key,)) for t in ("segments", "frames", "turns", "jobs", "videos")])
+            [(f"DELETE FROM {t} WHERE scope=?", (scope.key,)) for t in ("segments", "units", "frames", "turns", "jobs", "videos")])
         await self._stop_jobs({r["id"] for r in jobs})
         await store._milvus(self.vectors.drop_partition, scope.partition)
         shutil.rmtree(self.settings.data_dir / "videos" / scope.partition, ignore_errors=True)

@@ -190,6 +190,10 @@ CREATE TABLE IF NOT EXISTS segments (
   scope TEXT NOT NULL, video_id TEXT NOT NULL, start REAL NOT NULL, end REAL NOT NULL,
   kind TEXT NOT NULL, text TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS segments_video ON segments(scope, video_id, start);
+CREATE TABLE IF NOT EXISTS units (
+  scope TEXT NOT NULL, video_id TEXT NOT NULL, start REAL NOT NULL, end REAL NOT NULL,
+  kind TEXT NOT NULL, text TEXT NOT NULL, vec BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS units_video ON units(scope, video_id, start);
 CREATE TABLE IF NOT EXISTS frames (
   scope TEXT NOT NULL, video_id TEXT NOT NULL, time REAL NOT NULL, path TEXT NOT NULL,
   ocr TEXT NOT NULL DEFAULT '');
@@ -291,15 +295,29 @@ class ScopedStore:
 
     # vectors and timed text
     async def put_text(self, video_id: str, chunks: list[Segment], vectors: np.ndarray,
-                       segments: list[Segment]) -> None:
+                       segments: list[Segment], units: list[Segment] = (), unit_vectors: np.ndarray | None = None) -> None:  # type: ignore[assignment]
+        """Chunks go to Milvus (what a question searches); segments (the evidence quoted in answers)
+        and units with their vectors (what a hit is narrowed to) to the catalog."""
         rows = [{"id": f"{video_id}:t{i}", "vector": v.tolist(), "video_id": video_id,
                  "start": c.start, "end": c.end, "kind": str(c.kind), "text": c.text[:8000]}
                 for i, (c, v) in enumerate(zip(chunks, vectors, strict=True))]
         await self._milvus(self.vectors.insert, self.vectors.text, self.partition, rows)
+        uv = unit_vectors if unit_vectors is not None else np.zeros((0, 0), np.float32)
         await self.catalog.transaction(
-            [("DELETE FROM segments WHERE scope=? AND video_id=?", (self.key, video_id))]
+            [(f"DELETE FROM {t} WHERE scope=? AND video_id=?", (self.key, video_id)) for t in ("segments", "units")]  # noqa: S608
             + [("INSERT INTO segments VALUES (?,?,?,?,?,?)",
-                (self.key, video_id, s.start, s.end, str(s.kind), s.text)) for s in segments])
+                (self.key, video_id, s.start, s.end, str(s.kind), s.text)) for s in segments]
+            + [("INSERT INTO units VALUES (?,?,?,?,?,?,?)",
+                (self.key, video_id, u.start, u.end, str(u.kind), u.text, v.astype(np.float32).tobytes()))
+               for u, v in zip(units, uv, strict=True)])
+
+    async def units(self, video_id: str, start: float, end: float, kind: str) -> list[tuple[Segment, np.ndarray]]:
+        """Units of `kind` lying within [start, end], each with its stored vector."""
+        rows = await self.catalog.rows(
+            "SELECT * FROM units WHERE scope=? AND video_id=? AND kind=? AND start>=? AND end<=? ORDER BY start",
+            (self.key, video_id, kind, start - 0.01, end + 0.01))
+        return [(Segment(r["start"], r["end"], r["text"], Kind(r["kind"])), np.frombuffer(r["vec"], np.float32))
+                for r in rows]
 
     async def put_frames(self, video_id: str, frames: list[Frame], ocr: dict[float, str],
                          vectors: np.ndarray | None) -> None:
@@ -348,7 +366,7 @@ class ScopedStore:
         """Vectors first, then rows: a crash in between leaves a catalog row the reconciler sees.
         `keep_jobs` keeps the job rows (a failed job's reason, for /status)."""
         await self.drop_vectors([video_id])
-        tables = ("segments", "frames") if keep_jobs else ("segments", "frames", "jobs")
+        tables = ("segments", "units", "frames") if keep_jobs else ("segments", "units", "frames", "jobs")
         await self.catalog.transaction([
             (f"DELETE FROM {t} WHERE scope=? AND video_id=?", (self.key, video_id))  # noqa: S608
             for t in tables] + [
