@@ -66,3 +66,35 @@ def test_unchanged_frames_are_read_once_and_merged(tmp_path: Path) -> None:
     assert reader.calls == 2  # one read per distinct image
     assert [(s.start, s.end, s.text) for s in segments] == [(0.0, 15.0, "text of ab"), (15.0, 25.0, "text of cd")]
     assert texts[10.0] == "text of ab"
+
+
+def test_change_points_and_motion_from_packet_sizes() -> None:
+    from core.media import Packet, change_points, motion_threshold, moving_between
+
+    still = [Packet(i * 0.04, 60, False) for i in range(1, 250)]
+    pkts = sorted([Packet(0.0, 20000, True), Packet(10.0, 20000, True), *still,
+                   Packet(4.0, 9000, False), Packet(4.04, 3000, False)], key=lambda p: p.time)
+    threshold = motion_threshold(pkts)
+    assert threshold == 1024
+    assert change_points(pkts, threshold) == [4.14]  # one burst, after it settles
+    assert not moving_between(pkts, 0.0, 3.9, threshold) and moving_between(pkts, 0.0, 5.0, threshold)
+
+
+async def test_moving_picture_is_sampled_every_interval_and_still_slides_are_not(tmp_path: Path) -> None:
+    """A 20-s moving test pattern whose keyframes are 10 s apart gets a frame near every 5 s; a
+    still slide of the same length keeps just its keyframes (no seek decodes a GOP for nothing)."""
+    from core.media import extract_frames
+    from tests.conftest import ffmpeg
+
+    moving = tmp_path / "moving.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=320x240:r=25:d=20", "-c:v", "libx264", "-x264-params",
+           "keyint=250:min-keyint=250:scenecut=0", "-pix_fmt", "yuv420p", str(moving))
+    frames = await extract_frames(moving, tmp_path / "m", 20.0, 5.0, 30)
+    times = [f.time for f in frames]
+    assert all(any(abs(t - w) <= 2.5 for t in times) for w in (0, 5, 10, 15)), times
+
+    still = tmp_path / "still.mp4"
+    ffmpeg("-f", "lavfi", "-i", "color=c=white:s=320x240:r=25:d=20", "-c:v", "libx264", "-x264-params",
+           "keyint=250:min-keyint=250:scenecut=0", "-pix_fmt", "yuv420p", str(still))
+    frames = await extract_frames(still, tmp_path / "s", 20.0, 5.0, 30)
+    assert [round(f.time) for f in frames] == [0, 10]
