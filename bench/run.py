@@ -183,17 +183,19 @@ async def add_synthetic(svc: Service, real: str, first: int, count: int, rng: np
     text_rows = await asyncio.to_thread(fetch, vs.text, "text")
     frame_rows = await asyncio.to_thread(fetch, vs.frames, "path") if vs.frames else []
     segments = await store.segments(real, 0, 1e9)
+    units = [u for kind in Kind for u in await store.units(real, 0, 1e9, str(kind))]
     frames = await store.frames(real)
 
-    def moved(rows: list[dict]) -> np.ndarray:
-        v = np.asarray([r["vector"] for r in rows], np.float32)
+    def moved(rows: list[dict] | np.ndarray) -> np.ndarray:
+        v = np.asarray([r["vector"] for r in rows] if isinstance(rows, list) else rows, np.float32)
         return normalise(v + rng.normal(0, 0.75 / np.sqrt(v.shape[1]), v.shape).astype(np.float32))
 
     for k in range(first, first + count):
         vid = f"lecture{k:03d}"
         await store.add_video(vid, f"synthetic://{k}", "", f"Lecture {k}")
         chunks = [Segment(r["start"], r["end"], r["text"], Kind(r["kind"])) for r in text_rows]
-        await store.put_text(vid, chunks, moved(text_rows), segments)
+        await store.put_text(vid, chunks, moved(text_rows), segments, [u for u, _ in units],
+                             moved(np.stack([v for _, v in units])))
         if frame_rows:
             await store.put_frames(vid, [Frame(r["start"], r["path"]) for r in frame_rows],
                                    {t: o for t, _, o in frames}, moved(frame_rows))
@@ -273,7 +275,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     say(f"lecture: {video.name}, {manifest['duration']:.0f} s")
     questions = [q["q"] for q in json.loads((ROOT / "eval" / "questions.json").read_text())
                  if q["video"] == args.lecture] or ["What is this lecture about?"]
-    settings = Settings(data_dir=out / "data", clip_pretrained="random", ocr=True, log_level="WARNING")
+    # the defaults (CLIP off until weights are named) with OCR on; --clip random adds the CLIP
+    # image tower's full compute (random weights cost the same as real ones)
+    settings = Settings(data_dir=out / "data", clip_pretrained=args.clip, ocr=True, log_level="WARNING")
     shutil.rmtree(settings.data_dir, ignore_errors=True)
     rss = RSS
     rss.start()
@@ -334,6 +338,7 @@ def cli(argv: list[str] | None = None) -> None:
     p.add_argument("--lecture", default="roman_republic", help="a lecture of eval/lectures.json")
     p.add_argument("--out", default=str(ROOT / "bench-out"))
     p.add_argument("--asks", type=int, default=120, help="timed asks per number of videos")
+    p.add_argument("--clip", default="", help="CLIP_PRETRAINED for vidrag's side: empty (the default: off) or random")
     p.add_argument("--llm", default="", help="an OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
     p.add_argument("--llm-model", default="mistralai/Pixtral-12B-2409")
     p.add_argument("--llm-asks", type=int, default=20)
