@@ -142,7 +142,12 @@ async def gather_evidence(store: ScopedStore, moments: Sequence[Moment], cites: 
                 frames[h.video_id] = await store.frames(h.video_id)
             mid = (h.start + h.end) / 2
             on = [f for f in frames[h.video_id] if f[0] <= mid] or frames[h.video_id][:1]
-            said, shown = h.text, on[-1][2] if on else ""
+            # the sentence that follows often finishes the thought ("Each step had to be" →
+            # "paid for from his own fortune"): quote it too when it follows without a pause
+            after = [s for s in await store.segments(h.video_id, h.end, h.end + 8.0)
+                     if s.kind == h.kind and h.end - 0.05 <= s.start <= h.end + 1.5]
+            said = h.text + (" " + after[0].text if after else "")
+            shown = on[-1][2] if on else ""
         out.append(Evidence(m, c, said, shown))
     return out
 
