@@ -26,6 +26,8 @@ from typing import Any
 import yarl
 from aiohttp import WSMsgType, web
 
+from tests.fakes.serve import serve
+
 DISCORD_EPOCH_MS = 1420070400000
 GUILD_ID = 410000000000000001
 BOT_ID = 410000000000000002
@@ -101,12 +103,7 @@ class FakeDiscord:
         app.router.add_get("/cdn/{name}", self._serve_file)
         app.router.add_get("/media/{name}", self._serve_file)
         app.router.add_route("*", "/api/v10/{path:.*}", self._rest)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
+        self._runner, self.url = await serve(app)
         return self.url
 
     async def stop(self) -> None:

@@ -14,6 +14,8 @@ from collections import deque
 
 from aiohttp import web
 
+from tests.fakes.serve import serve
+
 
 class FakeLLMServer:
     def __init__(self) -> None:
@@ -43,12 +45,8 @@ class FakeLLMServer:
     async def start(self) -> str:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}/v1"
+        self._runner, base = await serve(app)
+        self.url = f"{base}/v1"
         return self.url
 
     async def stop(self) -> None:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from aiohttp import web
 
+from tests.fakes.serve import serve
+
 
 class FakeMediaServer:
     def __init__(self, files: dict[str, Path | bytes], token: str = "xoxb-test") -> None:
@@ -36,11 +38,7 @@ class FakeMediaServer:
     async def start(self) -> str:
         app = web.Application()
         app.router.add_get("/{name:.+}", self._handle)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.base = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+        self._runner, self.base = await serve(app)
         return self.base
 
     async def stop(self) -> None:

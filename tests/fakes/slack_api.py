@@ -27,6 +27,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from tests.fakes.serve import serve
+
 BOT_TOKEN = "xoxb-fake-bot-token"
 APP_TOKEN = "xapp-fake-app-token"
 TEAM = "T0FAKE"
@@ -68,12 +70,7 @@ class FakeSlackAPI:
         app.router.add_get("/media/{name}", self._media)
         app.router.add_post("/respond/{id}", self._respond)
         app.router.add_get("/link", self._socket)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
+        self._runner, self.url = await serve(app)
         return self
 
     async def stop(self) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from tests.fakes.serve import serve
 from tests.reliability.conftest import console
 
 REPO = Path(__file__).resolve().parents[2]
@@ -52,11 +53,8 @@ class StallingSite:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_get("/lecture.mp4", self.handle)
-        self.runner = web.AppRunner(app)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        self.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/lecture.mp4"  # type: ignore[union-attr]
+        self.runner, base = await serve(app)
+        self.url = f"{base}/lecture.mp4"
 
 
 async def run_proc(plan: dict, path: Path) -> asyncio.subprocess.Process:

@@ -1,0 +1,15 @@
+"""Start a fake's aiohttp app on 127.0.0.1 at a free port: what every fake server here shares."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+
+async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
+    """The runner (clean it up to stop) and the base URL, `http://127.0.0.1:PORT`."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, f"http://127.0.0.1:{port}"
