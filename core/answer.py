@@ -80,21 +80,18 @@ def make_chat(settings: Settings) -> ChatModel | None:
     return None
 
 
-async def choose_frame(store: ScopedStore, best: Moment) -> tuple[FrameRef | None, str]:
-    """The frame on screen during the best moment, and the text read on it.
+async def choose_frame(store: ScopedStore, best: Moment) -> FrameRef | None:
+    """The frame on screen during the best moment.
 
     On-screen text moments take the frame the text was read from (the span's first frame); speech
     takes the frame showing at the middle of the sentence."""
     h = best.hit
     frames = await store.frames(h.video_id)
     if not frames:
-        return None, ""
+        return None
     t = h.start + 0.01 if h.kind == Kind.OCR else (h.start + h.end) / 2
-    shown = [f for f in frames if f[0] <= t] or frames[:1]
-    time_, path, ocr = shown[-1]
-    if not Path(path).is_file():
-        return None, ocr
-    return FrameRef(h.video_id, time_, path), ocr
+    time_, path, _ = ([f for f in frames if f[0] <= t] or frames[:1])[-1]
+    return FrameRef(h.video_id, time_, path) if Path(path).is_file() else None
 
 
 def quote(text: str, limit: int = 600) -> str:

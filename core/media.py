@@ -118,7 +118,7 @@ async def frames_at(path: Path, times: list[float], out_dir: Path, width: int = 
     return frames
 
 
-def sample(frames: list[Frame], interval: float, duration: float, max_per_minute: int) -> list[Frame]:
+def sample(frames: list[Frame], duration: float, max_per_minute: int) -> list[Frame]:
     """Thin keyframes to at most `max_per_minute`, keeping scene cuts first and then even coverage."""
     frames = sorted(frames, key=lambda f: f.time)
     cap = max(1, int(max_per_minute * max(duration, 1.0) / 60.0 + 0.999))
@@ -206,7 +206,7 @@ async def extract_frames(path: Path, out_dir: Path, duration: float, interval: f
         frames += await frames_at(path, sorted(targets), out_dir)
     if not frames:
         raise BadSource("I couldn't decode any frame of that video; it may be corrupt.")
-    kept = sample(frames, interval, duration, max_per_minute)
+    kept = sample(frames, duration, max_per_minute)
     for f in set(frames) - set(kept):
         Path(f.path).unlink(missing_ok=True)
     return sorted(kept, key=lambda f: f.time)

@@ -380,7 +380,7 @@ class Service:
         if not moments:
             return Answer("I couldn't find anything about that in this channel's videos.")
         cites = citations_for(moments, ready)
-        frame, _ = await choose_frame(store, moments[0])
+        frame = await choose_frame(store, moments[0])
         evidence = await gather_evidence(store, moments, cites)
         if self.chat is None:
             answer = Answer(extractive(evidence), tuple(cites), frame)
