@@ -15,19 +15,17 @@ posted with a mention.
 from __future__ import annotations
 
 import asyncio
-import functools
 import io
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from pathlib import PurePosixPath
-from urllib.parse import urlsplit
 
 import discord
 from discord import app_commands
 
 from core.config import Settings
 from core.errors import APOLOGY, UserFacingError
+from core.fetch import has_video_suffix, is_video_link
 from core.models import Answer, Progress, Scope, Stage, VideoStatus, fmt_time
 from core.service import JobEvent, Service
 
@@ -35,7 +33,6 @@ log = logging.getLogger(__name__)
 
 LIMIT = 2000  # characters in one Discord message
 NO_PINGS = discord.AllowedMentions.none()
-VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi", ".mpeg", ".mpg", ".ogv", ".3gp", ".flv", ".wmv"}
 HELP = ("Post a video link or upload a video in this channel and I'll index it. Then mention me with a "
         "question and I'll answer in a thread, citing the moments.")
 
@@ -110,23 +107,8 @@ def progress_text(name: str, p: Progress) -> str:
     return f"⏳ {p.stage.value.capitalize()}…{about}{length}"
 
 
-@functools.cache
-def _site_extractors() -> list[type]:
-    from yt_dlp.extractor import gen_extractor_classes
-
-    return [ie for ie in gen_extractor_classes() if ie.ie_key() != "Generic"]
-
-
-def is_video_link(url: str) -> bool:
-    """Whether a link posted without a mention is worth indexing: a video file, or a page a
-    site-specific yt-dlp extractor claims (YouTube, Vimeo, …). A link to a news article is not."""
-    if PurePosixPath(urlsplit(url).path).suffix.lower() in VIDEO_SUFFIXES:
-        return True
-    return any(ie.suitable(url) for ie in _site_extractors())
-
-
 def is_video_attachment(att: discord.Attachment) -> bool:
-    return (att.content_type or "").startswith("video/") or PurePosixPath(att.filename).suffix.lower() in VIDEO_SUFFIXES
+    return (att.content_type or "").startswith("video/") or has_video_suffix(att.filename)
 
 
 def _links(text: str) -> list[str]:

@@ -40,6 +40,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from core.config import Settings
 from core.errors import APOLOGY, UserFacingError
+from core.fetch import has_video_suffix, is_video_link
 from core.models import Answer, Progress, Scope, Stage, Video, fmt_time
 from core.service import JobEvent, Service
 
@@ -51,9 +52,6 @@ MAX_SOURCES = 5  # links and files indexed from one message
 UPDATE_INTERVAL = 1.0  # seconds between progress edits: Slack allows about one message/s a channel
 SEEN_MAX = 10_000  # (team, channel, ts) keys remembered for deduplication
 
-VIDEO_HOSTS = ("youtube.com", "youtu.be", "vimeo.com", "loom.com", "dailymotion.com", "twitch.tv",
-               "wistia.com", "ted.com", "archive.org", "streamable.com")
-VIDEO_SUFFIXES = (".mp4", ".webm", ".mov", ".mkv", ".m4v", ".avi", ".ogv", ".mpg", ".mpeg")
 INDEX_WORDS = {"", "index", "add", "watch", "learn", "ingest", "please index", "index this"}
 
 _LINK = re.compile(r"<(https?://[^|>\s]+)(?:\|[^>]*)?>")
@@ -147,16 +145,9 @@ def links_in(text: str) -> list[str]:
     return [unescape(m.group(1)) for m in _LINK.finditer(text or "")]
 
 
-def looks_like_video(url: str) -> bool:
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
-    return (any(host == h or host.endswith("." + h) for h in VIDEO_HOSTS)
-            or parts.path.lower().endswith(VIDEO_SUFFIXES))
-
-
 def is_video_file(f: dict[str, Any]) -> bool:
     return (str(f.get("mimetype", "")).startswith("video/")
-            or ("." + str(f.get("filetype", "")).lower()) in VIDEO_SUFFIXES)
+            or has_video_suffix("." + str(f.get("filetype", "")).lower()))
 
 
 def question_of(text: str) -> str:
@@ -260,7 +251,7 @@ class SlackBot:
         text = event.get("text") or ""
         bot_user = context.get("bot_user_id")
         mention = event.get("type") == "app_mention" or bool(bot_user and f"<@{bot_user}>" in text)
-        sources = self._sources(event, mention)
+        sources = await self._sources(event, mention)
         if not (mention or sources) or not self._first_time((team, channel, ts)):
             return
         scope = Scope("slack", team, channel)
@@ -271,7 +262,7 @@ class SlackBot:
         if not sources:
             self._spawn(self._answer(scope, root, question_of(text), user))
 
-    def _sources(self, event: dict[str, Any], mention: bool) -> list[tuple[str, dict[str, str] | None]]:
+    async def _sources(self, event: dict[str, Any], mention: bool) -> list[tuple[str, dict[str, str] | None]]:
         """Video files (fetched with the bot token) and video links of a message. In a mention
         that says nothing else ("@vidrag <link>"), any link is taken as a video to index."""
         out: list[tuple[str, dict[str, str] | None]] = [
@@ -279,7 +270,7 @@ class SlackBot:
             if is_video_file(f) and f.get("url_private_download")]
         text = event.get("text") or ""
         any_link = mention and question_of(text).lower() in INDEX_WORDS
-        out += [(url, None) for url in links_in(text) if any_link or looks_like_video(url)]
+        out += [(url, None) for url in links_in(text) if any_link or await asyncio.to_thread(is_video_link, url)]
         return out[:MAX_SOURCES]
 
     async def _index(self, scope: Scope, root: str, source: str, headers: dict[str, str] | None,

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import logging
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
@@ -191,6 +192,28 @@ class Fetched:
     url: str  # a link a person can open at a time (`with_time`), empty for local files
     subtitles: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi", ".mpeg", ".mpg", ".ogv",
+                            ".3gp", ".flv", ".wmv"})
+
+
+def has_video_suffix(name: str) -> bool:
+    return PurePosixPath(urlsplit(name).path if "://" in name else name).suffix.lower() in VIDEO_SUFFIXES
+
+
+@functools.cache
+def _site_extractors() -> list[type]:
+    from yt_dlp.extractor import gen_extractor_classes
+
+    return [ie for ie in gen_extractor_classes() if ie.ie_key() != "Generic"]
+
+
+def is_video_link(url: str) -> bool:
+    """Whether a link posted without a mention is worth indexing: a video file, or a page that a
+    site-specific yt-dlp extractor claims (YouTube, Vimeo, Loom, …); a news article is not.
+    The first call loads yt-dlp's extractors (about a second): call it off the event loop."""
+    return has_video_suffix(url) or any(ie.suitable(url) for ie in _site_extractors())
 
 
 def looks_like_url(text: str) -> bool:

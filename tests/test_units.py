@@ -131,3 +131,13 @@ def test_env_example_lists_every_setting() -> None:
     text = (Path(__file__).parent.parent / ".env.example").read_text()
     missing = [f.upper() for f in Settings.__dataclass_fields__ if f"\n{f.upper()}=" not in text]
     assert missing == []
+
+
+def test_video_links_are_told_from_other_links_for_every_adapter() -> None:
+    from core.fetch import has_video_suffix, is_video_link
+
+    assert is_video_link("https://www.youtube.com/watch?v=dQw4w9WgXcQ")
+    assert is_video_link("https://vimeo.com/76979871")
+    assert is_video_link("https://cdn.example.org/talks/keynote.MP4?sig=1")
+    assert not is_video_link("https://news.example.org/2026/11/article.html")
+    assert has_video_suffix("clip.webm") and not has_video_suffix("notes.pdf")
