@@ -145,6 +145,11 @@ def links_in(text: str) -> list[str]:
     return [unescape(m.group(1)) for m in _LINK.finditer(text or "")]
 
 
+def source_name(source: str) -> str:
+    """What to call a video before its title is known: the link's file name."""
+    return unquote(Path(urlsplit(source).path).name) or source
+
+
 def is_video_file(f: dict[str, Any]) -> bool:
     return (str(f.get("mimetype", "")).startswith("video/")
             or has_video_suffix("." + str(f.get("filetype", "")).lower()))
@@ -275,7 +280,7 @@ class SlackBot:
 
     async def _index(self, scope: Scope, root: str, source: str, headers: dict[str, str] | None,
                      user: str) -> None:
-        name = unquote(Path(urlsplit(source).path).name) or source
+        name = source_name(source)
         msg = await self._post(scope.channel, root, f":inbox_tray: Got it: indexing *{escape(name)}*…")
         latest: list[Progress] = []
         changed = asyncio.Event()
@@ -354,7 +359,7 @@ class SlackBot:
         p, job = event.progress, event.job
         if event.listened or job.scope.platform != "slack" or p.stage not in (Stage.DONE, Stage.FAILED):
             return
-        name = unquote(Path(urlsplit(job.source).path).name) or job.source
+        name = source_name(job.source)
         text = (f":white_check_mark: Indexed *{escape(p.title or name)}* after a restart. Mention me with a question about it."
                 if p.stage == Stage.DONE else f":x: I couldn't index *{escape(name)}*: {escape(p.message or APOLOGY)}")
         try:
