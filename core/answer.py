@@ -185,7 +185,6 @@ def build_messages(question: str, evidence: Sequence[Evidence], frame: FrameRef 
 
 
 _REF = re.compile(r"\[(\d{1,2})\]")
-_MENTION = re.compile(r"@(everyone|here|channel)|<[@#!][^>]*>", re.I)
 
 
 def resolve_citations(text: str, cites: Sequence[Citation]) -> tuple[str, list[Citation]]:
@@ -202,5 +201,5 @@ def resolve_citations(text: str, cites: Sequence[Citation]) -> tuple[str, list[C
             used.append(c)
         return f"[{fmt_time(c.start)}]"
 
-    text = _MENTION.sub(lambda m: m.group(0).replace("@", "@\u200b").replace("<", "‹"), _REF.sub(sub, text))
+    text = _REF.sub(sub, text)  # mentions and links are defused for every answer by safety.neutralize
     return text.strip(), used or list(cites)
