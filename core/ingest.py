@@ -7,11 +7,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ import numpy as np
 from . import media
 from .chunk import chunk, units
 from .config import Settings
-from .embed import ImageEmbedder, TextEmbedder, make_image_embedder, make_text_embedder
+from .embed import ImageEmbedder, Spec, TextEmbedder, make_image_embedder, make_text_embedder, text_spec
 from .errors import BadSource
 from .fetch import UrlGuard, fetch
 from .models import Frame, Segment, Stage
@@ -34,19 +34,28 @@ Report = Callable[[Stage, float, str], Awaitable[None]]
 
 
 class Models:
-    """The models, loaded on first use (an `ask` never loads whisper), each used from one of two
-    threads: `call` (transcription, text embeddings, questions) and `call_screen` (OCR and CLIP on
-    frames). Transcription and OCR take about as long as each other on a lecture, so side by side
-    they keep both cores busy instead of running one after the other; OCR uses one onnxruntime
-    thread for that (core/ocr.py). Profiles and figures: docs/benchmarks.md.
+    """The models of one process, each loaded on first use and then shared by every channel:
+    `vidrag videos` loads none, an `ask` only the text embedder (and CLIP when it is on), an
+    ingest what indexing needs. Collections are named from `specs()`, which reads model
+    configuration files instead of loading weights where it can.
+
+    Model work runs on three threads: `call` (transcription, text embeddings of an ingest),
+    `call_screen` (OCR and CLIP on frames) and `call_query` (questions). Transcription and OCR take
+    about as long as each other on a lecture, so side by side they keep both cores busy; OCR uses
+    one onnxruntime thread for that (core/ocr.py). Profiles and figures: docs/benchmarks.md.
     """
 
     def __init__(self, settings: Settings, text: TextEmbedder | None = None,
                  image: ImageEmbedder | None | str = "auto", transcriber: Transcriber | None = None) -> None:
         self.settings = settings
-        self._text = text
-        self._image = image
-        self._transcriber = transcriber
+        self._loaded: dict[str, Any] = {}
+        if text is not None:
+            self._loaded["text"] = text
+        if image != "auto":
+            self._loaded["image"] = image
+        if transcriber is not None:
+            self._loaded["transcriber"] = transcriber
+        self._locks = {name: threading.Lock() for name in ("text", "image", "transcriber", "ocr")}
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="models")
         self.screen_executor = ThreadPoolExecutor(1, thread_name_prefix="models-screen")
         # Questions get a lane of their own, so an answer never waits behind a transcription
@@ -62,21 +71,43 @@ class Models:
     async def call_query(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.query_executor, fn, *args)
 
-    @cached_property
+    def _get(self, name: str, factory: Callable[[], Any]) -> Any:
+        """Load once, even when two lanes (a question and an ingest) ask at the same moment."""
+        if name not in self._loaded:
+            with self._locks[name]:
+                if name not in self._loaded:
+                    self._loaded[name] = factory()
+        return self._loaded[name]
+
+    def loaded(self) -> list[str]:
+        """Names of the models this process has loaded (tests and benchmarks check it)."""
+        return sorted(self._loaded)
+
+    @property
     def text(self) -> TextEmbedder:
-        return self._text or make_text_embedder(self.settings)
+        return self._get("text", lambda: make_text_embedder(self.settings))  # type: ignore[no-any-return]
 
-    @cached_property
+    @property
     def image(self) -> ImageEmbedder | None:
-        return make_image_embedder(self.settings) if self._image == "auto" else self._image  # type: ignore[return-value]
+        return self._get("image", lambda: make_image_embedder(self.settings))  # type: ignore[no-any-return]
 
-    @cached_property
+    @property
     def transcriber(self) -> Transcriber:
-        return self._transcriber or make_transcriber(self.settings)
+        return self._get("transcriber", lambda: make_transcriber(self.settings))  # type: ignore[no-any-return]
 
-    @cached_property
+    @property
     def ocr(self) -> RapidReader:
-        return RapidReader()
+        return self._get("ocr", RapidReader)  # type: ignore[no-any-return]
+
+    def specs(self) -> tuple[Spec, Spec | None]:
+        """(text, image) `model_id` and `dim`, which name the Milvus collections. The text
+        embedder's come from its configuration files when it is a local directory (no weights
+        loaded); CLIP, when it is on, is loaded here, so weights that were asked for and cannot be
+        loaded stop the process at start-up. Blocking: call it off the event loop."""
+        text = self._loaded.get("text") or text_spec(self.settings) or self.text
+        image = self.image if self.settings.clip_pretrained or "image" in self._loaded else None
+        return (Spec(text.model_id, text.dim),
+                Spec(image.model_id, image.dim) if image is not None else None)
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)

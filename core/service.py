@@ -104,8 +104,7 @@ class Service:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         own_models = models is None
         models = models or Models(settings)
-        text = await models.call(lambda: models.text)
-        image = await models.call(lambda: models.image)
+        text, image = await models.call(models.specs)  # names the collections; loads no text model
         vectors = await asyncio.to_thread(
             VectorStore, settings.milvus, text.model_id, text.dim,
             image.model_id if image else None, image.dim if image else 0)
