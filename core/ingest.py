@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from . import media
+from .audio import transcribe_windows
 from .chunk import chunk, units
 from .config import Settings
 from .embed import ImageEmbedder, Spec, TextEmbedder, make_image_embedder, make_text_embedder, text_spec
@@ -171,7 +172,7 @@ async def ingest(video_id: str, source: str, store: ScopedStore, models: Models,
                 return []
             wav = await timed("audio", media.extract_audio(got.path, workdir / "audio.wav"))
             await report(Stage.TRANSCRIBE, 0.0, title)
-            return await timed("transcribe", models.call(lambda: models.transcriber.transcribe(wav)))
+            return await timed("transcribe", models.call(lambda: transcribe_windows(models.transcriber, wav, workdir)))
 
         async def screen_lane() -> tuple[list[Frame], list[Segment], dict[float, str], np.ndarray | None]:
             frames_dir = workdir / "frames"
