@@ -50,7 +50,7 @@ def windows(wav: Path, window_s: float = WINDOW_S) -> list[tuple[int, int]]:
             w.setpos(start)
             raw = w.readframes(size)
             samples = np.frombuffer(raw, dtype=np.int16 if width == 2 else np.uint8)[::channels]
-            cut = start + max(quietest(samples, rate), size // 2)
+            cut = start + max(quietest(samples, rate, min(SEARCH_S, window_s / 2)), size // 2)
             out.append((start, cut))
             start = cut
     return out
