@@ -3,13 +3,18 @@ a fake OpenAI-compatible server, and faster-whisper on real speech and on silenc
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from aiohttp import web
 
-from core.embed import OpenAIEmbedder
+from core.config import Settings
+from core.embed import OpenAIEmbedder, Spec
+from core.ingest import Models
+from core.service import Service
 from core.transcribe import RemoteWhisper
 
 
@@ -96,3 +101,35 @@ def test_clip_path_with_random_weights_embeds_frames_and_text(models, lecture, t
     txt = models.image.embed_text(["a slide about volcanoes"])
     assert img.shape == (1, models.image.dim) == txt.shape
     assert models.image.model_id == "vitb32random"
+
+
+def test_clip_setting_names_its_collection_without_a_text_model(models) -> None:
+    """CLIP_PRETRAINED=random loads the CLIP tower; the text embedder's spec comes from its
+    config files (no weights loaded) and matches the loaded model's."""
+    fresh = Models(Settings(clip_pretrained="random"), image=models.image)
+    text, image = fresh.specs()
+    assert image == Spec("vitb32random", 512) and text == Spec("gtallminilml6v2", 384)
+    assert fresh.loaded() == ["image"]  # naming the collections loaded no text model
+    assert (models.text.model_id, models.text.dim) == (text.model_id, text.dim)
+
+
+async def test_unknown_clip_tag_stops_start_up(tmp_path: Path) -> None:
+    """Weights that were asked for and cannot be loaded are an error, not a silent downgrade."""
+    settings = Settings(data_dir=tmp_path / "data", clip_pretrained="no-such-tag")
+    with pytest.raises(RuntimeError, match="no-such-tag"):
+        async with Service.open(settings, chat=None):
+            pass
+
+
+def test_bundled_sentence_transformers_leave_the_hub_settings_alone() -> None:
+    """Loading the bundled MiniLM by path must not set HF_HUB_OFFLINE for the whole process (it
+    did, and open_clip could then never download CLIP weights)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    code = ("import os, huggingface_hub.constants as c\n"
+            "from core.config import Settings\nfrom core.embed import SentenceTransformerEmbedder\n"
+            "e = SentenceTransformerEmbedder(Settings().text_embedder.partition(':')[2])\n"
+            "print(e.embed(['a sentence']).shape, os.environ.get('HF_HUB_OFFLINE'), c.HF_HUB_OFFLINE)")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-3:] == ["384)", "None", "False"]
