@@ -23,18 +23,21 @@ from collections.abc import Awaitable, Callable
 import discord
 from discord import app_commands
 
+from core import present
 from core.config import Settings
 from core.errors import APOLOGY, UserFacingError
 from core.fetch import has_video_suffix, is_video_link
-from core.models import Answer, Progress, Scope, Stage, VideoStatus, fmt_time
+from core.models import Answer, Progress, Scope, Stage, fmt_time
+from core.safety import one_line
 from core.service import JobEvent, Service
 
 log = logging.getLogger(__name__)
 
 LIMIT = 2000  # characters in one Discord message
 NO_PINGS = discord.AllowedMentions.none()
-HELP = ("Post a video link or upload a video in this channel and I'll index it. Then mention me with a "
-        "question and I'll answer in a thread, citing the moments.")
+HELP = present.HELP
+# Discord's markup for the core's wording: bold titles, and a video's own text shown as typed.
+STYLE = present.Style(literal=discord.utils.escape_markdown)
 
 _URL = re.compile(r"https?://[^\s<>]+")
 # Spans a message must never be split inside: masked links, <links> and bare links.
@@ -96,17 +99,6 @@ def split_message(text: str, limit: int = LIMIT) -> list[str]:
     return chunks
 
 
-def progress_text(name: str, p: Progress) -> str:
-    if p.stage == Stage.DONE:
-        return (f"✅ Indexed **{p.title or name}** ({fmt_time(p.duration)}). "
-                "Mention me with a question about it.")
-    if p.stage == Stage.FAILED:
-        return f"❌ I couldn't index {name}: {p.message or APOLOGY}"
-    about = f" **{p.title}**" if p.title else f" {name}"
-    length = f" ({fmt_time(p.duration)})" if p.duration else ""
-    return f"⏳ {p.stage.value.capitalize()}…{about}{length}"
-
-
 def is_video_attachment(att: discord.Attachment) -> bool:
     return (att.content_type or "").startswith("video/") or has_video_suffix(att.filename)
 
@@ -132,7 +124,7 @@ class ProgressMessage:
         self._task: asyncio.Task[None] | None = None
 
     async def __call__(self, p: Progress) -> None:
-        self.set(progress_text(self.name, p))
+        self.set(present.progress(STYLE, self.name, p))
 
     def set(self, text: str) -> None:
         self.latest = text
@@ -177,7 +169,7 @@ class VidragBot(discord.Client):
         channel = self.get_channel(int(event.job.scope.channel))
         if channel is None or not hasattr(channel, "send"):
             return
-        text = progress_text(p.title or event.job.source, p)
+        text = present.after_restart(STYLE, event.job, p)
         try:
             await channel.send(text, allowed_mentions=NO_PINGS)  # type: ignore[union-attr]
         except discord.HTTPException:
@@ -200,14 +192,19 @@ class VidragBot(discord.Client):
         text = re.sub(rf"<@!?{self.user.id}>", " ", message.content)
         links = _links(text)
         try:
-            wanted = [u for u in links if addressed or await asyncio.to_thread(is_video_link, u)]
-            sources = [(u, f"<{u}>", None) for u in wanted]
-            sources += [(a.url, f"`{a.filename}`", {}) for a in message.attachments if is_video_attachment(a)]
+            sources = [(a.url, a.filename, {}) for a in message.attachments if is_video_attachment(a)]
+            checked = links[:4 * present.MAX_SOURCES]  # a wall of links costs a bounded number of checks
+            for u in checked:
+                if addressed or await asyncio.to_thread(is_video_link, u):
+                    sources.append((u, present.source_name(u), None))
             refused = [a.filename for a in message.attachments if not is_video_attachment(a)]
             if refused and addressed:
-                names = ", ".join(f"`{n}`" for n in refused)
-                await message.reply(f"I can only index video files, and {names} doesn't look like one.",
-                                    mention_author=False, allowed_mentions=NO_PINGS)
+                await message.reply(present.not_videos(STYLE, refused), mention_author=False,
+                                    allowed_mentions=NO_PINGS)
+            dropped = max(0, len(sources) - present.MAX_SOURCES) + len(links) - len(checked)
+            if dropped and (sources or addressed):
+                await message.reply(present.too_many(STYLE, dropped), mention_author=False, allowed_mentions=NO_PINGS)
+            sources = sources[:present.MAX_SOURCES]
             for source, name, headers in sources:
                 await self.index(message, source, name, headers)
             if sources or refused or not addressed:
@@ -224,18 +221,17 @@ class VidragBot(discord.Client):
     async def index(self, message: discord.Message, source: str, name: str, headers: dict[str, str] | None) -> None:
         """Acknowledge at once with the message that will show progress, then queue the job."""
         scope = await self.resolve_scope(message.channel)
-        reply = await message.reply(f"⏳ Queued {name}…", mention_author=False, allowed_mentions=NO_PINGS)
+        reply = await message.reply(present.queued(STYLE, name), mention_author=False, allowed_mentions=NO_PINGS)
         progress = ProgressMessage(reply, name)
         try:
             sub = await self.service.submit(scope, source, headers=headers, requested_by=str(message.author.id),
                                             on_progress=progress)
         except UserFacingError as e:
-            progress.set(f"❌ {e.message}")
+            progress.set(present.failed(STYLE, name, e.message))
             return
         if sub.already:
             video = next((v for v in await self.service.videos(scope) if v.id == sub.job.video_id), None)
-            title = video.title if video else name
-            progress.set(f"✅ Already indexed here: **{title}**. Mention me with a question about it.")
+            progress.set(present.already(STYLE, video.title if video else name))
 
     async def answer_message(self, message: discord.Message, question: str) -> None:
         """Answer in the thread the question was asked in, or in a new thread on the question."""
@@ -323,7 +319,7 @@ class VidragBot(discord.Client):
         async def forget_choices(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
             scope = await self.resolve_scope(interaction.channel)
             needle = current.strip().lower()
-            return [app_commands.Choice(name=f"{v.title[:80]} ({v.id})", value=v.id)
+            return [app_commands.Choice(name=f"{one_line(v.title, 80)} ({v.id})", value=v.id)
                     for v in await self.service.videos(scope) if needle in f"{v.title} {v.id}".lower()][:25]
 
         @tree.command(name="status", description="Show the videos being indexed in this channel.")
@@ -361,25 +357,13 @@ class VidragBot(discord.Client):
         await self.send_chunks(interaction.followup.send, text, file)
 
     async def list_videos(self, scope: Scope) -> str:
-        videos = await self.service.videos(scope)
-        if not videos:
-            return "No videos in this channel yet. Post a video link or upload a video."
-        icon = {VideoStatus.READY: "✅", VideoStatus.QUEUED: "⏳", VideoStatus.INDEXING: "⏳",
-                VideoStatus.FAILED: "❌"}
-        return "\n".join(f"{icon.get(v.status, '•')} **{v.title}** ({fmt_time(v.duration)}) — {v.status.value}"
-                         f" · `{v.id}`" for v in videos)
+        return present.video_list(STYLE, await self.service.videos(scope))
 
     async def forget_video(self, scope: Scope, video: str) -> str:
-        gone = await self.service.forget(scope, video)
-        return f"🗑️ Removed **{gone.title}** from this channel."
+        return present.forgot(STYLE, await self.service.forget(scope, video))
 
     async def job_status(self, scope: Scope) -> str:
-        jobs = await self.service.jobs(scope)
-        if not jobs:
-            return "Nothing is being indexed in this channel."
-        titles = {v.id: v.title for v in await self.service.videos(scope)}
-        return "\n".join(f"⏳ **{titles.get(j.video_id, j.source)}** — {j.stage.value}"
-                         + (f" (attempt {j.attempts})" if j.attempts > 1 else "") for j in jobs)
+        return present.job_status(STYLE, await self.service.jobs(scope), await self.service.videos(scope))
 
 
 async def run(service: Service, settings: Settings) -> None:

@@ -40,6 +40,14 @@ class Settings:
     slack_signing_secret: str = ""
     data_dir: Path = Path("./data")
     milvus_uri: str = ""  # empty: Milvus Lite at DATA_DIR/milvus.db
+    # how channels are kept apart in Milvus (core/vectors.py): partition | key | auto (an existing
+    # layout, else key on a server, partition on Milvus Lite); prefix: collections of one bot
+    milvus_layout: str = "auto"
+    milvus_prefix: str = ""
+    # -- catalog and job queue: empty DATABASE_URL = SQLite at DATA_DIR/catalog.db (one machine);
+    # postgresql://user:password@host:5432/db = PostgreSQL shared by every process (core/catalog/)
+    database_url: str = ""
+    database_pool_size: int = 10  # connections per process to PostgreSQL
     llm_base_url: str = ""
     llm_api_key: str = ""
     llm_model: str = "mistralai/Pixtral-12B-2409"
@@ -57,6 +65,15 @@ class Settings:
     ocr: bool = True
     max_video_minutes: float = 90.0
     max_download_mb: float = 500.0
+    # -- what one link may cost (core/fetch.py, core/media.py): a download that takes longer than
+    # DOWNLOAD_TIMEOUT_SECONDS, or that brings less than MIN_DOWNLOAD_KBPS over any
+    # DOWNLOAD_GRACE_SECONDS, is stopped; larger frames than these are refused; titles are cut
+    download_timeout_seconds: float = 1800.0
+    min_download_kbps: float = 20.0
+    download_grace_seconds: float = 60.0
+    max_video_side: int = 4096
+    max_video_pixels: int = 3840 * 2160
+    max_title_chars: int = 300
     max_question_chars: int = 1000
     allow_hosts: tuple[str, ...] = ()  # hosts exempt from the private-address guard (tests)
     ingest_workers: int = 1  # ingests run at once in this process (the concurrency bound)

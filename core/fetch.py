@@ -9,17 +9,26 @@ so checking the first URL is not enough. Rather than patch its internals, every 
 goes through `GuardProxy`, a local HTTP proxy that checks each destination with the same guard
 and connects to the very address it checked (no second DNS lookup for a rebinding name to change).
 That covers every hop, every HLS/DASH fragment and every subtitle file, whatever yt-dlp's
-extractor does. The size limit is a progress hook counting the bytes of every file and fragment.
+extractor does. The size limit is a progress hook counting the bytes of every file and fragment,
+and the proxy counts every byte of the download besides (pages and manifests included, which an
+extractor reads into memory whole) and cuts it past the limit, or when it is too slow (`Pace`).
+
+yt-dlp never runs ffmpeg or any other program: an HLS stream it cannot decrypt natively would be
+handed to ffmpeg, which opens its own connections (around the proxy, honouring `NO_PROXY`) and
+ignores the size limit. It is run with ffmpeg out of reach, on single-file formats only, so a
+format it cannot fetch itself is refused rather than delegated.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import ipaddress
 import logging
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -107,17 +116,69 @@ class UrlGuard:
 PRIVATE = "That link points inside a private network, which I don't fetch."
 
 
+@dataclass(frozen=True)
+class Pace:
+    """How long a download may take: `deadline` seconds in all, and at least `min_rate` bytes a
+    second over every window of `grace` seconds (a server sending a byte every 10 s held the only
+    ingest slot for as long as it liked)."""
+
+    deadline: float
+    min_rate: float
+    grace: float
+
+
+def too_big(max_bytes: int) -> str:
+    return f"That video is larger than my limit of {max_bytes / 2**20:g} MB."
+
+
 class GuardProxy:
     """A local HTTP proxy (127.0.0.1, an ephemeral port) for one download: plain requests in
     absolute form and CONNECT tunnels for https, each destination checked with `guard` and
-    connected to at the checked address. Refusals are answered 403 and remembered in `refused`."""
+    connected to at the checked address. Refusals are answered 403 and remembered in `refused`.
 
-    def __init__(self, guard: UrlGuard) -> None:
+    Every byte coming back is counted in `received`; past `max_bytes` (or when `watch` finds the
+    download too slow) the proxy `stop`s: every connection is closed, new ones are refused, and
+    `stopped` says why in words for the user."""
+
+    def __init__(self, guard: UrlGuard, max_bytes: int | None = None) -> None:
         self.guard = guard
+        self.max_bytes = max_bytes
         self.refused: list[str] = []
+        self.received = 0
+        self.stopped = ""
         self.url = ""
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+
+    def stop(self, reason: str) -> None:
+        if not self.stopped:
+            log.info("download stopped: %s", reason)
+            self.stopped = reason
+        for w in list(self._writers):
+            w.close()
+
+    def _count(self, n: int) -> None:
+        self.received += n
+        if self.max_bytes is not None and self.received > self.max_bytes:
+            self.stop(too_big(self.max_bytes))
+
+    async def watch(self, pace: Pace) -> None:
+        """Stop the download past `pace.deadline`, or when the last `pace.grace` seconds brought
+        less than `pace.min_rate` bytes a second."""
+        start = time.monotonic()
+        seen: collections.deque[tuple[float, int]] = collections.deque([(start, 0)])
+        while not self.stopped:
+            await asyncio.sleep(min(1.0, pace.grace / 4, pace.deadline / 4))
+            now = time.monotonic()
+            seen.append((now, self.received))
+            while len(seen) > 1 and seen[1][0] <= now - pace.grace:
+                seen.popleft()
+            if now - start > pace.deadline:
+                self.stop(f"That download took longer than my limit of {pace.deadline / 60:g} minutes, "
+                          "so I stopped it.")
+            elif now - start >= pace.grace and self.received - seen[0][1] < pace.min_rate * pace.grace:
+                self.stop(f"That server sends too slowly (under {pace.min_rate / 1024:g} KB/s), so I "
+                          "stopped the download.")
 
     async def __aenter__(self) -> GuardProxy:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -133,6 +194,9 @@ class GuardProxy:
             await asyncio.wait_for(self._server.wait_closed(), 5)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.stopped:
+            writer.close()
+            return
         self._writers.add(writer)
         upstream: asyncio.StreamWriter | None = None
         try:
@@ -159,7 +223,9 @@ class GuardProxy:
                     (b"proxy-", b"connection:", b"keep-alive:"))]
                 upstream.write(f"{method} {path} {version}\r\n".encode("latin-1")
                                + b"\r\n".join([*keep, b"Connection: close"]) + b"\r\n\r\n")
-            pipes = [asyncio.create_task(_pipe(reader, upstream)), asyncio.create_task(_pipe(up_reader, writer))]
+            self._writers.add(upstream)
+            pipes = [asyncio.create_task(_pipe(reader, upstream)),
+                     asyncio.create_task(_pipe(up_reader, writer, self._count))]
             _, pending = await asyncio.wait(pipes, return_when=asyncio.FIRST_COMPLETED)
             for t in pending:
                 t.cancel()
@@ -175,12 +241,17 @@ class GuardProxy:
             for w in (upstream, writer):
                 if w is not None:
                     w.close()
-            self._writers.discard(writer)
+                    self._writers.discard(w)
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                count: Callable[[int], None] | None = None) -> None:
     with contextlib.suppress(OSError, asyncio.CancelledError):
         while data := await reader.read(1 << 16):
+            if count is not None:
+                count(len(data))
+            if writer.is_closing():
+                return
             writer.write(data)
             await writer.drain()
 
@@ -241,10 +312,10 @@ async def download_file(url: str, dest: Path, guard: UrlGuard, max_bytes: int,
     async with httpx.AsyncClient(follow_redirects=False, timeout=60, transport=transport, proxy=proxy,
                                  trust_env=False) as client:
         for _ in range(6):
-            guard.check(url)
-            async with client.stream("GET", url, headers=headers or {}) as r:
+            await asyncio.to_thread(guard.check, url)  # getaddrinfo: never on the loop
+            async with _refuse_bad_location(), client.stream("GET", url, headers=headers or {}) as r:
                 if r.is_redirect:
-                    url = urljoin(url, r.headers["location"])
+                    url = _redirect_target(url, r.headers.get("location", ""))
                     headers = None  # never forward the bot's token to another host
                     continue
                 if r.status_code != 200:
@@ -262,6 +333,35 @@ async def download_file(url: str, dest: Path, guard: UrlGuard, max_bytes: int,
         raise BadSource("That link redirects too many times.")
 
 
+BAD_REDIRECT = "That link redirects to an address that isn't valid, so I can't follow it."
+
+
+@contextlib.asynccontextmanager
+async def _refuse_bad_location() -> Any:
+    """httpx parses a redirect's `Location` as it receives the answer, and says so with a
+    protocol error: that is the server's malformed address, not a failed connection."""
+    try:
+        yield
+    except httpx.RemoteProtocolError as e:
+        if "location header" in str(e).lower():
+            raise BadSource(BAD_REDIRECT) from e
+        raise
+
+
+def _redirect_target(url: str, location: str) -> str:
+    """The next hop of a redirect; a malformed `Location` (`http://[::1`, `http://exa mple`) is
+    the server's answer, refused once as such, not an internal error to retry."""
+    try:
+        target = urljoin(url, location.strip())
+        parts = urlsplit(target)
+        _ = parts.port
+    except ValueError as e:
+        raise BadSource(BAD_REDIRECT) from e
+    if not location.strip() or any(c.isspace() or ord(c) < 32 for c in parts.netloc):
+        raise BadSource(BAD_REDIRECT)
+    return target
+
+
 # Protocols yt-dlp downloads natively over HTTP (so through the proxy); rtmp, rtsp, mms and the
 # like would open their own sockets.
 _HTTP_ONLY = "[protocol~='^(https?|m3u8|m3u8_native|http_dash_segments)$']"
@@ -270,8 +370,19 @@ _HTTP_ONLY = "[protocol~='^(https?|m3u8|m3u8_native|http_dash_segments)$']"
 def _ytdlp(url: str, work: Path, guard: UrlGuard, max_bytes: int, max_seconds: float,
            proxy: str) -> Fetched:
     """Blocking yt-dlp download (run in a thread). Format near 360p, subtitles requested; every
-    request through `proxy`; no cookies, config files, local files, exec or user post-processors."""
+    request through `proxy`; no cookies, config files, local files, exec or user post-processors.
+
+    ffmpeg is out of yt-dlp's reach (a `ffmpeg_location` that does not exist, also in the context
+    variable that `FFmpegFD.available()` reads — set in this thread's context only): its HLS
+    downloader then decrypts AES-128 natively instead of delegating, and refuses what it cannot
+    fetch itself (an unknown `#EXT-X-KEY` method) instead of handing it to ffmpeg, which would
+    connect around the proxy and past the size limit. Without a merger, formats are single files
+    (a video without its sound track when a site offers nothing else); post-processing is off."""
     import yt_dlp
+    from yt_dlp.postprocessor.ffmpeg import FFmpegPostProcessor
+
+    no_ffmpeg = str(work / "no-ffmpeg-for-yt-dlp")
+    FFmpegPostProcessor._ffmpeg_location.set(no_ffmpeg)
 
     sizes: dict[str, int] = {}
 
@@ -292,9 +403,8 @@ def _ytdlp(url: str, work: Path, guard: UrlGuard, max_bytes: int, max_seconds: f
 
     opts: dict[str, Any] = {
         "outtmpl": str(work / "video.%(ext)s"), "format_sort": ["res:360", "+size"],
-        "format": (f"bv*[height<=480]{_HTTP_ONLY}+ba{_HTTP_ONLY}/b[height<=480]{_HTTP_ONLY}/"
-                   f"bv*{_HTTP_ONLY}+ba{_HTTP_ONLY}/b{_HTTP_ONLY}"),
-        "merge_output_format": "mp4",
+        "format": f"b[height<=480]{_HTTP_ONLY}/b{_HTTP_ONLY}/bv*[height<=480]{_HTTP_ONLY}/bv*{_HTTP_ONLY}",
+        "ffmpeg_location": no_ffmpeg, "fixup": "never", "hls_prefer_native": True,
         "writesubtitles": True, "writeautomaticsub": True, "subtitleslangs": ["en.*", "en"],
         "subtitlesformat": "vtt", "noplaylist": True, "quiet": True, "no_warnings": True,
         "match_filter": refuse_long,  # size: `limit_size`, which also sees fragments and unsized streams
@@ -305,38 +415,50 @@ def _ytdlp(url: str, work: Path, guard: UrlGuard, max_bytes: int, max_seconds: f
         "cookiefile": None, "cookiesfrombrowser": None, "external_downloader": {"default": "native"},
         "concurrent_fragment_downloads": 1, "playlist_items": "1", "lazy_playlist": True,
     }
-    too_big = f"That video is larger than my limit of {max_bytes // 2**20} MB."
+    too_big_msg = too_big(max_bytes)
     try:
         with yt_dlp.YoutubeDL(opts) as ydl:
             info = ydl.extract_info(url, download=True)
-    except (yt_dlp.utils.DownloadError, yt_dlp.utils.DownloadCancelled) as e:
-        msg = str(e)
+    except yt_dlp.utils.YoutubeDLError as e:  # DownloadError, and a RequestError let out of extraction
+        msg = f"{type(e).__name__}: {e}"
         log.info("yt-dlp refused %s: %s", url, msg)
         if "__too_big__" in sizes:
-            raise BadSource(too_big) from e
+            raise BadSource(too_big_msg) from e
         if "Unsupported URL" in msg:
             raise BadSource("I don't recognise a video at that link.") from e
         if "too long" in msg:
             raise BadSource(f"That video is longer than my limit of {int(max_seconds // 60)} minutes.") from e
+        if "ffmpeg" in msg or "ffprobe" in msg:
+            raise BadSource("That stream needs a downloader other than my own (an encryption or a format "
+                            "I don't fetch myself), so I can't index it.") from e
+        if any(m in msg for m in ("Invalid IPv6 URL", "Invalid URL", "InvalidURL", "nonnumeric port")):
+            raise BadSource(BAD_REDIRECT) from e
         raise BadSource("I couldn't download that video (the site refused or it is private).") from e
     if info is None:
         raise BadSource(f"That video is longer than my limit of {int(max_seconds // 60)} minutes, or larger "
                         f"than {max_bytes // 2**20} MB.")
     files = [p for p in work.glob("video.*") if p.suffix not in (".vtt", ".part", ".ytdl")]
     if "__too_big__" in sizes:
-        raise BadSource(too_big)
+        raise BadSource(too_big_msg)
     if not files:
-        raise BadSource(too_big)
+        raise BadSource(too_big_msg)
     subs = sorted(work.glob("*.vtt"))
     page = info.get("webpage_url") or url
     return Fetched(path=files[0], title=str(info.get("title") or "video"), url=page,
                    subtitles=subs[0] if subs else None)
 
 
+# What a download may read besides the media itself (pages, manifests, subtitles), before the
+# proxy cuts it.
+PAGE_ALLOWANCE = 8 * 2**20
+
+
 async def fetch(source: str, work: Path, guard: UrlGuard, *, max_bytes: int, max_seconds: float,
-                headers: dict[str, str] | None = None, allow_local: bool = False) -> Fetched:
+                headers: dict[str, str] | None = None, allow_local: bool = False,
+                pace: Pace | None = None) -> Fetched:
     """Bring `source` into `work`: a local file (console only), an attachment (with `headers`),
-    or a link for yt-dlp."""
+    or a link for yt-dlp. Whatever the downloader does, the proxy reads no more than `max_bytes`
+    plus `PAGE_ALLOWANCE`, and no longer or slower than `pace` allows."""
     work.mkdir(parents=True, exist_ok=True)
     src = source.strip()
     if not looks_like_url(src):
@@ -346,19 +468,29 @@ async def fetch(source: str, work: Path, guard: UrlGuard, *, max_bytes: int, max
         if not path.is_file():
             raise BadSource(f"I can't find the file `{src}`.")
         return Fetched(path=path.resolve(), title=path.stem, url="")
-    guard.check(src)
-    async with GuardProxy(guard) as proxy:
+    await asyncio.to_thread(guard.check, src)  # getaddrinfo: never on the loop
+    async with GuardProxy(guard, max_bytes + PAGE_ALLOWANCE) as proxy:
+        watch = asyncio.create_task(proxy.watch(pace)) if pace is not None else None
         try:
             if headers is not None:  # a chat attachment: a plain file download with the bot's token
                 name = Path(urlsplit(src).path).name or "attachment"
                 path = await download_file(src, work / f"upload{Path(name).suffix[:8]}", guard, max_bytes,
                                            headers, proxy=proxy.url)
-                return Fetched(path=path, title=Path(name).stem, url="")
-            return await asyncio.to_thread(_ytdlp, src, work, guard, max_bytes, max_seconds, proxy.url)
-        except (BadSource, httpx.HTTPError) as e:
+                got = Fetched(path=path, title=Path(name).stem, url="")
+            else:
+                got = await asyncio.to_thread(_ytdlp, src, work, guard, max_bytes, max_seconds, proxy.url)
+        except (BadSource, httpx.HTTPError, httpx.InvalidURL) as e:
             if proxy.refused:  # whatever the downloader made of the 403, the reason is the address
                 log.info("refused %s on the way to %s", proxy.refused, src)
                 raise BadSource(PRIVATE) from e
-            if isinstance(e, httpx.HTTPError):
+            if proxy.stopped:
+                raise BadSource(proxy.stopped) from e
+            if isinstance(e, httpx.HTTPError | httpx.InvalidURL):
                 raise BadSource("I couldn't download that file (the connection failed).") from e
             raise
+        finally:
+            if watch is not None:
+                watch.cancel()
+        if proxy.stopped:  # a cut stream can look complete to a downloader (no length, then EOF)
+            raise BadSource(proxy.stopped)
+        return got

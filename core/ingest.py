@@ -23,7 +23,7 @@ from .chunk import chunk, units
 from .config import Settings
 from .embed import ImageEmbedder, Spec, TextEmbedder, make_image_embedder, make_text_embedder, text_spec
 from .errors import BadSource
-from .fetch import UrlGuard, fetch
+from .fetch import Pace, UrlGuard, fetch
 from .models import Frame, Segment, Stage
 from .ocr import RapidReader, read_frames
 from .store import ScopedStore
@@ -143,16 +143,16 @@ async def ingest(video_id: str, source: str, store: ScopedStore, models: Models,
     download = workdir / "download"
     await report(Stage.FETCH, 0.0, "")
     try:
+        limit = settings.max_video_minutes * 60
         got = await fetch(source, download, guard, max_bytes=int(settings.max_download_mb * 2**20),
-                          max_seconds=settings.max_video_minutes * 60, headers=headers,
-                          allow_local=allow_local)
+                          max_seconds=limit, headers=headers, allow_local=allow_local,
+                          pace=Pace(settings.download_timeout_seconds, settings.min_download_kbps * 1024,
+                                    settings.download_grace_seconds))
         lap("fetch")
         await report(Stage.PROBE, 0.0, "")
-        info = await media.probe(got.path)
-        if info.duration > settings.max_video_minutes * 60:
-            raise BadSource(f"That video is {info.duration / 60:.0f} minutes long; my limit is "
-                            f"{settings.max_video_minutes:.0f} minutes.")
-        title = got.title if got.url else info.title
+        info = await media.probe(got.path, scan_seconds=limit + 1)
+        check_limits(info, settings)
+        title = clean_title(got.title if got.url else info.title, settings.max_title_chars)
         await store.update_video(video_id, title=title, duration=info.duration, url=got.url)
         lap("probe")
 
@@ -170,7 +170,8 @@ async def ingest(video_id: str, source: str, store: ScopedStore, models: Models,
                 return parse_subtitles(got.subtitles.read_text(errors="replace"))
             if not info.has_audio:
                 return []
-            wav = await timed("audio", media.extract_audio(got.path, workdir / "audio.wav"))
+            wav = await timed("audio", media.extract_audio(got.path, workdir / "audio.wav", fmt=info.format,
+                                                           limit=info.duration + 1.0))
             await report(Stage.TRANSCRIBE, 0.0, title)
             return await timed("transcribe", models.call(lambda: transcribe_windows(models.transcriber, wav, workdir)))
 
@@ -178,7 +179,8 @@ async def ingest(video_id: str, source: str, store: ScopedStore, models: Models,
             frames_dir = workdir / "frames"
             shutil.rmtree(frames_dir, ignore_errors=True)
             frames = await timed("frames", media.extract_frames(
-                got.path, frames_dir, info.duration, settings.frame_interval, settings.max_frames_per_minute))
+                got.path, frames_dir, info.duration, settings.frame_interval, settings.max_frames_per_minute,
+                fmt=info.format, pixels=info.width * info.height))
             ocr_segments: list[Segment] = []
             ocr_text: dict[float, str] = {}
             if settings.ocr:
@@ -222,6 +224,27 @@ async def ingest(video_id: str, source: str, store: ScopedStore, models: Models,
     finally:
         shutil.rmtree(download, ignore_errors=True)
         (workdir / "audio.wav").unlink(missing_ok=True)
+
+
+def check_limits(info: media.MediaInfo, settings: Settings) -> None:
+    """Refuse a video longer than the limit (by its packets, not only its header) or larger in
+    pixels than the limits: decoding memory grows with the frame (a 4000×4000 video made ffmpeg
+    peak at 3 GB)."""
+    if info.duration > settings.max_video_minutes * 60:
+        raise BadSource(f"That video is {info.duration / 60:.0f} minutes long; my limit is "
+                        f"{settings.max_video_minutes:.0f} minutes.")
+    if max(info.width, info.height) > settings.max_video_side or info.width * info.height > settings.max_video_pixels:
+        raise BadSource(f"That video's resolution ({info.width}×{info.height}) is larger than I read "
+                        f"(at most {settings.max_video_side} px a side and "
+                        f"{settings.max_video_pixels / 1e6:.1f} megapixels, e.g. 4K).")
+
+
+def clean_title(raw: str, limit: int) -> str:
+    """A title from yt-dlp's info or a container tag, both chosen by whoever posted the video:
+    one printable line of at most `limit` characters, stored that way so nothing that reads it
+    later (citations, prompts, listings) pays for a 100 KB title."""
+    head = "".join(c for c in " ".join(raw[: limit * 4].split()) if c.isprintable())
+    return head if len(head) <= limit else head[: limit - 1].rstrip() + "…"
 
 
 async def _embed_frames(models: Models, frames: list[Frame]) -> np.ndarray | None:

@@ -32,6 +32,10 @@ _URL = re.compile(r"\b(?:https?|ftp|file|mailto|tel|javascript|data)(?=:)", re.I
 _DOT = "[.\u3002\uff0e\uff61]"
 _DOTTED = re.compile(rf"(?<![\w-])[\w-]++(?:{_DOT}[\w-]++)+")
 _DOT_RE = re.compile(_DOT)
+# Control characters (a terminal obeys ESC sequences, OSC 52 writes the clipboard) and bidi
+# overrides (they make "exe.mp4" read as "4pm.exe") are dropped; tab and line breaks stay.
+_INVISIBLE = dict.fromkeys([*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), *range(0x7F, 0xA0),
+                            *range(0x202A, 0x202F), *range(0x2066, 0x206A)])
 
 
 def _is_tld(label: str) -> bool:
@@ -59,7 +63,9 @@ def _defang_scheme(m: re.Match[str]) -> str:
 
 
 def neutralize(text: str) -> str:
-    """`text` with no live mention and no link; readable as before. Linear in `len(text)`."""
+    """`text` with no live mention, no link and no control character; readable as before.
+    Linear in `len(text)`."""
+    text = text.translate(_INVISIBLE)
     text = _ANGLE.sub(lambda m: f"‹{m.group(1)}{m.group(2)}›", text)
     text = _AT.sub("@\u200b", text)
     text = _URL.sub(_defang_scheme, text)

@@ -123,7 +123,7 @@ async def test_posted_link_is_indexed_on_one_edited_message(bot: VidragBot, fake
     assert reply["content"].startswith("✅ Indexed **volcanoes**"), reply["content"]
     assert [m for m in fake.bot_messages("general") if "interaction_token" not in m] == [reply]  # one message…
     assert len(fake.calls("PATCH", f"/messages/{reply['id']}")) >= 3  # …edited through the stages
-    assert (await interaction_replies(fake, status))[0]["content"].startswith("⏳ **volcanoes")
+    assert "\n⏳ **volcanoes" in (await interaction_replies(fake, status))[0]["content"]
     listed = await fake.slash("general", "videos")
     assert "✅ **volcanoes**" in (await interaction_replies(fake, listed))[0]["content"]
     assert first_response_type(fake, status) == first_response_type(fake, listed) == 5  # deferred
@@ -150,9 +150,9 @@ async def test_non_video_attachment_gets_a_clear_reply(bot: VidragBot, fake: Fak
     refusal = await fake.wait_for(lambda: next(
         (m for m in fake.bot_messages("general") if m.get("message_reference", {}).get("message_id") == pdf["id"]),
         None))
-    assert fake_mp4["content"].startswith("❌ I couldn't index `notes.mp4`:"), fake_mp4["content"]
+    assert fake_mp4["content"].startswith("❌ I couldn't index **notes.mp4**:"), fake_mp4["content"]
     assert "video" in fake_mp4["content"].split(":", 1)[1]
-    assert refusal["content"] == "I can only index video files, and `slides.pdf` doesn't look like one."
+    assert refusal["content"] == "I can only index video files, and **slides[.]pdf** doesn't look like one."
 
 
 async def test_link_in_chat_about_something_else_is_left_alone(bot: VidragBot, fake: FakeDiscord) -> None:
@@ -219,7 +219,8 @@ async def test_everyone_in_retrieved_text_does_not_ping(bot: VidragBot, fake: Fa
     assert "@everyone" not in answer["content"] and "<@&123>" not in answer["content"]
     assert pings_nobody(sent(fake, answer).json["allowed_mentions"])
     edits = fake.calls("PATCH", f"/messages/{progress['id']}")
-    assert "@everyone" in edits[-1].json["content"] and pings_nobody(edits[-1].json["allowed_mentions"])
+    assert "everyone" in edits[-1].json["content"] and "@everyone" not in edits[-1].json["content"]
+    assert "<@&123>" not in edits[-1].json["content"] and pings_nobody(edits[-1].json["allowed_mentions"])
 
 
 # ---- slash commands -----------------------------------------------------------------------------
@@ -246,7 +247,7 @@ async def test_slash_forget_autocompletes_and_needs_manage_messages(bot: VidragB
     (no,) = await fake.wait_for(lambda: [r for r in fake.requests if r.path.endswith(f"/{denied}/callback")])
     assert no.json["data"]["flags"] == 64 and "manage messages" in no.json["data"]["content"]
     allowed = await fake.slash("general", "forget", {"video": choice["value"]})
-    assert (await interaction_replies(fake, allowed))[0]["content"] == "🗑️ Removed **volcanoes** from this channel."
+    assert (await interaction_replies(fake, allowed))[0]["content"].startswith("🗑️ Removed **volcanoes** from this channel")
     assert await bot.service.videos(discord_bot.scope_for(bot.get_channel(int(fake.channel_id("general"))))) == []
     assert [c["name"] for c in fake.commands] == ["videos", "ask", "forget", "status"]  # synced in setup_hook
 
@@ -305,3 +306,55 @@ async def test_job_finished_after_a_restart_is_reported_in_its_channel(bot: Vidr
     await bot.on_job_event(JobEvent(job, Progress("j1", "v1", Stage.DONE, 1.0, "A talk", 61.0), listened=True))
     posted = fake.bot_messages("general")[before:]
     assert len(posted) == 1 and "Indexed **A talk**" in posted[0]["content"]
+
+
+# ---- hostile text (issue 11, items 8 and 10) -----------------------------------------------------
+HOSTILE_TITLE = "[Verify](https://evil.shop/login) <@&123> @everyone " * 1_900  # ~100 KB of title
+
+
+@pytest.fixture(scope="session")
+def hostile_video(media_dir: Path, lecture) -> Path:
+    """The volcano lecture whose container title is ~100 KB of masked links, role pings and
+    @everyone: whoever posts a link chooses this text."""
+    out = media_dir / "hostile.mp4"
+    ffmpeg("-i", str(lecture[0]), "-c", "copy", "-metadata", f"title={HOSTILE_TITLE}", str(out))
+    return out
+
+
+def harmless(text: str) -> bool:
+    return not any(s in text for s in ("https://", "evil.shop", "<@&", "@everyone")) and len(text) <= 2000
+
+
+async def test_a_hostile_title_is_bounded_and_neutral_everywhere_it_is_posted(
+        bot: VidragBot, fake: FakeDiscord, hostile_video) -> None:
+    progress = await outcome(fake, await fake.post("general", "", attachments=[
+        ("talk.mp4", "video/mp4", hostile_video)]))
+    assert progress["content"].startswith("✅ Indexed"), progress["content"]
+    question = await fake.post("general", "Why do volcanoes erupt?", mention_bot=True)
+    answers = await thread_reply(fake, question["id"])
+    listed, status = await fake.slash("general", "videos"), await fake.slash("general", "status")
+    replies = [*await interaction_replies(fake, listed), *await interaction_replies(fake, status)]
+    general = bot.get_channel(int(fake.channel_id("general")))
+    (video,) = await bot.service.videos(discord_bot.scope_for(general))
+    gone = await interaction_replies(fake, await fake.slash("general", "forget", {"video": video.id}))
+    await asyncio.sleep(0.5)  # a second answer message, if the bot were to send one, would be here
+    assert len(fake.bot_messages(question["id"])) == 1  # one message for one question (154 before)
+    posted = [progress["content"], *(e.json["content"] for e in fake.calls("PATCH", f"/messages/{progress['id']}")),
+              answers[0]["content"], *(r["content"] for r in [*replies, *gone])]
+    assert all(harmless(t) for t in posted), [t[:300] for t in posted if not harmless(t)]
+    assert "Verify" in listed_text(replies) and "evil[.]shop" in listed_text(replies)  # still readable
+
+
+def listed_text(replies: list[dict]) -> str:
+    return " ".join(r["content"] for r in replies)
+
+
+async def test_a_message_with_many_links_indexes_a_few_and_says_so(bot: VidragBot, fake: FakeDiscord) -> None:
+    links = " ".join(f"http://10.9.9.{i}/talk{i}.mp4" for i in range(20))  # refused at once: no download
+    posted = await fake.post("general", links, mention_bot=True)
+    replies = await fake.wait_for(lambda: (r := [m for m in fake.messages.values() if m.get(
+        "message_reference", {}).get("message_id") == posted["id"]]) and len(r) >= 6 and r)
+    await asyncio.sleep(0.5)  # more replies, if the bot were to send them, would be here
+    replies = [m for m in fake.messages.values() if m.get("message_reference", {}).get("message_id") == posted["id"]]
+    assert len(replies) == 6, [r["content"] for r in replies]  # five jobs and one note (20 replies before)
+    assert sum("at most 5 videos" in r["content"] and "skipped 15 links" in r["content"] for r in replies) == 1

@@ -1,14 +1,30 @@
 """FakeMediaServer: a local web site (127.0.0.1) for fetch tests — plain video files, an HTML page
 with a <video> and a captions <track> (what yt-dlp's generic extractor reads), a file that needs
-an Authorization header (a chat platform's private file URL), and redirects."""
+an Authorization header (a chat platform's private file URL), redirects, and hostile timing and
+size (`Stream`: a byte every few seconds, a page that never ends)."""
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
 
 from tests.fakes.serve import serve
+
+
+@dataclass(frozen=True)
+class Stream:
+    """A response sent piece by piece: `chunk` bytes every `delay` seconds until `total` bytes
+    (announced in Content-Length when `announce`), or until the client goes away."""
+
+    content_type: str = "text/html"
+    chunk: bytes = b"<p>" + b"x" * 65533 + b"\n"
+    delay: float = 0.0
+    total: int = 2**30  # "endless": a gigabyte, as a last bound for the test machine
+    announce: bool = False
+
 
 
 class FakeMediaServer:
@@ -17,16 +33,20 @@ class FakeMediaServer:
         self.token = token
         self.requests: list[tuple[str, dict[str, str]]] = []
         self.redirects: dict[str, str] = {}
+        self.streams: dict[str, Stream] = {}
+        self.sent: dict[str, int] = {}  # bytes written per streamed name
         self._runner: web.AppRunner | None = None
         self.base = ""
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
         self.requests.append((name, dict(request.headers)))
-        if name in self.redirects:
-            raise web.HTTPFound(self.redirects[name])
+        if name in self.redirects:  # sent as given, a malformed address included
+            return web.Response(status=302, headers={"Location": self.redirects[name]})
         if name.startswith("private/") and request.headers.get("Authorization") != f"Bearer {self.token}":
             return web.Response(status=403, text="not allowed")
+        if name in self.streams:
+            return await self._stream(request, name, self.streams[name])
         body = self.files.get(name.removeprefix("private/"))
         if body is None:
             return web.Response(status=404, text="no such file")
@@ -34,6 +54,22 @@ class FakeMediaServer:
             return web.FileResponse(body)
         ctype = "text/html" if name.endswith(".html") else "text/vtt" if name.endswith(".vtt") else "application/octet-stream"
         return web.Response(body=body, content_type=ctype)
+
+    async def _stream(self, request: web.Request, name: str, spec: Stream) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": spec.content_type})
+        if spec.announce:
+            resp.content_length = spec.total
+        await resp.prepare(request)
+        self.sent[name] = 0
+        try:
+            while self.sent[name] < spec.total:
+                piece = spec.chunk[: spec.total - self.sent[name]]
+                await resp.write(piece)
+                self.sent[name] += len(piece)
+                await asyncio.sleep(spec.delay)
+        except (ConnectionError, RuntimeError):
+            pass  # the client (the guarding proxy) cut the connection
+        return resp
 
     async def start(self) -> str:
         app = web.Application()

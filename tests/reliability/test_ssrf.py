@@ -4,13 +4,15 @@ lead there — with a resolver the test controls, so no real DNS is asked."""
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from core.errors import BadSource
-from core.fetch import UrlGuard, fetch
+from core.fetch import UrlGuard, download_file, fetch, is_public, system_resolver
 from tests.fakes.media_server import FakeMediaServer
 
 DNS = {
@@ -63,16 +65,52 @@ def test_guard_allows_public_and_allowed(url: str) -> None:
     UrlGuard(frozenset({"intranet.corp"}), resolver=resolver).check(url)
 
 
-def test_table_is_large() -> None:
-    assert len(REFUSED) >= 20
+# Every special-purpose network of the IANA registries that a fetch must never reach, each checked
+# at its first, middle and last address (the URL table above samples single addresses).
+SPECIAL_NETWORKS = [
+    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
+    "192.0.0.0/29", "192.0.2.0/24", "192.168.0.0/16", "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24",
+    "224.0.0.0/4", "240.0.0.0/4", "::/128", "::1/128", "fc00::/7", "fe80::/10", "ff00::/8", "2001:db8::/32",
+    "::ffff:127.0.0.0/104", "::ffff:10.0.0.0/104", "64:ff9b::a00:0/120", "2002:a00::/24",
+]
+
+
+@pytest.mark.parametrize("net", SPECIAL_NETWORKS)
+def test_no_address_of_a_special_network_is_public(net: str) -> None:
+    network = ipaddress.ip_network(net)
+    for ip in (network[0], network[network.num_addresses // 2], network[-1]):
+        assert not is_public(ip), ip
+
+
+def localhost_resolver(host: str) -> list[str]:
+    """Resolves every name the way the system resolver does (getaddrinfo, here of `localhost`,
+    answered from /etc/hosts without the network): the call that stalls the loop when a
+    resolver is slow."""
+    return system_resolver("localhost")
+
+
+async def test_link_is_resolved_off_the_event_loop(tmp_path: Path) -> None:
+    """fetch() checks the link's address with a real getaddrinfo; under the loop-blocking
+    detector (tests/blocking.py) that call fails the test unless it runs in a thread."""
+    guard = UrlGuard(resolver=localhost_resolver)
+    with pytest.raises(BadSource, match="private network"):
+        await fetch("http://videos.example/v.mp4", tmp_path / "w", guard, max_bytes=2**20, max_seconds=60)
+
+
+async def test_attachment_is_resolved_off_the_event_loop(tmp_path: Path) -> None:
+    """The same for each hop of an attachment download."""
+    guard = UrlGuard(resolver=localhost_resolver)
+    with pytest.raises(BadSource, match="private network"):
+        await download_file("http://files.example/a.mp4", tmp_path / "a.mp4", guard, 2**20)
 
 
 @pytest.fixture
 async def site(short_lectures, tmp_path: Path):
     hls = tmp_path / "hls"
     hls.mkdir()
-    subprocess.run(["ffmpeg", "-v", "error", "-i", str(short_lectures["volcano"]), "-c", "copy", "-f", "hls",  # noqa: ASYNC221
-                    "-hls_time", "2", "-hls_list_size", "0", str(hls / "index.m3u8")], check=True)
+    await asyncio.to_thread(subprocess.run, ["ffmpeg", "-v", "error", "-i", str(short_lectures["volcano"]), "-c",
+                            "copy", "-f", "hls", "-hls_time", "2", "-hls_list_size", "0", str(hls / "index.m3u8")],
+                            check=True)
     files: dict[str, Path | bytes] = {"lecture.mp4": short_lectures["volcano"]}
     files.update({f"hls/{p.name}": p.read_bytes() for p in hls.iterdir()})
     evil = (hls / "index.m3u8").read_text().replace("index0.ts", "http://169.254.169.254/index0.ts")
