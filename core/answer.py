@@ -91,7 +91,8 @@ async def choose_frame(store: ScopedStore, best: Moment) -> FrameRef | None:
         return None
     t = h.start + 0.01 if h.kind == Kind.OCR else (h.start + h.end) / 2
     time_, path, _ = ([f for f in frames if f[0] <= t] or frames[:1])[-1]
-    return FrameRef(h.video_id, time_, path) if Path(path).is_file() else None
+    local = await store.frame_file(h.video_id, time_, path)  # written from the catalog if indexed elsewhere
+    return FrameRef(h.video_id, time_, str(local)) if local is not None else None
 
 
 def quote(text: str, limit: int = 600) -> str:

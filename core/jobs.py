@@ -1,33 +1,35 @@
-"""The durable ingest queue, kept in the SQLite catalog (WAL, busy timeout: see `Catalog.open`).
+"""The durable ingest queue: its policy (leases, attempts, dead letters, who is dead); the rows and
+their SQL live in the catalog (`core.catalog`), on SQLite or PostgreSQL.
 
-A job is leased by one worker for `lease_s` seconds and the lease is renewed while it runs; a
-worker that dies lets its lease expire and another worker takes the job up again (`attempts`
-grows). Leasing is one `BEGIN IMMEDIATE` transaction, so two workers, in one process or several,
-never take the same job. Every later write of a running job names its worker, so a worker that
-lost its lease cannot finish or fail a job another worker now holds. After `max_attempts` (failed
-or crashed) a job is dead and its reason kept for the channel.
+vidrag keeps its own queue rather than procrastinate or pgqueuer: both are PostgreSQL-only, and
+vidrag must run embedded on SQLite with no server. It takes their ideas: a job is leased by one
+worker for `lease_s` seconds (PostgreSQL: `SELECT … FOR UPDATE SKIP LOCKED`, so racing workers skip
+each other's rows; SQLite: one `BEGIN IMMEDIATE` transaction) and the lease is renewed while it
+runs; queuing a job wakes the workers of every process (PostgreSQL `LISTEN/NOTIFY`; SQLite: the
+in-process wake-up plus a timed poll); failures are retried up to `max_attempts`, then the job is
+dead and its reason kept for the channel. Every later write of a running job names its worker, so
+a worker that lost its lease cannot finish or fail a job another worker now holds.
 
-A worker id is `host:pid:nonce`. At start-up `recover` re-queues at once the jobs of workers on
-this host whose process is gone (a SIGKILL, an OOM kill, a reboot), instead of waiting for their
-leases to expire; jobs of other hosts wait for expiry.
+A worker on another host that dies is detected by its lease: once it stops renewing, the lease
+expires and another worker takes the job up again (`attempts` grows). A worker id is
+`host:pid:nonce`; at start-up `recover` re-queues at once the jobs of workers on this host whose
+process is gone (a SIGKILL, an OOM kill, a reboot) instead of waiting for their leases to expire.
+
+Time comes from `clock` (default `time.time`), so tests move it instead of sleeping.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import socket
-import sqlite3
 import time
 import uuid
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
 
-from .models import Job, Scope, Stage, VideoStatus
-from .store import Catalog, job_from_row
+from .catalog import Catalog
+from .models import Job, JobStatus, Scope, Stage
 
-QUEUED, RUNNING, DONE, DEAD = "queued", "running", "done", "dead"
+QUEUED, RUNNING, DONE, DEAD = JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.DONE, JobStatus.DEAD
 LOST = "lost"  # what `fail` answers when the job is no longer this worker's
 
 CRASHED = "I tried to index this video {n} times and the indexer stopped each time; I gave up on it."
@@ -56,185 +58,114 @@ def worker_gone(worker: str, me: str) -> bool:
 
 
 def scope_of(key: str) -> Scope:
-    platform, workspace, channel = key.split(":", 2)
-    return Scope(platform, workspace, channel)
+    return Scope.parse(key)
 
 
 class JobQueue:
-    def __init__(self, catalog: Catalog, lease_s: float = 120.0, max_attempts: int = 3) -> None:
+    def __init__(self, catalog: Catalog, lease_s: float = 120.0, max_attempts: int = 3,
+                 clock: Callable[[], float] = time.time) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         self.catalog = catalog
         self.lease_s = lease_s
         self.max_attempts = max_attempts
+        self.clock = clock
 
-    async def enqueue(self, scope: Scope, video_id: str, source: str, headers: dict[str, str] | None,
+    async def enqueue(self, scope: Scope, video_id: str, source: str, needs_auth: bool = False,
                       requested_by: str = "") -> Job:
-        now = time.time()
-        job_id = uuid.uuid4().hex[:12]
-        await self.catalog.write(
-            "INSERT INTO jobs (id, video_id, scope, source, headers, stage, status, requested_by, created, updated) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?)",
-            (job_id, video_id, scope.key, source, json.dumps(headers) if headers is not None else "null",
-             Stage.QUEUED, QUEUED, requested_by, now, now))
-        return Job(job_id, video_id, scope, source, Stage.QUEUED)
+        """Queue a job. `needs_auth`: the source is a chat attachment that needs the platform's
+        token when no in-memory headers are at hand (after a restart, on another host)."""
+        job = Job(uuid.uuid4().hex[:12], video_id, scope, source, Stage.QUEUED, needs_auth=bool(needs_auth),
+                  requested_by=requested_by)
+        await self.catalog.insert_job(job, self.clock())
+        return job
 
     async def lease(self, worker: str) -> Job | None:
-        """Take the oldest queued job, or one whose lease expired with attempts left, in one
-        immediate transaction."""
+        """Take the oldest queued job, or one whose lease expired with attempts left."""
+        return await self.catalog.lease_job(worker, self.clock(), self.lease_s, self.max_attempts)
 
-        async def work(db: Any) -> Any:
-            now = time.time()
-            async with db.execute(
-                    "SELECT * FROM jobs WHERE status=? OR (status=? AND lease_until<? AND attempts<?) "
-                    "ORDER BY created LIMIT 1", (QUEUED, RUNNING, now, self.max_attempts)) as cur:
-                row = await cur.fetchone()
-            if row is None:
-                return None
-            await db.execute(
-                "UPDATE jobs SET status=?, worker=?, lease_until=?, attempts=attempts+1, error='', updated=? "
-                "WHERE id=?", (RUNNING, worker, now + self.lease_s, now, row["id"]))
-            async with db.execute("SELECT * FROM jobs WHERE id=?", (row["id"],)) as cur:
-                return await cur.fetchone()
-
-        row = await self._immediate(work)
-        return job_from_row(row, scope_of(row["scope"])) if row is not None else None
-
-    async def _immediate(self, work: Any) -> Any:
-        """Run `work(db)` inside one BEGIN IMMEDIATE transaction on the catalog's connection."""
-        async with self.catalog.lock:
-            db = self.catalog.db
-            await db.execute("BEGIN IMMEDIATE")
-            try:
-                out = await work(db)
-                await db.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(sqlite3.OperationalError):  # a cancelled COMMIT may have run
-                    await db.execute("ROLLBACK")
-                raise
-        return out
+    async def release(self, job_id: str, worker: str) -> bool:
+        """Hand a running job of `worker` back to the queue at once, its attempt not counted (a
+        worker that is shutting down); False when it is no longer `worker`'s."""
+        return await self.catalog.release_job(job_id, worker, self.clock())
 
     async def recover(self, me: str) -> tuple[list[Job], list[Job]]:
         """Re-queue the running jobs of dead workers on this host; dead-letter those out of
         attempts. Returns (re-queued, dead)."""
-        rows = await self.catalog.rows("SELECT * FROM jobs WHERE status=?", (RUNNING,))
         requeued: list[Job] = []
         dead: list[Job] = []
-        for row in rows:
-            if not worker_gone(row["worker"], me):
+        for job in await self.catalog.running_jobs():
+            if not worker_gone(job.worker, me):
                 continue
-            job = await self._retire(row, requeue=True)
-            if job is not None:
-                (requeued if job.extra["status"] == QUEUED else dead).append(job)
+            after = await self._retire(job, requeue=True)
+            if after is not None:
+                (requeued if after.status == QUEUED else dead).append(after)
         return requeued, dead
 
     async def reap(self) -> list[Job]:
         """Dead-letter the jobs whose lease expired after their last allowed attempt (their worker
         crashed every time): without this a video that kills the indexer would be retried forever."""
-        rows = await self.catalog.rows("SELECT * FROM jobs WHERE status=? AND lease_until<? AND attempts>=?",
-                                       (RUNNING, time.time(), self.max_attempts))
-        out = [await self._retire(r, requeue=False) for r in rows]
+        out = [await self._retire(j, requeue=False)
+               for j in await self.catalog.running_jobs(lease_before=self.clock(), min_attempts=self.max_attempts)]
         return [j for j in out if j is not None]
 
-    async def _retire(self, row: Any, requeue: bool) -> Job | None:
-        again = requeue and row["attempts"] < self.max_attempts
-        error = "" if again else CRASHED.format(n=row["attempts"])
-
-        async def work(db: Any) -> int:
-            cur = await db.execute(
-                "UPDATE jobs SET status=?, stage=?, lease_until=0, error=?, updated=? "
-                "WHERE id=? AND status=? AND worker=? AND lease_until=?",
-                (QUEUED if again else DEAD, Stage.QUEUED if again else Stage.FAILED, error, time.time(),
-                 row["id"], RUNNING, row["worker"], row["lease_until"]))
-            if cur.rowcount == 1 and not again:
-                await db.execute("UPDATE videos SET status=?, error=? WHERE scope=? AND id=?",
-                                 (VideoStatus.FAILED, error, row["scope"], row["video_id"]))
-            return cur.rowcount
-
-        if await self._immediate(work) != 1:
+    async def _retire(self, job: Job, requeue: bool) -> Job | None:
+        again = requeue and job.attempts < self.max_attempts
+        error = "" if again else CRASHED.format(n=job.attempts)
+        if not await self.catalog.retire_job(job, QUEUED if again else DEAD, error, self.clock()):
             return None  # someone else moved it meanwhile
-        return await self.get(row["id"])
+        return await self.get(job.id)
 
     async def live_videos(self, me: str) -> set[tuple[str, str]]:
         """(scope, video) of jobs that some live worker may be running right now."""
-        rows = await self.catalog.rows("SELECT scope, video_id, worker FROM jobs WHERE status=? AND lease_until>=?",
-                                       (RUNNING, time.time()))
-        return {(r["scope"], r["video_id"]) for r in rows if not worker_gone(r["worker"], me)}
+        return {(j.scope.key, j.video_id) for j in await self.catalog.running_jobs(lease_from=self.clock())
+                if not worker_gone(j.worker, me)}
 
     async def renew(self, job_id: str, worker: str) -> bool:
         """Extend the lease; False when another worker has taken the job over."""
-        n = await self.catalog.write(
-            "UPDATE jobs SET lease_until=?, updated=? WHERE id=? AND worker=? AND status=?",
-            (time.time() + self.lease_s, time.time(), job_id, worker, RUNNING))
-        return n == 1
+        now = self.clock()
+        return await self.catalog.renew_job(job_id, worker, now + self.lease_s, now)
 
     async def stage(self, job_id: str, stage: Stage) -> None:
-        await self.catalog.write("UPDATE jobs SET stage=?, updated=? WHERE id=?", (stage, time.time(), job_id))
+        await self.catalog.set_job_stage(job_id, stage, self.clock())
 
-    async def complete(self, job: Job, worker: str, **video: Any) -> bool:
+    async def complete(self, job: Job, worker: str, **video: object) -> bool:
         """Mark the job done and its video ready (with `video`'s fields) in one transaction, so a
         crash leaves either both or neither. False when the job is no longer this worker's (its
         lease was taken over, or the video was forgotten meanwhile): nothing is written then."""
-        cols = "".join(f", {k}=?" for k in video)
-
-        async def work(db: Any) -> bool:
-            cur = await db.execute("UPDATE jobs SET status=?, stage=?, updated=? WHERE id=? AND worker=? AND status=?",
-                                   (DONE, Stage.DONE, time.time(), job.id, worker, RUNNING))
-            if cur.rowcount != 1:
-                return False
-            await db.execute(f"UPDATE videos SET status=?{cols} WHERE scope=? AND id=?",  # noqa: S608
-                             (VideoStatus.READY, *video.values(), job.scope.key, job.video_id))
-            return True
-
-        return bool(await self._immediate(work))
+        return await self.catalog.complete_job(job, worker, self.clock(), video)
 
     async def finish(self, job_id: str) -> None:
         """Mark a job done whatever its worker (its video was found ready already)."""
-        await self.catalog.write("UPDATE jobs SET status=?, stage=?, updated=? WHERE id=?",
-                                 (DONE, Stage.DONE, time.time(), job_id))
+        await self.catalog.finish_job(job_id, self.clock())
 
     async def fail(self, job_id: str, worker: str, error: str, retry: bool) -> str:
         """Record a failure: QUEUED when `retry` and attempts remain, DEAD otherwise, LOST (and
         nothing written) when the job is no longer this worker's."""
-        rows = await self.catalog.rows("SELECT attempts FROM jobs WHERE id=?", (job_id,))
-        again = retry and bool(rows) and rows[0]["attempts"] < self.max_attempts
+        job = await self.catalog.job(job_id)
+        again = retry and job is not None and job.attempts < self.max_attempts
         if again:
             error = ""
         elif retry:
-            error = f"I tried {rows[0]['attempts'] if rows else 1} times and couldn't index this video. {error}"
-        n = await self.catalog.write(
-            "UPDATE jobs SET status=?, stage=?, error=?, lease_until=0, updated=? WHERE id=? AND worker=? AND status=?",
-            (QUEUED if again else DEAD, Stage.QUEUED if again else Stage.FAILED, error, time.time(), job_id,
-             worker, RUNNING))
-        if n != 1:
+            error = f"I tried {job.attempts if job else 1} times and couldn't index this video. {error}"
+        status = QUEUED if again else DEAD
+        if not await self.catalog.end_job(job_id, worker, status, Stage.QUEUED if again else Stage.FAILED, error,
+                                          self.clock()):
             return LOST
-        return QUEUED if again else DEAD
+        return status
 
     async def get(self, job_id: str) -> Job | None:
-        rows = await self.catalog.rows("SELECT * FROM jobs WHERE id=?", (job_id,))
-        return job_from_row(rows[0], scope_of(rows[0]["scope"])) if rows else None
+        return await self.catalog.job(job_id)
 
     async def active(self, scope: Scope) -> list[Job]:
-        rows = await self.catalog.rows(
-            "SELECT * FROM jobs WHERE scope=? AND status IN (?,?) ORDER BY created", (scope.key, QUEUED, RUNNING))
-        return [job_from_row(r, scope) for r in rows]
+        return await self.catalog.jobs(scope)
 
     async def active_for_video(self, scope: Scope, video_id: str) -> Job | None:
-        rows = await self.catalog.rows(
-            "SELECT * FROM jobs WHERE scope=? AND video_id=? AND status IN (?,?) ORDER BY created DESC LIMIT 1",
-            (scope.key, video_id, QUEUED, RUNNING))
-        return job_from_row(rows[0], scope) if rows else None
+        jobs = await self.catalog.jobs(scope, video_id)
+        return jobs[-1] if jobs else None
 
     async def count_active(self, scope: Scope | None = None, requested_by: str | None = None) -> int:
-        sql, args = "SELECT COUNT(*) AS n FROM jobs WHERE status IN (?,?)", [QUEUED, RUNNING]
-        if scope is not None:
-            sql += " AND scope=?"
-            args.append(scope.key)
-        if requested_by:
-            sql += " AND requested_by=?"
-            args.append(requested_by)
-        return int((await self.catalog.rows(sql, args))[0]["n"])
+        return await self.catalog.count_jobs(scope, requested_by)
 
     async def scopes(self) -> Sequence[str]:
-        rows = await self.catalog.rows("SELECT DISTINCT scope FROM videos UNION SELECT DISTINCT scope FROM jobs")
-        return [r["scope"] for r in rows]
+        return await self.catalog.scopes()

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,12 @@ class Scope:
     def partition(self) -> str:
         # Partition names allow letters, digits and underscores and must start with a letter.
         return "s_" + hashlib.sha256(self.key.encode()).hexdigest()[:24]
+
+    @classmethod
+    def parse(cls, key: str) -> Scope:
+        """The scope whose `key` this is (the catalog stores keys)."""
+        platform, workspace, channel = key.split(":", 2)
+        return cls(platform, workspace, channel)
 
 
 class Kind(StrEnum):
@@ -69,6 +75,15 @@ class Segment:
 class Frame:
     time: float
     path: str
+
+
+class StoredFrame(NamedTuple):
+    """A frame as the catalog knows it: when, where its JPEG was written when it was indexed (maybe
+    on another host: `ScopedStore.frame_file` gives a local copy), and the text read from it."""
+
+    time: float
+    path: str
+    ocr: str
 
 
 @dataclass(frozen=True)
@@ -156,8 +171,20 @@ class Progress:
     message: str = ""
 
 
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    DEAD = "dead"  # failed for good, or out of attempts; `error` says why
+
+
 @dataclass(frozen=True)
 class Job:
+    """One ingest job as the queue holds it. `needs_auth`: the source is a chat attachment whose
+    URL needs the platform's bot token (the submitter's headers live in memory only, so a job run
+    after a restart or on another host uses the token). `worker`/`lease_until`: who holds it and
+    until when (0 when nobody does)."""
+
     id: str
     video_id: str
     scope: Scope
@@ -165,7 +192,11 @@ class Job:
     stage: Stage
     attempts: int = 0
     error: str = ""
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+    status: JobStatus = JobStatus.QUEUED
+    needs_auth: bool = False
+    requested_by: str = ""
+    worker: str = ""
+    lease_until: float = 0.0
 
 
 def fmt_time(seconds: float) -> str:

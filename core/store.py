@@ -1,120 +1,39 @@
-"""The SQLite catalog and `ScopedStore`, the only way in to a channel's vectors and rows.
+"""`ScopedStore`, the only way in to a channel's vectors and rows: every method is bound to one
+`Scope`, so a search, read or delete without a scope cannot be written.
 
-`ScopedStore` always passes its own partition to `core.vectors.VectorStore` (re-exported here):
-a search or delete without a scope cannot be written.
+The rows live in the catalog (`core.catalog`: SQLite or PostgreSQL, which holds all the SQL); the
+vectors in `core.vectors.VectorStore` (re-exported here), always called with this scope's partition.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import time
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
 import numpy as np
 
-from .models import Frame, Job, Kind, Scope, Segment, Stage, Turn, Video, VideoStatus
+from .catalog import Catalog, LexicalHit
+from .models import Frame, Scope, Segment, StoredFrame, Turn, Video
 from .vectors import VectorHit, VectorStore, _pymilvus_client  # noqa: F401 - re-exported
 
 log = logging.getLogger(__name__)
 
 
-SCHEMA = """
-PRAGMA journal_mode=WAL;
-CREATE TABLE IF NOT EXISTS videos (
-  id TEXT NOT NULL, scope TEXT NOT NULL, source TEXT NOT NULL, url TEXT NOT NULL DEFAULT '',
-  title TEXT NOT NULL DEFAULT '', duration REAL NOT NULL DEFAULT 0, status TEXT NOT NULL,
-  error TEXT NOT NULL DEFAULT '', created REAL NOT NULL, PRIMARY KEY (scope, id));
-CREATE TABLE IF NOT EXISTS jobs (
-  id TEXT PRIMARY KEY, video_id TEXT NOT NULL, scope TEXT NOT NULL, source TEXT NOT NULL,
-  headers TEXT NOT NULL DEFAULT '{}', stage TEXT NOT NULL, status TEXT NOT NULL,
-  attempts INTEGER NOT NULL DEFAULT 0, lease_until REAL NOT NULL DEFAULT 0, worker TEXT NOT NULL DEFAULT '',
-  error TEXT NOT NULL DEFAULT '', requested_by TEXT NOT NULL DEFAULT '', created REAL NOT NULL,
-  updated REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status, created);
-CREATE TABLE IF NOT EXISTS segments (
-  scope TEXT NOT NULL, video_id TEXT NOT NULL, start REAL NOT NULL, end REAL NOT NULL,
-  kind TEXT NOT NULL, text TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS segments_video ON segments(scope, video_id, start);
-CREATE TABLE IF NOT EXISTS units (
-  scope TEXT NOT NULL, video_id TEXT NOT NULL, start REAL NOT NULL, end REAL NOT NULL,
-  kind TEXT NOT NULL, text TEXT NOT NULL, vec BLOB NOT NULL);
-CREATE INDEX IF NOT EXISTS units_video ON units(scope, video_id, start);
-CREATE TABLE IF NOT EXISTS frames (
-  scope TEXT NOT NULL, video_id TEXT NOT NULL, time REAL NOT NULL, path TEXT NOT NULL,
-  ocr TEXT NOT NULL DEFAULT '');
-CREATE INDEX IF NOT EXISTS frames_video ON frames(scope, video_id, time);
-CREATE TABLE IF NOT EXISTS turns (
-  scope TEXT NOT NULL, thread TEXT NOT NULL, question TEXT NOT NULL, answer TEXT NOT NULL,
-  created REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS turns_thread ON turns(scope, thread, created);
-"""
-
-
-class Catalog:
-    """SQLite (WAL) catalog of videos, jobs, timed text, frames and thread turns."""
-
-    def __init__(self, db: aiosqlite.Connection) -> None:
-        self.db = db
-        self.lock = asyncio.Lock()  # one writer transaction at a time on this connection
-
-    @classmethod
-    async def open(cls, path: Path) -> Catalog:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        db = await aiosqlite.connect(str(path), timeout=30, isolation_level=None)
-        db.row_factory = aiosqlite.Row
-        await db.execute("PRAGMA busy_timeout=30000")
-        await db.executescript(SCHEMA)
-        return cls(db)
-
-    async def close(self) -> None:
-        await self.db.close()
-
-    async def write(self, sql: str, args: Sequence[Any] = ()) -> int:
-        async with self.lock:
-            cur = await self.db.execute(sql, args)
-            return cur.rowcount
-
-    async def rows(self, sql: str, args: Sequence[Any] = ()) -> list[aiosqlite.Row]:
-        async with self.db.execute(sql, args) as cur:
-            return list(await cur.fetchall())
-
-    async def transaction(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
-        async with self.lock:
-            await self.db.execute("BEGIN IMMEDIATE")
-            try:
-                for sql, args in statements:
-                    await self.db.execute(sql, args)
-                await self.db.execute("COMMIT")
-            except BaseException:
-                await self.db.execute("ROLLBACK")
-                raise
-
-
-def _video(row: aiosqlite.Row, scope: Scope) -> Video:
-    return Video(id=row["id"], scope=scope, source=row["source"], title=row["title"],
-                 duration=row["duration"], status=VideoStatus(row["status"]), url=row["url"],
-                 error=row["error"])
-
-
-def job_from_row(row: aiosqlite.Row, scope: Scope) -> Job:
-    return Job(id=row["id"], video_id=row["video_id"], scope=scope, source=row["source"],
-               stage=Stage(row["stage"]), attempts=row["attempts"], error=row["error"],
-               extra={"status": row["status"], "headers": json.loads(row["headers"] or "{}"),
-                      "requested_by": row["requested_by"]})
-
-
 class ScopedStore:
-    """Everything vidrag keeps about one channel. Every query below is bound to `self.scope`."""
+    """Everything vidrag keeps about one channel. Every call below passes `self.scope`.
 
-    def __init__(self, scope: Scope, vectors: VectorStore, catalog: Catalog) -> None:
+    `files` is DATA_DIR/videos: where a frame indexed on another host is written from its catalog
+    bytes before an adapter attaches it (`frame_file`)."""
+
+    def __init__(self, scope: Scope, vectors: VectorStore, catalog: Catalog, files: Path | None = None) -> None:
         self.scope = scope
         self.vectors = vectors
         self.catalog = catalog
+        self.files = files
         self.key = scope.key
         self.partition = scope.partition
 
@@ -123,22 +42,16 @@ class ScopedStore:
 
     # catalog: videos
     async def videos(self) -> list[Video]:
-        rows = await self.catalog.rows("SELECT * FROM videos WHERE scope=? ORDER BY created", (self.key,))
-        return [_video(r, self.scope) for r in rows]
+        return await self.catalog.videos(self.scope)
 
     async def video(self, video_id: str) -> Video | None:
-        rows = await self.catalog.rows("SELECT * FROM videos WHERE scope=? AND id=?", (self.key, video_id))
-        return _video(rows[0], self.scope) if rows else None
+        return await self.catalog.video(self.scope, video_id)
 
     async def add_video(self, video_id: str, source: str, url: str, title: str) -> None:
-        await self.catalog.write(
-            "INSERT OR IGNORE INTO videos (id, scope, source, url, title, status, created) "
-            "VALUES (?,?,?,?,?,?,?)", (video_id, self.key, source, url, title, VideoStatus.QUEUED, time.time()))
+        await self.catalog.add_video(self.scope, video_id, source, url, title)
 
     async def update_video(self, video_id: str, **fields: Any) -> None:
-        cols = ", ".join(f"{k}=?" for k in fields)
-        await self.catalog.write(f"UPDATE videos SET {cols} WHERE scope=? AND id=?",  # noqa: S608 - keys are ours
-                                 (*fields.values(), self.key, video_id))
+        await self.catalog.update_video(self.scope, video_id, **fields)
 
     async def titles(self) -> dict[str, Video]:
         return {v.id: v for v in await self.videos()}
@@ -146,40 +59,31 @@ class ScopedStore:
     # vectors and timed text
     async def put_text(self, video_id: str, chunks: list[Segment], vectors: np.ndarray,
                        segments: list[Segment], units: list[Segment] = (), unit_vectors: np.ndarray | None = None) -> None:  # type: ignore[assignment]
-        """Chunks go to Milvus (what a question searches); segments (the evidence quoted in answers)
-        and units with their vectors (what a hit is narrowed to) to the catalog."""
+        """Chunks go to Milvus (what a question searches); segments (the evidence quoted in answers,
+        and the full-text index) and units with their vectors (what a hit is narrowed to) to the catalog."""
         rows = [{"id": f"{video_id}:t{i}", "vector": v.tolist(), "video_id": video_id,
                  "start": c.start, "end": c.end, "kind": str(c.kind), "text": c.text[:8000]}
                 for i, (c, v) in enumerate(zip(chunks, vectors, strict=True))]
         await self._milvus(self.vectors.insert, self.vectors.text, self.partition, rows)
         uv = unit_vectors if unit_vectors is not None else np.zeros((0, 0), np.float32)
-        await self.catalog.transaction(
-            [(f"DELETE FROM {t} WHERE scope=? AND video_id=?", (self.key, video_id)) for t in ("segments", "units")]  # noqa: S608
-            + [("INSERT INTO segments VALUES (?,?,?,?,?,?)",
-                (self.key, video_id, s.start, s.end, str(s.kind), s.text)) for s in segments]
-            + [("INSERT INTO units VALUES (?,?,?,?,?,?,?)",
-                (self.key, video_id, u.start, u.end, str(u.kind), u.text, v.astype(np.float32).tobytes()))
-               for u, v in zip(units, uv, strict=True)])
+        await self.catalog.put_text(self.scope, video_id, segments, units, uv)
 
     async def units(self, video_id: str, start: float, end: float, kind: str) -> list[tuple[Segment, np.ndarray]]:
         """Units of `kind` lying within [start, end], each with its stored vector."""
-        rows = await self.catalog.rows(
-            "SELECT * FROM units WHERE scope=? AND video_id=? AND kind=? AND start>=? AND end<=? ORDER BY start",
-            (self.key, video_id, kind, start - 0.01, end + 0.01))
-        return [(Segment(r["start"], r["end"], r["text"], Kind(r["kind"])), np.frombuffer(r["vec"], np.float32))
-                for r in rows]
+        return await self.catalog.units(self.scope, video_id, start, end, kind)
 
     async def put_frames(self, video_id: str, frames: list[Frame], ocr: dict[float, str],
                          vectors: np.ndarray | None) -> None:
+        """Frame vectors to Milvus; each frame's time, path, text and JPEG bytes to the catalog,
+        so that a process on another host can attach it."""
         if vectors is not None and self.vectors.frames:
             rows = [{"id": f"{video_id}:f{i}", "vector": v.tolist(), "video_id": video_id,
                      "start": f.time, "end": f.time, "kind": "frame", "path": f.path}
                     for i, (f, v) in enumerate(zip(frames, vectors, strict=True))]
             await self._milvus(self.vectors.insert, self.vectors.frames, self.partition, rows)
-        await self.catalog.transaction(
-            [("DELETE FROM frames WHERE scope=? AND video_id=?", (self.key, video_id))]
-            + [("INSERT INTO frames VALUES (?,?,?,?,?)",
-                (self.key, video_id, f.time, f.path, ocr.get(f.time, ""))) for f in frames])
+        jpegs = await asyncio.to_thread(lambda: [_read(f.path) for f in frames])
+        await self.catalog.put_frames(self.scope, video_id,
+                                      [(f.time, f.path, ocr.get(f.time, ""), b) for f, b in zip(frames, jpegs, strict=True)])
 
     async def search_text(self, vector: np.ndarray, limit: int) -> list[VectorHit]:
         return await self._milvus(self.vectors.search, self.vectors.text, self.partition, vector, limit, "text")
@@ -190,17 +94,33 @@ class ScopedStore:
         return await self._milvus(self.vectors.search, self.vectors.frames, self.partition, vector,
                                   limit, "path")
 
-    async def segments(self, video_id: str, start: float, end: float) -> list[Segment]:
-        rows = await self.catalog.rows(
-            "SELECT * FROM segments WHERE scope=? AND video_id=? AND end>? AND start<? ORDER BY start",
-            (self.key, video_id, start, end))
-        return [Segment(r["start"], r["end"], r["text"], Kind(r["kind"])) for r in rows]
+    async def lexical(self, query: str, limit: int) -> list[LexicalHit]:
+        """Full-text search of this channel's segments: (video_id, start, end, kind, text, score),
+        best first (BM25 on SQLite, ts_rank on PostgreSQL)."""
+        return await self.catalog.lexical(self.scope, query, limit)
 
-    async def frames(self, video_id: str) -> list[tuple[float, str, str]]:
-        rows = await self.catalog.rows(
-            "SELECT time, path, ocr FROM frames WHERE scope=? AND video_id=? ORDER BY time",
-            (self.key, video_id))
-        return [(r["time"], r["path"], r["ocr"]) for r in rows]
+    async def segments(self, video_id: str, start: float, end: float) -> list[Segment]:
+        return await self.catalog.segments(self.scope, video_id, start, end)
+
+    async def frames(self, video_id: str) -> list[StoredFrame]:
+        return await self.catalog.frames(self.scope, video_id)
+
+    async def frame_file(self, video_id: str, time: float, path: str) -> Path | None:
+        """A local file of the frame at `time`: `path` when this host wrote it, else a copy written
+        from the catalog's bytes under DATA_DIR/videos (kept for the next answer; a forget or wipe
+        removes it with the video's folder). None when neither exists."""
+        if await asyncio.to_thread(os.path.isfile, path):
+            return Path(path)
+        if self.files is None:
+            return None
+        local = self.files / self.partition / video_id / "frames-cache" / f"{time:.3f}.jpg"
+        if await asyncio.to_thread(local.is_file):
+            return local
+        data = await self.catalog.frame_jpeg(self.scope, video_id, time)
+        if data is None:
+            return None
+        await asyncio.to_thread(_write, local, data)
+        return local
 
     async def drop_vectors(self, video_ids: Sequence[str]) -> None:
         for c in filter(None, (self.vectors.text, self.vectors.frames)):
@@ -213,22 +133,41 @@ class ScopedStore:
         return ids
 
     async def delete_video(self, video_id: str, keep_jobs: bool = False) -> None:
-        """Vectors first, then rows: a crash in between leaves a catalog row the reconciler sees.
-        `keep_jobs` keeps the job rows (a failed job's reason, for /status)."""
+        """Vectors first, then rows (frames and their bytes included): a crash in between leaves a
+        catalog row the reconciler sees. `keep_jobs` keeps the job rows (a failed job's reason, for
+        /status)."""
         await self.drop_vectors([video_id])
-        tables = ("segments", "units", "frames") if keep_jobs else ("segments", "units", "frames", "jobs")
-        await self.catalog.transaction([
-            (f"DELETE FROM {t} WHERE scope=? AND video_id=?", (self.key, video_id))  # noqa: S608
-            for t in tables] + [
-            ("DELETE FROM videos WHERE scope=? AND id=?", (self.key, video_id))])
+        await self.catalog.delete_video(self.scope, video_id, keep_jobs)
+
+    async def wipe(self) -> list[Video]:
+        """Every vector and row of this channel (then `drop_partition`, once its running ingests
+        have stopped). Returns the videos that were there."""
+        videos = await self.videos()
+        await self.drop_vectors([v.id for v in videos])
+        await self.catalog.wipe(self.scope)
+        return videos
+
+    async def drop_partition(self) -> None:
+        await self._milvus(self.vectors.drop_partition, self.partition)
 
     # threads
     async def turns(self, thread: str, limit: int = 6) -> list[Turn]:
-        rows = await self.catalog.rows(
-            "SELECT question, answer FROM turns WHERE scope=? AND thread=? ORDER BY created DESC LIMIT ?",
-            (self.key, thread, limit))
-        return [Turn(r["question"], r["answer"]) for r in reversed(rows)]
+        return await self.catalog.turns(self.scope, thread, limit)
 
     async def add_turn(self, thread: str, question: str, answer: str) -> None:
-        await self.catalog.write("INSERT INTO turns VALUES (?,?,?,?,?)",
-                                 (self.key, thread, question, answer, time.time()))
+        await self.catalog.add_turn(self.scope, thread, question, answer)
+
+
+def _read(path: str) -> bytes | None:
+    try:
+        return Path(path).read_bytes()
+    except OSError:
+        return None
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Write-then-rename: two answers racing for the same frame never attach half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)

@@ -14,6 +14,7 @@ instead. Each test uses collections of its own, dropped afterwards, so a shared 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import uuid
@@ -23,8 +24,9 @@ from urllib.parse import urlparse
 import numpy as np
 import pytest
 
+from core.catalog import SqliteCatalog
 from core.models import Frame, Scope, Segment
-from core.store import Catalog, ScopedStore, VectorStore
+from core.store import ScopedStore, VectorStore
 
 SERVER = os.environ.get("MILVUS_SERVER_URI", "http://127.0.0.1:19530")
 DIM, IMAGE_DIM = 8, 4
@@ -62,7 +64,7 @@ def vectors(uri: str):
 
 @pytest.fixture
 async def catalog(tmp_path: Path):
-    cat = await Catalog.open(tmp_path / "catalog.db")
+    cat = await SqliteCatalog.open(tmp_path / "catalog.db")
     yield cat
     await cat.close()
 
@@ -81,7 +83,7 @@ async def put(store: ScopedStore, video_id: str, axis: int) -> None:
                            np.stack([unit(axis, IMAGE_DIM)]))
 
 
-async def test_search_finds_what_its_scope_wrote(vectors: VectorStore, catalog: Catalog) -> None:
+async def test_search_finds_what_its_scope_wrote(vectors: VectorStore, catalog: SqliteCatalog) -> None:
     store = ScopedStore(Scope("slack", "T1", "C1"), vectors, catalog)
     await put(store, "v1", 0)
     await put(store, "v2", 1)
@@ -92,7 +94,7 @@ async def test_search_finds_what_its_scope_wrote(vectors: VectorStore, catalog: 
     assert frames[0].video_id == "v1" and frames[0].text == "/frames/v1.jpg"
 
 
-async def test_no_scope_sees_another_scopes_vectors(vectors: VectorStore, catalog: Catalog) -> None:
+async def test_no_scope_sees_another_scopes_vectors(vectors: VectorStore, catalog: SqliteCatalog) -> None:
     a = ScopedStore(Scope("slack", "T1", "general"), vectors, catalog)
     b = ScopedStore(Scope("slack", "T1", "random"), vectors, catalog)
     other_team = ScopedStore(Scope("slack", "T2", "general"), vectors, catalog)
@@ -105,7 +107,7 @@ async def test_no_scope_sees_another_scopes_vectors(vectors: VectorStore, catalo
     assert await other_team.vector_video_ids() == set()
 
 
-async def test_drop_vectors_removes_one_video_only(vectors: VectorStore, catalog: Catalog) -> None:
+async def test_drop_vectors_removes_one_video_only(vectors: VectorStore, catalog: SqliteCatalog) -> None:
     store = ScopedStore(Scope("discord", "G1", "lectures"), vectors, catalog)
     other = ScopedStore(Scope("discord", "G1", "other"), vectors, catalog)
     await put(store, "v1", 0)
@@ -118,7 +120,7 @@ async def test_drop_vectors_removes_one_video_only(vectors: VectorStore, catalog
     assert vectors.count(vectors.text, store.partition) == 1
 
 
-async def test_drop_partition_forgets_one_scope(vectors: VectorStore, catalog: Catalog) -> None:
+async def test_drop_partition_forgets_one_scope(vectors: VectorStore, catalog: SqliteCatalog) -> None:
     gone = ScopedStore(Scope("console", "local", "gone"), vectors, catalog)
     kept = ScopedStore(Scope("console", "local", "kept"), vectors, catalog)
     await put(gone, "v1", 0)
@@ -132,21 +134,25 @@ async def test_drop_partition_forgets_one_scope(vectors: VectorStore, catalog: C
     assert {h.video_id for h in await gone.search_text(unit(1), 10)} == {"v3"}
 
 
-async def test_a_new_store_object_finds_existing_partitions(uri: str, catalog: Catalog) -> None:
+async def test_a_new_store_object_finds_existing_partitions(uri: str, catalog: SqliteCatalog) -> None:
     """A restarted bot (or a second worker on a server) sees what was written before."""
     tag = uuid.uuid4().hex[:8]
-    first = VectorStore(uri, f"t{tag}", DIM, f"i{tag}", IMAGE_DIM)
+    first = await asyncio.to_thread(VectorStore, uri, f"t{tag}", DIM, f"i{tag}", IMAGE_DIM)
     scope = Scope("slack", "T9", "C9")
     try:
         await put(ScopedStore(scope, first, catalog), "v1", 2)
         if "://" not in uri:
-            first.close()  # Milvus Lite: one process (here, one client) per file at a time
-        second = VectorStore(uri, f"t{tag}", DIM, f"i{tag}", IMAGE_DIM)
+            await asyncio.to_thread(first.close)  # Milvus Lite: one process (here, one client) per file at a time
+        second = await asyncio.to_thread(VectorStore, uri, f"t{tag}", DIM, f"i{tag}", IMAGE_DIM)
         hits = await ScopedStore(scope, second, catalog).search_text(unit(2), 3)
         assert [h.video_id for h in hits] == ["v1"]
-        for c in (second.text, second.frames):
-            second.client.drop_collection(c)
-        second.close()
+
+        def drop() -> None:
+            for c in (second.text, second.frames):
+                second.client.drop_collection(c)
+            second.close()
+
+        await asyncio.to_thread(drop)
     finally:
         if "://" in uri:
-            first.close()
+            await asyncio.to_thread(first.close)

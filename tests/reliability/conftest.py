@@ -1,6 +1,7 @@
 """Fixtures of the reliability suite: short lectures (two slides, 640×360) so that many ingests
-fit in the time, settings with OCR off where on-screen text is beside the point, and helpers that
-read the stores directly (Milvus, SQLite, the file tree) rather than through the service."""
+fit in the time, settings with OCR off where on-screen text is beside the point, the catalog
+backend (SQLite, or PostgreSQL in modules parametrized with `tests.backends.BACKENDS`), and helpers
+that read the stores directly (Milvus, the catalog, the file tree) rather than through the service."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ from core import synth
 from core.config import Settings
 from core.models import Scope
 from core.service import Service
+from tests import backends
+
+catalog_backend, database_url, catalog = backends.catalog_backend, backends.database_url, backends.catalog
 
 
 def short_lecture(title: str, slides: list[tuple[str, str]], dst: Path, lines: tuple[str, ...] = ()) -> Path:
@@ -41,8 +45,8 @@ def short_lectures(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture
-def rel_settings(settings: Settings) -> Settings:
-    return replace(settings, ocr=False)
+def rel_settings(settings: Settings, database_url: str) -> Settings:
+    return replace(settings, ocr=False, database_url=database_url)
 
 
 @pytest.fixture
@@ -68,9 +72,8 @@ def milvus_rows(svc: Service, scope: Scope, video_id: str | None = None) -> list
 
 
 async def catalog_rows(svc: Service, scope: Scope) -> dict[str, int]:
-    """Rows of `scope` in every catalog table, read with SQL."""
-    counts = {}
-    for table in ("videos", "jobs", "segments", "frames", "turns"):
-        rows = await svc.catalog.rows(f"SELECT COUNT(*) AS n FROM {table} WHERE scope=?", (scope.key,))  # noqa: S608
-        counts[table] = rows[0]["n"]
-    return counts
+    """Rows of `scope` in every catalog table (videos, jobs, segments, units, frames, turns)."""
+    return await svc.catalog.counts(scope)
+
+
+NOTHING = dict.fromkeys(("videos", "jobs", "segments", "units", "frames", "turns"), 0)

@@ -1,6 +1,7 @@
-"""The durable queue: two workers on one catalog never run a job twice (several processes racing
-on real SQLite, and two services ingesting for real), an expired lease is taken over and the old
-worker can no longer finish the job, and a job that crashes its worker every time is dead-lettered."""
+"""The durable queue, on SQLite and on PostgreSQL: two workers on one catalog never run a job twice
+(several processes racing on the real database, and two services ingesting for real), an expired
+lease is taken over and the old worker can no longer finish the job, and a job that crashes its
+worker every time is dead-lettered. Time moves by the queue's injected clock, not by sleeping."""
 
 from __future__ import annotations
 
@@ -8,23 +9,28 @@ import asyncio
 import json
 import os
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
-from core.jobs import DEAD, LOST, JobQueue, new_worker_id
+import pytest
+
+from core.catalog import Catalog, open_catalog
+from core.jobs import DEAD, LOST, QUEUED, RUNNING, JobQueue, new_worker_id
 from core.models import Scope
 from core.service import JobEvent, Service
-from core.store import Catalog
+from tests.backends import BACKENDS
 from tests.reliability.conftest import console
+
+pytestmark = pytest.mark.parametrize("catalog_backend", BACKENDS, indirect=True)
 
 REPO = Path(__file__).resolve().parents[2]
 RACER = """
-import asyncio, json, sys
+import asyncio, json, pathlib, sys
+from core.catalog import open_catalog
+from core.config import Settings
 from core.jobs import JobQueue, new_worker_id
-from core.store import Catalog
 async def main():
-    cat = await Catalog.open(__import__('pathlib').Path(sys.argv[1]))
+    cat = await open_catalog(Settings(data_dir=pathlib.Path(sys.argv[1]), database_url=sys.argv[2]))
     q, me, got = JobQueue(cat), new_worker_id(), []
     while (job := await q.lease(me)) is not None:
         got.append(job.id)
@@ -35,27 +41,37 @@ asyncio.run(main())
 """
 
 
-async def test_processes_racing_on_one_catalog_never_take_a_job_twice(tmp_path: Path) -> None:
-    cat = await Catalog.open(tmp_path / "catalog.db")
-    q = JobQueue(cat)
+class Clock:
+    """The queue's time, moved by the test."""
+
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_processes_racing_on_one_catalog_never_take_a_job_twice(catalog: Catalog, database_url: str,
+                                                                     tmp_path: Path) -> None:
+    q = JobQueue(catalog)
     sc = Scope("slack", "T", "C")
-    ids = {(await q.enqueue(sc, f"v{i}", f"https://videos.example/{i}", None)).id for i in range(150)}
+    ids = {(await q.enqueue(sc, f"v{i}", f"https://videos.example/{i}")).id for i in range(150)}
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    procs = [await asyncio.create_subprocess_exec(sys.executable, "-c", RACER, str(tmp_path / "catalog.db"),
+    procs = [await asyncio.create_subprocess_exec(sys.executable, "-c", RACER, str(tmp_path / "data"), database_url,
                                                   stdout=asyncio.subprocess.PIPE, env=env) for _ in range(3)]
     outs = [json.loads((await p.communicate())[0]) for p in procs]
     taken = Counter(j for out in outs for j in out)
     assert set(taken) == ids and max(taken.values()) == 1
-    rows = await cat.rows("SELECT status, attempts FROM jobs")
+    rows = await catalog.rows("SELECT status, attempts FROM jobs")
     assert {(r["status"], r["attempts"]) for r in rows} == {("done", 1)}
-    assert (await cat.rows("PRAGMA journal_mode"))[0][0] == "wal"
-    assert (await cat.rows("PRAGMA busy_timeout"))[0][0] >= 5000
-    await cat.close()
+    if catalog.backend == "sqlite":
+        assert (await catalog.rows("PRAGMA journal_mode"))[0][0] == "wal"
+        assert (await catalog.rows("PRAGMA busy_timeout"))[0][0] >= 5000
 
 
 async def test_two_services_on_one_catalog_index_each_video_once(rel_settings, models, short_lectures) -> None:
     async with Service.open(rel_settings, models=models, chat=None) as a:
-        b = Service(rel_settings, await Catalog.open(rel_settings.catalog_path), a.vectors, models, None)
+        b = Service(rel_settings, await open_catalog(rel_settings), a.vectors, models, None)
         ready: Counter[str] = Counter()
 
         async def hook(e: JobEvent) -> None:
@@ -78,49 +94,98 @@ async def test_two_services_on_one_catalog_index_each_video_once(rel_settings, m
     assert ready == Counter({s.job.id: 1 for s in subs})
 
 
-async def test_expired_lease_is_taken_over_and_the_old_worker_cannot_finish(tmp_path: Path) -> None:
-    cat = await Catalog.open(tmp_path / "catalog.db")
-    q = JobQueue(cat, lease_s=0.2, max_attempts=3)
-    job = await q.enqueue(Scope("slack", "T", "C"), "v1", "https://videos.example/1", None)
+async def test_expired_lease_is_taken_over_and_the_old_worker_cannot_finish(catalog: Catalog) -> None:
+    clock = Clock()
+    q = JobQueue(catalog, lease_s=10, max_attempts=3, clock=clock)
+    job = await q.enqueue(Scope("slack", "T", "C"), "v1", "https://videos.example/1")
     first, second = "otherhost:1:a", "otherhost:2:b"
     assert (await q.lease(first)).id == job.id  # type: ignore[union-attr]
+    clock.now += 9
     assert await q.lease(second) is None  # leased: nobody else gets it
-    await asyncio.sleep(0.3)
+    clock.now += 2
     again = await q.lease(second)
-    assert again is not None and again.id == job.id and again.attempts == 2
+    assert again is not None and again.id == job.id and again.attempts == 2 and again.worker == second
     assert not await q.renew(job.id, first)
     assert not await q.complete(job, first)
     assert await q.fail(job.id, first, "boom", retry=True) == LOST
     assert await q.complete(job, second)
-    await cat.close()
 
 
-async def test_job_that_keeps_crashing_is_dead_lettered_with_a_reason(tmp_path: Path) -> None:
-    cat = await Catalog.open(tmp_path / "catalog.db")
-    q = JobQueue(cat, lease_s=0.05, max_attempts=2)
-    job = await q.enqueue(Scope("slack", "T", "C"), "v1", "https://videos.example/1", None)
+async def test_renewed_lease_is_not_taken_over(catalog: Catalog) -> None:
+    clock = Clock()
+    q = JobQueue(catalog, lease_s=10, clock=clock)
+    job = await q.enqueue(Scope("slack", "T", "C"), "v1", "https://videos.example/1")
+    assert (await q.lease("otherhost:1:a")).id == job.id  # type: ignore[union-attr]
+    for _ in range(5):  # 40 s of work, renewed every 8 s
+        clock.now += 8
+        assert await q.renew(job.id, "otherhost:1:a")
+        assert await q.lease("otherhost:2:b") is None
+    got = await q.get(job.id)
+    assert got is not None and got.lease_until == clock.now + 10 and got.attempts == 1
+
+
+async def test_job_that_keeps_crashing_is_dead_lettered_with_a_reason(catalog: Catalog) -> None:
+    clock = Clock()
+    q = JobQueue(catalog, lease_s=5, max_attempts=2, clock=clock)
+    sc = Scope("slack", "T", "C")
+    await catalog.add_video(sc, "v1", "https://videos.example/1", "", "one")
+    job = await q.enqueue(sc, "v1", "https://videos.example/1")
     for i in range(2):
         assert await q.lease(f"otherhost:{i}:x") is not None
-        await asyncio.sleep(0.1)  # the worker "crashed": no renewal
+        clock.now += 6  # the worker "crashed": no renewal
     assert await q.lease("otherhost:9:x") is None  # out of attempts: not leased a third time
     dead = await q.reap()
-    assert [d.id for d in dead] == [job.id] and dead[0].extra["status"] == DEAD
+    assert [d.id for d in dead] == [job.id] and dead[0].status == DEAD
     assert "tried to index this video 2 times" in dead[0].error
-    await cat.close()
+    video = await catalog.video(sc, "v1")
+    assert video is not None and video.status == "failed" and video.error == dead[0].error
 
 
-async def test_restart_requeues_jobs_of_a_dead_local_worker_at_once(tmp_path: Path) -> None:
-    cat = await Catalog.open(tmp_path / "catalog.db")
-    q = JobQueue(cat, lease_s=3600)
-    job = await q.enqueue(Scope("slack", "T", "C"), "v1", "https://videos.example/1", None)
+async def test_released_job_goes_back_at_once_without_an_attempt(catalog: Catalog) -> None:
+    q = JobQueue(catalog, lease_s=3600)
+    job = await q.enqueue(Scope("slack", "T", "C"), "v1", "https://videos.example/1")
+    assert (await q.lease("otherhost:1:a")).attempts == 1  # type: ignore[union-attr]
+    assert not await q.release(job.id, "otherhost:2:b")  # not its job
+    assert await q.release(job.id, "otherhost:1:a")
+    again = await q.lease("otherhost:2:b")
+    assert again is not None and again.id == job.id and again.attempts == 1
+
+
+async def test_attachment_jobs_keep_a_flag_not_their_headers(catalog: Catalog) -> None:
+    q = JobQueue(catalog)
+    sc = Scope("slack", "T", "C")
+    plain = await q.enqueue(sc, "v1", "https://videos.example/1", requested_by="U1")
+    upload = await q.enqueue(sc, "v2", "https://files.slack.example/2", needs_auth=True, requested_by="U2")
+    got = {j.id: j for j in await q.active(sc)}
+    assert (got[plain.id].needs_auth, got[plain.id].requested_by, got[plain.id].status) == (False, "U1", QUEUED)
+    assert (got[upload.id].needs_auth, got[upload.id].requested_by) == (True, "U2")
+    assert await q.count_active(sc) == 2 and await q.count_active(requested_by="U2") == 1
+
+
+async def test_restart_requeues_jobs_of_a_dead_local_worker_at_once(catalog: Catalog) -> None:
+    clock = Clock()
+    q = JobQueue(catalog, lease_s=3600, clock=clock)
+    job = await q.enqueue(Scope("slack", "T", "C"), "v1", "https://videos.example/1")
     proc = await asyncio.create_subprocess_exec(sys.executable, "-c", "pass")
     await proc.wait()  # a pid that has exited
     dead_worker = new_worker_id().split(":")[0] + f":{proc.pid}:gone"
     await q.lease(dead_worker)
-    live_remote = await q.enqueue(Scope("slack", "T", "C"), "v2", "https://videos.example/2", None)
+    live_remote = await q.enqueue(Scope("slack", "T", "C"), "v2", "https://videos.example/2")
     await q.lease("elsewhere:123:abc")  # another host's worker: its lease is respected
     requeued, dead = await q.recover(new_worker_id())
     assert [j.id for j in requeued] == [job.id] and dead == []
-    assert (await q.get(live_remote.id)).extra["status"] == "running"  # type: ignore[union-attr]
-    assert time.time() < (await cat.rows("SELECT lease_until FROM jobs WHERE id=?", (live_remote.id,)))[0][0]
-    await cat.close()
+    remote = await q.get(live_remote.id)
+    assert remote is not None and remote.status == RUNNING and remote.lease_until == clock.now + 3600
+
+
+async def test_another_hosts_dead_worker_is_detected_by_its_lease(catalog: Catalog) -> None:
+    clock = Clock()
+    q = JobQueue(catalog, lease_s=60, clock=clock)
+    job = await q.enqueue(Scope("slack", "T", "C"), "v1", "https://videos.example/1")
+    await q.lease("elsewhere:123:abc")
+    assert await q.recover(new_worker_id()) == ([], [])  # no PID to check on another host
+    assert (await q.live_videos(new_worker_id())) == {("slack:T:C", "v1")}
+    clock.now += 61  # it stopped renewing
+    assert await q.live_videos(new_worker_id()) == set()
+    taken = await q.lease(new_worker_id())
+    assert taken is not None and taken.id == job.id and taken.attempts == 2

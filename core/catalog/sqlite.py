@@ -1,0 +1,95 @@
+"""The embedded catalog: one SQLite file (WAL, busy timeout) under DATA_DIR, the default.
+
+One aiosqlite connection per process; writes go through one lock, and a transaction is
+`BEGIN IMMEDIATE` (the write lock taken at once), so two processes never both lease one job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from ..models import Kind, Scope
+from .base import Catalog, LexicalHit, Row, words
+from .migrations import SQLITE
+
+
+class _SqliteTx:
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self.db = db
+
+    async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
+        async with self.db.execute(sql, args) as cur:
+            return list(await cur.fetchall())
+
+    async def run(self, sql: str, args: Sequence[Any] = ()) -> int:
+        cur = await self.db.execute(sql, args)
+        return cur.rowcount
+
+
+class SqliteCatalog(Catalog):
+    backend = "sqlite"
+    migrations = SQLITE
+
+    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
+        self.db = db
+        self.path = path
+        self.lock = asyncio.Lock()  # one writer transaction at a time on this connection
+
+    @classmethod
+    async def open(cls, path: Path) -> SqliteCatalog:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(str(path), timeout=30, isolation_level=None)
+        db.row_factory = aiosqlite.Row
+        try:
+            await db.execute("PRAGMA busy_timeout=30000")
+            await db.execute("PRAGMA journal_mode=WAL")
+            cat = cls(db, path)
+            await cat.migrate()
+        except BaseException:
+            await db.close()
+            raise
+        return cat
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    async def _fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
+        async with self.db.execute(sql, args) as cur:
+            return list(await cur.fetchall())
+
+    async def _run(self, sql: str, args: Sequence[Any] = ()) -> int:
+        async with self.lock:
+            cur = await self.db.execute(sql, args)
+            return cur.rowcount
+
+    @contextlib.asynccontextmanager
+    async def _tx(self) -> AsyncIterator[_SqliteTx]:
+        async with self.lock:
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield _SqliteTx(self.db)
+                await self.db.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.OperationalError):  # a cancelled COMMIT may have run
+                    await self.db.execute("ROLLBACK")
+                raise
+
+    async def lexical(self, scope: Scope, query: str, limit: int) -> list[LexicalHit]:
+        terms = words(query)
+        if not terms:
+            return []
+        match = " OR ".join(f'"{t}"' for t in terms)
+        rows = await self._fetch(
+            'SELECT s.video_id, s.start, s."end", s.kind, s.text, -bm25(segments_fts) AS score '
+            "FROM segments_fts JOIN segments s ON s.id = segments_fts.rowid "
+            "WHERE segments_fts MATCH ? AND s.scope=? ORDER BY bm25(segments_fts) LIMIT ?",
+            (match, scope.key, limit))
+        return [(r["video_id"], float(r["start"]), float(r["end"]), Kind(r["kind"]), r["text"], float(r["score"]))
+                for r in rows]
