@@ -1,6 +1,6 @@
 # The two commands of the README: `make demo` (install, then index a generated lecture and ask
 # about it) and `make test` (install, then run the test suite).
-.PHONY: demo test setup lint bench
+.PHONY: demo test setup lint typecheck bench
 
 setup:
 	./scripts/setup.sh
@@ -13,6 +13,9 @@ test:
 
 lint: setup
 	.venv/bin/ruff check bot core adapters tests
+
+typecheck: setup
+	.venv/bin/mypy core bot adapters
 
 # Benchmarks (issue 8): vidrag against the seed recipe, retrieval latency, loop lag, memory.
 # Offline, CPU only, < 20 min; prints tables and one final JSON line (docs/benchmarks.md).

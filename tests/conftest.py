@@ -25,6 +25,9 @@ from core.service import Service  # noqa: E402
 
 SETTINGS_VARS = [f.upper() for f in Settings.__dataclass_fields__]
 
+# Every test runs under the loop-blocking detector (tests/blocking.py).
+pytest_plugins = ("tests.blocking",)
+
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -112,10 +115,19 @@ async def llm():
 
 
 @pytest.fixture
-async def llm_service(settings: Settings, models: Models, llm):
-    """A service whose LLM is the fake OpenAI-compatible server."""
+async def llm_chat(llm):
+    """An OpenAIChat client of the fake server, closed after the test (its connection pool would
+    otherwise be left open: a ResourceWarning, so an error)."""
     from core.answer import OpenAIChat
 
-    async with Service.open(settings, models=models, chat=OpenAIChat(llm.url, "pixtral-fake")) as svc:
+    chat = OpenAIChat(llm.url, "pixtral-fake")
+    yield chat
+    await chat.client.close()
+
+
+@pytest.fixture
+async def llm_service(settings: Settings, models: Models, llm_chat):
+    """A service whose LLM is the fake OpenAI-compatible server."""
+    async with Service.open(settings, models=models, chat=llm_chat) as svc:
         svc.start_workers(1)
         yield svc

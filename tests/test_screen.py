@@ -3,6 +3,7 @@ and a fact shown only on a slide is found and cited with the frame that shows it
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -87,14 +88,14 @@ async def test_moving_picture_is_sampled_every_interval_and_still_slides_are_not
     from tests.conftest import ffmpeg
 
     moving = tmp_path / "moving.mp4"
-    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=320x240:r=25:d=20", "-c:v", "libx264", "-x264-params",
+    await asyncio.to_thread(ffmpeg, "-f", "lavfi", "-i", "testsrc2=s=320x240:r=25:d=20", "-c:v", "libx264", "-x264-params",
            "keyint=250:min-keyint=250:scenecut=0", "-pix_fmt", "yuv420p", str(moving))
     frames = await extract_frames(moving, tmp_path / "m", 20.0, 5.0, 30)
     times = [f.time for f in frames]
     assert all(any(abs(t - w) <= 2.5 for t in times) for w in (0, 5, 10, 15)), times
 
     still = tmp_path / "still.mp4"
-    ffmpeg("-f", "lavfi", "-i", "color=c=white:s=320x240:r=25:d=20", "-c:v", "libx264", "-x264-params",
+    await asyncio.to_thread(ffmpeg, "-f", "lavfi", "-i", "color=c=white:s=320x240:r=25:d=20", "-c:v", "libx264", "-x264-params",
            "keyint=250:min-keyint=250:scenecut=0", "-pix_fmt", "yuv420p", str(still))
     frames = await extract_frames(still, tmp_path / "s", 20.0, 5.0, 30)
     assert [round(f.time) for f in frames] == [0, 10]

@@ -299,8 +299,9 @@ async def test_slash_videos_and_status_answer_ephemerally(slack, link_posted) ->
 
 
 async def test_slash_forget_removes_a_video_of_this_channel_only(slack, tmp_path) -> None:
-    clip = synth.render(synth.Lecture("Tiny", [synth.Slide("Hello", ("one line",), "Hello there.", hold=0.5)]),
-                        tmp_path / "tiny.mp4", size="640x360")
+    clip = await asyncio.to_thread(
+        synth.render, synth.Lecture("Tiny", [synth.Slide("Hello", ("one line",), "Hello there.", hold=0.5)]),
+        tmp_path / "tiny.mp4", size="640x360")
     url = slack.api.serve_media("tiny.mp4", clip)
     await slack.send(callback({"type": "message", "channel": "C0FORGET", "ts": new_ts(), "text": f"<{url}>"}))
     await slack.bot.drain()
