@@ -1,48 +1,63 @@
 """Retrieval in one scope: text hits (speech, subtitles, on-screen text) and CLIP frame hits,
 narrowed to the words that answer, and fused by time.
 
-1. Search the scope's text partition (top-k chunks) and, when CLIP is on, its frame partition.
-2. Split each speech chunk (~30 s) into units (one transcript segment, or two consecutive ones:
+1. Read which video the question names, if any (`core.naming`): "in the part 2 video", "the one
+   about compost", a title word, a video id. The naming phrase is set aside: the rest of the
+   question is what is asked, and what the moment is found by.
+2. First stage, three sources of candidates: the scope's text partition searched by vector
+   (top-k chunks), its full-text index searched by words (top-k; `lexical`, when the store has
+   one), and, when the question names a video, every unit of that video — so a rare word spoken
+   once among 1,000 videos, or "part 2" among five look-alike parts, is a candidate even when the
+   dense search ranks it nowhere. Dense and lexical lists are fused by rank (RRF).
+3. Split each speech chunk (~30 s) into units (one transcript segment, or two consecutive ones:
    whisper often cuts a sentence in half); an on-screen text span is one unit already.
-3. Score every unit: its cosine similarity to the question (with its chunk's as context), plus
-   lexical evidence (the IDF-weighted share of the question's words it contains), minus a
-   penalty when it merely restates the video's title (a title slide names the topic of every
-   question and answers none). Each hit keeps its best unit, so a citation spans the evidence.
-4. Add agreement by time: a different signal (on-screen text vs. speech) overlapping the moment
+4. Score every unit: its cosine similarity to what is asked (with its chunk's as context),
+   lexical evidence (the IDF-weighted share of the asked words it contains; its own video's title
+   words excluded — they name the video's topic, present on every slide, not the moment), and
+   how strongly the question names its video (IDF over the channel's titles). Each hit keeps its
+   best unit, so a citation spans the evidence.
+5. Add agreement by time: a different signal (on-screen text vs. speech) overlapping the moment
    in the same video adds a share of its score, and a CLIP frame hit inside it adds a
    reciprocal-rank term — a moment that several signals point at rises.
-5. Merge overlapping moments and keep the best few.
+6. Merge overlapping moments and keep the best few.
 """
 
 from __future__ import annotations
 
-import functools
 import math
-import re
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import snowballstemmer
 
 from .embed import ImageEmbedder, TextEmbedder
 from .models import Hit, Kind
+from .naming import Naming, Titles, name_tokens
 from .store import ScopedStore, VectorHit
+from .words import STOP, stem, tokens
+
+__all__ = ["STOP", "Lexical", "Moment", "lexical_scores", "retrieve", "stem", "tokens"]
 
 UNIT_WEIGHT = 0.7  # a unit's own similarity, against its whole chunk's as context
 LEX_WEIGHT = 0.5  # lexical evidence, 0..1, scaled (0.3 → 0.5: recall@1 0.853 → 0.863 on eval/)
+NAME_WEIGHT = 0.3  # the named video's units gain this much; other named videos in proportion
+NAME_FULL = 2.5  # naming strength (IDF units over titles) that counts in full: ~one word unique to a title
+NAME_EXPAND = 1.0  # a video named at least this strongly (in a naming phrase) gives all its units
 TITLE_WEIGHT = 0.5  # penalty per unit of similarity to the video's title above TITLE_FLOOR
 TITLE_FLOOR = 0.3
 AGREE_WEIGHT = 0.25  # share of an overlapping, different signal's score added to a moment
 FRAME_WEIGHT = 1.0  # a CLIP frame hit inside a moment adds FRAME_WEIGHT / (RRF_K + rank)
+FUSE_WEIGHT = 1.0  # a first-stage hit's fused rank adds FUSE_WEIGHT * RRF over its dense and lexical ranks
 RRF_K = 20.0
 
 Call = Callable[..., Awaitable[Any]]
+Lexical = Callable[[str, int], Awaitable[list[VectorHit]]]  # words -> best-matching chunks of the scope
 
 
 _TITLE_CACHE: weakref.WeakKeyDictionary[Any, dict[str, np.ndarray]] = weakref.WeakKeyDictionary()  # embedder → title → vector
+_TITLES: dict[tuple[tuple[str, str], ...], Titles] = {}  # the last few channels' titles, tokenised
 
 
 @dataclass(frozen=True)
@@ -66,6 +81,20 @@ def _overlaps(a0: float, a1: float, b0: float, b1: float, slack: float = 0.5) ->
     return a0 <= b1 + slack and b0 <= a1 + slack
 
 
+def _titles(titles: dict[str, str]) -> Titles:
+    key = tuple(sorted(titles.items()))
+    if key not in _TITLES:
+        if len(_TITLES) > 32:
+            _TITLES.clear()
+        _TITLES[key] = Titles(titles)
+    return _TITLES[key]
+
+
+def naming_of(question: str, titles: dict[str, str]) -> Naming:
+    """Which of `titles` (video id -> title) the question names, and what it asks."""
+    return _titles(titles).naming(question)
+
+
 async def _units(store: ScopedStore, hits: list[VectorHit]) -> list[_Unit]:
     """Each hit's units with the vectors stored at ingest; a hit without any (indexed before units
     were stored) is its own unit, embedded now."""
@@ -80,15 +109,44 @@ async def _units(store: ScopedStore, hits: list[VectorHit]) -> list[_Unit]:
     return units
 
 
+def fuse(*ranked: list[VectorHit]) -> list[tuple[VectorHit, float]]:
+    """Reciprocal-rank fusion of ranked hit lists: each distinct chunk once, with the sum of
+    1 / (RRF_K + rank) over the lists that have it, best first."""
+    fused: dict[tuple[str, str, float, float], list[Any]] = {}
+    for hits in ranked:
+        for rank, h in enumerate(hits):
+            key = _key(h)
+            if key in fused:
+                fused[key][1] += 1.0 / (RRF_K + rank)
+            else:
+                fused[key] = [h, 1.0 / (RRF_K + rank)]
+    return sorted(((h, r) for h, r in fused.values()), key=lambda hr: -hr[1])
+
+
+async def _named_units(store: ScopedStore, video_id: str, seen: set[tuple[str, str, float, float]]) -> list[VectorHit]:
+    """Every unit of a named video not among the candidates yet, each as a hit of its own."""
+    out: list[VectorHit] = []
+    for kind in (Kind.SPEECH, Kind.SUBTITLE, Kind.OCR):
+        for seg, _ in await store.units(video_id, 0.0, 1e12, kind):
+            key = (video_id, str(kind), round(seg.start, 2), round(seg.end, 2))
+            if key not in seen:
+                seen.add(key)
+                out.append(VectorHit(video_id, seg.start, seg.end, str(kind), seg.text, math.nan))
+    return out
+
+
 async def retrieve(store: ScopedStore, question: str, text: TextEmbedder, image: ImageEmbedder | None,
                    call: Call, top_k: int = 8, keep: int = 3,
-                   titles: dict[str, str] | None = None) -> list[Moment]:
-    """The best `keep` moments for `question` in `store`'s scope. `titles` (video id → title)
-    lets words and text that merely name a video's topic count for less.
+                   titles: dict[str, str] | None = None, lexical: Lexical | None = None) -> list[Moment]:
+    """The best `keep` moments for `question` in `store`'s scope. `titles` (video id → title,
+    every video of the scope) tell which video a question names; `lexical` (default: the store's
+    own full-text search, if it has one) adds candidates by words to the dense ones.
 
     Only the question is embedded here (and a title the first time it is seen): every unit's
     vector was stored at ingest, so an answer costs one small embedding, not dozens."""
     titles = titles or {}
+    if lexical is None:
+        lexical = getattr(store, "lexical_hits", None)
 
     async def title_vectors(names: list[str]) -> list[np.ndarray]:
         cache = _TITLE_CACHE.setdefault(text, {})
@@ -97,11 +155,24 @@ async def retrieve(store: ScopedStore, question: str, text: TextEmbedder, image:
             cache.update(zip(new, await call(text.embed, new), strict=True))
         return [cache[n] for n in names]
 
-    qv = (await call(text.embed, [question]))[0]
-    hits = await store.search_text(qv, top_k)
+    naming = naming_of(question, titles)
+    asked = naming.content
+    embed_query = getattr(text, "embed_query", text.embed)
+    qv = (await call(embed_query, [asked]))[0]
+    dense = await store.search_text(qv, top_k)
+    words = await lexical(asked, top_k) if lexical is not None else []
     frame_hits: list[VectorHit] = []
     if image is not None:
         frame_hits = await store.search_frames((await call(image.embed_text, [question]))[0], top_k)
+    fused = fuse(dense, words)
+    hits = [h for h, _ in fused]
+    rrf = [r for _, r in fused]
+    best = naming.best()
+    if naming.phrases and best is not None and best[1] >= NAME_EXPAND:
+        seen = {_key(h) for h in hits}
+        extra = await _named_units(store, best[0], seen)
+        hits += extra
+        rrf += [0.0] * len(extra)
     if not hits:
         return []
 
@@ -111,27 +182,30 @@ async def retrieve(store: ScopedStore, question: str, text: TextEmbedder, image:
     if missing:
         for u, v in zip(missing, await call(text.embed, [u.text for u in missing]), strict=True):
             u.vector = v
-    unit_vecs = [u.vector for u in units]
     title_vecs = dict(zip(vids, await title_vectors([titles.get(v, "") for v in vids]), strict=True))
-    topic = set().union(*(tokens(titles.get(v, "")) for v in vids))
-    lex = lexical_scores(question, [u.text for u in units], ignore=topic)
-    for u, uv, x in zip(units, unit_vecs, lex, strict=True):
+    topic = {v: {t for t in name_tokens(titles.get(v, "")) if t.isalpha()} for v in vids}
+    lex = lexical_scores(asked, [u.text for u in units], ignore_each=[topic[hits[u.hit].video_id] for u in units])
+    strongest = max(best[1] if best else 0.0, NAME_FULL)
+    dense_of = [float(u.vector @ qv) for u in units]  # type: ignore[operator]
+    context = _context(hits, {_key(h) for h in dense}, units, dense_of)
+    for u, d, x in zip(units, dense_of, lex, strict=True):
         h = hits[u.hit]
-        dense = float(uv @ qv)
-        u.score = UNIT_WEIGHT * dense + (1 - UNIT_WEIGHT) * h.score + LEX_WEIGHT * x
-        u.why = (f"{h.kind}#{u.hit}", f"dense:{dense:.2f}", f"lex:{x:.2f}")
-        if titles.get(h.video_id):
-            restate = float(uv @ title_vecs[h.video_id])
+        named = naming.scores.get(h.video_id, 0.0) / strongest
+        u.score = (UNIT_WEIGHT * d + (1 - UNIT_WEIGHT) * context[u.hit] + LEX_WEIGHT * x
+                   + NAME_WEIGHT * named + FUSE_WEIGHT * rrf[u.hit])
+        u.why = (f"{h.kind}#{u.hit}", f"dense:{d:.2f}", f"lex:{x:.2f}", f"name:{named:.2f}", f"rrf:{rrf[u.hit]:.3f}")
+        if titles.get(h.video_id) and TITLE_WEIGHT:
+            restate = float(u.vector @ title_vecs[h.video_id])  # type: ignore[operator]
             u.score -= TITLE_WEIGHT * max(0.0, restate - TITLE_FLOOR)
             u.why += (f"title:{restate:.2f}",)
-    best: dict[int, _Unit] = {}
+    top: dict[int, _Unit] = {}
     for u in units:
-        if u.hit not in best or u.score > best[u.hit].score:
-            best[u.hit] = u
+        if u.hit not in top or u.score > top[u.hit].score:
+            top[u.hit] = u
     moments = [(Hit(hits[i].video_id, u.start, u.end, u.text, hits[i].kind, u.score), u.why)
-               for i, u in sorted(best.items())]
+               for i, u in sorted(top.items())]
 
-    fused: list[Moment] = []
+    scored: list[Moment] = []
     for i, (hit, why) in enumerate(moments):
         agree = max((o.score for j, (o, _) in enumerate(moments)
                      if j != i and o.video_id == hit.video_id and o.kind != hit.kind
@@ -142,11 +216,11 @@ async def retrieve(store: ScopedStore, question: str, text: TextEmbedder, image:
                 score += FRAME_WEIGHT / (RRF_K + rank)
                 why += (f"frame#{rank}",)
                 break
-        fused.append(Moment(Hit(hit.video_id, hit.start, hit.end, hit.text, hit.kind, score), why))
+        scored.append(Moment(Hit(hit.video_id, hit.start, hit.end, hit.text, hit.kind, score), why))
 
-    fused.sort(key=lambda m: -m.hit.score)
+    scored.sort(key=lambda m: -m.hit.score)
     kept: list[Moment] = []
-    for m in fused:
+    for m in scored:
         if not any(o.hit.video_id == m.hit.video_id and _overlaps(m.hit.start, m.hit.end, o.hit.start, o.hit.end, 0.0)
                    for o in kept):
             kept.append(m)
@@ -155,34 +229,35 @@ async def retrieve(store: ScopedStore, question: str, text: TextEmbedder, image:
     return kept
 
 
-STOP = frozenset("""a an and are as at be by can do does for from how i in is it its of on or that the their
-this to was what when where which who why will with you your they them there these those into than then
-about after before between did done has have had if not no so such too very we our us he she his her
-also just more most other some any each many much own same only over under again further once here all both
-few nor off out up down should would could may might must shall get gets got""".split())
+def _context(hits: list[VectorHit], dense_keys: set[tuple[str, str, float, float]], units: list[_Unit],
+             dense: list[float]) -> list[float]:
+    """Each hit's similarity as a whole: the dense search's score, or — for a hit that came from
+    words or from naming, whose chunk vector was not searched — its best unit's."""
+    out = []
+    for i, h in enumerate(hits):
+        if _key(h) in dense_keys:
+            out.append(float(h.score))
+        else:
+            out.append(max((d for u, d in zip(units, dense, strict=True) if u.hit == i), default=0.0))
+    return out
 
 
-_STEM = snowballstemmer.stemmer("english")
+def _key(h: VectorHit) -> tuple[str, str, float, float]:
+    return (h.video_id, str(h.kind), round(h.start, 2), round(h.end, 2))
 
 
-@functools.lru_cache(maxsize=65536)
-def _stem(word: str) -> str:
-    return _STEM.stemWord(word)
-
-
-def tokens(text: str) -> set[str]:
-    """Lower-case content words, stemmed (Snowball), so eruptions matches erupt."""
-    return {_stem(w) for w in re.findall(r"[a-z0-9_]+", text.lower()) if w not in STOP and len(w) > 1}
-
-
-def lexical_scores(question: str, docs: list[str], ignore: set[str] | frozenset[str] = frozenset()) -> list[float]:
+def lexical_scores(question: str, docs: list[str], ignore: set[str] | frozenset[str] = frozenset(),
+                   ignore_each: list[set[str]] | None = None) -> list[float]:
     """For each doc, the IDF-weighted share of the question's words it contains (0..1). IDF is
-    taken over `docs`, so words many candidates share count for little, and the words of
-    `ignore` (the videos' titles: their topic) not at all."""
+    taken over `docs`, so words many candidates share count for little; the words of `ignore`
+    count for no doc, and those of `ignore_each[i]` (doc i's own video's title: the topic it
+    shares with every other moment of that video) not for doc i."""
     q = tokens(question) - ignore
     if not q or not docs:
         return [0.0] * len(docs)
     sets = [tokens(d) for d in docs]
+    if ignore_each is not None:
+        sets = [d - skip for d, skip in zip(sets, ignore_each, strict=True)]
     n = len(docs)
     idf = {t: math.log(1 + n / (1 + sum(t in d for d in sets))) for t in q}
     total = sum(idf.values()) or 1.0

@@ -14,6 +14,16 @@ score.py's format, so score.py can be run on it too (`score.py OUT --questions .
 A lecture spec is make_videos.py's (`{name: {title, slides: [{title, lines, say}]}}`), plus
 optional per-slide "voice" (an espeak-ng voice) and "hold" (seconds shown after the narration, or
 in all when "say" is empty), and optional per-lecture "background", "voice" and "hold" defaults.
+
+A question may also carry tags that the figures are broken down by (beside "kind"):
+  "names"  how it names its video — "number" (a part or episode number), "title" (title words),
+           "about" ("the one about X"), "id" (the video id; "{id}" in the question is replaced by
+           it at run time) — or "none";
+  "lang"   the language it is asked in;
+  "split"  "tune" or "report": the method is tuned on one, and the other is what is reported
+           (`--split report`).
+eval/channel/ (a channel with series of numbered, look-alike lectures) and eval/languages/
+(lectures in Italian, Spanish and German, asked in their language and in English) use them.
 """
 
 from __future__ import annotations
@@ -41,6 +51,7 @@ from core.config import Settings
 HERE = Path(__file__).resolve().parent
 COLOURS = ["0xF5F0E6", "0xE6F0F5", "0xF0F5E6"]  # make_videos.py's, in the same order
 KINDS = ("speech", "slide", "both")
+TAGS = ("names", "lang", "split")  # optional question tags, reported like "kind"
 TOL = 0.5  # seconds of slack around a slide, as in score.py
 
 Log = Callable[[str], None]
@@ -176,14 +187,15 @@ async def evaluate(manifest: dict[str, dict[str, Any]], videodir: Path, question
             entry = manifest[q["video"]]
             slide = entry["slides"][q["slide"]]
             t = time.perf_counter()
-            answer = (await svc.ask(scope, q["q"])).to_json()
+            answer = (await svc.ask(scope, q["q"].replace("{id}", ids[q["video"]]))).to_json()
             dt = time.perf_counter() - t
             verdict = score(q, answer, ids[q["video"]], slide)
             top = [_where(manifest, names, c["video_id"], c["start"], c["end"])
                    for c in (answer.get("citations") or [])[:3]]
             fr = answer.get("frame")
             got_frame = _where(manifest, names, fr["video_id"], fr["time"], fr["time"]) if fr else "none"
-            rows.append({**{k: q[k] for k in ("video", "slide", "kind", "q")}, **verdict,
+            rows.append({**{k: q[k] for k in ("video", "slide", "kind", "q")},
+                         **{t: _tag(q, t) for t in TAGS if t in q}, **verdict,
                          "seconds": round(dt, 3), "cited": top, "frame_at": got_frame,
                          "answer": answer.get("answer", "")})
             mark = "ok  " if verdict["top3"] else "MISS"
@@ -211,6 +223,12 @@ async def _dump_indexed(store: Any, video_id: str, entry: dict[str, Any], dst: P
     dst.write_text("\n".join(out) + "\n")
 
 
+def _tag(q: dict[str, Any], tag: str) -> str:
+    """A question's tag as reported: "names" folds to whether it names its video at all."""
+    v = str(q[tag])
+    return ("names none" if v == "none" else "names video") if tag == "names" else v
+
+
 def _short(text: str, n: int = 220) -> str:
     text = " ".join(text.split())
     return text if len(text) <= n else text[: n - 1] + "…"
@@ -235,6 +253,8 @@ def figures(result: dict[str, Any]) -> dict[str, Any]:
     fig = {**_rates(rows),
            "by_kind": {k: _rates([r for r in rows if r["kind"] == k]) for k in kinds},
            "by_video": {v: _rates([r for r in rows if r["video"] == v]) for v in ingest},
+           "by_tag": {t: {v: _rates([r for r in rows if r.get(t) == v])
+                          for v in sorted({r[t] for r in rows if t in r})} for t in TAGS},
            "ingest": {k: {f: v[f] for f in ("duration", "seconds", "rtf", "stages", "counts")}
                       for k, v in ingest.items()},
            "ingest_rtf": round(sum(v["seconds"] for v in indexed) / media_s, 3) if media_s else None,
@@ -246,10 +266,11 @@ def figures(result: dict[str, Any]) -> dict[str, Any]:
 
 def report(fig: dict[str, Any], log: Log = _say) -> None:
     log("")
-    log(f"{'kind':<8} {'n':>4} {'recall@1':>9} {'recall@3':>9} {'frame':>7} {'keywords':>9}")
-    for name, r in [*fig["by_kind"].items(), ("all", fig)]:
+    log(f"{'kind':<12} {'n':>4} {'recall@1':>9} {'recall@3':>9} {'frame':>7} {'keywords':>9}")
+    groups = [*fig["by_kind"].items(), *[(v, r) for t in TAGS for v, r in fig.get("by_tag", {}).get(t, {}).items()]]
+    for name, r in [*groups, ("all", fig)]:
         if r["n"]:
-            log(f"{name:<8} {r['n']:>4} {r['recall@1']:>9.3f} {r['recall@3']:>9.3f} {r['frame']:>7.3f} {r['keywords']:>9.3f}")
+            log(f"{name[:12]:<12} {r['n']:>4} {r['recall@1']:>9.3f} {r['recall@3']:>9.3f} {r['frame']:>7.3f} {r['keywords']:>9.3f}")
     log("")
     log(f"{'lecture':<22} {'video s':>8} {'ingest s':>9} {'rtf':>6} {'recall@3':>9}  stages (s)")
     for name, v in fig["ingest"].items():
@@ -284,6 +305,8 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--keep", type=Path, metavar="DATA_DIR",
                    help="index into (and keep) this data directory instead of a fresh temporary one")
     p.add_argument("--channel", default="eval")
+    p.add_argument("--split", choices=("tune", "report"),
+                   help="ask only the questions of this split (questions without a split are always asked)")
     p.add_argument("--render-only", action="store_true", help="render the videos and the manifest, then stop")
     p.add_argument("-v", "--verbose", action="store_true", help="print the answer of every imperfect question")
     p.add_argument("--json", action="store_true", help="end with one JSON line of the figures")
@@ -295,7 +318,8 @@ async def run(args: argparse.Namespace, settings: Settings, models: Any = None, 
     replaced (a fresh one, or --keep), so a run never touches the bot's own index."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # an evaluation never downloads weights
     lectures = json.loads(args.lectures.read_text())
-    questions = json.loads(args.questions.read_text())
+    questions = [q for q in json.loads(args.questions.read_text())
+                 if args.split is None or q.get("split", args.split) == args.split]
     names = [n for arg in args.only or [] for n in arg.split(",") if n] or None
     out = args.out or default_out(args.lectures)
     manifest = await asyncio.to_thread(render_set, lectures, out, names, log)
