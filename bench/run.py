@@ -275,6 +275,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     say(f"lecture: {video.name}, {manifest['duration']:.0f} s")
     questions = [q["q"] for q in json.loads((ROOT / "eval" / "questions.json").read_text())
                  if q["video"] == args.lecture] or ["What is this lecture about?"]
+    if args.only == "footprint":
+        return await part_footprint(args, video, out, questions, started)
     # the defaults (CLIP off until weights are named) with OCR on; --clip random adds the CLIP
     # image tower's full compute (random weights cost the same as real ones)
     settings = Settings(data_dir=out / "data", clip_pretrained=args.clip, ocr=True, log_level="WARNING")
@@ -329,8 +331,26 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     }
     if llm:
         result.update({"llm_p50_ms": llm["p50_ms"], "llm_p95_ms": llm["p95_ms"], "llm": llm})
+    if not args.no_footprint:
+        result.update(await part_footprint(args, video, out, questions, started))
+    result["bench_s"] = round(time.perf_counter() - started, 1)
     (out / "results.json").write_text(json.dumps(result, indent=1))
     return result
+
+
+# ---- part 6: what one process costs (bench/footprint.py) -----------------------------------------
+async def part_footprint(args: argparse.Namespace, video: Path, out: Path, questions: list[str],
+                         started: float) -> dict[str, Any]:
+    """chat_rss_mb, worker_rss_mb, long_video_rss_mb, cold_ask_s, cold_ask_st_s: each from a
+    fresh child process, after the other parts (so nothing of theirs is counted)."""
+    from bench import footprint
+
+    res = await asyncio.to_thread(footprint.measure, video, out, questions, not args.no_long)
+    table("footprint", [("figure", "value")] + [(k, str(v)) for k, v in res.items() if k != "footprint"])
+    if args.only == "footprint":
+        res["bench_s"] = round(time.perf_counter() - started, 1)
+        (out / "footprint.json").write_text(json.dumps(res, indent=1))
+    return res
 
 
 def cli(argv: list[str] | None = None) -> None:
@@ -342,6 +362,10 @@ def cli(argv: list[str] | None = None) -> None:
     p.add_argument("--llm", default="", help="an OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
     p.add_argument("--llm-model", default="mistralai/Pixtral-12B-2409")
     p.add_argument("--llm-asks", type=int, default=20)
+    p.add_argument("--only", choices=["all", "footprint"], default="all",
+                   help="footprint: only the memory and cold-start figures (bench/footprint.py)")
+    p.add_argument("--no-footprint", action="store_true", help="skip the memory and cold-start figures")
+    p.add_argument("--no-long", action="store_true", help="skip the 90-minute video (long_video_rss_mb)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     result = asyncio.run(main(args))
