@@ -8,14 +8,21 @@ into threaded Slack messages.
 - A mention is a question: the answer goes to the mention's thread, timestamps become links to
   the video, and the best frame is uploaded into the same thread (`files_upload_v2`). The thread
   root's ts is the core's conversation key, so follow-up mentions in a thread carry its turns.
-- `/vidrag videos | forget <video> | status` answers privately (ephemeral, via `respond`).
+- `/vidrag videos | forget <video> | status` answers privately (ephemeral, via `respond`);
+  `forget` is for workspace admins and owners (`users.info`).
 
 Slack delivers one mention twice (as `app_mention` and as `message`) and retries deliveries it
 thinks were lost (`X-Slack-Retry-Num`), so each message is handled once per (team, channel, ts).
 That memory is per process: several HTTP workers behind one request URL would each keep their own.
 Listeners only decide and schedule; the work runs in tasks this class tracks, so Slack gets its
-acknowledgement at once. Every text that came from a video or a model is escaped (`&`, `<`, `>`)
-so it cannot form a mention (`<!channel>`) or a link.
+acknowledgement at once. What the bot says about jobs and videos is worded by `core.present`, in
+Slack's markup (`STYLE`): every string that came from a video (title, file name) is bounded and
+neutralized by `safety.one_line` (no live link, no mention), then escaped (`&`, `<`, `>`), so it
+cannot form a mention (`<!channel>`) or a link; a model's text is escaped too.
+
+In HTTP mode a request whose signature headers are missing or malformed (a timestamp that is not
+a number) is refused with 401 before slack_bolt reads them, and a body that is not text with 400:
+the SDK would raise on either and answer 500.
 """
 
 from __future__ import annotations
@@ -26,29 +33,31 @@ import os
 import re
 import secrets
 from collections import OrderedDict
-from collections.abc import Coroutine
-from pathlib import Path
+from collections.abc import Coroutine, Mapping
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler, async_default_handlers
 from slack_sdk.web.async_client import AsyncWebClient
 
+from core import present
 from core.config import Settings
 from core.errors import APOLOGY, UserFacingError
 from core.fetch import has_video_suffix, is_video_link
 from core.models import Answer, Progress, Scope, Stage, Video, fmt_time
+from core.safety import one_line
 from core.service import JobEvent, Service
 
 log = logging.getLogger(__name__)
 
 SECTION_LIMIT = 3000  # characters in one section block's text (Slack's limit)
 SECTIONS_PER_MESSAGE = 10  # 30,000 characters: under the 40,000 of a message and its 50 blocks
-MAX_SOURCES = 5  # links and files indexed from one message
+TEXT_LIMIT = 39_000  # characters of one message's `text` (Slack truncates past 40,000)
+MAX_SOURCES = present.MAX_SOURCES  # links and files indexed from one message
 UPDATE_INTERVAL = 1.0  # seconds between progress edits: Slack allows about one message/s a channel
 SEEN_MAX = 10_000  # (team, channel, ts) keys remembered for deduplication
 
@@ -63,6 +72,14 @@ _STAMP = re.compile(r"\[(\d{1,2}:\d{2}(?::\d{2})?)\]")
 def escape(text: str) -> str:
     """Slack's three control characters, so quoted words cannot become mentions or links."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+# Slack's markup for the core's wording: a video's own text shown as typed, titles in bold.
+STYLE = present.Style(literal=escape, bold="*{}*", code="`{}`")
+
+FORGET_REFUSED = "Only workspace admins and owners can remove videos; nothing was removed."
+FORGET_UNCHECKED = ("Only workspace admins and owners can remove videos, and Slack did not tell me whether "
+                    "you are one (the app may lack the `users:read` scope); nothing was removed.")
 
 
 def unescape(text: str) -> str:
@@ -98,7 +115,7 @@ def sources_line(answer: Answer, limit: int = SECTION_LIMIT) -> str:
         stamp = link(c.url, c.label) if c.url else c.label
         if stamp not in by_video.setdefault(c.video_id, []):
             by_video[c.video_id].append(stamp)
-    parts = [f"*{escape(titles[v])}* {', '.join(stamps)}" for v, stamps in by_video.items()]
+    parts = [f"{STYLE.video(titles[v])} {', '.join(stamps)}" for v, stamps in by_video.items()]
     line = ""
     for part in parts:
         nxt = f"{line} · {part}" if line else f"Sources: {part}"
@@ -145,11 +162,6 @@ def links_in(text: str) -> list[str]:
     return [unescape(m.group(1)) for m in _LINK.finditer(text or "")]
 
 
-def source_name(source: str) -> str:
-    """What to call a video before its title is known: the link's file name."""
-    return unquote(Path(urlsplit(source).path).name) or source
-
-
 def is_video_file(f: dict[str, Any]) -> bool:
     return (str(f.get("mimetype", "")).startswith("video/")
             or has_video_suffix("." + str(f.get("filetype", "")).lower()))
@@ -160,14 +172,21 @@ def question_of(text: str) -> str:
     return " ".join(unescape(_MENTION.sub(" ", _LINK.sub(" ", text or ""))).split())
 
 
-def progress_text(p: Progress, name: str) -> str:
-    title = escape(p.title or name)
-    return f":hourglass_flowing_sand: Indexing *{title}*: {p.stage.value}…"
+def bounded(text: str, limit: int = TEXT_LIMIT) -> str:
+    """`text` cut at a line break to fit one message (a slash reply listing many videos)."""
+    if len(text) <= limit:
+        return text
+    cut = text.rfind("\n", 0, limit)
+    return text[:cut if cut > 0 else limit - 1] + "…"
 
 
-def done_text(v: Video) -> str:
-    return (f":white_check_mark: Indexed *{escape(v.title)}* ({fmt_time(v.duration)}). "
-            f"Mention me with a question about it.")
+def well_formed(headers: Mapping[str, str]) -> bool:
+    """Whether a request carries both signature headers in a shape slack_sdk's verifier can
+    judge: it raises (a 500) on a timestamp `int()` cannot read ("abc", 5,000 digits) and on a
+    signature holding non-ASCII characters (`hmac.compare_digest`)."""
+    stamp = headers.get("X-Slack-Request-Timestamp", "")
+    signature = headers.get("X-Slack-Signature", "")
+    return stamp.isascii() and stamp.isdigit() and len(stamp) <= 12 and signature.isascii() and bool(signature)
 
 
 def web_client(token: str, base_url: str | None = None) -> AsyncWebClient:
@@ -204,7 +223,13 @@ class SlackBot:
         """The HTTP mode endpoint (events and the slash command) plus `/healthz`."""
 
         async def events(request: web.Request) -> web.Response:
-            return await to_aiohttp_response(await self.app.async_dispatch(await to_bolt_request(request)))
+            if not well_formed(request.headers):
+                return web.json_response({"error": "invalid request"}, status=401)
+            try:
+                req = await to_bolt_request(request)
+            except (UnicodeDecodeError, LookupError):  # a body that is not text in its declared charset
+                return web.json_response({"error": "invalid request"}, status=400)
+            return await to_aiohttp_response(await self.app.async_dispatch(req))
 
         async def health(_: web.Request) -> web.Response:
             return web.Response(text="ok")
@@ -280,8 +305,8 @@ class SlackBot:
 
     async def _index(self, scope: Scope, root: str, source: str, headers: dict[str, str] | None,
                      user: str) -> None:
-        name = source_name(source)
-        msg = await self._post(scope.channel, root, f":inbox_tray: Got it: indexing *{escape(name)}*…")
+        name = present.source_name(source)
+        msg = await self._post(scope.channel, root, present.queued(STYLE, name))
         latest: list[Progress] = []
         changed = asyncio.Event()
 
@@ -293,20 +318,22 @@ class SlackBot:
             sub = await self.service.submit(scope, source, headers=headers, requested_by=user,
                                             on_progress=on_progress)
             if sub.already:
-                video = await self._video(scope, sub.job.video_id)
-                await self._edit(scope.channel, msg, f":white_check_mark: Already indexed: *{escape(video)}*.")
+                title = await self._title(scope, sub.job.video_id, name)
+                await self._edit(scope.channel, msg, present.already(STYLE, title))
                 return
             waiter = asyncio.ensure_future(self.service.wait(sub.job.id))
             try:
                 await self._follow(scope.channel, msg, waiter, latest, changed, name)
             finally:
                 waiter.cancel()
-            final = done_text(waiter.result())
+            video = waiter.result()
+            final = present.progress(STYLE, name, Progress(sub.job.id, video.id, Stage.DONE, 1.0, video.title,
+                                                           video.duration))
         except UserFacingError as e:
-            final = f":warning: I couldn't index *{escape(name)}*: {escape(e.message)}"
+            final = present.failed(STYLE, name, e.message)
         except Exception:
             log.exception("indexing %s for %s failed", source, scope.key)
-            final = f":warning: {APOLOGY}"
+            final = present.failed(STYLE, name, APOLOGY)
         await self._edit(scope.channel, msg, final)
 
     async def _follow(self, channel: str, ts: str, waiter: asyncio.Future[Video], latest: list[Progress],
@@ -320,14 +347,14 @@ class SlackBot:
             wake.cancel()
             changed.clear()
             if latest and not waiter.done() and latest[0].stage not in (Stage.DONE, Stage.FAILED):
-                text = progress_text(latest[0], name)
+                text = present.progress(STYLE, name, latest[0])
                 if text != shown:
                     await self._edit(channel, ts, text)
                     shown = text
                     await asyncio.sleep(UPDATE_INTERVAL)
 
-    async def _video(self, scope: Scope, video_id: str) -> str:
-        return next((v.title for v in await self.service.videos(scope) if v.id == video_id), video_id)
+    async def _title(self, scope: Scope, video_id: str, name: str) -> str:
+        return next((v.title for v in await self.service.videos(scope) if v.id == video_id), name)
 
     async def _answer(self, scope: Scope, root: str, question: str, user: str = "") -> None:
         try:
@@ -343,7 +370,7 @@ class SlackBot:
             await self._post(scope.channel, root, m["text"], m["blocks"])
         frame = answer.frame
         if frame is not None:  # the core only returns frames whose file exists
-            title = next((c.title for c in answer.citations if c.video_id == frame.video_id), "video")
+            title = one_line(next((c.title for c in answer.citations if c.video_id == frame.video_id), "video"))
             label = fmt_time(frame.time)
             try:
                 await self.client.files_upload_v2(
@@ -359,9 +386,7 @@ class SlackBot:
         p, job = event.progress, event.job
         if event.listened or job.scope.platform != "slack" or p.stage not in (Stage.DONE, Stage.FAILED):
             return
-        name = source_name(job.source)
-        text = (f":white_check_mark: Indexed *{escape(p.title or name)}* after a restart. Mention me with a question about it."
-                if p.stage == Stage.DONE else f":x: I couldn't index *{escape(name)}*: {escape(p.message or APOLOGY)}")
+        text = present.after_restart(STYLE, job, p)
         try:
             await self.client.chat_postMessage(channel=job.scope.channel, text=text, unfurl_links=False)
         except Exception:
@@ -376,46 +401,52 @@ class SlackBot:
         await self.client.chat_update(channel=channel, ts=ts, text=text)
 
     # ---- the slash command ----------------------------------------------------------------------
+    async def _is_admin(self, user: str) -> bool | None:
+        """Whether `user` is a workspace admin or owner (`users.info`); None when Slack would not
+        say (the app lacks `users:read`, or the user is unknown), which callers treat as no."""
+        if not user:
+            return False
+        try:
+            r = await self.client.users_info(user=user)
+        except SlackApiError as e:
+            log.warning("users.info for %s failed (does the app have the users:read scope?): %s", user, e)
+            return None
+        info = r.get("user") or {}
+        return bool(info.get("is_admin") or info.get("is_owner") or info.get("is_primary_owner"))
+
     async def _on_command(self, ack: Any, command: dict[str, Any], context: dict[str, Any], respond: Any) -> None:
         await ack()
         team = context.get("team_id") or command.get("team_id") or ""
         scope = Scope("slack", team, command.get("channel_id", ""))
-        self._spawn(self._command(scope, unescape(command.get("text") or ""), respond))
+        self._spawn(self._command(scope, unescape(command.get("text") or ""), command.get("user_id", ""), respond))
 
-    async def _command(self, scope: Scope, text: str, respond: Any) -> None:
+    async def _command(self, scope: Scope, text: str, user: str, respond: Any) -> None:
         sub, _, arg = text.strip().partition(" ")
         try:
-            reply = await self._run_command(scope, sub.lower(), arg.strip())
+            reply = await self._run_command(scope, sub.lower(), arg.strip(), user)
         except UserFacingError as e:
             reply = escape(e.message)
         except Exception:
             log.exception("/vidrag %s in %s failed", sub, scope.key)
             reply = APOLOGY
-        await respond(text=reply, response_type="ephemeral")
+        await respond(text=bounded(reply), response_type="ephemeral")
 
-    async def _run_command(self, scope: Scope, sub: str, arg: str) -> str:
+    async def _run_command(self, scope: Scope, sub: str, arg: str, user: str) -> str:
         if sub in ("videos", "list"):
-            videos = await self.service.videos(scope)
-            if not videos:
-                return "No videos in this channel yet. Post a video link or upload a video."
-            return "Videos in this channel:\n" + "\n".join(
-                f"• *{escape(v.title)}* ({fmt_time(v.duration)}) `{v.id}` {v.status.value}" for v in videos)
+            return present.video_list(STYLE, await self.service.videos(scope))
         if sub == "forget":
             if not arg:
                 return "Which one? `/vidrag forget &lt;video id or title&gt;` (see `/vidrag videos`)."
-            v = await self.service.forget(scope, arg)
-            return f"Forgot *{escape(v.title)}* (`{v.id}`): its transcript, frames and vectors are deleted."
+            # Slack has no per-channel "manage messages" right (Discord's check), so a workspace
+            # admin or owner may forget. The person who asked for the video would be the other
+            # natural choice, but the service facade does not say who asked for a finished video
+            # (`requested_by` stays on the queue's job rows), so only admins and owners may.
+            allowed = await self._is_admin(user)
+            if not allowed:
+                return FORGET_REFUSED if allowed is False else FORGET_UNCHECKED
+            return present.forgot(STYLE, await self.service.forget(scope, arg))
         if sub == "status":
-            jobs = await self.service.jobs(scope)
-            videos = await self.service.videos(scope)
-            ready = sum(1 for v in videos if v.status.value == "ready")
-            lines = [f"{ready} video{'s' if ready != 1 else ''} ready in this channel."]
-            if not jobs:
-                lines.append("Nothing is being indexed.")
-            titles = {v.id: v.title for v in videos}
-            lines += [f"• *{escape(titles.get(j.video_id, j.source))}*: {j.stage.value}"
-                      + (f" (attempt {j.attempts + 1})" if j.attempts else "") for j in jobs]
-            return "\n".join(lines)
+            return present.job_status(STYLE, await self.service.jobs(scope), await self.service.videos(scope))
         return ("`/vidrag videos`: the videos of this channel\n`/vidrag forget &lt;video&gt;`: delete one\n"
                 "`/vidrag status`: what is being indexed\nPost a video link or file to index it; "
                 "mention me with a question to ask about the videos.")

@@ -16,7 +16,7 @@ import itertools
 import json
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
@@ -28,15 +28,53 @@ from adapters.slack_app import SlackBot, answer_messages, links_in, question_of,
 from core import synth
 from core.answer import OpenAIChat
 from core.config import Settings
-from core.models import Answer, Citation, Scope
-from core.service import Service
+from core.models import Answer, Citation, Job, JobStatus, Progress, Scope, Stage
+from core.service import JobEvent, Service
+from tests.fakes.serve import serve
 from tests.fakes.slack_api import APP_TOKEN, BOT_TOKEN, BOT_USER, TEAM, FakeSlackAPI
 
 SECRET = "fake-signing-secret"
 LECTURE, BREAD = "C0LECTURE", "C0BREAD"
 LINK_NAME = "%3C%21channel%3E%20volcanoes.mp4"  # yt-dlp titles it "<!channel> volcanoes"
 
+ADMIN, OWNER, MEMBER = "U0ADMIN", "U0OWNER", "U0ALICE"
+
 _ts = itertools.count(1)
+
+
+@dataclass
+class FakeSlackWithUsers(FakeSlackAPI):
+    """Part of the fake: `FakeSlackAPI` plus `users.info` (read with GET, as slack_sdk does), which
+    answers from `users` (a workspace admin, an owner and an ordinary member) and `user_not_found`
+    for anyone else, as Slack does. It belongs in tests/fakes/slack_api.py; it lives here until
+    that file takes it."""
+
+    users: dict[str, dict[str, Any]] = field(default_factory=lambda: {
+        ADMIN: {"is_admin": True, "is_owner": False},
+        OWNER: {"is_admin": True, "is_owner": True},
+        MEMBER: {"is_admin": False, "is_owner": False},
+    })
+
+    async def start(self) -> FakeSlackWithUsers:
+        """The fake's routes, plus GET for Web API methods (slack_sdk reads `users.info` with GET)."""
+        app = web.Application()
+        app.router.add_post("/api/{method}", self._api)
+        app.router.add_get("/api/{method}", self._api)
+        app.router.add_post("/upload/{file_id}", self._upload)
+        app.router.add_get("/files-pri/{rest:.*}", self._download)
+        app.router.add_get("/media/{name}", self._media)
+        app.router.add_post("/respond/{id}", self._respond)
+        app.router.add_get("/link", self._socket)
+        self._runner, self.url = await serve(app)
+        return self
+
+    def _reply(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
+        if method == "users.info":
+            user = self.users.get(args.get("user", ""))
+            if user is None:
+                return {"ok": False, "error": "user_not_found"}
+            return {"user": {"id": args["user"], "team_id": TEAM, "is_bot": False, **user}}
+        return super()._reply(method, args)
 
 
 def new_ts() -> str:
@@ -84,9 +122,9 @@ class Slack:
         assert await self.send(callback(event)) == 200
         return ts
 
-    async def command(self, channel: str, text: str) -> int:
+    async def command(self, channel: str, text: str, user: str = MEMBER) -> int:
         raw = urlencode({"command": "/vidrag", "text": text, "team_id": TEAM, "channel_id": channel,
-                         "user_id": "U0ALICE", "response_url": f"{self.api.url}/respond/{channel}",
+                         "user_id": user, "response_url": f"{self.api.url}/respond/{channel}",
                          "trigger_id": "1.2.3", "token": "unused", "api_app_id": "A0FAKE"})
         headers = {"Content-Type": "application/x-www-form-urlencoded", **signed(raw)}
         async with self.http.post(self.url, data=raw, headers=headers) as r:
@@ -102,7 +140,7 @@ class Slack:
 
 @pytest.fixture(scope="module")
 async def slack(tmp_path_factory, models, lecture):
-    api = await FakeSlackAPI().start()
+    api = await FakeSlackWithUsers().start()
     api.serve_media(LINK_NAME, lecture[0])
     settings = Settings(data_dir=tmp_path_factory.mktemp("slack") / "data", clip_pretrained="random",
                         allow_hosts=("127.0.0.1",), slack_bot_token=BOT_TOKEN, slack_signing_secret=SECRET,
@@ -154,11 +192,11 @@ async def file_shared(slack: Slack, lecture2) -> dict[str, Any]:
 async def test_link_is_acknowledged_at_once_and_indexed_with_one_progress_message(slack, link_posted) -> None:
     assert link_posted["status"] == 200 and link_posted["acked_s"] < 3
     posts = slack.api.called("chat.postMessage", channel=LECTURE, thread_ts=link_posted["ts"])
-    assert len(posts) == 1 and "Got it" in posts[0].args["text"]
+    assert len(posts) == 1 and "Queued" in posts[0].args["text"]
     reply_ts = posts[0].response["ts"]  # the one reply the bot then edits
     edits = [c.args["text"] for c in slack.api.called("chat.update", channel=LECTURE, ts=reply_ts)]
-    assert any("downloading" in e or "transcribing" in e for e in edits), edits
-    assert "Indexed *&lt;!channel&gt; volcanoes*" in edits[-1]
+    assert any("Downloading" in e or "Transcribing" in e for e in edits), edits
+    assert "Indexed *‹!channel› volcanoes*" in edits[-1]  # the title, neutralized
     videos = await slack.service.videos(Scope("slack", TEAM, LECTURE))
     assert [v.status.value for v in videos] == ["ready"]
 
@@ -180,7 +218,7 @@ async def test_file_that_is_not_a_video_gets_a_clear_failure(slack, bad_media) -
                                "text": "", "files": files}))
     await slack.bot.drain()
     last = slack.api.called("chat.update", channel="C0BAD")[-1].args["text"]
-    assert last.startswith(":warning: I couldn't index *notes.mp4*:") and "Sorry" not in last, last
+    assert last.startswith("❌ I couldn't index *notes.mp4*:") and "Sorry" not in last, last
 
 
 async def test_ordinary_chatter_and_non_video_links_are_ignored(slack) -> None:
@@ -189,6 +227,71 @@ async def test_ordinary_chatter_and_non_video_links_are_ignored(slack) -> None:
         assert await slack.send(callback({"type": "message", "channel": "C0CHAT", "ts": new_ts(), "text": text})) == 200
     await slack.bot.drain()
     assert [c.method for c in slack.api.calls[before:] if c.method != "auth.test"] == []
+
+
+HOSTILE_TITLE = "[Verify](https://evil.shop/login) <!channel> @everyone https://evil.example/x " * 1_300  # ~100 KB
+
+
+def harmful(text: str) -> bool:
+    """A live link, a live mention, or more than a Slack message should hold."""
+    return any(s in text for s in ("https://", "evil.shop", "evil.example", "<!channel>", "@everyone")) \
+        or len(text) > 4000
+
+
+def texts(value: Any) -> list[str]:
+    """Every string in a recorded call's arguments (JSON-encoded arguments decoded first)."""
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in texts(v)]
+    if isinstance(value, list):
+        return [t for v in value for t in texts(v)]
+    if isinstance(value, str) and value[:1] in "[{":
+        try:
+            return texts(json.loads(value))
+        except ValueError:
+            pass
+    return [value] if isinstance(value, str) else []
+
+
+async def test_a_hostile_title_and_file_name_are_bounded_and_neutral_everywhere_they_are_posted(
+        slack, tmp_path) -> None:
+    """Whoever uploads a video chooses its container title and its file name: neither may reach
+    the channel as a link or a mention, nor make a message huge."""
+    channel = "C0HOSTILE"
+    lec = synth.Lecture(HOSTILE_TITLE, [synth.Slide("Volcanoes", ("magma rises",),
+                                                    "Magma rises because it is lighter than the rock around it.",
+                                                    hold=0.5)])
+    clip = await asyncio.to_thread(synth.render, lec, tmp_path / "hostile.mp4", size="640x360")
+    url = slack.api.serve_file("T0FAKE-F0HOSTILE/download/evil.shop.mp4", clip)
+    files = [{"id": "F0HOSTILE", "name": "evil.shop.mp4", "mimetype": "video/mp4", "url_private_download": url}]
+    await slack.send(callback({"type": "message", "subtype": "file_share", "channel": channel, "ts": new_ts(),
+                               "text": "", "files": files}))
+    await slack.bot.drain()
+    await slack.send(callback({"type": "message", "subtype": "file_share", "channel": channel, "ts": new_ts(),
+                               "text": "", "files": files}))  # the same file again: "already indexed"
+    await slack.bot.drain()
+    q = await slack.mention(channel, "Why does magma rise?")
+    await slack.bot.drain()
+    for sub in ("videos", "status"):
+        assert await slack.command(channel, sub) == 200
+        await slack.bot.drain()
+    listed = slack.api.called("respond", id=channel)[-2].args["text"]
+    [video] = await slack.service.videos(Scope("slack", TEAM, channel))
+    assert await slack.command(channel, f"forget {video.id}", user=ADMIN) == 200
+    await slack.bot.drain()
+    job = Job("j-hostile", video.id, Scope("slack", TEAM, channel), f"https://evil.shop/{HOSTILE_TITLE[:2000]}.mp4",
+              Stage.DONE)
+    for p in (Progress(job.id, video.id, Stage.DONE, 1.0, HOSTILE_TITLE, 10.0),
+              Progress(job.id, video.id, Stage.FAILED, 0.0, "", 0.0, HOSTILE_TITLE)):
+        await slack.bot._on_job_event(JobEvent(job, p, listened=False))  # as after a restart
+
+    calls = [*slack.api.called("chat.postMessage", channel=channel), *slack.api.called("chat.update", channel=channel),
+             *slack.api.called("respond", id=channel), *slack.api.called("files.completeUploadExternal",
+                                                                         channel_id=channel)]
+    assert {c.method for c in calls} == {"chat.postMessage", "chat.update", "respond", "files.completeUploadExternal"}
+    assert len(slack.posts(channel, q)) == 1
+    posted = [t for c in calls for t in texts(c.args)]
+    assert "Verify" in listed and "evil[.]shop" in listed, listed  # still readable
+    assert not [t for t in posted if harmful(t)], [t[:300] for t in posted if harmful(t)]
 
 
 # ---- answering ----------------------------------------------------------------------------------
@@ -293,7 +396,7 @@ async def test_slash_videos_and_status_answer_ephemerally(slack, link_posted) ->
     replies = slack.api.called("respond", id=LECTURE)[-3:]
     assert all(r.args["response_type"] == "ephemeral" for r in replies)
     videos, status, help_ = (r.args["text"] for r in replies)
-    assert "&lt;!channel&gt; volcanoes" in videos and "ready" in videos
+    assert "‹!channel› volcanoes" in videos and "ready" in videos
     assert "1 video ready" in status and "Nothing is being indexed" in status
     assert "/vidrag forget" in help_
 
@@ -306,12 +409,46 @@ async def test_slash_forget_removes_a_video_of_this_channel_only(slack, tmp_path
     await slack.send(callback({"type": "message", "channel": "C0FORGET", "ts": new_ts(), "text": f"<{url}>"}))
     await slack.bot.drain()
     [video] = await slack.service.videos(Scope("slack", TEAM, "C0FORGET"))
-    assert await slack.command(LECTURE, f"forget {video.id}") == 200  # another channel: not found
-    assert await slack.command("C0FORGET", f"forget {video.id}") == 200
+    assert await slack.command(LECTURE, f"forget {video.id}", user=ADMIN) == 200  # another channel: not found
+    assert await slack.command("C0FORGET", f"forget {video.id}", user=ADMIN) == 200
     await slack.bot.drain()
     assert "There is no video" in slack.api.called("respond", id=LECTURE)[-1].args["text"]
-    assert slack.api.called("respond", id="C0FORGET")[-1].args["text"].startswith("Forgot *tiny*")
+    assert "Removed *tiny*" in slack.api.called("respond", id="C0FORGET")[-1].args["text"]
     assert await slack.service.videos(Scope("slack", TEAM, "C0FORGET")) == []
+
+
+async def test_slash_forget_is_refused_to_members_who_are_not_admins_and_deletes_nothing(slack, link_posted) -> None:
+    [video] = await slack.service.videos(Scope("slack", TEAM, LECTURE))
+    for user in (MEMBER, "U0STRANGER"):  # an ordinary member; someone users.info does not know
+        assert await slack.command(LECTURE, f"forget {video.id}", user=user) == 200
+        await slack.bot.drain()
+        reply = slack.api.called("respond", id=LECTURE)[-1].args
+        assert reply["response_type"] == "ephemeral"
+        assert "Only workspace admins and owners" in reply["text"] and "nothing was removed" in reply["text"], reply
+        assert slack.api.called("users.info", status=None, user=user)
+    assert [v.id for v in await slack.service.videos(Scope("slack", TEAM, LECTURE))] == [video.id]
+
+
+async def test_slash_status_counts_the_attempt_under_way_so_a_first_try_shows_no_number(slack, monkeypatch) -> None:
+    """`Job.attempts` already counts the attempt under way (the lease counted it). The service's
+    jobs are stood in for, as a running job's attempt cannot be held still in the real queue."""
+    scope = Scope("slack", TEAM, "C0ATTEMPTS")
+    first = Job("j1", "v1", scope, "https://example.org/first.mp4", Stage.TRANSCRIBE, attempts=1,
+                status=JobStatus.RUNNING)
+    second = Job("j2", "v2", scope, "https://example.org/second.mp4", Stage.FETCH, attempts=2,
+                 status=JobStatus.RUNNING)
+
+    async def jobs(s: Scope) -> list[Job]:
+        return [first, second] if s == scope else []
+
+    monkeypatch.setattr(slack.service, "jobs", jobs)
+    assert await slack.command("C0ATTEMPTS", "status") == 200
+    await slack.bot.drain()
+    lines = slack.api.called("respond", id="C0ATTEMPTS")[-1].args["text"].splitlines()
+    [one] = [line for line in lines if "first" in line]
+    [two] = [line for line in lines if "second" in line]
+    assert "attempt" not in one and "transcribing" in one, lines
+    assert "(attempt 2)" in two, lines
 
 
 # ---- Socket Mode --------------------------------------------------------------------------------
@@ -355,6 +492,36 @@ async def test_web_process_listens_on_port_and_rejects_unsigned_events(slack, un
         await asyncio.gather(server, return_exceptions=True)
 
 
+async def test_malformed_timestamp_header_gets_401_before_the_sdk_reads_it(slack) -> None:
+    """Not a number (or none at all): refused as unsigned, not answered with a 500 and a traceback."""
+    ts = new_ts()
+    body = json.dumps(callback({"type": "message", "channel": "C0STAMP", "ts": ts,
+                                "text": f"<{slack.api.url}/media/{LINK_NAME}>"}))
+    good = signed(body)
+    stamps = ["not-a-number", "1e9", " ", "9" * 5000, None]  # 5000 digits: past int()'s digit limit
+    for stamp in stamps:
+        headers = {"Content-Type": "application/json", "X-Slack-Signature": good["X-Slack-Signature"]}
+        if stamp is not None:
+            headers["X-Slack-Request-Timestamp"] = stamp
+        async with slack.http.post(slack.url, data=body, headers=headers) as r:
+            assert r.status == 401, (stamp and stamp[:20], r.status, await r.text())
+    await slack.bot.drain()
+    assert slack.api.called("chat.postMessage", status=None, channel="C0STAMP") == []
+    assert await slack.service.jobs(Scope("slack", TEAM, "C0STAMP")) == []
+
+
+async def test_non_ascii_signature_and_undecodable_body_are_refused_not_answered_with_500(slack) -> None:
+    body = json.dumps(callback({"type": "message", "channel": "C0STAMP", "ts": new_ts(), "text": "hello"}))
+    fresh = signed(body)
+    headers = {"Content-Type": "application/json", **fresh, "X-Slack-Signature": "v0=é" + "0" * 62}
+    async with slack.http.post(slack.url, data=body, headers=headers) as r:
+        assert r.status == 401
+    raw = b"\xff\xfe" + body.encode()
+    headers = {"Content-Type": "application/json", **signed(raw.decode("latin-1"))}
+    async with slack.http.post(slack.url, data=raw, headers=headers) as r:
+        assert r.status == 400
+
+
 async def test_web_process_refuses_to_start_without_a_signing_secret(slack) -> None:
     settings = dataclasses.replace(slack.service.settings, slack_signing_secret="")
     with pytest.raises(SystemExit, match="SLACK_SIGNING_SECRET"):
@@ -367,7 +534,7 @@ def test_timestamps_become_links_and_everything_else_is_escaped() -> None:
     text = to_mrkdwn(Answer("<!channel> see [1:05] & [9:99] <https://evil|click>", (c,)))
     assert text.startswith("&lt;!channel&gt; see <https://youtu.be/x?t=65s&amp;a=%3Cb%3E%7Cc|1:05> &amp; [9:99]")
     assert "<https://evil" not in text
-    assert "&lt;@U1&gt; talk" in json.dumps(answer_messages(Answer("x", (c,))))
+    assert "*‹@U1› talk*" in answer_messages(Answer("x", (c,)))[0]["blocks"][-1]["elements"][0]["text"]
 
 
 def test_long_answers_fit_slack_block_and_message_limits() -> None:
