@@ -19,7 +19,7 @@ from types import ModuleType
 from core.config import Settings
 from core.errors import APOLOGY, UserFacingError
 from core.fetch import looks_like_url
-from core.models import Answer, Progress, Scope, Stage, fmt_time
+from core.models import Answer, JobStatus, Progress, Scope, Stage, fmt_time
 from core.service import Service
 
 log = logging.getLogger("vidrag")
@@ -141,10 +141,19 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         return await eval_module().run(args, settings)
     sc = scope(args.channel)
     async with Service.open(settings) as svc:
+        runs_jobs = args.cmd in ("ingest", "chat", "demo")
+        requeued, _ = await svc.recover()  # jobs of a vidrag process that was killed (no traceback)
+        for job in requeued:
+            print(f"Indexing {job.source} was interrupted (its vidrag process stopped); it is queued again"
+                  + ("." if runs_jobs else f": `vidrag ingest {job.source}` finishes it."), file=sys.stderr)
         if args.cmd == "ingest":
             return await ingest(svc, sc, args.source, args.json)
         if args.cmd == "ask":
-            print_answer(await svc.ask(sc, args.question), args.json)
+            try:
+                print_answer(await svc.ask(sc, args.question), args.json)
+            except UserFacingError:
+                await tell_queued(svc, sc, skip={j.id for j in requeued})
+                raise
             return 0
         if args.cmd == "videos":
             vids = await svc.videos(sc)
@@ -168,6 +177,14 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         if args.cmd == "demo":
             return await demo(svc, sc)
     return 2
+
+
+async def tell_queued(svc: Service, sc: Scope, skip: set[str]) -> None:
+    """The command line indexes only while `ingest`, `chat` or `demo` runs: name the channel's
+    queued jobs (a killed ingest's, after `recover`) and the command that finishes each."""
+    for job in await svc.jobs(sc):
+        if job.status == JobStatus.QUEUED and job.id not in skip:
+            print(f"{job.source} is queued for indexing: `vidrag ingest {job.source}` finishes it.", file=sys.stderr)
 
 
 async def demo(svc: Service, sc: Scope) -> int:

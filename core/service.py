@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import hashlib
 import logging
+import os
 import shutil
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -42,6 +44,11 @@ from .worker import JobEvent, JobHook, JobRunner, ProgressCallback
 __all__ = ["JobEvent", "JobHook", "ProgressCallback", "Service", "Submitted"]
 
 log = logging.getLogger(__name__)
+
+# Milvus Lite folders this process has opened. Milvus Lite serves a folder from a thread of the
+# opening process until it exits, holding the folder's LOCK all along; a later `Service.open` of the
+# same folder in this process shares that server, so its LOCK is no sign of another process.
+_LITE_OPENED: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -82,14 +89,18 @@ class Service:
     @contextlib.asynccontextmanager
     async def open(cls, settings: Settings, models: Models | None = None,
                    chat: ChatModel | None | str = "auto") -> AsyncIterator[Service]:
-        """Open stores and models for `settings`; close them on exit."""
+        """Open stores and models for `settings`; close them on exit. A Milvus Lite folder that
+        another process holds is refused with a `UserFacingError` (see `_milvus_lite_free`)."""
         await asyncio.to_thread(settings.data_dir.mkdir, parents=True, exist_ok=True)
+        await asyncio.to_thread(_milvus_lite_free, settings)
         own_models = models is None
         models = models or Models(settings)
         text, image = await models.call(models.specs)  # names the collections; loads no text model
         vectors = await asyncio.to_thread(
             VectorStore, settings.milvus, text.model_id, text.dim,
             image.model_id if image else None, image.dim if image else 0)
+        if _is_milvus_lite(settings.milvus):
+            _LITE_OPENED.add(os.path.abspath(settings.milvus))
         catalog = await open_catalog(settings)
         svc = cls(settings, catalog, vectors, models, make_chat(settings) if chat == "auto" else chat)  # type: ignore[arg-type]
         try:
@@ -167,6 +178,12 @@ class Service:
         """At start-up: see `JobRunner.reconcile`."""
         return await self.runner.reconcile()
 
+    async def recover(self) -> tuple[list[Job], list[Job]]:
+        """Re-queue at once the jobs of dead workers of this host (`JobRunner.recover`): what a
+        short-lived process (the command line) runs on opening the data instead of `reconcile`.
+        Returns (re-queued, dead-lettered)."""
+        return await self.runner.recover()
+
     # ---- answering ------------------------------------------------------------------------------
     async def ask(self, scope: Scope, question: str, *, thread: str | None = None, user: str = "") -> Answer:
         """Answer `question` from `scope`'s videos; `thread` keys the conversation's earlier turns.
@@ -192,10 +209,11 @@ class Service:
         videos = {v.id: v for v in await store.videos()}
         ready = {k: v for k, v in videos.items() if v.status == VideoStatus.READY}
         if not ready:
-            pending = any(v.status in (VideoStatus.QUEUED, VideoStatus.INDEXING) for v in videos.values())
-            raise UserFacingError(
-                "I'm still indexing this channel's first video; ask again when it's ready." if pending else
-                "No videos are indexed in this channel yet. Post a video link or upload a video first.")
+            if any(v.status == VideoStatus.INDEXING for v in videos.values()):
+                raise UserFacingError("I'm still indexing this channel's first video; ask again when it's ready.")
+            if any(v.status == VideoStatus.QUEUED for v in videos.values()):
+                raise UserFacingError("This channel's first video is waiting to be indexed; ask again when it's ready.")
+            raise UserFacingError("No videos are indexed in this channel yet. Post a video link or upload a video first.")
         history = await store.turns(thread) if thread else []
         text = await self.models.call_query(lambda: self.models.text)
         image = await self.models.call_query(lambda: self.models.image)
@@ -257,6 +275,41 @@ class Service:
         await store.drop_partition()
         await asyncio.to_thread(shutil.rmtree, self.settings.data_dir / "videos" / scope.partition, True)
         return len(videos)
+
+
+def _is_milvus_lite(uri: str) -> bool:
+    return "://" not in uri
+
+
+def _milvus_lite_free(settings: Settings) -> None:
+    """Refuse, in one sentence, a Milvus Lite folder that another process holds.
+
+    Milvus Lite serves its folder from inside one process and takes the folder's `LOCK` (an
+    exclusive `flock`) for as long as that process runs; a second process cannot open it, and
+    pymilvus would only say "Open local milvus failed" after logging Milvus Lite's traceback. So
+    the lock is tried here first, without waiting, and given straight back: a process that got it
+    would have opened the folder too. (A process that takes the folder in the moment between this
+    check and the open still gets the old apology: rare, and never a wrong sentence.) Blocks (file
+    calls): run it in a thread."""
+    uri = settings.milvus
+    if not _is_milvus_lite(uri) or os.path.abspath(uri) in _LITE_OPENED:
+        return
+    try:
+        fd = os.open(Path(uri) / "LOCK", os.O_RDWR)
+    except OSError:  # no LOCK yet: a folder nobody has opened (or a path Milvus Lite will refuse itself)
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise UserFacingError(
+            f"Another vidrag process is using DATA_DIR={settings.data_dir.resolve()} (its Milvus Lite folder {uri} "
+            "is open there): stop it first, or use a Milvus server (MILVUS_URI) to share it.") from None
+    except OSError:  # a file system without locks: leave the verdict to Milvus Lite
+        return
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 def _guess_title(source: str) -> str:

@@ -258,10 +258,15 @@ class JobRunner:
             await asyncio.wait([asyncio.ensure_future(e) for e in ended], timeout=30)
 
     # ---- start-up -------------------------------------------------------------------------------
-    async def reconcile(self) -> dict[str, int]:
-        """At start-up: re-queue the jobs of workers that died (dead-letter those out of
-        attempts), remove vectors of videos that are not ready and that no live worker is
-        indexing, and remove temporary and orphaned files. Returns counts of what it did."""
+    async def recover(self) -> tuple[list[Job], list[Job]]:
+        """Take back at once the running jobs of workers on this host whose process is gone (a
+        SIGKILL, an OOM kill): re-queue them, their videos queued again, or dead-letter those out of
+        attempts. Returns (re-queued, dead). A job of a live process, or of another host, is left
+        alone: only its lease's expiry frees it (`JobQueue.recover`, `worker_gone`).
+
+        Cheap (one read of the running jobs), so every process may run it when it opens the data,
+        not only a bot at start-up: a command-line process runs no background worker, and without
+        this the job of a killed `vidrag ingest` would stay `running` until its lease expired."""
         requeued, dead = await self.queue.recover(self.worker_id)
         for job in requeued:
             log.info("re-queued job %s (%s) of a worker that stopped", job.id, job.source)
@@ -270,6 +275,15 @@ class JobRunner:
                                           "Resuming after a restart."))
         for job in dead:
             await self._dead_lettered(job)
+        if requeued:
+            self.wake.set()
+        return requeued, dead
+
+    async def reconcile(self) -> dict[str, int]:
+        """At start-up: re-queue the jobs of workers that died (`recover`), remove vectors of
+        videos that are not ready and that no live worker is indexing, and remove temporary and
+        orphaned files. Returns counts of what it did."""
+        requeued, dead = await self.recover()
         live = await self.queue.live_videos(self.worker_id)
         counts = {"requeued": len(requeued), "dead": len(dead), "stray_videos": 0, "files": 0}
         partitions: dict[str, str] = {}
