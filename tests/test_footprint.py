@@ -22,6 +22,10 @@ from core.ingest import Models
 from core.service import Service
 from core.st_onnx import OnnxSentenceEmbedder, layout
 
+# Several tests here import torch and sentence-transformers, or start a fresh interpreter that
+# loads a model: 10-40 s each on this machine, past 60 s when it is loaded.
+pytestmark = pytest.mark.timeout(240)
+
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = {"torch", "transformers", "sentence_transformers", "open_clip", "torchvision"}
 INDEXING = {"faster_whisper", "ctranslate2", "rapidocr"}
