@@ -52,7 +52,9 @@ class FakeMediaServer:
             return web.Response(status=404, text="no such file")
         if isinstance(body, Path):
             return web.FileResponse(body)
-        ctype = "text/html" if name.endswith(".html") else "text/vtt" if name.endswith(".vtt") else "application/octet-stream"
+        # by the name's extension, as a hostile server would: `leak.mp4` is "video/mp4" whatever it holds
+        ctype = {".html": "text/html", ".vtt": "text/vtt", ".mp4": "video/mp4"}.get(
+            Path(name).suffix, "application/octet-stream")
         return web.Response(body=body, content_type=ctype)
 
     async def _stream(self, request: web.Request, name: str, spec: Stream) -> web.StreamResponse:

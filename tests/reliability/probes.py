@@ -24,6 +24,7 @@ class LoopLag:
     period: float = 0.01
     samples: list[float] = field(default_factory=list)
     _task: asyncio.Task[None] | None = None
+    _since: float | None = None  # when the sample in progress began
 
     async def __aenter__(self) -> LoopLag:
         self._task = asyncio.create_task(self._run())
@@ -32,6 +33,10 @@ class LoopLag:
 
     async def __aexit__(self, *exc: object) -> None:
         assert self._task is not None
+        # The sample in progress counts too: a body that blocks the loop and then ends (or raises)
+        # without awaiting would otherwise end before the probe ever wakes to see the stall.
+        if self._since is not None:
+            self.samples.append(max(0.0, time.perf_counter() - self._since - self.period))
         self._task.cancel()
         try:
             await self._task
@@ -40,7 +45,7 @@ class LoopLag:
 
     async def _run(self) -> None:
         while True:
-            t = time.perf_counter()
+            self._since = t = time.perf_counter()
             await asyncio.sleep(self.period)
             self.samples.append(time.perf_counter() - t - self.period)
 
