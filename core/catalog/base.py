@@ -105,8 +105,12 @@ class Catalog(ABC):
 
     async def migrate(self) -> int:
         """Apply the migrations newer than the recorded version; returns the version now."""
-        await self._run("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "
-                        "applied DOUBLE PRECISION NOT NULL)")
+        # Under the lock too: PostgreSQL's CREATE TABLE IF NOT EXISTS is not safe against itself, and
+        # processes starting at once on a fresh database failed with a duplicate pg_type row.
+        async with self._tx() as tx:
+            await self._lock_migrations(tx)
+            await tx.run("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "
+                         "applied DOUBLE PRECISION NOT NULL)")
         current = 0
         for version, statements in self.migrations:
             async with self._tx() as tx:
