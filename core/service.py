@@ -96,8 +96,8 @@ class Service:
         own_models = models is None
         models = models or Models(settings)
         text, image = await models.call(models.specs)  # names the collections; loads no text model
-        vectors = await asyncio.to_thread(
-            VectorStore, settings.milvus, text.model_id, text.dim,
+        vectors = await asyncio.to_thread(  # MILVUS_URI, MILVUS_LAYOUT and MILVUS_PREFIX
+            VectorStore.from_settings, settings, text.model_id, text.dim,
             image.model_id if image else None, image.dim if image else 0)
         if _is_milvus_lite(settings.milvus):
             _LITE_OPENED.add(os.path.abspath(settings.milvus))
