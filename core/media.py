@@ -263,6 +263,12 @@ def change_points(pkts: list[Packet], threshold: int, settle: float = 1.0) -> li
     return points
 
 
+# Keyframes closer than this are near-duplicates, and one is skipped as ffmpeg writes them. Kept
+# short: an encoder's scene cut can land a few frames after a periodic keyframe (0.16 s apart in
+# the shared evaluation's photosynthesis lecture), and the later one is the new slide.
+KEYFRAME_MIN_GAP = 0.1
+
+
 async def extract_frames(path: Path, out_dir: Path, duration: float, interval: float,
                          max_per_minute: int, *, fmt: str = "", pixels: int = 0) -> list[Frame]:
     """Timed frames: every keyframe (encoders put one at each scene cut), a seek just after each
@@ -273,13 +279,14 @@ async def extract_frames(path: Path, out_dir: Path, duration: float, interval: f
     On the 10-minute lecture this drops every one of ~100 seeks (each decodes up to a GOP).
 
     Nothing past `duration` is read (probe's length, checked against the limit), keyframes come
-    no closer than a quarter of the thinning gap, and at most four times as many as are kept."""
+    no closer than `KEYFRAME_MIN_GAP`, and at most four times as many as are kept (seeks at the
+    interval cover what a video made of keyframes leaves past the cap)."""
     limit = duration + 1.0
     gap = 60.0 / max_per_minute
     cap = 4 * max(1, int(max_per_minute * max(duration, 1.0) / 60.0 + 0.999)) + 16
     pkts, frames = await asyncio.gather(
         packets(path, fmt=fmt, limit=limit),
-        keyframes(path, out_dir, fmt=fmt, limit=limit, min_gap=gap / 4, max_frames=cap))
+        keyframes(path, out_dir, fmt=fmt, limit=limit, min_gap=KEYFRAME_MIN_GAP, max_frames=cap))
     threshold = motion_threshold(pkts)
     key_times = sorted(p.time for p in pkts if p.key) or [f.time for f in frames]
     near = [f.time for f in frames]

@@ -260,5 +260,14 @@ def lexical_scores(question: str, docs: list[str], ignore: set[str] | frozenset[
         sets = [d - skip for d, skip in zip(sets, ignore_each, strict=True)]
     n = len(docs)
     idf = {t: math.log(1 + n / (1 + sum(t in d for d in sets))) for t in q}
-    total = sum(idf.values()) or 1.0
-    return [sum(idf[t] for t in q if t in d) / total for d in sets]
+    if ignore_each is None:
+        total = sum(idf.values()) or 1.0
+        return [sum(idf[t] for t in q if t in d) / total for d in sets]
+    # A word ignored for a doc counts on neither side of its share: a question that names the
+    # video by a title word ("... of photosynthesis?") is not scored lower on that video's slides
+    # for a word none of them may count, while other videos' docs still miss it.
+    out = []
+    for d, skip in zip(sets, ignore_each, strict=True):
+        total = sum(v for t, v in idf.items() if t not in skip) or 1.0
+        out.append(sum(idf[t] for t in q if t in d) / total)
+    return out
