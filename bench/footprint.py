@@ -107,6 +107,12 @@ def measure(video: Path, out: Path, questions: list[str], long: bool = True) -> 
 
 # ---- the child processes -------------------------------------------------------------------------
 def peak_mb() -> float:
+    """This process's peak resident memory (VmHWM). Not `ru_maxrss`: Linux carries it across
+    fork and exec, so a child of the benchmark reported the parent's peak (1,570 MB for both the
+    worker and the chat child) instead of its own."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
