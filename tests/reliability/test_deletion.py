@@ -7,10 +7,15 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from adapters.console import parser, run
 from core.errors import UserFacingError
 from core.service import JobEvent, Service
+from tests.backends import BACKENDS
 from tests.reliability.conftest import NOTHING, catalog_rows, console, milvus_rows
+
+pytestmark = pytest.mark.parametrize("catalog_backend", BACKENDS, indirect=True)
 
 
 def files_of(svc: Service, channel: str) -> list[Path]:
