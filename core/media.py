@@ -282,7 +282,6 @@ async def extract_frames(path: Path, out_dir: Path, duration: float, interval: f
     no closer than `KEYFRAME_MIN_GAP`, and at most four times as many as are kept (seeks at the
     interval cover what a video made of keyframes leaves past the cap)."""
     limit = duration + 1.0
-    gap = 60.0 / max_per_minute
     cap = 4 * max(1, int(max_per_minute * max(duration, 1.0) / 60.0 + 0.999)) + 16
     pkts, frames = await asyncio.gather(
         packets(path, fmt=fmt, limit=limit),

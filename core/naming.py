@@ -44,6 +44,9 @@ _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 # A naming phrase: a short leading clause ("In the part 2 video,", "Episode 3:", "Video ab12:"),
 # a trailing "in the … video", or "the video/one about …" anywhere (up to a comma or the end).
 _LEAD = re.compile(r"^\s*([^,:;?]{1,60}?)\s*[,:;]\s+(?=\S)")
+# A leading clause that asks ("Why did the Republic fall, in short?") is the question, not a name.
+_ASKS = re.compile(r"\s*(?:why|what|how|when|where|who|whom|whose|which|is|are|was|were|do|does|did|can|"
+                   r"could|should|would|will|has|have|had|tell|explain|give|list|name)\b", re.IGNORECASE)
 _INSIDE = re.compile(r"\b(?:in|from|of)\s+the\s+([^,;?]{1,50}?)\s+(?:video|episode|lecture|talk|clip)\b",
                      re.IGNORECASE)
 _ABOUT = re.compile(r"\b(?:in\s+|from\s+)?the\s+(?:video|one|episode|lecture|talk|clip)\s+(?:about|on)\s+"
@@ -99,7 +102,7 @@ class Titles:
         "Python" tells videos apart)."""
         spans: list[tuple[int, int]] = []
         m = _LEAD.match(question)
-        if m and len(m.group(1).split()) <= 8 and self._names(m.group(1)):
+        if m and len(m.group(1).split()) <= 8 and not _ASKS.match(m.group(1)) and self._names(m.group(1)):
             spans.append(m.span(1))
         for rx in (_INSIDE, _ABOUT):
             for m in rx.finditer(question):
