@@ -71,18 +71,20 @@ class Limits:
 
     def take_ingest(self, scope: Scope, user: str) -> None:
         s = self.settings
-        rules: list[Rule] = [(f"ingest:{scope.key}", s.ingests_per_hour_per_channel, 3600.0)]
-        if user:
-            rules.append((f"ingest:{scope.platform}:{scope.workspace}:@{user}", s.ingests_per_hour_per_user, 3600.0))
-        wait = self.rates.take(rules)
-        if wait:
-            raise Refused(f"That's more videos than I index per hour here; {_later(wait)}.")
+        self._take("ingest", scope, user, s.ingests_per_hour_per_channel, s.ingests_per_hour_per_user, 3600.0,
+                   "That's more videos than I index per hour here")
 
     def take_question(self, scope: Scope, user: str) -> None:
         s = self.settings
-        rules: list[Rule] = [(f"ask:{scope.key}", s.questions_per_minute_per_channel, 60.0)]
+        self._take("ask", scope, user, s.questions_per_minute_per_channel, s.questions_per_minute_per_user, 60.0,
+                   "You're asking faster than I can answer")
+
+    def _take(self, kind: str, scope: Scope, user: str, per_channel: int, per_user: int, window: float,
+              refusal: str) -> None:
+        """One of `kind` for the channel and (when known) the user, or `Refused` saying when to retry."""
+        rules: list[Rule] = [(f"{kind}:{scope.key}", per_channel, window)]
         if user:
-            rules.append((f"ask:{scope.platform}:{scope.workspace}:@{user}", s.questions_per_minute_per_user, 60.0))
+            rules.append((f"{kind}:{scope.platform}:{scope.workspace}:@{user}", per_user, window))
         wait = self.rates.take(rules)
         if wait:
-            raise Refused(f"You're asking faster than I can answer; {_later(wait)}.")
+            raise Refused(f"{refusal}; {_later(wait)}.")

@@ -16,7 +16,7 @@ import itertools
 import json
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
@@ -30,51 +30,13 @@ from core.answer import OpenAIChat
 from core.config import Settings
 from core.models import Answer, Citation, Job, JobStatus, Progress, Scope, Stage
 from core.service import JobEvent, Service
-from tests.fakes.serve import serve
-from tests.fakes.slack_api import APP_TOKEN, BOT_TOKEN, BOT_USER, TEAM, FakeSlackAPI
+from tests.fakes.slack_api import ADMIN, APP_TOKEN, BOT_TOKEN, BOT_USER, MEMBER, TEAM, FakeSlackAPI
 
 SECRET = "fake-signing-secret"
 LECTURE, BREAD = "C0LECTURE", "C0BREAD"
 LINK_NAME = "%3C%21channel%3E%20volcanoes.mp4"  # yt-dlp titles it "<!channel> volcanoes"
 
-ADMIN, OWNER, MEMBER = "U0ADMIN", "U0OWNER", "U0ALICE"
-
 _ts = itertools.count(1)
-
-
-@dataclass
-class FakeSlackWithUsers(FakeSlackAPI):
-    """Part of the fake: `FakeSlackAPI` plus `users.info` (read with GET, as slack_sdk does), which
-    answers from `users` (a workspace admin, an owner and an ordinary member) and `user_not_found`
-    for anyone else, as Slack does. It belongs in tests/fakes/slack_api.py; it lives here until
-    that file takes it."""
-
-    users: dict[str, dict[str, Any]] = field(default_factory=lambda: {
-        ADMIN: {"is_admin": True, "is_owner": False},
-        OWNER: {"is_admin": True, "is_owner": True},
-        MEMBER: {"is_admin": False, "is_owner": False},
-    })
-
-    async def start(self) -> FakeSlackWithUsers:
-        """The fake's routes, plus GET for Web API methods (slack_sdk reads `users.info` with GET)."""
-        app = web.Application()
-        app.router.add_post("/api/{method}", self._api)
-        app.router.add_get("/api/{method}", self._api)
-        app.router.add_post("/upload/{file_id}", self._upload)
-        app.router.add_get("/files-pri/{rest:.*}", self._download)
-        app.router.add_get("/media/{name}", self._media)
-        app.router.add_post("/respond/{id}", self._respond)
-        app.router.add_get("/link", self._socket)
-        self._runner, self.url = await serve(app)
-        return self
-
-    def _reply(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
-        if method == "users.info":
-            user = self.users.get(args.get("user", ""))
-            if user is None:
-                return {"ok": False, "error": "user_not_found"}
-            return {"user": {"id": args["user"], "team_id": TEAM, "is_bot": False, **user}}
-        return super()._reply(method, args)
 
 
 def new_ts() -> str:
@@ -140,7 +102,7 @@ class Slack:
 
 @pytest.fixture(scope="module")
 async def slack(tmp_path_factory, models, lecture):
-    api = await FakeSlackWithUsers().start()
+    api = await FakeSlackAPI().start()
     api.serve_media(LINK_NAME, lecture[0])
     settings = Settings(data_dir=tmp_path_factory.mktemp("slack") / "data", clip_pretrained="random",
                         allow_hosts=("127.0.0.1",), slack_bot_token=BOT_TOKEN, slack_signing_secret=SECRET,

@@ -34,6 +34,7 @@ APP_TOKEN = "xapp-fake-app-token"
 TEAM = "T0FAKE"
 BOT_USER = "U0VIDRAG"
 BOT_ID = "B0VIDRAG"
+ADMIN, OWNER, MEMBER = "U0ADMIN", "U0OWNER", "U0ALICE"  # the workspace's people, for `users.info`
 
 
 @dataclass
@@ -53,6 +54,13 @@ class FakeSlackAPI:
     files: dict[str, Path] = field(default_factory=dict)  # "/files-pri/..." path -> file served with the token
     media: dict[str, Path] = field(default_factory=dict)  # "/media/<name>" name -> file served to anyone
     acks: list[dict[str, Any]] = field(default_factory=list)  # Socket Mode acknowledgements
+    # `users.info` answers from here (an admin, an owner, an ordinary member) and `user_not_found`
+    # for anyone else, as Slack does
+    users: dict[str, dict[str, Any]] = field(default_factory=lambda: {
+        ADMIN: {"is_admin": True, "is_owner": False},
+        OWNER: {"is_admin": True, "is_owner": True},
+        MEMBER: {"is_admin": False, "is_owner": False},
+    })
     url: str = ""
     _limits: dict[str, list[int]] = field(default_factory=dict)
     _ts: itertools.count = field(default_factory=lambda: itertools.count(1))
@@ -65,6 +73,7 @@ class FakeSlackAPI:
     async def start(self) -> FakeSlackAPI:
         app = web.Application()
         app.router.add_post("/api/{method}", self._api)
+        app.router.add_get("/api/{method}", self._api)  # slack_sdk reads `users.info` with GET
         app.router.add_post("/upload/{file_id}", self._upload)
         app.router.add_get("/files-pri/{rest:.*}", self._download)
         app.router.add_get("/media/{name}", self._media)
@@ -147,6 +156,11 @@ class FakeSlackAPI:
         return web.json_response(reply)
 
     def _reply(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
+        if method == "users.info":
+            user = self.users.get(args.get("user", ""))
+            if user is None:
+                return {"ok": False, "error": "user_not_found"}
+            return {"user": {"id": args["user"], "team_id": TEAM, "is_bot": False, **user}}
         if method == "auth.test":
             return {"url": "https://fake.slack.com/", "team": "Fake", "user": "vidrag", "team_id": TEAM,
                     "user_id": BOT_USER, "bot_id": BOT_ID, "is_enterprise_install": False}
