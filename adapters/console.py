@@ -118,6 +118,10 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument("--channel", default="general")
         if name in ("ingest", "ask", "videos"):
             s.add_argument("--json", action="store_true", help="print one JSON object")
+    from core import migrate
+
+    migrate.add_arguments(sub.add_parser(
+        "migrate-layout", help="move the vectors to the partition-key layout (MILVUS_LAYOUT=key; core/migrate.py)"))
     if (ev := eval_module()) is not None:
         ev.add_arguments(sub.add_parser("eval", help="score answers on rendered lectures (eval/run.py)"))
     return p
@@ -137,6 +141,10 @@ def eval_module() -> ModuleType | None:
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.cmd == "migrate-layout":  # before any service holds the store
+        from core import migrate
+
+        return await migrate.run(args, settings)
     if args.cmd == "eval":  # opens its own service on a throwaway data directory
         return await eval_module().run(args, settings)
     sc = scope(args.channel)
