@@ -99,6 +99,10 @@ class ScopedStore:
         best first (BM25 on SQLite, ts_rank on PostgreSQL)."""
         return await self.catalog.lexical(self.scope, query, limit)
 
+    async def lexical_hits(self, query: str, limit: int) -> list[VectorHit]:
+        """`lexical` as first-stage candidates for `core.retrieve`: each matching segment a hit."""
+        return [VectorHit(v, s, e, str(k), t, sc) for v, s, e, k, t, sc in await self.lexical(query, limit)]
+
     async def segments(self, video_id: str, start: float, end: float) -> list[Segment]:
         return await self.catalog.segments(self.scope, video_id, start, end)
 
