@@ -23,6 +23,7 @@ case "${1:-}" in
     if [ -f "$STATE" ] && "$(bindir)/pg_isready" -q -h 127.0.0.1 -p "$PORT"; then url; exit 0; fi
     if [ -z "$(bindir)" ] || [ ! -x "$(bindir)/initdb" ]; then
       echo "postgres: installing Debian's postgresql" >&2
+      apt-get update -qq >&2  # a fresh machine may have no package lists yet
       DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >&2
     fi
     bin=$(bindir)
