@@ -123,6 +123,12 @@ def put(vs: VectorStore, scope: Scope, video_id: str, axis: int, n: int = 1) -> 
     vs.insert(vs.text, scope.partition, rows)
 
 
+def put_frame(vs: VectorStore, scope: Scope, video_id: str, axis: int) -> None:
+    vs.insert(vs.frames, scope.partition, [{  # type: ignore[arg-type]
+        "id": f"{video_id}:f0", "vector": unit(axis, IMAGE_DIM).tolist(), "video_id": video_id,
+        "start": 1.0, "end": 1.0, "kind": "frame", "path": "/f.jpg"}])
+
+
 def found(vs: VectorStore, scope: Scope, axis: int = 0) -> set[str]:
     return {h.video_id for h in vs.search(vs.text, scope.partition, unit(axis), 10, "text")}
 
@@ -170,8 +176,7 @@ def test_key_layout_wipe_removes_the_whole_channel_only(own: Stores) -> None:
     vs = own.open("key")
     put(vs, A, "va", 0, n=40)
     put(vs, B, "vb", 0, n=5)
-    vs.insert(vs.frames, A.partition, [{"id": "va:f0", "vector": unit(0, IMAGE_DIM).tolist(), "video_id": "va",
-                                        "start": 1.0, "end": 1.0, "kind": "frame", "path": "/f.jpg"}])
+    put_frame(vs, A, "va", 0)
     vs.drop_scope(A.partition)
     assert vs.count(vs.text, A.partition) == 0 and vs.count(vs.frames, A.partition) == 0  # type: ignore[arg-type]
     assert vs.count(vs.text, B.partition) == 5
@@ -205,8 +210,7 @@ def test_migration_moves_every_channel_to_the_key_layout(own: Stores) -> None:
     old = own.open("partition")
     put(old, A, "va", 0, n=30)
     put(old, B, "vb", 1, n=4)
-    old.insert(old.frames, B.partition, [{"id": "vb:f0", "vector": unit(1, IMAGE_DIM).tolist(), "video_id": "vb",
-                                          "start": 1.0, "end": 1.0, "kind": "frame", "path": "/f.jpg"}])
+    put_frame(old, B, "vb", 1)
     old_names = (old.text, old.frames)
     if "://" not in own.uri:
         old.close()  # Milvus Lite: one client per file
