@@ -48,7 +48,7 @@ METADATA_HOSTS = {"metadata.google.internal", "metadata", "instance-data"}
 
 def system_resolver(host: str) -> list[str]:
     try:
-        return list({ai[4][0] for ai in socket.getaddrinfo(host, None)})
+        return list({str(ai[4][0]) for ai in socket.getaddrinfo(host, None)})
     except socket.gaierror as e:
         raise BadSource(f"I can't find the site `{host}` (DNS lookup failed).") from e
 
@@ -214,17 +214,18 @@ class GuardProxy:
                 self.refused.append(f"{parts.scheme}://{parts.netloc}")
                 raise
             port = parts.port or (443 if tunnel else 80)
-            up_reader, upstream = await asyncio.wait_for(asyncio.open_connection(address, port), 30)
+            up_reader, up_writer = await asyncio.wait_for(asyncio.open_connection(address, port), 30)
+            upstream = up_writer
             if tunnel:
                 writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
             else:  # origin form, one request per connection, no proxy headers forwarded
                 path = urlunsplit(("", "", parts.path or "/", parts.query, ""))
                 keep = [h for h in rest.split(b"\r\n") if h and not h.lower().startswith(
                     (b"proxy-", b"connection:", b"keep-alive:"))]
-                upstream.write(f"{method} {path} {version}\r\n".encode("latin-1")
-                               + b"\r\n".join([*keep, b"Connection: close"]) + b"\r\n\r\n")
-            self._writers.add(upstream)
-            pipes = [asyncio.create_task(_pipe(reader, upstream)),
+                up_writer.write(f"{method} {path} {version}\r\n".encode("latin-1")
+                                + b"\r\n".join([*keep, b"Connection: close"]) + b"\r\n\r\n")
+            self._writers.add(up_writer)
+            pipes = [asyncio.create_task(_pipe(reader, up_writer)),
                      asyncio.create_task(_pipe(up_reader, writer, self._count))]
             _, pending = await asyncio.wait(pipes, return_when=asyncio.FIRST_COMPLETED)
             for t in pending:
@@ -274,7 +275,7 @@ def has_video_suffix(name: str) -> bool:
 
 
 @functools.cache
-def _site_extractors() -> list[type]:
+def _site_extractors() -> list[Any]:
     from yt_dlp.extractor import gen_extractor_classes
 
     return [ie for ie in gen_extractor_classes() if ie.ie_key() != "Generic"]

@@ -41,10 +41,11 @@ class RapidReader:
 
     def read(self, image: Path) -> str:
         out = self.engine(str(image))
-        if out is None or out.txts is None:
+        texts = getattr(out, "txts", None)  # RapidOCROutput; None when the page has no text
+        if not texts:
             return ""
-        scores = out.scores if out.scores is not None else [1.0] * len(out.txts)
-        return "\n".join(t.strip() for t, s in zip(out.txts, scores, strict=False)
+        scores = getattr(out, "scores", None) or [1.0] * len(texts)
+        return "\n".join(t.strip() for t, s in zip(texts, scores, strict=False)
                          if t.strip() and s >= self.min_score)
 
 
