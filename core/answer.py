@@ -1,6 +1,7 @@
-"""From retrieved moments to an `Answer`: choose the frame, build the prompt (retrieved text as
-quoted, untrusted data), ask the LLM, and keep only citations of retrieved moments. With no LLM
-configured, an extractive answer quotes the best moments with their timestamps."""
+"""From a question to an `Answer` (`compose`): retrieve the moments, choose the frame, build the
+prompt (retrieved text as quoted, untrusted data), ask the LLM, and keep only citations of
+retrieved moments. With no LLM configured, or when it fails, an extractive answer quotes the best
+moments with their timestamps. The service facade only checks the question and records the turn."""
 
 from __future__ import annotations
 
@@ -10,14 +11,18 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .config import Settings
+from .errors import UserFacingError
 from .fetch import with_time
-from .models import Citation, FrameRef, Kind, Turn, Video, fmt_time
-from .retrieve import Moment
+from .models import Answer, Citation, FrameRef, Kind, StoredFrame, Turn, Video, VideoStatus, fmt_time
+from .retrieve import Moment, retrieve
 from .safety import one_line
 from .store import ScopedStore
+
+if TYPE_CHECKING:
+    from .ingest import Models
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +72,11 @@ class MistralChat:
             if isinstance(m["content"], list):
                 m["content"] = [{"type": "image_url", "image_url": p["image_url"]["url"]}
                                 if p["type"] == "image_url" else p for p in m["content"]]
-        r = await self.client.chat.complete_async(model=self.model_id, messages=messages,
+        sent: Any = messages  # the OpenAI shape; mistralai's typed dicts describe the same
+        r = await self.client.chat.complete_async(model=self.model_id, messages=sent,
                                                   temperature=0.2, max_tokens=700)
-        return str(r.choices[0].message.content or "")
+        message = r.choices[0].message
+        return str(message.content or "") if message is not None else ""
 
 
 def make_chat(settings: Settings) -> ChatModel | None:
@@ -127,7 +134,7 @@ async def gather_evidence(store: ScopedStore, moments: Sequence[Moment], cites: 
     """A slide moment gets the speech over it, a speech moment the slide on screen during it: an
     answer is often spoken over a slide that only names the topic, or shown while something
     else is said."""
-    frames: dict[str, list[tuple[float, str, str]]] = {}
+    frames: dict[str, list[StoredFrame]] = {}
     out = []
     for m, c in zip(moments, cites, strict=True):
         h = m.hit
@@ -204,3 +211,45 @@ def resolve_citations(text: str, cites: Sequence[Citation]) -> tuple[str, list[C
 
     text = _REF.sub(sub, text)  # mentions and links are defused for every answer by safety.neutralize
     return text.strip(), used or list(cites)
+
+
+NOT_READY = {
+    VideoStatus.INDEXING: "I'm still indexing this channel's first video; ask again when it's ready.",
+    VideoStatus.QUEUED: "This channel's first video is waiting to be indexed; ask again when it's ready.",
+}
+NO_VIDEOS = "No videos are indexed in this channel yet. Post a video link or upload a video first."
+NOTHING_FOUND = "I couldn't find anything about that in this channel's videos."
+
+
+async def compose(store: ScopedStore, question: str, models: Models, chat: ChatModel | None,
+                  history: Sequence[Turn] = (), top_k: int = 8) -> Answer:
+    """Answer `question` from the ready videos of `store`'s channel. A channel with none says why
+    (a `UserFacingError`: still indexing, queued, or empty); the LLM's failure falls back to the
+    extractive answer, so a question is answered whenever something was retrieved."""
+    videos = {v.id: v for v in await store.videos()}
+    ready = {k: v for k, v in videos.items() if v.status == VideoStatus.READY}
+    if not ready:
+        for status, message in NOT_READY.items():
+            if any(v.status == status for v in videos.values()):
+                raise UserFacingError(message)
+        raise UserFacingError(NO_VIDEOS)
+    text = await models.call_query(lambda: models.text)
+    image = await models.call_query(lambda: models.image)
+    moments = [m for m in await retrieve(store, question, text, image, models.call_query, top_k=top_k,
+                                         titles={k: v.title for k, v in ready.items()})
+               if m.hit.video_id in ready]
+    if not moments:
+        return Answer(NOTHING_FOUND)
+    cites = citations_for(moments, ready)
+    frame = await choose_frame(store, moments[0])
+    evidence = await gather_evidence(store, moments, cites)
+    if chat is None:
+        return Answer(extractive(evidence), tuple(cites), frame)
+    messages = build_messages(question, evidence, frame, history)
+    try:
+        reply = await chat.complete(messages)
+    except Exception:
+        log.exception("the LLM call failed; answering extractively")
+        return Answer(extractive(evidence), tuple(cites), frame)
+    body, used = resolve_citations(reply, cites)
+    return Answer(body, tuple(used), frame)

@@ -135,3 +135,10 @@ class Titles:
         content = re.sub(r"^[\s,:;.-]+", "", " ".join(rest.split())) if spans else question
         phrases = tuple(question[a:b].strip() for a, b in spans)
         return Naming(scores, phrases, content if len(content.split()) >= 2 else question)
+
+
+def title_from_source(source: str) -> str:
+    """The title a video is filed under until its download names it: the link's or path's last
+    part (without a query), else the source itself, at most 120 characters."""
+    name = source.strip().rstrip("/").split("/")[-1].split("?")[0]
+    return name[:120] or source[:120]

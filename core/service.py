@@ -10,25 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import hashlib
 import logging
-import os
 import shutil
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .answer import (
-    ChatModel,
-    build_messages,
-    choose_frame,
-    citations_for,
-    extractive,
-    gather_evidence,
-    make_chat,
-    resolve_citations,
-)
+from . import lite_lock
+from .answer import ChatModel, compose, make_chat
 from .catalog import Catalog, open_catalog
 from .config import Settings
 from .errors import APOLOGY, NotFound, Refused, UserFacingError
@@ -36,19 +26,19 @@ from .ingest import Models
 from .jobs import DEAD, DONE, JobQueue
 from .limits import Limits
 from .models import Answer, Job, Scope, Stage, Video, VideoStatus
-from .retrieve import retrieve
+from .naming import title_from_source
 from .safety import neutralize
 from .store import ScopedStore, VectorStore
 from .worker import JobEvent, JobHook, JobRunner, ProgressCallback
 
-__all__ = ["JobEvent", "JobHook", "ProgressCallback", "Service", "Submitted"]
+__all__ = ["JobEvent", "JobHook", "ProgressCallback", "Service", "Submitted", "video_id_for"]
 
 log = logging.getLogger(__name__)
 
-# Milvus Lite folders this process has opened. Milvus Lite serves a folder from a thread of the
-# opening process until it exits, holding the folder's LOCK all along; a later `Service.open` of the
-# same folder in this process shares that server, so its LOCK is no sign of another process.
-_LITE_OPENED: set[str] = set()
+
+def video_id_for(scope: Scope, source: str) -> str:
+    """A video's id: the same link posted twice in one channel is one video, in two channels two."""
+    return hashlib.sha256(f"{scope.key}\n{source.strip()}".encode()).hexdigest()[:10]
 
 
 @dataclass(frozen=True)
@@ -90,17 +80,16 @@ class Service:
     async def open(cls, settings: Settings, models: Models | None = None,
                    chat: ChatModel | None | str = "auto") -> AsyncIterator[Service]:
         """Open stores and models for `settings`; close them on exit. A Milvus Lite folder that
-        another process holds is refused with a `UserFacingError` (see `_milvus_lite_free`)."""
+        another process holds is refused with a `UserFacingError` (see `core.lite_lock`)."""
         await asyncio.to_thread(settings.data_dir.mkdir, parents=True, exist_ok=True)
-        await asyncio.to_thread(_milvus_lite_free, settings)
+        await asyncio.to_thread(lite_lock.check, settings)
         own_models = models is None
         models = models or Models(settings)
         text, image = await models.call(models.specs)  # names the collections; loads no text model
         vectors = await asyncio.to_thread(  # MILVUS_URI, MILVUS_LAYOUT and MILVUS_PREFIX
             VectorStore.from_settings, settings, text.model_id, text.dim,
             image.model_id if image else None, image.dim if image else 0)
-        if _is_milvus_lite(settings.milvus):
-            _LITE_OPENED.add(os.path.abspath(settings.milvus))
+        lite_lock.opened(settings)
         catalog = await open_catalog(settings)
         svc = cls(settings, catalog, vectors, models, make_chat(settings) if chat == "auto" else chat)  # type: ignore[arg-type]
         try:
@@ -125,7 +114,7 @@ class Service:
         auth) stay in memory only; `on_progress` hears every stage of the job. A full queue or a
         too-fast sender (`requested_by`) is refused with `Refused`."""
         store = self.store(scope)
-        video_id = hashlib.sha256(f"{scope.key}\n{source.strip()}".encode()).hexdigest()[:10]
+        video_id = video_id_for(scope, source)
         async with self._submit_lock:
             existing = await store.video(video_id)
             if existing is not None and existing.status == VideoStatus.READY:
@@ -137,7 +126,7 @@ class Service:
                                         requested_by)
                 if requested_by:  # chat traffic; the operator's own CLI is not rate-limited
                     self.limits.take_ingest(scope, requested_by)
-                await store.add_video(video_id, source.strip(), "", _guess_title(source))
+                await store.add_video(video_id, source.strip(), "", title_from_source(source))
                 await store.update_video(video_id, status=VideoStatus.QUEUED, error="")
                 active = await self.queue.enqueue(scope, video_id, source.strip(), needs_auth=headers is not None,
                                                   requested_by=requested_by)
@@ -196,48 +185,14 @@ class Service:
                           f"{self.settings.max_question_chars} characters.")
         if user:
             self.limits.take_question(scope, user)
-        answer = await self._answer(scope, question, thread)
+        store = self.store(scope)
+        history = await store.turns(thread) if thread else []
+        answer = await compose(store, question, self.models, self.chat, history, self.settings.top_k)
         # The answer quotes untrusted text (transcripts, slides, an LLM that read them): it may not
         # ping anyone or carry a link; the adapters add the citation links themselves.
         answer = Answer(neutralize(answer.text), answer.citations, answer.frame)
         if thread:
-            await self.store(scope).add_turn(thread, question, answer.text)
-        return answer
-
-    async def _answer(self, scope: Scope, question: str, thread: str | None) -> Answer:
-        store = self.store(scope)
-        videos = {v.id: v for v in await store.videos()}
-        ready = {k: v for k, v in videos.items() if v.status == VideoStatus.READY}
-        if not ready:
-            if any(v.status == VideoStatus.INDEXING for v in videos.values()):
-                raise UserFacingError("I'm still indexing this channel's first video; ask again when it's ready.")
-            if any(v.status == VideoStatus.QUEUED for v in videos.values()):
-                raise UserFacingError("This channel's first video is waiting to be indexed; ask again when it's ready.")
-            raise UserFacingError("No videos are indexed in this channel yet. Post a video link or upload a video first.")
-        history = await store.turns(thread) if thread else []
-        text = await self.models.call_query(lambda: self.models.text)
-        image = await self.models.call_query(lambda: self.models.image)
-        moments = [m for m in await retrieve(store, question, text, image, self.models.call_query,
-                                             top_k=self.settings.top_k,
-                                             titles={k: v.title for k, v in ready.items()})
-                   if m.hit.video_id in ready]
-        if not moments:
-            return Answer("I couldn't find anything about that in this channel's videos.")
-        cites = citations_for(moments, ready)
-        frame = await choose_frame(store, moments[0])
-        evidence = await gather_evidence(store, moments, cites)
-        if self.chat is None:
-            answer = Answer(extractive(evidence), tuple(cites), frame)
-        else:
-            messages = build_messages(question, evidence, frame, history)
-            try:
-                reply = await self.chat.complete(messages)
-            except Exception:
-                log.exception("the LLM call failed; answering extractively")
-                answer = Answer(extractive(evidence), tuple(cites), frame)
-            else:
-                body, used = resolve_citations(reply, cites)
-                answer = Answer(body, tuple(used), frame)
+            await store.add_turn(thread, question, answer.text)
         return answer
 
     # ---- listing and deleting -------------------------------------------------------------------
@@ -275,43 +230,3 @@ class Service:
         await store.drop_partition()
         await asyncio.to_thread(shutil.rmtree, self.settings.data_dir / "videos" / scope.partition, True)
         return len(videos)
-
-
-def _is_milvus_lite(uri: str) -> bool:
-    return "://" not in uri
-
-
-def _milvus_lite_free(settings: Settings) -> None:
-    """Refuse, in one sentence, a Milvus Lite folder that another process holds.
-
-    Milvus Lite serves its folder from inside one process and takes the folder's `LOCK` (an
-    exclusive `flock`) for as long as that process runs; a second process cannot open it, and
-    pymilvus would only say "Open local milvus failed" after logging Milvus Lite's traceback. So
-    the lock is tried here first, without waiting, and given straight back: a process that got it
-    would have opened the folder too. (A process that takes the folder in the moment between this
-    check and the open still gets the old apology: rare, and never a wrong sentence.) Blocks (file
-    calls): run it in a thread."""
-    uri = settings.milvus
-    if not _is_milvus_lite(uri) or os.path.abspath(uri) in _LITE_OPENED:
-        return
-    try:
-        fd = os.open(Path(uri) / "LOCK", os.O_RDWR)
-    except OSError:  # no LOCK yet: a folder nobody has opened (or a path Milvus Lite will refuse itself)
-        return
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        raise UserFacingError(
-            f"Another vidrag process is using DATA_DIR={settings.data_dir.resolve()} (its Milvus Lite folder {uri} "
-            "is open there): stop it first, or use a Milvus server (MILVUS_URI) to share it.") from None
-    except OSError:  # a file system without locks: leave the verdict to Milvus Lite
-        return
-    else:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
-
-
-def _guess_title(source: str) -> str:
-    name = source.strip().rstrip("/").split("/")[-1].split("?")[0]
-    return name[:120] or source[:120]
