@@ -1,9 +1,10 @@
 """The Discord adapter: discord.py events in, calls on `core.service.Service`, messages out.
 
-It only translates. A message with a video link or a video attachment becomes `submit` (one reply
-that is edited as the job moves); a mention becomes `ask`, answered in a thread opened on the
-question (or inside the thread it was asked in); slash commands map to `videos`, `ask`, `forget`
-and `jobs`. Discord's own rules live here and nowhere else: threads, the 2,000-character limit,
+It only translates. A message becomes a `core.incoming.Incoming` and `decide` says what it asks
+(the same rule as on every platform); each video to index becomes `submit` (one reply that is
+edited as the job moves), a question becomes `ask`, answered in a thread opened on the question
+(or inside the thread it was asked in), and notes and commands are replies. Slash commands map to
+`videos`, `ask`, `forget` and `jobs`. Discord's own rules live here and nowhere else: threads, the 2,000-character limit,
 the file size limit, deferring interactions within 3 s, and `AllowedMentions.none()` on everything
 sent, so text quoted from a video can never ping anyone.
 
@@ -26,20 +27,20 @@ from discord import app_commands
 from core import present
 from core.config import Settings
 from core.errors import APOLOGY, UserFacingError
-from core.fetch import has_video_suffix, is_video_link
+from core.incoming import COMMANDS, Action, Attachment, Decision, Incoming, Source, decide, find_links, run_command
 from core.models import Answer, Progress, Scope, Stage, fmt_time
 from core.safety import one_line
-from core.service import JobEvent, Service
+from core.service import JobEvent, Service, Submitted
 
 log = logging.getLogger(__name__)
 
 LIMIT = 2000  # characters in one Discord message
 NO_PINGS = discord.AllowedMentions.none()
 HELP = present.HELP
+FORGET_REFUSED = "Only members who can manage messages can remove videos."
 # Discord's markup for the core's wording: bold titles, and a video's own text shown as typed.
 STYLE = present.Style(literal=discord.utils.escape_markdown)
 
-_URL = re.compile(r"https?://[^\s<>]+")
 # Spans a message must never be split inside: masked links, <links> and bare links.
 _ATOMIC = re.compile(r"\[[^\]\n]*\]\(<?https?://[^\s)>]+>?\)|<https?://[^\s>]+>|https?://\S+")
 _STAMP = re.compile(r"\[(\d{1,2}:\d{2}(?::\d{2})?)\](?!\()")
@@ -99,14 +100,6 @@ def split_message(text: str, limit: int = LIMIT) -> list[str]:
     return chunks
 
 
-def is_video_attachment(att: discord.Attachment) -> bool:
-    return (att.content_type or "").startswith("video/") or has_video_suffix(att.filename)
-
-
-def _links(text: str) -> list[str]:
-    return [u.rstrip(".,;:!?)]'\"") for u in _URL.findall(text)]
-
-
 def _thread_name(question: str) -> str:
     name = " ".join(question.split())
     return (name[:95] + "…") if len(name) > 96 else name or "Question"
@@ -155,10 +148,17 @@ class VidragBot(discord.Client):
         self.settings = settings
         self.tree = app_commands.CommandTree(self)
         self._add_commands()
+        self._unhook: Callable[[], None] | None = None
 
     async def setup_hook(self) -> None:
         await self.tree.sync()
-        self.service.on_job_event(self.on_job_event)
+        self._unhook = self.service.on_job_event(self.on_job_event)
+
+    async def close(self) -> None:
+        """Leave the gateway and stop hearing the service's jobs (the service may outlive us)."""
+        if self._unhook is not None:
+            self._unhook()
+        await super().close()
 
     async def on_job_event(self, event: JobEvent) -> None:
         """Tell the channel how a job ended when no progress message of this process follows it
@@ -171,7 +171,7 @@ class VidragBot(discord.Client):
             return
         text = present.after_restart(STYLE, event.job, p)
         try:
-            await channel.send(text, allowed_mentions=NO_PINGS)  # type: ignore[union-attr]
+            await channel.send(text, allowed_mentions=NO_PINGS)
         except discord.HTTPException:
             log.warning("could not tell %s how job %s ended", event.job.scope.key, event.job.id)
 
@@ -184,54 +184,74 @@ class VidragBot(discord.Client):
         return scope_for(channel)
 
     # ---- messages -------------------------------------------------------------------------------
-    async def on_message(self, message: discord.Message) -> None:
+    async def incoming(self, message: discord.Message) -> Incoming | None:
+        """The message in the core's words; None for our own messages and other bots'."""
         if message.author.bot or self.user is None:
-            return  # ourselves and other bots
-        mentioned = any(u.id == self.user.id for u in message.mentions)
-        addressed = mentioned or message.guild is None
+            return None
         text = re.sub(rf"<@!?{self.user.id}>", " ", message.content)
-        links = _links(text)
+        return Incoming(
+            scope=await self.resolve_scope(message.channel), text=text, author=str(message.author.id),
+            mentioned=any(u.id == self.user.id for u in message.mentions), direct=message.guild is None,
+            links=tuple(find_links(text)),
+            attachments=tuple(Attachment(a.url, a.filename, a.content_type or "") for a in message.attachments),
+            thread=str(message.channel.id) if isinstance(message.channel, discord.Thread) else None, raw=message)
+
+    async def on_message(self, message: discord.Message) -> None:
         try:
-            sources = [(a.url, a.filename, {}) for a in message.attachments if is_video_attachment(a)]
-            checked = links[:4 * present.MAX_SOURCES]  # a wall of links costs a bounded number of checks
-            for u in checked:
-                if addressed or await asyncio.to_thread(is_video_link, u):
-                    sources.append((u, present.source_name(u), None))
-            refused = [a.filename for a in message.attachments if not is_video_attachment(a)]
-            if refused and addressed:
-                await message.reply(present.not_videos(STYLE, refused), mention_author=False,
-                                    allowed_mentions=NO_PINGS)
-            dropped = max(0, len(sources) - present.MAX_SOURCES) + len(links) - len(checked)
-            if dropped and (sources or addressed):
-                await message.reply(present.too_many(STYLE, dropped), mention_author=False, allowed_mentions=NO_PINGS)
-            sources = sources[:present.MAX_SOURCES]
-            for source, name, headers in sources:
-                await self.index(message, source, name, headers)
-            if sources or refused or not addressed:
-                return  # a mention that posts a video asks nothing; a refused file was answered
-            question = _URL.sub(" ", text).strip()
-            if not question:
-                await message.reply(HELP, mention_author=False, allowed_mentions=NO_PINGS)
+            msg = await self.incoming(message)
+            if msg is None:
                 return
-            await self.answer_message(message, question)
+            decision = await decide(msg)
+            for note in decision.notes(STYLE):
+                await message.reply(note, mention_author=False, allowed_mentions=NO_PINGS)
+            jobs = [await self.index(message, msg.scope, s) for s in decision.sources]
+            if decision.action == Action.BOTH and not await self.indexed(jobs):
+                return  # each progress message says why its video could not be indexed
+            if decision.question:
+                await self.answer_message(message, decision.question)
+            elif decision.action in COMMANDS and decision.action != Action.HELP:
+                await self.send_chunks(message.reply, await self.command(message, msg.scope, decision), None)
         except Exception:
             log.exception("handling message %s failed", message.id)
             await message.channel.send(APOLOGY, allowed_mentions=NO_PINGS)
 
-    async def index(self, message: discord.Message, source: str, name: str, headers: dict[str, str] | None) -> None:
+    async def index(self, message: discord.Message, scope: Scope, source: Source) -> Submitted | None:
         """Acknowledge at once with the message that will show progress, then queue the job."""
-        scope = await self.resolve_scope(message.channel)
+        name = source.name
         reply = await message.reply(present.queued(STYLE, name), mention_author=False, allowed_mentions=NO_PINGS)
         progress = ProgressMessage(reply, name)
         try:
-            sub = await self.service.submit(scope, source, headers=headers, requested_by=str(message.author.id),
-                                            on_progress=progress)
+            sub = await self.service.submit(scope, source.url, headers=source.headers,
+                                            requested_by=str(message.author.id), on_progress=progress)
         except UserFacingError as e:
             progress.set(present.failed(STYLE, name, e.message))
-            return
+            return None
         if sub.already:
-            video = next((v for v in await self.service.videos(scope) if v.id == sub.job.video_id), None)
+            video = await self.service.video(scope, sub.job.video_id)
             progress.set(present.already(STYLE, video.title if video else name))
+        return sub
+
+    async def indexed(self, jobs: list[Submitted | None]) -> bool:
+        """Wait for the jobs of one message; whether at least one of its videos is now indexed."""
+        ok = False
+        for sub in jobs:
+            if sub is not None and not sub.already:
+                try:
+                    await self.service.wait(sub.job.id)
+                except UserFacingError:
+                    continue
+            ok = ok or sub is not None
+        return ok
+
+    async def command(self, message: discord.Message, scope: Scope, decision: Decision) -> str:
+        """A command given by mention; `forget` needs the Manage Messages permission, as `/forget` does."""
+        if decision.action == Action.FORGET and isinstance(message.author, discord.Member) \
+                and not message.channel.permissions_for(message.author).manage_messages:
+            return FORGET_REFUSED
+        try:
+            return await run_command(self.service, scope, decision.action, decision.argument, STYLE)
+        except UserFacingError as e:
+            return e.message
 
     async def answer_message(self, message: discord.Message, question: str) -> None:
         """Answer in the thread the question was asked in, or in a new thread on the question."""
@@ -310,8 +330,7 @@ class VidragBot(discord.Client):
         @app_commands.default_permissions(manage_messages=True)
         async def forget(interaction: discord.Interaction, video: str) -> None:
             if interaction.guild is not None and not interaction.permissions.manage_messages:
-                await interaction.response.send_message(
-                    "Only members who can manage messages can remove videos.", ephemeral=True)
+                await interaction.response.send_message(FORGET_REFUSED, ephemeral=True)
                 return
             await self.slash(interaction, lambda scope: self.forget_video(scope, video))
 
@@ -357,13 +376,13 @@ class VidragBot(discord.Client):
         await self.send_chunks(interaction.followup.send, text, file)
 
     async def list_videos(self, scope: Scope) -> str:
-        return present.video_list(STYLE, await self.service.videos(scope))
+        return await run_command(self.service, scope, Action.VIDEOS, "", STYLE)
 
     async def forget_video(self, scope: Scope, video: str) -> str:
-        return present.forgot(STYLE, await self.service.forget(scope, video))
+        return await run_command(self.service, scope, Action.FORGET, video, STYLE)
 
     async def job_status(self, scope: Scope) -> str:
-        return present.job_status(STYLE, await self.service.jobs(scope), await self.service.videos(scope))
+        return await run_command(self.service, scope, Action.STATUS, "", STYLE)
 
 
 async def run(service: Service, settings: Settings) -> None:

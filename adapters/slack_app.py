@@ -1,15 +1,15 @@
 """Slack adapter: slack-bolt's AsyncApp translating Slack events into service calls, and answers
 into threaded Slack messages.
 
-- A message with a video link, or a shared video file, starts an ingest job for the channel's
-  scope (team + channel); one reply in the message's thread shows its progress (`chat.update`)
-  and then the result or the reason it failed. Files come from `url_private_download` with the
-  bot token.
-- A mention is a question: the answer goes to the mention's thread, timestamps become links to
-  the video, and the best frame is uploaded into the same thread (`files_upload_v2`). The thread
-  root's ts is the core's conversation key, so follow-up mentions in a thread carry its turns.
+- A message event becomes a `core.incoming.Incoming` (Slack's mrkdwn decoded, its `<url|label>`
+  links read, shared files with the bot token to fetch them), and `decide` says what it asks, by
+  the rule every platform shares. Each video to index gets one reply in the message's thread that
+  shows its progress (`chat.update`) and then the result or the reason it failed.
+- A question is answered in the message's thread: timestamps become links to the video, and the
+  best frame is uploaded into the same thread (`files_upload_v2`). The thread root's ts is the
+  core's conversation key, so follow-up mentions in a thread carry its turns.
 - `/vidrag videos | forget <video> | status` answers privately (ephemeral, via `respond`);
-  `forget` is for workspace admins and owners (`users.info`).
+  `forget` (there or by mention) is for workspace admins and owners (`users.info`).
 
 Slack delivers one mention twice (as `app_mention` and as `message`) and retries deliveries it
 thinks were lost (`X-Slack-Retry-Num`), so each message is handled once per (team, channel, ts).
@@ -47,7 +47,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 from core import present
 from core.config import Settings
 from core.errors import APOLOGY, UserFacingError
-from core.fetch import has_video_suffix, is_video_link
+from core.fetch import has_video_suffix
+from core.incoming import COMMANDS, Action, Attachment, Decision, Incoming, Source, decide, run_command
 from core.models import Answer, Progress, Scope, Stage, Video, fmt_time
 from core.safety import one_line
 from core.service import JobEvent, Service
@@ -57,11 +58,8 @@ log = logging.getLogger(__name__)
 SECTION_LIMIT = 3000  # characters in one section block's text (Slack's limit)
 SECTIONS_PER_MESSAGE = 10  # 30,000 characters: under the 40,000 of a message and its 50 blocks
 TEXT_LIMIT = 39_000  # characters of one message's `text` (Slack truncates past 40,000)
-MAX_SOURCES = present.MAX_SOURCES  # links and files indexed from one message
 UPDATE_INTERVAL = 1.0  # seconds between progress edits: Slack allows about one message/s a channel
 SEEN_MAX = 10_000  # (team, channel, ts) keys remembered for deduplication
-
-INDEX_WORDS = {"", "index", "add", "watch", "learn", "ingest", "please index", "index this"}
 
 _LINK = re.compile(r"<(https?://[^|>\s]+)(?:\|[^>]*)?>")
 _MENTION = re.compile(r"<[@!#][^>]*>")
@@ -77,6 +75,10 @@ def escape(text: str) -> str:
 # Slack's markup for the core's wording: a video's own text shown as typed, titles in bold.
 STYLE = present.Style(literal=escape, bold="*{}*", code="`{}`")
 
+SLASH = {"videos": Action.VIDEOS, "list": Action.VIDEOS, "status": Action.STATUS, "forget": Action.FORGET}
+SLASH_HELP = ("`/vidrag videos`: the videos of this channel\n`/vidrag forget &lt;video&gt;`: delete one\n"
+              "`/vidrag status`: what is being indexed\nPost a video link or file to index it; "
+              "mention me with a question to ask about the videos.")
 FORGET_REFUSED = "Only workspace admins and owners can remove videos; nothing was removed."
 FORGET_UNCHECKED = ("Only workspace admins and owners can remove videos, and Slack did not tell me whether "
                     "you are one (the app may lack the `users:read` scope); nothing was removed.")
@@ -146,7 +148,7 @@ def answer_messages(answer: Answer) -> list[dict[str, Any]]:
     """`chat.postMessage` arguments (text + blocks) for an answer: usually one message; longer
     answers are spread over several, each within Slack's block and message limits."""
     chunks = split_text(to_mrkdwn(answer))
-    messages = []
+    messages: list[dict[str, Any]] = []
     for i in range(0, len(chunks), SECTIONS_PER_MESSAGE):
         part = chunks[i:i + SECTIONS_PER_MESSAGE]
         messages.append({"text": part[0], "blocks": [
@@ -162,14 +164,20 @@ def links_in(text: str) -> list[str]:
     return [unescape(m.group(1)) for m in _LINK.finditer(text or "")]
 
 
-def is_video_file(f: dict[str, Any]) -> bool:
-    return (str(f.get("mimetype", "")).startswith("video/")
-            or has_video_suffix("." + str(f.get("filetype", "")).lower()))
+def file_type(f: dict[str, Any]) -> str:
+    """A shared file's content type: its `mimetype`, else one made from its `filetype` ("mp4")."""
+    mimetype = str(f.get("mimetype") or "")
+    filetype = str(f.get("filetype") or "").lower()
+    if not mimetype.startswith("video/") and has_video_suffix("." + filetype):
+        return f"video/{filetype}"
+    return mimetype
 
 
-def question_of(text: str) -> str:
-    """What was asked: the message without mentions and links, as plain text."""
-    return " ".join(unescape(_MENTION.sub(" ", _LINK.sub(" ", text or ""))).split())
+def plain(text: str) -> str:
+    """A Slack message text as plain text: links as their URLs, mentions of people, channels and
+    groups taken out (the bot's own among them), `&amp; &lt; &gt;` decoded."""
+    text = _LINK.sub(lambda m: f" {m.group(1)} ", text or "")
+    return " ".join(unescape(_MENTION.sub(" ", text)).split())
 
 
 def bounded(text: str, limit: int = TEXT_LIMIT) -> str:
@@ -206,7 +214,7 @@ class SlackBot:
         self.client = client or web_client(settings.slack_bot_token)
         self.auth = {"Authorization": f"Bearer {self.client.token}"}
         service.auth_headers["slack"] = self.auth  # for file downloads of jobs resumed after a restart
-        service.on_job_event(self._on_job_event)
+        self._unhook = service.on_job_event(self._on_job_event)
         # No signing secret (Socket Mode only): a random one, so no HTTP request can ever verify.
         self.app = AsyncApp(client=self.client, name="vidrag", process_before_response=True,
                             signing_secret=settings.slack_signing_secret or secrets.token_hex(32))
@@ -248,6 +256,8 @@ class SlackBot:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     async def close(self) -> None:
+        """Stop the work under way and stop hearing the service's jobs (the service may outlive us)."""
+        self._unhook()
         for t in list(self._tasks):
             t.cancel()
         await asyncio.gather(*list(self._tasks), return_exceptions=True)
@@ -271,41 +281,52 @@ class SlackBot:
         return True
 
     # ---- events ---------------------------------------------------------------------------------
-    async def _on_event(self, body: dict[str, Any], event: dict[str, Any], context: dict[str, Any]) -> None:
+    def incoming(self, body: dict[str, Any], event: dict[str, Any], context: dict[str, Any]) -> Incoming | None:
+        """The event in the core's words; None for what is not a person's new message (a bot's
+        post, an edit, a deletion, a join)."""
         channel, ts = event.get("channel"), event.get("ts")
         if not channel or not ts or event.get("bot_id"):
-            return
+            return None
         if event.get("subtype") not in (None, "file_share", "thread_broadcast"):
-            return  # edits, deletions, joins: nothing to do
+            return None
         team = context.get("team_id") or body.get("team_id") or event.get("team") or ""
         text = event.get("text") or ""
         bot_user = context.get("bot_user_id")
-        mention = event.get("type") == "app_mention" or bool(bot_user and f"<@{bot_user}>" in text)
-        sources = await self._sources(event, mention)
-        if not (mention or sources) or not self._first_time((team, channel, ts)):
+        files = tuple(Attachment(f["url_private_download"], str(f.get("name") or present.source_name(
+            f["url_private_download"])), file_type(f), self.auth)
+                      for f in event.get("files") or [] if f.get("url_private_download"))
+        return Incoming(
+            scope=Scope("slack", team, channel), text=plain(text), author=event.get("user", ""),
+            mentioned=event.get("type") == "app_mention" or bool(bot_user and f"<@{bot_user}>" in text),
+            direct=event.get("channel_type") == "im", links=tuple(links_in(text)), attachments=files,
+            thread=event.get("thread_ts"), raw=event)
+
+    async def _on_event(self, body: dict[str, Any], event: dict[str, Any], context: dict[str, Any]) -> None:
+        msg = self.incoming(body, event, context)
+        if msg is None:
             return
-        scope = Scope("slack", team, channel)
-        root = event.get("thread_ts") or ts
-        user = event.get("user", "")
-        for source, headers in sources:
-            self._spawn(self._index(scope, root, source, headers, user))
-        if not sources:
-            self._spawn(self._answer(scope, root, question_of(text), user))
+        decision = await decide(msg)
+        if decision.action == Action.NOTHING or not self._first_time((msg.scope.workspace, msg.scope.channel,
+                                                                        event["ts"])):
+            return
+        self._spawn(self._act(msg, decision, msg.thread or event["ts"]))
 
-    async def _sources(self, event: dict[str, Any], mention: bool) -> list[tuple[str, dict[str, str] | None]]:
-        """Video files (fetched with the bot token) and video links of a message. In a mention
-        that says nothing else ("@vidrag <link>"), any link is taken as a video to index."""
-        out: list[tuple[str, dict[str, str] | None]] = [
-            (f["url_private_download"], self.auth) for f in event.get("files") or []
-            if is_video_file(f) and f.get("url_private_download")]
-        text = event.get("text") or ""
-        any_link = mention and question_of(text).lower() in INDEX_WORDS
-        out += [(url, None) for url in links_in(text) if any_link or await asyncio.to_thread(is_video_link, url)]
-        return out[:MAX_SOURCES]
+    async def _act(self, msg: Incoming, decision: Decision, root: str) -> None:
+        """Do what `decision` says, every reply in the message's thread."""
+        for note in decision.notes(STYLE):
+            await self._post(msg.scope.channel, root, note)
+        indexed = await asyncio.gather(*(self._index(msg.scope, root, s, msg.author) for s in decision.sources))
+        if decision.action == Action.BOTH and not any(indexed):
+            return  # each progress message says why its video could not be indexed
+        if decision.question:
+            await self._answer(msg.scope, root, decision.question, msg.author)
+        elif decision.action in COMMANDS and decision.action != Action.HELP:
+            await self._post(msg.scope.channel, root, bounded(await self._command_reply(
+                msg.scope, decision.action, decision.argument, msg.author)))
 
-    async def _index(self, scope: Scope, root: str, source: str, headers: dict[str, str] | None,
-                     user: str) -> None:
-        name = present.source_name(source)
+    async def _index(self, scope: Scope, root: str, source: Source, user: str) -> bool:
+        """Queue `source`, follow its job on one progress message; whether the video is now indexed."""
+        name = source.name
         msg = await self._post(scope.channel, root, present.queued(STYLE, name))
         latest: list[Progress] = []
         changed = asyncio.Event()
@@ -315,12 +336,12 @@ class SlackBot:
             changed.set()
 
         try:
-            sub = await self.service.submit(scope, source, headers=headers, requested_by=user,
+            sub = await self.service.submit(scope, source.url, headers=source.headers, requested_by=user,
                                             on_progress=on_progress)
             if sub.already:
-                title = await self._title(scope, sub.job.video_id, name)
-                await self._edit(scope.channel, msg, present.already(STYLE, title))
-                return
+                video = await self.service.video(scope, sub.job.video_id)
+                await self._edit(scope.channel, msg, present.already(STYLE, video.title if video else name))
+                return True
             waiter = asyncio.ensure_future(self.service.wait(sub.job.id))
             try:
                 await self._follow(scope.channel, msg, waiter, latest, changed, name)
@@ -329,12 +350,14 @@ class SlackBot:
             video = waiter.result()
             final = present.progress(STYLE, name, Progress(sub.job.id, video.id, Stage.DONE, 1.0, video.title,
                                                            video.duration))
+            indexed = True
         except UserFacingError as e:
-            final = present.failed(STYLE, name, e.message)
+            final, indexed = present.failed(STYLE, name, e.message), False
         except Exception:
-            log.exception("indexing %s for %s failed", source, scope.key)
-            final = present.failed(STYLE, name, APOLOGY)
+            log.exception("indexing %s for %s failed", source.url, scope.key)
+            final, indexed = present.failed(STYLE, name, APOLOGY), False
         await self._edit(scope.channel, msg, final)
+        return indexed
 
     async def _follow(self, channel: str, ts: str, waiter: asyncio.Future[Video], latest: list[Progress],
                       changed: asyncio.Event, name: str) -> None:
@@ -343,7 +366,8 @@ class SlackBot:
         shown = ""
         while not waiter.done():
             wake = asyncio.ensure_future(changed.wait())
-            await asyncio.wait({waiter, wake}, return_when=asyncio.FIRST_COMPLETED)
+            both: list[asyncio.Future[Any]] = [waiter, wake]
+            await asyncio.wait(both, return_when=asyncio.FIRST_COMPLETED)
             wake.cancel()
             changed.clear()
             if latest and not waiter.done() and latest[0].stage not in (Stage.DONE, Stage.FAILED):
@@ -352,9 +376,6 @@ class SlackBot:
                     await self._edit(channel, ts, text)
                     shown = text
                     await asyncio.sleep(UPDATE_INTERVAL)
-
-    async def _title(self, scope: Scope, video_id: str, name: str) -> str:
-        return next((v.title for v in await self.service.videos(scope) if v.id == video_id), name)
 
     async def _answer(self, scope: Scope, root: str, question: str, user: str = "") -> None:
         try:
@@ -422,34 +443,33 @@ class SlackBot:
 
     async def _command(self, scope: Scope, text: str, user: str, respond: Any) -> None:
         sub, _, arg = text.strip().partition(" ")
-        try:
-            reply = await self._run_command(scope, sub.lower(), arg.strip(), user)
-        except UserFacingError as e:
-            reply = escape(e.message)
-        except Exception:
-            log.exception("/vidrag %s in %s failed", sub, scope.key)
-            reply = APOLOGY
+        action = SLASH.get(sub.lower())
+        if action is None:
+            reply = SLASH_HELP
+        elif action == Action.FORGET and not arg.strip():
+            reply = "Which one? `/vidrag forget &lt;video id or title&gt;` (see `/vidrag videos`)."
+        else:
+            reply = await self._command_reply(scope, action, arg.strip(), user)
         await respond(text=bounded(reply), response_type="ephemeral")
 
-    async def _run_command(self, scope: Scope, sub: str, arg: str, user: str) -> str:
-        if sub in ("videos", "list"):
-            return present.video_list(STYLE, await self.service.videos(scope))
-        if sub == "forget":
-            if not arg:
-                return "Which one? `/vidrag forget &lt;video id or title&gt;` (see `/vidrag videos`)."
-            # Slack has no per-channel "manage messages" right (Discord's check), so a workspace
-            # admin or owner may forget. The person who asked for the video would be the other
-            # natural choice, but the service facade does not say who asked for a finished video
-            # (`requested_by` stays on the queue's job rows), so only admins and owners may.
-            allowed = await self._is_admin(user)
-            if not allowed:
-                return FORGET_REFUSED if allowed is False else FORGET_UNCHECKED
-            return present.forgot(STYLE, await self.service.forget(scope, arg))
-        if sub == "status":
-            return present.job_status(STYLE, await self.service.jobs(scope), await self.service.videos(scope))
-        return ("`/vidrag videos`: the videos of this channel\n`/vidrag forget &lt;video&gt;`: delete one\n"
-                "`/vidrag status`: what is being indexed\nPost a video link or file to index it; "
-                "mention me with a question to ask about the videos.")
+    async def _command_reply(self, scope: Scope, action: Action, arg: str, user: str) -> str:
+        """The reply to a command (`/vidrag …` or a mention): a user-facing error's message, or
+        the apology."""
+        try:
+            if action == Action.FORGET and arg:
+                # Slack has no per-channel "manage messages" right (Discord's check), so a workspace
+                # admin or owner may forget. The person who asked for the video would be the other
+                # natural choice, but the service facade does not say who asked for a finished video
+                # (`requested_by` stays on the queue's job rows), so only admins and owners may.
+                allowed = await self._is_admin(user)
+                if not allowed:
+                    return FORGET_REFUSED if allowed is False else FORGET_UNCHECKED
+            return await run_command(self.service, scope, action, arg, STYLE)
+        except UserFacingError as e:
+            return escape(e.message)
+        except Exception:
+            log.exception("the %s command in %s failed", action, scope.key)
+            return APOLOGY
 
 
 async def run(service: Service, settings: Settings, http: bool, port: int | None = None) -> None:

@@ -20,7 +20,9 @@ from .models import Job, Progress, Stage, Video, VideoStatus, fmt_time
 from .safety import TITLE_LIMIT, one_line
 
 HELP = ("Post a video link or upload a video in this channel and I'll index it. Then mention me with a "
-        "question and I'll answer in a thread, citing the moments.")
+        "question and I'll answer in a thread, citing the moments. Mention me with `videos` or `status` "
+        "to see what I have, or `forget` and a video's id to remove it.")
+FORGET_WHICH = "Which video? Mention me with `forget` and the video's id or title (`videos` lists them)."
 NO_VIDEOS = "No videos in this channel yet. Post a video link or upload a video."
 NOTHING_INDEXING = "Nothing is being indexed in this channel."
 ASK_ABOUT_IT = "Mention me with a question about it."
