@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import json
 import logging
+import mimetypes
 import sys
 import tempfile
 import time
@@ -19,7 +20,9 @@ from types import ModuleType
 from core.config import Settings
 from core.errors import APOLOGY, UserFacingError
 from core.fetch import looks_like_url
+from core.incoming import COMMANDS, Action, Attachment, Incoming, decide, find_links, run_command
 from core.models import Answer, JobStatus, Progress, Scope, Stage, fmt_time
+from core.present import PLAIN
 from core.service import Service
 
 log = logging.getLogger("vidrag")
@@ -73,7 +76,7 @@ async def ingest(svc: Service, sc: Scope, source: str, as_json: bool) -> int:
     sub = await svc.submit(sc, source, on_progress=ProgressBar())
     if not sub.already:
         svc.start_workers(1)
-    video = await svc.wait(sub.job.id) if not sub.already else await svc.store(sc).video(sub.job.video_id)
+    video = await svc.wait(sub.job.id) if not sub.already else await svc.video(sc, sub.job.video_id)
     assert video is not None
     if as_json:
         print(json.dumps({"video_id": video.id, "title": video.title, "duration": round(video.duration, 3)}))
@@ -83,8 +86,21 @@ async def ingest(svc: Service, sc: Scope, source: str, as_json: bool) -> int:
     return 0
 
 
+def incoming(sc: Scope, line: str) -> Incoming:
+    """A console line in the core's words: always addressed to the bot (a one-to-one conversation);
+    a local file's path is an attachment, as a file posted in a chat would be."""
+    path = Path(line).expanduser()
+    files: tuple[Attachment, ...] = ()
+    if not looks_like_url(line) and path.is_file():
+        files = (Attachment(str(path.resolve()), path.name, mimetypes.guess_type(path.name)[0] or ""),)
+    return Incoming(sc, "" if files else line, author="console", direct=True, links=tuple(find_links(line)),
+                    attachments=files)
+
+
 async def chat(svc: Service, sc: Scope) -> int:
-    """Paste a link or a path to index it; type a question to get an answer. Ctrl-D to quit."""
+    """Paste a link or a path to index it; type a question to get an answer (or `videos`,
+    `status`, `forget <video>`, `help`): the same rule as a chat message (`core.incoming`).
+    Ctrl-D to quit."""
     print(f"vidrag console — channel {sc.channel!r}. Paste a video link or path, or ask a question.")
     svc.start_workers(1)
     thread = f"console-{int(time.time())}"
@@ -97,10 +113,20 @@ async def chat(svc: Service, sc: Scope) -> int:
         if not line:
             continue
         try:
-            if looks_like_url(line) or Path(line).expanduser().is_file():
-                await ingest(svc, sc, line, as_json=False)
-            else:
-                print_answer(await svc.ask(sc, line, thread=thread), as_json=False)
+            decision = await decide(incoming(sc, line))
+            for note in decision.notes(PLAIN):
+                print(note)
+            indexed = False
+            for source in decision.sources:  # a local path or a link: no chat platform's headers
+                try:
+                    await ingest(svc, sc, source.url, as_json=False)
+                    indexed = True
+                except UserFacingError as e:
+                    print(e.message)
+            if decision.question and (indexed or decision.action == Action.ASK):
+                print_answer(await svc.ask(sc, decision.question, thread=thread), as_json=False)
+            elif decision.action in COMMANDS and decision.action != Action.HELP:
+                print(await run_command(svc, sc, decision.action, decision.argument, PLAIN))
         except UserFacingError as e:
             print(e.message)
 
@@ -145,8 +171,8 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         from core import migrate
 
         return await migrate.run(args, settings)
-    if args.cmd == "eval":  # opens its own service on a throwaway data directory
-        return await eval_module().run(args, settings)
+    if args.cmd == "eval" and (ev := eval_module()) is not None:  # its own service, a throwaway data directory
+        return int(await ev.run(args, settings))
     sc = scope(args.channel)
     async with Service.open(settings) as svc:
         runs_jobs = args.cmd in ("ingest", "chat", "demo")

@@ -25,7 +25,7 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from urllib.parse import urlsplit, urlunsplit
@@ -168,7 +168,7 @@ async def serve(adapters: list[Adapter], svc: Service, settings: Settings, stop:
 
 
 @contextlib.contextmanager
-def signals(stop: asyncio.Event):  # type: ignore[no-untyped-def]
+def signals(stop: asyncio.Event) -> Iterator[None]:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
