@@ -272,6 +272,15 @@ async def test_without_message_content_intent_it_reconnects_and_reads_mentions(
         await fake.stop()
 
 
+async def test_a_closed_bot_stops_hearing_the_service(service: Service, settings: Settings,
+                                                       fake: FakeDiscord) -> None:
+    """The service outlives an adapter (a crashed one, in `python -m bot`): closing removes its hook."""
+    before = list(service.runner.hooks)
+    async with connected(service, settings):
+        assert len(service.runner.hooks) == len(before) + 1
+    assert service.runner.hooks == before
+
+
 # ---- message shaping (no Discord needed) --------------------------------------------------------
 def test_timestamps_become_links_where_the_video_has_one() -> None:
     answer = Answer("Pressure builds [0:12]; see also [1:05] and [9:59].", (

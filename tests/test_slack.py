@@ -24,7 +24,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from adapters.slack_app import SlackBot, answer_messages, links_in, question_of, run, split_text, to_mrkdwn, web_client
+from adapters.slack_app import SlackBot, answer_messages, links_in, plain, run, split_text, to_mrkdwn, web_client
 from core import synth
 from core.answer import OpenAIChat
 from core.config import Settings
@@ -510,10 +510,19 @@ def test_long_answers_fit_slack_block_and_message_limits() -> None:
     assert " ".join(split_text("a " * 5000, 3000)).split() == ["a"] * 5000
 
 
-def test_message_links_and_question_are_read_from_slack_markup() -> None:
+def test_message_links_and_text_are_read_from_slack_markup() -> None:
     text = f"<@{BOT_USER}> what about <https://youtu.be/abc?a=1&amp;b=2|youtu.be/abc> &amp; 1 &lt; 2?"
     assert links_in(text) == ["https://youtu.be/abc?a=1&b=2"]
-    assert question_of(text) == "what about & 1 < 2?"
+    assert plain(text) == "what about https://youtu.be/abc?a=1&b=2 & 1 < 2?"
+
+
+async def test_a_closed_bot_stops_hearing_the_service(slack) -> None:
+    """The service outlives an adapter (a crashed one, in `python -m bot`): closing removes its hook."""
+    before = list(slack.service.runner.hooks)
+    bot = SlackBot(slack.service, slack.service.settings, client=web_client(BOT_TOKEN, base_url=slack.api.api_url))
+    assert len(slack.service.runner.hooks) == len(before) + 1
+    await bot.close()
+    assert slack.service.runner.hooks == before
 
 
 async def test_job_finished_after_a_restart_is_reported_in_its_channel(slack) -> None:
