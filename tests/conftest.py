@@ -1,5 +1,6 @@
 """Shared fixtures: real models loaded once per session, a fresh data directory (Milvus Lite +
-SQLite) per test, and lectures rendered on the spot with espeak-ng and ffmpeg.
+SQLite) per test, lectures rendered on the spot with espeak-ng and ffmpeg, and `indexed_lectures`: two
+lectures indexed once per session for the tests that only ask and list.
 
 CLIP runs with *random* weights (`CLIP_PRETRAINED=random`, open_clip `pretrained=None`): the tests
 exercise the image path (embedding, the frame collection, fusion), not its quality. No test reaches
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -20,7 +22,7 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 from core import synth  # noqa: E402
 from core.config import Settings  # noqa: E402
 from core.ingest import Models  # noqa: E402
-from core.models import Scope  # noqa: E402
+from core.models import Scope, Video  # noqa: E402
 from core.service import Service  # noqa: E402
 
 SETTINGS_VARS = [f.upper() for f in Settings.__dataclass_fields__]
@@ -79,6 +81,32 @@ def lecture2(media_dir: Path) -> tuple[Path, synth.Lecture]:
     return synth.render(lec, media_dir / "bread.mp4"), lec
 
 
+def short_lecture(title: str, slides: list[tuple[str, str]], dst: Path, lines: tuple[str, ...] = ()) -> Path:
+    """Two half-second-held slides at 640×360: a video that indexes in a few seconds."""
+    lec = synth.Lecture(title, [synth.Slide(t, lines, say, hold=0.5) for t, say in slides])
+    return synth.render(lec, dst, size="640x360")
+
+
+TOPICS = {
+    "volcano": [("Volcanoes", "Magma rises because molten rock is lighter than the solid rock around it."),
+                ("Eruptions", "Sticky andesite magma traps gas and makes explosive eruptions.")],
+    "bread": [("Bread", "Yeast feeds on sugar in the flour and releases carbon dioxide."),
+              ("Kneading", "Kneading the dough for ten minutes develops the gluten network.")],
+    "tides": [("Tides", "The moon pulls the oceans and makes two high tides every day."),
+              ("Spring tides", "When the sun and the moon line up the tides are strongest.")],
+    "bees": [("Bees", "Honey bees dance to tell their sisters where the flowers are."),
+             ("Hives", "A hive keeps its brood warm at thirty five degrees.")],
+    "rust": [("Rust", "Iron rusts when oxygen and water react with it to form iron oxide."),
+             ("Zinc", "A zinc coating protects steel because zinc corrodes first.")],
+}
+
+
+@pytest.fixture(scope="session")
+def short_lectures(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("short")
+    return {name: short_lecture(name.title(), slides, d / f"{name}.mp4") for name, slides in TOPICS.items()}
+
+
 def ffmpeg(*args: str) -> None:
     subprocess.run(["ffmpeg", "-v", "error", "-y", *args], check=True, capture_output=True)
 
@@ -131,3 +159,49 @@ async def llm_service(settings: Settings, models: Models, llm_chat):
     async with Service.open(settings, models=models, chat=llm_chat) as svc:
         svc.start_workers(1)
         yield svc
+
+
+# ---- the session's indexed channels -------------------------------------------------------------
+@dataclass(frozen=True)
+class Indexed:
+    """The volcano lecture indexed in `volcano` (channel `geology`) and the bread lecture in `bread`
+    (`kitchen`), once per session, in one data directory. Tests that only ask and list share it
+    instead of indexing the same lecture again; each gets its own `Service` on these stores (`view`),
+    so rate limits, hooks and the chat model are the test's own. Nothing here may be written to
+    but conversation turns (use a thread name of your own): a test that submits, forgets or
+    wipes builds its own service."""
+
+    settings: Settings
+    service: Service
+    volcano: Scope
+    bread: Scope
+    volcano_video: Video
+    bread_video: Video
+    lecture: synth.Lecture
+    lecture2: synth.Lecture
+
+    def view(self, chat: object = None) -> Service:
+        """A service on the session's catalog and Milvus with its own limits and no workers."""
+        s = self.service
+        return Service(s.settings, s.catalog, s.vectors, s.models, chat)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+async def indexed_lectures(tmp_path_factory: pytest.TempPathFactory, models: Models, lecture, lecture2):
+    settings = Settings(data_dir=tmp_path_factory.mktemp("indexed") / "data", clip_pretrained="random")
+    async with Service.open(settings, models=models, chat=None) as svc:
+        svc.start_workers(1)
+        volcano, bread = console("geology"), console("kitchen")
+        v1 = await svc.wait((await svc.submit(volcano, str(lecture[0]))).job.id)
+        v2 = await svc.wait((await svc.submit(bread, str(lecture2[0]))).job.id)
+        await svc.stop_workers()  # read-only from here on
+        yield Indexed(settings, svc, volcano, bread, v1, v2, lecture[1], lecture2[1])
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The first test that uses the session's indexed channels builds them (two ingests): its time
+    limit covers that; every other test keeps the default."""
+    first = next((i for i in items if "indexed_lectures" in getattr(i, "fixturenames", ())), None)
+    if first is not None and not first.get_closest_marker("timeout"):
+        first.add_marker(pytest.mark.timeout(300))

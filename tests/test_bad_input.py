@@ -4,9 +4,21 @@ from __future__ import annotations
 
 import pytest
 
+from core.config import Settings
 from core.errors import UserFacingError
 from core.service import Service
-from tests.conftest import console
+from tests.conftest import Indexed, console
+
+
+@pytest.fixture(scope="module")
+async def one_video(tmp_path_factory: pytest.TempPathFactory, models, short_lectures):
+    """A service whose channel `bad` holds one indexed (short) lecture; each bad input is posted
+    there and must leave it as it was."""
+    settings = Settings(data_dir=tmp_path_factory.mktemp("bad") / "data", clip_pretrained="random")
+    async with Service.open(settings, models=models, chat=None) as svc:
+        svc.start_workers(1)
+        await svc.wait((await svc.submit(console("bad"), str(short_lectures["volcano"]))).job.id)
+        yield svc
 
 
 async def snapshot(service: Service, channel: str) -> tuple:
@@ -22,9 +34,8 @@ async def snapshot(service: Service, channel: str) -> tuple:
     ("silent", "no speech and no readable text"),
     ("audio", "no video stream"),
 ])
-async def test_bad_input_is_refused_and_store_unchanged(service: Service, lecture, bad_media, kind, message) -> None:
-    sc = console("bad")
-    await service.wait((await service.submit(sc, str(lecture[0]))).job.id)
+async def test_bad_input_is_refused_and_store_unchanged(one_video: Service, bad_media, kind, message) -> None:
+    service, sc = one_video, console("bad")
     before = await snapshot(service, "bad")
     source = "/nonexistent/lecture.mp4" if kind == "missing" else str(bad_media[kind])
     sub = await service.submit(sc, source)
@@ -35,7 +46,8 @@ async def test_bad_input_is_refused_and_store_unchanged(service: Service, lectur
     assert answer.citations
 
 
-async def test_failure_reaches_the_progress_listener(service: Service, bad_media) -> None:
+async def test_failure_reaches_the_progress_listener(one_video: Service, bad_media) -> None:
+    service = one_video
     seen = []
 
     async def on_progress(p) -> None:
@@ -58,17 +70,15 @@ async def test_too_long_video_is_refused(settings, models, lecture) -> None:
             await svc.wait(sub.job.id)
 
 
-async def test_question_too_long_is_refused(service: Service, lecture) -> None:
-    sc = console("q")
-    await service.wait((await service.submit(sc, str(lecture[0]))).job.id)
+async def test_question_too_long_is_refused(indexed_lectures: Indexed) -> None:
     with pytest.raises(UserFacingError, match="too long"):
-        await service.ask(sc, "why " * 400)
+        await indexed_lectures.view().ask(indexed_lectures.volcano, "why " * 400)
 
 
-async def test_local_paths_are_console_only(service: Service, lecture) -> None:
+async def test_local_paths_are_console_only(one_video: Service, lecture) -> None:
     from core.models import Scope
 
-    sc = Scope("slack", "T1", "C1")
+    service, sc = one_video, Scope("slack", "T1", "C1")
     sub = await service.submit(sc, str(lecture[0]))
     with pytest.raises(UserFacingError, match="video link"):
         await service.wait(sub.job.id)

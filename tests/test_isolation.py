@@ -1,4 +1,5 @@
-"""Two channels never see each other's videos: not in answers, not in lists, not in deletes."""
+"""Two channels never see each other's videos: not in answers, not in lists, not in deletes. The
+read-only checks use the session's indexed channels; the one that deletes indexes its own."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import pytest
 
 from core.errors import NotFound, UserFacingError
 from core.service import Service
-from tests.conftest import console
+from tests.conftest import Indexed, console
 
 
 @pytest.fixture
@@ -17,8 +18,12 @@ async def two_channels(service: Service, lecture, lecture2):
     return service, volcano, bread, v1, v2
 
 
-async def test_ask_cites_only_own_channel(two_channels) -> None:
-    service, volcano, bread, v1, v2 = two_channels
+def shared(ix: Indexed) -> tuple:
+    return ix.view(), ix.volcano, ix.bread, ix.volcano_video, ix.bread_video
+
+
+async def test_ask_cites_only_own_channel(indexed_lectures: Indexed) -> None:
+    service, volcano, bread, v1, v2 = shared(indexed_lectures)
     answer = await service.ask(bread, "Why do volcanoes erupt when gas comes out of the magma?")
     assert answer.citations and {c.video_id for c in answer.citations} == {v2.id}
     assert answer.frame is None or answer.frame.video_id == v2.id
@@ -26,15 +31,15 @@ async def test_ask_cites_only_own_channel(two_channels) -> None:
     assert {c.video_id for c in answer.citations} == {v1.id}
 
 
-async def test_videos_lists_only_own_channel(two_channels) -> None:
-    service, volcano, bread, v1, v2 = two_channels
+async def test_videos_lists_only_own_channel(indexed_lectures: Indexed) -> None:
+    service, volcano, bread, v1, v2 = shared(indexed_lectures)
     assert [v.id for v in await service.videos(volcano)] == [v1.id]
     assert [v.id for v in await service.videos(bread)] == [v2.id]
     assert await service.videos(console("elsewhere")) == []
 
 
-async def test_forget_cannot_reach_another_channel(two_channels) -> None:
-    service, volcano, bread, v1, v2 = two_channels
+async def test_forget_cannot_reach_another_channel(indexed_lectures: Indexed) -> None:
+    service, volcano, bread, v1, v2 = shared(indexed_lectures)
     with pytest.raises(NotFound):
         await service.forget(volcano, v2.id)
     with pytest.raises(NotFound):

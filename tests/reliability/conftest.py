@@ -1,47 +1,23 @@
-"""Fixtures of the reliability suite: short lectures (two slides, 640×360) so that many ingests
-fit in the time, settings with OCR off where on-screen text is beside the point, the catalog
-backend (SQLite, or PostgreSQL in modules parametrized with `tests.backends.BACKENDS`), and helpers
-that read the stores directly (Milvus, the catalog, the file tree) rather than through the service."""
+"""Fixtures of the reliability suite: the short lectures of tests/conftest.py (two slides, 640×360,
+so that many ingests fit in the time), settings with OCR off where on-screen text is beside the
+point, the catalog backend (SQLite, or PostgreSQL in modules parametrized with
+`tests.backends.BACKENDS`), and helpers that read the stores directly (Milvus, the catalog, the
+file tree) rather than through the service."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
-from core import synth
 from core.config import Settings
 from core.models import Scope
 from core.service import Service
 from tests import backends
+from tests.conftest import short_lecture  # noqa: F401 - re-exported for the modules here
 
 catalog_backend, database_url, catalog = backends.catalog_backend, backends.database_url, backends.catalog
-
-
-def short_lecture(title: str, slides: list[tuple[str, str]], dst: Path, lines: tuple[str, ...] = ()) -> Path:
-    lec = synth.Lecture(title, [synth.Slide(t, lines, say, hold=0.5) for t, say in slides])
-    return synth.render(lec, dst, size="640x360")
-
-
-TOPICS = {
-    "volcano": [("Volcanoes", "Magma rises because molten rock is lighter than the solid rock around it."),
-                ("Eruptions", "Sticky andesite magma traps gas and makes explosive eruptions.")],
-    "bread": [("Bread", "Yeast feeds on sugar in the flour and releases carbon dioxide."),
-              ("Kneading", "Kneading the dough for ten minutes develops the gluten network.")],
-    "tides": [("Tides", "The moon pulls the oceans and makes two high tides every day."),
-              ("Spring tides", "When the sun and the moon line up the tides are strongest.")],
-    "bees": [("Bees", "Honey bees dance to tell their sisters where the flowers are."),
-             ("Hives", "A hive keeps its brood warm at thirty five degrees.")],
-    "rust": [("Rust", "Iron rusts when oxygen and water react with it to form iron oxide."),
-             ("Zinc", "A zinc coating protects steel because zinc corrodes first.")],
-}
-
-
-@pytest.fixture(scope="session")
-def short_lectures(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    d = tmp_path_factory.mktemp("short")
-    return {name: short_lecture(name.title(), slides, d / f"{name}.mp4") for name, slides in TOPICS.items()}
 
 
 @pytest.fixture
@@ -77,3 +53,36 @@ async def catalog_rows(svc: Service, scope: Scope) -> dict[str, int]:
 
 
 NOTHING = dict.fromkeys(("videos", "jobs", "segments", "units", "frames", "turns"), 0)
+
+
+async def vector_counts(svc: Service, scope: Scope, video_id: str | None = None) -> dict[str, int]:
+    """Vectors of `scope` (or of one video) in each Milvus collection, counted by Milvus, whatever
+    the layout: {"text vectors": n, "frame vectors": n}."""
+    vs = svc.vectors
+    expr = f'video_id == "{video_id}"' if video_id else ""
+    loop = asyncio.get_running_loop()
+    return {name: await loop.run_in_executor(vs.executor, vs.count, coll, scope.partition, expr) if coll else 0
+            for name, coll in (("text vectors", vs.text), ("frame vectors", vs.frames))}
+
+
+async def text_index_entries(svc: Service, scope: Scope, words: str, video_id: str | None = None) -> int:
+    """Entries of the catalog's full-text index for any of `words`: those a search of `scope` finds
+    (of `video_id`), plus, on SQLite, those left pointing at no segment. SQLite's FTS5 index is a
+    table of its own, kept by triggers; a search joins it to `segments` and would hide an entry
+    whose segment is gone, so the index is read bare. (PostgreSQL's tsvector is a column of the
+    segment's own row: it goes with the row.)"""
+    hits = [h for h in await svc.catalog.lexical(scope, words, 10_000) if video_id in (None, h[0])]
+    if svc.catalog.backend != "sqlite":
+        return len(hits)
+    match = " OR ".join(f'"{w}"' for w in words.split())
+    rows = await svc.catalog.rows("SELECT COUNT(*) AS n FROM segments_fts WHERE segments_fts MATCH ? "
+                                  "AND rowid NOT IN (SELECT id FROM segments)", (match,))
+    return len(hits) + int(rows[0]["n"])
+
+
+async def stored(svc: Service, scope: Scope, words: str, video_id: str | None = None) -> dict[str, int]:
+    """Everything vidrag keeps of `scope` (or of one video), counted where it is kept: the rows of
+    every catalog table, the full-text index entries for `words`, the text and frame vectors in
+    Milvus."""
+    return {**await svc.catalog.counts(scope, video_id), "text index": await text_index_entries(svc, scope, words, video_id),
+            **await vector_counts(svc, scope, video_id)}
