@@ -159,6 +159,10 @@ async def test_link_in_chat_about_something_else_is_left_alone(bot: VidragBot, f
     await fake.post("general", "good read: https://example.com/news/volcano-article")
     await fake.post("general", "", mention_bot=True)  # a bare mention: the bot explains itself
     await fake.wait_for(lambda: fake.bot_messages("general"))
+    # both messages' handlers have run to their end (as the Slack test's drain()): a reply to the
+    # link, or a second one to the mention, would be in the list by now
+    while handlers := [t for t in asyncio.all_tasks() if t.get_name() == "discord.py: on_message"]:
+        await asyncio.gather(*handlers, return_exceptions=True)
     assert [m["content"] for m in fake.bot_messages("general")] == [discord_bot.HELP]
 
 
