@@ -15,6 +15,7 @@ import contextlib
 import re
 import subprocess
 import sys
+import threading
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ from core.incoming import Action, Attachment, Incoming, decide, find_links
 from core.models import Scope, Segment, VideoStatus
 from core.service import Service, video_id_for
 from tests.fakes.discord_server import GUILD_ID, FakeDiscord
-from tests.fakes.slack_api import BOT_TOKEN, BOT_USER, TEAM, FakeSlackAPI
+from tests.fakes.slack_api import ADMIN, BOT_TOKEN, BOT_USER, TEAM, FakeSlackAPI
 from tests.test_slack import SECRET, Slack, callback, new_ts
 
 SCOPE = Scope("test", "w", "c")
@@ -123,18 +124,16 @@ async def test_many_links_index_five_and_say_how_many_were_skipped() -> None:
     assert addressed.notes(present.PLAIN) == [present.too_many(present.PLAIN, 25)]
 
 
-async def test_the_link_check_runs_off_the_event_loop_once_per_message() -> None:
-    loop_thread, seen = asyncio.get_running_loop(), []
+async def test_the_link_check_runs_off_the_event_loop_in_one_thread_call() -> None:
+    threads: list[int] = []
 
     def check(url: str) -> bool:
-        with contextlib.suppress(RuntimeError):
-            asyncio.get_running_loop()
-            seen.append("on the loop")
-        seen.append(url)
+        threads.append(threading.get_ident())
         return False
 
-    await decide(Incoming(SCOPE, f"{ARTICLE} {ARTICLE}/2", links=(ARTICLE, f"{ARTICLE}/2")), check)
-    assert seen == [ARTICLE, f"{ARTICLE}/2"] and loop_thread.is_running()
+    links = (ARTICLE, f"{ARTICLE}/2", f"{ARTICLE}/3")
+    assert (await decide(Incoming(SCOPE, " ".join(links), links=links), check)).action == Action.NOTHING
+    assert len(threads) == 3 and len(set(threads)) == 1 and threads[0] != threading.get_ident()
 
 
 def test_core_incoming_imports_no_chat_library() -> None:
@@ -332,3 +331,33 @@ async def test_both_platforms_say_the_same_to_the_same_message(both: Both, name:
                 "not for the bot": [], "article without a mention": [],
                 "hostile link name": ["❌ I couldn't index [Verify](hxxps://evil[.]shop/login) ‹!channel› @\u200beveryone"]}[name]
     assert len(slack) == len(expected) and all(t.startswith(e) for t, e in zip(slack, expected, strict=True)), slack
+
+
+async def test_forget_by_mention_removes_the_video_on_both_for_who_may(both: Both) -> None:
+    """Last in the module: it removes the channels' video. A Slack member may not (admins only),
+    a Discord member who can manage messages may; each says so in its own words."""
+    scopes = {"slack": Scope("slack", TEAM, MAIN), "discord": Scope("discord", str(GUILD_ID),
+                                                                     both.fake.channel_id("general"))}
+    said = Said(f"forget {video_id_for(scopes['slack'], VIDEO_LINK)}", mention=True)
+    refused = [from_slack(t) for t in await on_slack(both, said)]
+    assert len(refused) == 1 and refused[0].startswith("Only workspace admins and owners"), refused
+    slack_ts, discord_id = new_ts(), video_id_for(scopes["discord"], VIDEO_LINK)
+    event = {"type": "app_mention", "channel": MAIN, "ts": slack_ts, "user": ADMIN,
+             "text": f"<@{BOT_USER}> forget {video_id_for(scopes['slack'], VIDEO_LINK)}"}
+    assert await both.slack.send(callback(event)) == 200
+    await both.slack.bot.drain()
+    [slack] = [from_slack(c.args["text"]) for c in both.slack.api.called("chat.postMessage", channel=MAIN,
+                                                                          thread_ts=slack_ts)]
+    [disc] = [from_discord(t) for t in await on_discord(both, Said(f"forget {discord_id}", mention=True))]
+    assert disc == slack and slack.startswith("🗑️ Removed Volcanoes from this channel"), (disc, slack)
+    assert [await both.service.videos(s) for s in scopes.values()] == [[], []]
+
+
+def test_a_console_line_naming_a_file_is_an_attachment(tmp_path: Path) -> None:
+    from adapters import console
+
+    clip = tmp_path / "talk.mp4"
+    clip.write_bytes(b"")
+    line = console.incoming(SCOPE, str(clip))
+    assert line.direct and line.attachments == (Attachment(str(clip.resolve()), "talk.mp4", "video/mp4"),)
+    assert console.incoming(SCOPE, f"what is {VIDEO_LINK}?").links == (VIDEO_LINK,)
