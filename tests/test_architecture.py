@@ -21,6 +21,7 @@ class Block:
             raise ImportError('core must not import ' + name)
 sys.meta_path.insert(0, Block())
 import core.service, core.answer, core.ingest, core.retrieve, core.store, core.fetch, core.jobs
+import core.incoming, core.present, core.worker, core.catalog
 import adapters.console
 print('ok')
 """
