@@ -14,6 +14,7 @@ cannot pass by skipping them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -47,15 +48,11 @@ def catalog_backend(request: pytest.FixtureRequest) -> str:
     return getattr(request, "param", "sqlite")
 
 
-@pytest.fixture
-def database_url(catalog_backend: str) -> Iterator[str]:
-    """"" for SQLite (the file under DATA_DIR), or the URL of a fresh PostgreSQL database."""
-    if catalog_backend == "sqlite":
-        yield ""
-        return
+@contextlib.contextmanager
+def fresh_database(base: str) -> Iterator[str]:
+    """The URL of a new database on the server of `base`, dropped on exit."""
     import psycopg
 
-    base = server_url()
     name = f"t_{uuid.uuid4().hex[:16]}"
     with psycopg.connect(base, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
@@ -64,6 +61,16 @@ def database_url(catalog_backend: str) -> Iterator[str]:
     finally:
         with psycopg.connect(base, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def database_url(catalog_backend: str) -> Iterator[str]:
+    """"" for SQLite (the file under DATA_DIR), or the URL of a fresh PostgreSQL database."""
+    if catalog_backend == "sqlite":
+        yield ""
+        return
+    with fresh_database(server_url()) as url:
+        yield url
 
 
 @pytest.fixture

@@ -6,11 +6,15 @@ died with it).
 
 One crashing process runs seven jobs at once, each paused at a different stage (see
 `worker_proc.py`); the download is cut half-way by a web server that stalls after half the file.
+Every test runs on both catalog backends: the one crashing process (and the one resuming it)
+does the same seven jobs on a SQLite data directory and on a PostgreSQL one at the same time, so
+the processes start and load their models once for both.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -21,13 +25,14 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from tests.backends import BACKENDS, fresh_database, server_url
 from tests.fakes.serve import serve
 from tests.reliability.conftest import console
 
 REPO = Path(__file__).resolve().parents[2]
 # The module's fixture runs a crashing process and a resuming one (about two minutes here): the
 # per-test limit of 60 s does not fit it.
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.timeout(600), pytest.mark.parametrize("catalog_backend", BACKENDS, indirect=True)]
 STAGES = ["downloading", "probing", "extracting frames", "transcribing", "indexing", "storing", "finishing"]
 
 
@@ -75,24 +80,37 @@ def partial_download(data: Path) -> bool:
 
 
 @pytest.fixture(scope="module")
-async def crash(tmp_path_factory: pytest.TempPathFactory, short_lectures) -> dict:
+async def crash_runs(tmp_path_factory: pytest.TempPathFactory, short_lectures) -> dict:
+    """{backend: what the resumed process found}, for SQLite and (when a server is at hand) PostgreSQL."""
     tmp = tmp_path_factory.mktemp("crash")
-    data, markers = tmp / "data", tmp / "markers"
-    markers.mkdir()
-    video = short_lectures["volcano"]
+    async with contextlib.AsyncExitStack() as stack:
+        backends = {"sqlite": {"data_dir": str(tmp / "sqlite" / "data"), "database_url": ""}}
+        if base := os.environ.get("VIDRAG_TEST_DATABASE_URL", ""):
+            db = fresh_database(base)
+            url = await asyncio.to_thread(db.__enter__)
+            stack.push_async_callback(asyncio.to_thread, db.__exit__, None, None, None)
+            backends["postgres"] = {"data_dir": str(tmp / "postgres" / "data"), "database_url": url}
+        found = await run_crash_and_resume(tmp, backends, short_lectures["volcano"])
+    return found
+
+
+async def run_crash_and_resume(tmp: Path, backends: dict, video: Path) -> dict:
+    markers = tmp / "markers"
     site = StallingSite(video)
     await site.start()
     jobs = [{"channel": f"crash-{s.replace(' ', '-')}", "source": str(video), "pause": s} for s in STAGES]
     jobs[0] = {"channel": "crash-downloading", "source": site.url, "pause": None}
-    plan = {"data_dir": str(data), "markers": str(markers), "allow_hosts": ["127.0.0.1"], "jobs": jobs,
+    plan = {"backends": backends, "markers": str(markers), "allow_hosts": ["127.0.0.1"], "jobs": jobs,
             "report": str(tmp / "report.json")}
     proc = await run_proc({**plan, "mode": "crash"}, tmp / "crash.json")
     deadline = time.monotonic() + 240
-    paused = [j["channel"] for j in jobs[1:]]
+    paused = [markers / b / j["channel"] for b in backends for j in jobs[1:]]
     try:
-        while not (all((markers / c).exists() for c in paused) and partial_download(data)):
+        while not (all(m.exists() for m in paused) and
+                   all(partial_download(Path(b["data_dir"])) for b in backends.values())):
             assert proc.returncode is None, (tmp / "crash.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, f"not all stages reached: {sorted(os.listdir(markers))}"
+            reached = sorted(str(m.relative_to(markers)) for m in paused if m.exists())
+            assert time.monotonic() < deadline, f"not all stages reached: {reached}"
             await asyncio.sleep(0.3)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the whole process group: vidrag and anything it started
@@ -109,6 +127,14 @@ async def crash(tmp_path_factory: pytest.TempPathFactory, short_lectures) -> dic
         await site.runner.cleanup()  # type: ignore[union-attr]
     assert proc.returncode == 0, (tmp / "resume.log").read_text()[-3000:]
     return json.loads((tmp / "report.json").read_text())
+
+
+@pytest.fixture
+def crash(crash_runs: dict, catalog_backend: str) -> dict:
+    """What the resumed process found on this test's backend."""
+    if catalog_backend not in crash_runs:
+        server_url()  # skips, or fails where PostgreSQL is required (VIDRAG_REQUIRE_POSTGRES)
+    return crash_runs[catalog_backend]
 
 
 @pytest.mark.parametrize("stage", STAGES)

@@ -1,10 +1,15 @@
 """A vidrag process for the crash tests: `python -m tests.reliability.worker_proc PLAN.json`.
 
-`mode: crash` opens a Service on the plan's DATA_DIR, queues the plan's jobs and runs them all at
-once; a job whose plan names a `pause` stage stops there (after writing `MARKERS/<channel>`) and
-waits to be killed with SIGKILL. `mode: resume` is the restart: reconcile, run every job to its
-end, then write a report of what the stores hold (read straight from Milvus, SQLite and the file
-tree) to the plan's `report` path.
+The plan names one or more catalog `backends` (`{"sqlite": {"data_dir": …, "database_url": ""},
+"postgres": {"data_dir": …, "database_url": "postgresql://…"}}`); the process opens one Service
+per backend, each on its own DATA_DIR, all sharing one set of models (loaded once), and runs the
+plan's jobs on every one of them.
+
+`mode: crash` queues the plan's jobs and runs them all at once; a job whose plan names a `pause`
+stage stops there (after writing `MARKERS/<backend>/<channel>`) and waits to be killed with
+SIGKILL. `mode: resume` is the restart: reconcile, run every job to its end, then write a report
+per backend of what the stores hold (read straight from Milvus, the catalog and the file tree) to
+the plan's `report` path.
 
 The pauses are installed here by wrapping three core methods, so the core carries no test hook:
 `JobQueue.stage` (any reported stage: downloading, probing, extracting frames, transcribing,
@@ -15,6 +20,7 @@ and `JobQueue.complete` ("finishing": everything stored, the job not yet marked 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -24,6 +30,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from core.config import Settings  # noqa: E402
+from core.ingest import Models  # noqa: E402
 from core.jobs import JobQueue  # noqa: E402
 from core.models import Scope  # noqa: E402
 from core.service import JobEvent, Service  # noqa: E402
@@ -37,8 +44,8 @@ def scope(channel: str) -> Scope:
 def install_pauses(plan: dict, markers: Path) -> None:
     pauses = {j["channel"]: j["pause"] for j in plan["jobs"] if j.get("pause")}
 
-    async def pause(channel: str) -> None:
-        (markers / channel).write_text(str(os.getpid()))
+    async def pause(backend: str, channel: str) -> None:
+        (markers / backend / channel).write_text(str(os.getpid()))
         await asyncio.Event().wait()  # until SIGKILL
 
     stage, put_frames, complete = JobQueue.stage, ScopedStore.put_frames, JobQueue.complete
@@ -47,16 +54,16 @@ def install_pauses(plan: dict, markers: Path) -> None:
         await stage(self, job_id, st)
         job = await self.get(job_id)
         if job is not None and pauses.get(job.scope.channel) == st.value:
-            await pause(job.scope.channel)
+            await pause(self.catalog.backend, job.scope.channel)
 
     async def put_frames_(self, video_id, *args):  # noqa: ANN001
         if pauses.get(self.scope.channel) == "storing":
-            await pause(self.scope.channel)
+            await pause(self.catalog.backend, self.scope.channel)
         return await put_frames(self, video_id, *args)
 
     async def complete_(self, job, worker, **video):  # noqa: ANN001
         if pauses.get(job.scope.channel) == "finishing":
-            await pause(job.scope.channel)
+            await pause(self.catalog.backend, job.scope.channel)
         return await complete(self, job, worker, **video)
 
     JobQueue.stage, ScopedStore.put_frames, JobQueue.complete = stage_, put_frames_, complete_  # type: ignore[method-assign]
@@ -86,49 +93,68 @@ async def report(svc: Service, channels: list[str]) -> dict:
     return out
 
 
-async def main(plan_path: str) -> None:
-    plan = json.loads(Path(plan_path).read_text())
-    settings = Settings(data_dir=Path(plan["data_dir"]), clip_pretrained="random", ocr=False,
-                        allow_hosts=tuple(plan.get("allow_hosts", ())), ingest_workers=len(plan["jobs"]),
-                        max_jobs_per_channel=100)
-    channels = [j["channel"] for j in plan["jobs"]]
-    if plan["mode"] == "crash":
-        markers = Path(plan["markers"])
-        install_pauses(plan, markers)
-        async with Service.open(settings, chat=None) as svc:
+def settings_of(plan: dict, backend: dict) -> Settings:
+    # The stalled download must still be under way when the process is killed, however long the
+    # other jobs take to reach their stages on a busy machine: no minimum rate for 10 minutes.
+    return Settings(data_dir=Path(backend["data_dir"]), database_url=backend.get("database_url", ""),
+                    clip_pretrained="random", ocr=False, allow_hosts=tuple(plan.get("allow_hosts", ())),
+                    ingest_workers=len(plan["jobs"]), max_jobs_per_channel=100, download_grace_seconds=600)
+
+
+async def crash(plan: dict, models: Models) -> None:
+    markers = Path(plan["markers"])
+    for name in plan["backends"]:
+        (markers / name).mkdir(parents=True, exist_ok=True)
+    install_pauses(plan, markers)
+    async with contextlib.AsyncExitStack() as stack:
+        for backend in plan["backends"].values():
+            svc = await stack.enter_async_context(Service.open(settings_of(plan, backend), models=models, chat=None))
             for j in plan["jobs"]:
                 if not j.get("submit_on_resume"):
                     await svc.submit(scope(j["channel"]), j["source"])
             svc.start_workers(len(plan["jobs"]))
-            (markers / "_started").write_text(str(os.getpid()))
-            await asyncio.Event().wait()
+        await asyncio.Event().wait()
+
+
+async def resume(plan: dict, svc: Service) -> dict:
+    channels = [j["channel"] for j in plan["jobs"]]
     events: list[dict] = []
 
     async def on_event(e: JobEvent) -> None:
         events.append({"channel": e.job.scope.channel, "stage": e.progress.stage.value,
                        "message": e.progress.message, "listened": e.listened})
 
-    async with Service.open(settings, chat=None) as svc:
-        svc.on_job_event(on_event)
-        before = await report(svc, channels)
-        counts = await svc.reconcile()
-        after_reconcile = await report(svc, channels)
-        svc.start_workers(len(plan["jobs"]))
-        ids = [r["id"] for r in await svc.catalog.rows("SELECT id FROM jobs WHERE status IN ('queued','running')")]
-        for j in plan["jobs"]:
-            if j.get("submit_on_resume"):  # a control: the same video indexed with no crash
-                ids.append((await svc.submit(scope(j["channel"]), j["source"])).job.id)
-        outcomes = {}
-        for job_id in ids:
-            try:
-                v = await asyncio.wait_for(svc.wait(job_id), 240)
-                outcomes[job_id] = v.status.value
-            except Exception as e:  # noqa: BLE001 - reported, asserted by the test
-                outcomes[job_id] = f"error: {e}"
-        final = await report(svc, channels)
-    Path(plan["report"]).write_text(json.dumps({"reconcile": counts, "before": before,
-                                                "after_reconcile": after_reconcile, "final": final,
-                                                "events": events, "outcomes": outcomes}))
+    svc.on_job_event(on_event)
+    before = await report(svc, channels)
+    counts = await svc.reconcile()
+    after_reconcile = await report(svc, channels)
+    svc.start_workers(len(plan["jobs"]))
+    ids = [r["id"] for r in await svc.catalog.rows("SELECT id FROM jobs WHERE status IN ('queued','running')")]
+    for j in plan["jobs"]:
+        if j.get("submit_on_resume"):  # a control: the same video indexed with no crash
+            ids.append((await svc.submit(scope(j["channel"]), j["source"])).job.id)
+    outcomes = {}
+    for job_id in ids:
+        try:
+            v = await asyncio.wait_for(svc.wait(job_id), 240)
+            outcomes[job_id] = v.status.value
+        except Exception as e:  # noqa: BLE001 - reported, asserted by the test
+            outcomes[job_id] = f"error: {e}"
+    return {"reconcile": counts, "before": before, "after_reconcile": after_reconcile,
+            "final": await report(svc, channels), "events": events, "outcomes": outcomes}
+
+
+async def main(plan_path: str) -> None:
+    plan = json.loads(Path(plan_path).read_text())
+    first = next(iter(plan["backends"].values()))
+    models = Models(settings_of(plan, first))
+    if plan["mode"] == "crash":
+        await crash(plan, models)
+    async with contextlib.AsyncExitStack() as stack:
+        services = {name: await stack.enter_async_context(Service.open(settings_of(plan, b), models=models, chat=None))
+                    for name, b in plan["backends"].items()}
+        reports = await asyncio.gather(*(resume(plan, svc) for svc in services.values()))
+    Path(plan["report"]).write_text(json.dumps(dict(zip(services, reports, strict=True))))
 
 
 if __name__ == "__main__":
