@@ -179,6 +179,7 @@ class Indexed:
     bread_video: Video
     lecture: synth.Lecture
     lecture2: synth.Lecture
+    stages: tuple[str, ...]  # the progress stages the volcano lecture's ingest reported, in order
 
     def view(self, chat: object = None) -> Service:
         """A service on the session's catalog and Milvus with its own limits and no workers."""
@@ -192,10 +193,15 @@ async def indexed_lectures(tmp_path_factory: pytest.TempPathFactory, models: Mod
     async with Service.open(settings, models=models, chat=None) as svc:
         svc.start_workers(1)
         volcano, bread = console("geology"), console("kitchen")
-        v1 = await svc.wait((await svc.submit(volcano, str(lecture[0]))).job.id)
+        stages: list[str] = []
+
+        async def on_progress(p) -> None:  # noqa: ANN001
+            stages.append(p.stage.value)
+
+        v1 = await svc.wait((await svc.submit(volcano, str(lecture[0]), on_progress=on_progress)).job.id)
         v2 = await svc.wait((await svc.submit(bread, str(lecture2[0]))).job.id)
         await svc.stop_workers()  # read-only from here on
-        yield Indexed(settings, svc, volcano, bread, v1, v2, lecture[1], lecture2[1])
+        yield Indexed(settings, svc, volcano, bread, v1, v2, lecture[1], lecture2[1], tuple(stages))
 
 
 @pytest.hookimpl(trylast=True)

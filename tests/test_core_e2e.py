@@ -1,4 +1,5 @@
-"""The whole core on a generated lecture: index it, ask about it, cite the right moment."""
+"""The whole core on a generated lecture: index it (once per session, `indexed_lectures` in
+tests/conftest.py), ask about it, cite the right moment."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import pytest
 
 from core.errors import UserFacingError
 from core.models import Kind, Stage, VideoStatus
-from core.service import Service
 from tests.conftest import Indexed, console
 
 
@@ -14,21 +14,16 @@ def slide_of(lec, t: float) -> int:
     return next(i for i, (a, b) in enumerate(lec.times) if a - 0.5 <= t <= b + 0.5)
 
 
-async def test_lecture_is_indexed_with_progress_per_stage(service: Service, lecture) -> None:
-    path, lec = lecture
-    seen: list[Stage] = []
-
-    async def on_progress(p) -> None:
-        seen.append(p.stage)
-
-    sub = await service.submit(console("e2e"), str(path), on_progress=on_progress)
-    video = await service.wait(sub.job.id)
+async def test_lecture_is_indexed_with_progress_per_stage(indexed_lectures: Indexed) -> None:
+    """The session's volcano lecture, as its ingest reported and stored it."""
+    video, lec = indexed_lectures.volcano_video, indexed_lectures.lecture
     assert video.status == VideoStatus.READY
     assert video.title == "How volcanoes work"
     assert abs(video.duration - lec.times[-1][1]) < 0.5
     for stage in (Stage.FETCH, Stage.PROBE, Stage.FRAMES, Stage.TRANSCRIBE, Stage.OCR, Stage.EMBED, Stage.DONE):
-        assert stage in seen
-    frames = await service.store(console("e2e")).frames(video.id)
+        assert stage.value in indexed_lectures.stages
+    assert indexed_lectures.stages[-1] == Stage.DONE.value
+    frames = await indexed_lectures.view().store(indexed_lectures.volcano).frames(video.id)
     # scene-aware frames: every slide has at least one frame taken while it was shown
     for a, b in lec.times:
         assert any(a - 0.1 <= t <= b for t, _, _ in frames)

@@ -11,10 +11,11 @@ from tests.conftest import Indexed, console
 
 
 @pytest.fixture
-async def two_channels(service: Service, lecture, lecture2):
+async def two_channels(service: Service, short_lectures):
+    """A volcano talk and a bread talk (the short ones) in two channels of a service of this test's own."""
     volcano, bread = console("geology"), console("kitchen")
-    v1 = await service.wait((await service.submit(volcano, str(lecture[0]))).job.id)
-    v2 = await service.wait((await service.submit(bread, str(lecture2[0]))).job.id)
+    v1 = await service.wait((await service.submit(volcano, str(short_lectures["volcano"]))).job.id)
+    v2 = await service.wait((await service.submit(bread, str(short_lectures["bread"]))).job.id)
     return service, volcano, bread, v1, v2
 
 
