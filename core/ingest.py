@@ -1,6 +1,14 @@
-"""The ingest pipeline: fetch → probe → two lanes at once — speech (audio → transcript, or
-subtitles) and screen (frames → OCR → CLIP) — → chunks → text embeddings → store. Each stage
-reports progress; model work runs on the two model threads, one per lane."""
+"""The ingest pipeline: fetch → probe → two lanes at once — speech (audio → language → transcript,
+or subtitles) and screen (frames → OCR → CLIP) — → chunks → text embeddings → store. Each stage
+reports progress; model work runs on the model threads of `Models`, one per lane (and a third
+one for questions).
+
+A video that is not in English is transcribed in its own language by the multilingual Whisper,
+and its text (speech and on-screen) is embedded by the multilingual text model beside the English
+one (core/embed.py, `BilingualEmbedder`): questions in its language and in English both find it.
+The stored text (what answers quote, what the full-text index matches) is the video's own words.
+English videos are indexed exactly as before; one language-detection pass on 30 s of speech is
+all they pay."""
 
 from __future__ import annotations
 
@@ -21,13 +29,21 @@ from . import media
 from .audio import transcribe_windows
 from .chunk import chunk, units
 from .config import Settings
-from .embed import ImageEmbedder, Spec, TextEmbedder, make_image_embedder, make_text_embedder, text_spec
+from .embed import (
+    ImageEmbedder,
+    Spec,
+    TextEmbedder,
+    embed_passages,
+    make_image_embedder,
+    make_text_embedder,
+    text_spec,
+)
 from .errors import BadSource
 from .fetch import Pace, UrlGuard, fetch
 from .models import Frame, Segment, Stage
 from .ocr import RapidReader, read_frames
 from .store import ScopedStore
-from .transcribe import Transcriber, make_transcriber, parse_subtitles
+from .transcribe import LanguageRouter, Transcriber, check_multilingual, make_transcriber, parse_subtitles
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +56,9 @@ class Models:
     ingest what indexing needs. Collections are named from `specs()`, which reads model
     configuration files instead of loading weights where it can.
 
-    Model work runs on three threads: `call` (transcription, text embeddings of an ingest),
-    `call_screen` (OCR and CLIP on frames) and `call_query` (questions). Transcription and OCR take
+    Model work runs on three threads, one executor each: `call` (language detection,
+    transcription, text embeddings of an ingest), `call_screen` (OCR and CLIP on frames) and
+    `call_query` (questions). Transcription and OCR take
     about as long as each other on a lecture, so side by side they keep both cores busy; OCR uses
     one onnxruntime thread for that (core/ocr.py). Profiles and figures: docs/benchmarks.md.
     """
@@ -86,25 +103,31 @@ class Models:
 
     @property
     def text(self) -> TextEmbedder:
-        return self._get("text", lambda: make_text_embedder(self.settings))  # type: ignore[no-any-return]
+        text: TextEmbedder = self._get("text", lambda: make_text_embedder(self.settings))
+        return text
 
     @property
     def image(self) -> ImageEmbedder | None:
-        return self._get("image", lambda: make_image_embedder(self.settings))  # type: ignore[no-any-return]
+        image: ImageEmbedder | None = self._get("image", lambda: make_image_embedder(self.settings))
+        return image
 
     @property
     def transcriber(self) -> Transcriber:
-        return self._get("transcriber", lambda: make_transcriber(self.settings))  # type: ignore[no-any-return]
+        transcriber: Transcriber = self._get("transcriber", lambda: make_transcriber(self.settings))
+        return transcriber
 
     @property
     def ocr(self) -> RapidReader:
-        return self._get("ocr", RapidReader)  # type: ignore[no-any-return]
+        ocr: RapidReader = self._get("ocr", RapidReader)
+        return ocr
 
     def specs(self) -> tuple[Spec, Spec | None]:
         """(text, image) `model_id` and `dim`, which name the Milvus collections. The text
         embedder's come from its configuration files when it is a local directory (no weights
         loaded); CLIP, when it is on, is loaded here, so weights that were asked for and cannot be
-        loaded stop the process at start-up. Blocking: call it off the event loop."""
+        loaded stop the process at start-up, and so does a multilingual Whisper that was named
+        and is not there (`check_multilingual`). Blocking: call it off the event loop."""
+        check_multilingual(self.settings)
         text = self._loaded.get("text") or text_spec(self.settings) or self.text
         image = self.image if self.settings.clip_pretrained or "image" in self._loaded else None
         return (Spec(text.model_id, text.dim),
@@ -122,7 +145,25 @@ class IngestResult:
     duration: float
     url: str
     stages: dict[str, float] = field(default_factory=dict)
-    counts: dict[str, int] = field(default_factory=dict)
+    counts: dict[str, int | str] = field(default_factory=dict)  # and "language" where it was detected
+
+
+@dataclass(frozen=True)
+class Speech:
+    """What was heard: the segments, and their language as Whisper names it ("" when unknown:
+    subtitles, a backend without language detection)."""
+
+    segments: list[Segment]
+    language: str = ""
+
+
+def hear(transcriber: Transcriber, wav: Path, workdir: Path) -> Speech:
+    """The language detected once on the video's first speech, then every window transcribed in
+    it (a 90-minute video is not detected again per window)."""
+    if isinstance(transcriber, LanguageRouter):
+        lang = transcriber.detect(wav)
+        return Speech(transcribe_windows(transcriber.speaking(lang), wav, workdir), lang)
+    return Speech(transcribe_windows(transcriber, wav, workdir))
 
 
 async def ingest(video_id: str, source: str, store: ScopedStore, models: Models, settings: Settings,
@@ -165,15 +206,16 @@ async def ingest(video_id: str, source: str, store: ScopedStore, models: Models,
             finally:
                 stages[name] = round(time.perf_counter() - t, 3)
 
-        async def speech_lane() -> list[Segment]:
+        async def speech_lane() -> Speech:
             if got.subtitles is not None:
-                return parse_subtitles(got.subtitles.read_text(errors="replace"))
+                return Speech(parse_subtitles(got.subtitles.read_text(errors="replace")))
             if not info.has_audio:
-                return []
+                return Speech([])
             wav = await timed("audio", media.extract_audio(got.path, workdir / "audio.wav", fmt=info.format,
                                                            limit=info.duration + 1.0))
             await report(Stage.TRANSCRIBE, 0.0, title)
-            return await timed("transcribe", models.call(lambda: transcribe_windows(models.transcriber, wav, workdir)))
+            heard: Speech = await timed("transcribe", models.call(lambda: hear(models.transcriber, wav, workdir)))
+            return heard
 
         async def screen_lane() -> tuple[list[Frame], list[Segment], dict[float, str], np.ndarray | None]:
             frames_dir = workdir / "frames"
@@ -191,14 +233,15 @@ async def ingest(video_id: str, source: str, store: ScopedStore, models: Models,
             return frames, ocr_segments, ocr_text, image_vectors
 
         await report(Stage.FRAMES, 0.0, title)
-        lanes = [asyncio.ensure_future(speech_lane()), asyncio.ensure_future(screen_lane())]
+        heard_lane, screen = asyncio.ensure_future(speech_lane()), asyncio.ensure_future(screen_lane())
         try:
-            speech, (frames, ocr_segments, ocr_text, image_vectors) = await asyncio.gather(*lanes)
+            heard, (frames, ocr_segments, ocr_text, image_vectors) = await asyncio.gather(heard_lane, screen)
         except BaseException:
-            for t in lanes:
+            for t in (heard_lane, screen):
                 t.cancel()
-            await asyncio.gather(*lanes, return_exceptions=True)
+            await asyncio.gather(heard_lane, screen, return_exceptions=True)
             raise
+        speech = heard.segments
         lap("lanes")
         if not speech and not ocr_segments:
             raise BadSource("I found no speech and no readable text in that video, so there is "
@@ -209,7 +252,8 @@ async def ingest(video_id: str, source: str, store: ScopedStore, models: Models,
         spoken_units = units(speech)
         # one pass: chunks (searched) and spoken units (what a hit is narrowed to); an on-screen
         # text span is its own chunk and its own unit
-        vectors = await models.call(lambda: models.text.embed([c.text for c in chunks + spoken_units]))
+        texts = [c.text for c in chunks + spoken_units]
+        vectors = await models.call(lambda: embed_passages(models.text, texts, heard.language))
         text_vectors = vectors[:len(chunks)]
         unit_vectors = np.concatenate([vectors[len(chunks):], vectors[len(chunks) - len(ocr_segments):len(chunks)]])
         lap("embed")
@@ -218,9 +262,11 @@ async def ingest(video_id: str, source: str, store: ScopedStore, models: Models,
                              spoken_units + ocr_segments, unit_vectors)
         await store.put_frames(video_id, frames, ocr_text, image_vectors)
         lap("store")
-        return IngestResult(title, info.duration, got.url, stages,
-                            {"frames": len(frames), "speech": len(speech), "ocr": len(ocr_segments),
-                             "chunks": len(chunks)})
+        counts: dict[str, int | str] = {"frames": len(frames), "speech": len(speech), "ocr": len(ocr_segments),
+                                        "chunks": len(chunks)}
+        if heard.language:
+            counts["language"] = heard.language
+        return IngestResult(title, info.duration, got.url, stages, counts)
     finally:
         shutil.rmtree(download, ignore_errors=True)
         (workdir / "audio.wav").unlink(missing_ok=True)

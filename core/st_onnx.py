@@ -171,7 +171,7 @@ class OnnxSentenceEmbedder:
     batch_size = 32
 
     def __init__(self, model_dir: str | Path, threads: int | None = None) -> None:
-        import onnxruntime as ort
+        import onnxruntime as ort  # type: ignore[import-untyped, unused-ignore]  # ships no type information
         from tokenizers import Tokenizer
 
         from .embed import slug
@@ -187,7 +187,7 @@ class OnnxSentenceEmbedder:
         tc = json.loads(tc_file.read_text()) if tc_file.exists() else {}
         self.tokenizer = Tokenizer.from_file(str(lay.transformer / "tokenizer.json"))
         self.tokenizer.enable_truncation(lay.max_length)
-        pad = tc.get("pad_token") if isinstance(tc.get("pad_token"), str) else "[PAD]"
+        pad = tc["pad_token"] if isinstance(tc.get("pad_token"), str) else "[PAD]"
         pad_id = self.tokenizer.token_to_id(pad)
         self.tokenizer.enable_padding(pad_id=pad_id or 0, pad_token=pad)
         opts = ort.SessionOptions()

