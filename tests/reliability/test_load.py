@@ -7,6 +7,8 @@ import asyncio
 from collections import Counter
 from dataclasses import replace
 
+import pytest
+
 from core.answer import OpenAIChat
 from core.service import Service
 from tests.reliability.conftest import console
@@ -15,6 +17,8 @@ QUESTIONS = ["Why does magma rise?", "What does yeast release?", "What pulls the
              "How do bees share directions?", "Why does iron rust?"]
 
 
+# ten ingests and fifty answers in one test: about 50 s here, past the 60-s limit when the machine is busy
+@pytest.mark.timeout(240)
 async def test_fifty_questions_and_five_ingests_at_once(rel_settings, models, llm, short_lectures) -> None:
     names = list(short_lectures)
     channels = [console(f"load-{i}") for i in range(5)]
