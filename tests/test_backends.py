@@ -108,7 +108,8 @@ def test_clip_setting_names_its_collection_without_a_text_model(models) -> None:
     config files (no weights loaded) and matches the loaded model's."""
     fresh = Models(Settings(clip_pretrained="random"), image=models.image)
     text, image = fresh.specs()
-    assert image == Spec("vitb32random", 512) and text == Spec("gtallminilml6v2", 384)
+    # the bundled MiniLM beside multilingual-e5-small: 384 + 384 + the language-side weight
+    assert image == Spec("vitb32random", 512) and text == Spec("gtallminilml6v2me5small", 769)
     assert fresh.loaded() == ["image"]  # naming the collections loaded no text model
     assert (models.text.model_id, models.text.dim) == (text.model_id, text.dim)
 
