@@ -1,5 +1,7 @@
 """`make bench`: vidrag's ingest against the seed recipe's, retrieval latency at 1/10/100 videos,
-event-loop lag under two ingests, peak RSS, and (with `--llm URL`) answer latency.
+event-loop lag under two ingests, peak RSS, (with `--llm URL`) answer latency, and the scale part
+(bench/scale.py: 5,000 channels, 1,000 videos in a channel, rare words, jobs per minute; on Milvus
+Lite, and on a Milvus server and PostgreSQL when `--milvus-server` / `--database-url` answer).
 
 Prints a table per part and, last, ONE line of JSON with every figure. Everything runs offline on
 the CPU: the lecture is rendered locally (bench/lecture.py), CLIP has random weights (the same
@@ -277,6 +279,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                  if q["video"] == args.lecture] or ["What is this lecture about?"]
     if args.only == "footprint":
         return await part_footprint(args, video, out, questions, started)
+    if args.only == "scale":
+        return await only_scale(args, video, out, questions, started)
     # the defaults (CLIP off until weights are named) with OCR on; --clip random adds the CLIP
     # image tower's full compute (random weights cost the same as real ones)
     settings = Settings(data_dir=out / "data", clip_pretrained=args.clip, ocr=True, log_level="WARNING")
@@ -296,7 +300,10 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         say("part 4: two ingests at once")
         lr = await part_two_ingests(svc, video)
         llm = await part_llm(svc, args.llm, args.llm_model, questions, args.llm_asks) if args.llm else None
-    rss.stop.set()
+        # the memory figures belong to parts 1-4: the scale part's 6,000 videos would swamp them
+        peak, tree_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, rss.tree_peak
+        rss.stop.set()
+        sc = None if args.no_scale else await part_scale(args, settings, models, svc, vid, questions, out)
     models.close()
 
     stages = sorted(set(vr["stages"]) | set(br["stages"]), key=lambda s: list(vr["stages"]).index(s)
@@ -308,9 +315,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
              ("CPU time", f"{vr['cpu_s']:.2f}", f"{br['cpu_s']:.2f}"), ("RTF", str(vr["rtf"]), str(br["rtf"]))])
     table("Service.ask without LLM, ms", [("videos", "p50", "p95", "p99", "mean")]
           + [(k, str(v["p50_ms"]), str(v["p95_ms"]), str(v["p99_ms"]), str(v["mean_ms"])) for k, v in rr.items()])
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     table("two ingests at once", [("figure", "value")] + [(k, str(v)) for k, v in lr.items()]
-          + [("peak RSS, process (MB)", f"{peak:.0f}"), ("peak RSS, process tree (MB)", f"{rss.tree_peak / 2**20:.0f}")])
+          + [("peak RSS, process (MB)", f"{peak:.0f}"), ("peak RSS, process tree (MB)", f"{tree_peak / 2**20:.0f}")])
     if llm:
         table("ask with the LLM, ms", [("figure", "value")] + [(k, str(v)) for k, v in llm.items()])
 
@@ -323,7 +329,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "retrieval_videos": LEVELS[-1],
         "loop_lag_p99_ms": lr["loop_lag_p99_ms"], "loop_lag_max_ms": lr["loop_lag_max_ms"],
         "two_ingests_s": lr["seconds"],
-        "peak_rss_mb": round(peak, 1), "peak_rss_tree_mb": round(rss.tree_peak / 2**20, 1),
+        "peak_rss_mb": round(peak, 1), "peak_rss_tree_mb": round(tree_peak / 2**20, 1),
         "baseline_peak_rss_mb": br["peak_rss_mb"],
         "stages": vr["stages"], "baseline_stages": br["stages"], "counts": vr["counts"],
         "baseline_tokens": br["tokens"], "baseline_frames": br["frames"],
@@ -331,6 +337,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     }
     if llm:
         result.update({"llm_p50_ms": llm["p50_ms"], "llm_p95_ms": llm["p95_ms"], "llm": llm})
+    if sc:
+        result.update(sc)
     if not args.no_footprint:
         result.update(await part_footprint(args, video, out, questions, started))
     result["bench_s"] = round(time.perf_counter() - started, 1)
@@ -338,7 +346,40 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-# ---- part 6: what one process costs (bench/footprint.py) -----------------------------------------
+# ---- part 6: scale (bench/scale.py) -------------------------------------------------------------
+async def part_scale(args: argparse.Namespace, settings: Settings, models: Models, svc: Service, vid: str,
+                     questions: list[str], out: Path) -> dict[str, Any]:
+    """channels_*, big_channel_*, rare_recall3_*, hybrid_added_ms, jobs_per_min_*: bench/scale.py,
+    from the lecture part 1 indexed (`vid` in SCOPE)."""
+    from bench import scale
+
+    say("part 6: scale")
+    res = await scale.part_scale(settings, models, (svc, SCOPE, vid), questions, out, args.milvus_server,
+                                 args.database_url, args.scale_asks, args.scale_channels, args.scale_videos,
+                                 args.scale_jobs)
+    table("scale: Service.ask without LLM, ms; recall; jobs per minute", [("figure", "value")]
+          + [(k, str(v)) for k, v in res.items()])
+    return res
+
+
+async def only_scale(args: argparse.Namespace, video: Path, out: Path, questions: list[str],
+                     started: float) -> dict[str, Any]:
+    """`--only scale`: index the lecture (part 1) in a throwaway data dir, then the scale part."""
+    settings = Settings(data_dir=out / "data-scale-source", clip_pretrained=args.clip, ocr=True, log_level="WARNING")
+    shutil.rmtree(settings.data_dir, ignore_errors=True)
+    models = Models(settings)
+    async with Service.open(settings, models=models, chat=None) as svc:
+        say("part 1: vidrag ingest (the scale part's source)")
+        _, vid = await part_ingest(svc, video)
+        res = await part_scale(args, settings, models, svc, vid, questions, out)
+    models.close()
+    shutil.rmtree(settings.data_dir, ignore_errors=True)
+    res["bench_s"] = round(time.perf_counter() - started, 1)
+    (out / "scale.json").write_text(json.dumps(res, indent=1))
+    return res
+
+
+# ---- part 7: what one process costs (bench/footprint.py) -----------------------------------------
 async def part_footprint(args: argparse.Namespace, video: Path, out: Path, questions: list[str],
                          started: float) -> dict[str, Any]:
     """chat_rss_mb, worker_rss_mb, long_video_rss_mb, cold_ask_s, cold_ask_st_s: each from a
@@ -362,8 +403,20 @@ def cli(argv: list[str] | None = None) -> None:
     p.add_argument("--llm", default="", help="an OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
     p.add_argument("--llm-model", default="mistralai/Pixtral-12B-2409")
     p.add_argument("--llm-asks", type=int, default=20)
-    p.add_argument("--only", choices=["all", "footprint"], default="all",
-                   help="footprint: only the memory and cold-start figures (bench/footprint.py)")
+    p.add_argument("--only", choices=["all", "footprint", "scale"], default="all",
+                   help="footprint: only the memory and cold-start figures (bench/footprint.py); "
+                        "scale: only the scale part (bench/scale.py)")
+    p.add_argument("--no-scale", action="store_true", help="skip the scale part")
+    p.add_argument("--milvus-server", default=os.environ.get("BENCH_MILVUS_SERVER", ""),
+                   help="a Milvus server URI for the scale part, e.g. http://127.0.0.1:19530 (its "
+                        "sub-parts are skipped, with a line saying so, when none answers)")
+    p.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", ""),
+                   help="a PostgreSQL URL whose server may create a throwaway database, for the scale "
+                        "part (skipped when none answers)")
+    p.add_argument("--scale-asks", type=int, default=60, help="timed asks per scale figure")
+    p.add_argument("--scale-channels", type=int, default=5000, help="channels of the scale part (fewer: a quick try)")
+    p.add_argument("--scale-videos", type=int, default=1000, help="videos of its big channel (fewer: a quick try)")
+    p.add_argument("--scale-jobs", type=int, default=10, help="short videos per jobs-per-minute run (0: skip it)")
     p.add_argument("--no-footprint", action="store_true", help="skip the memory and cold-start figures")
     p.add_argument("--no-long", action="store_true", help="skip the 90-minute video (long_video_rss_mb)")
     args = p.parse_args(argv)

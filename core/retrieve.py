@@ -51,6 +51,11 @@ AGREE_WEIGHT = 0.25  # share of an overlapping, different signal's score added t
 FRAME_WEIGHT = 1.0  # a CLIP frame hit inside a moment adds FRAME_WEIGHT / (RRF_K + rank)
 FUSE_WEIGHT = 1.0  # a first-stage hit's fused rank adds FUSE_WEIGHT * RRF over its dense and lexical ranks
 RRF_K = 20.0
+# The first stage's lexical source, in one place: True adds the catalog's full-text matches (FTS5
+# BM25 / tsvector) to the dense hits (when the store has a full-text index); False is dense-only.
+# bench/scale.py turns it off to measure what it buys: recall of a rare word spoken once among
+# 1,000 videos, and what it costs per ask (docs/benchmarks.md).
+HYBRID = True
 
 Call = Callable[..., Awaitable[Any]]
 Lexical = Callable[[str, int], Awaitable[list[VectorHit]]]  # words -> best-matching chunks of the scope
@@ -145,7 +150,7 @@ async def retrieve(store: ScopedStore, question: str, text: TextEmbedder, image:
     Only the question is embedded here (and a title the first time it is seen): every unit's
     vector was stored at ingest, so an answer costs one small embedding, not dozens."""
     titles = titles or {}
-    if lexical is None:
+    if lexical is None and HYBRID:
         lexical = getattr(store, "lexical_hits", None)
 
     async def title_vectors(names: list[str]) -> list[np.ndarray]:

@@ -21,7 +21,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from ..models import Kind, Scope
-from .base import Catalog, LexicalHit, Row, words
+from .base import Catalog, LexicalHit, Row
 from .migrations import POSTGRES
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,11 @@ class _PgTx:
     async def run(self, sql: str, args: Sequence[Any] = ()) -> int:
         cur = await self.conn.execute(_pg(sql), args)
         return cur.rowcount
+
+    async def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:  # psycopg pipelines executemany: one round trip for all rows, not one each
+            async with self.conn.cursor() as cur:
+                await cur.executemany(_pg(sql), rows)
 
 
 class PostgresCatalog(Catalog):
@@ -128,10 +133,13 @@ class PostgresCatalog(Catalog):
         for w in self._wakers:
             w()
 
-    async def lexical(self, scope: Scope, query: str, limit: int) -> list[LexicalHit]:
-        terms = words(query)
-        if not terms:
-            return []
+    async def _count_matches(self, scope: Scope, term: str, most: int) -> int:
+        rows = await self._fetch(
+            "SELECT COUNT(*) AS n FROM (SELECT 1 FROM segments WHERE scope=? AND tsv @@ to_tsquery('english', ?) "
+            "LIMIT ?) m", (scope.key, term, most))
+        return int(rows[0]["n"])
+
+    async def _lexical(self, scope: Scope, terms: list[str], limit: int) -> list[LexicalHit]:
         rows = await self._fetch(
             'SELECT video_id, start, "end", kind, text, ts_rank(tsv, q) AS score '
             "FROM segments, to_tsquery('english', ?) q WHERE scope=? AND tsv @@ q ORDER BY score DESC LIMIT ?",

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiosqlite
 
 from ..models import Kind, Scope
-from .base import Catalog, LexicalHit, Row, words
+from .base import Catalog, LexicalHit, Row
 from .migrations import SQLITE
 
 
@@ -26,11 +27,16 @@ class _SqliteTx:
 
     async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
         async with self.db.execute(sql, args) as cur:
-            return list(await cur.fetchall())
+            # sqlite3.Row reads like a Mapping (row["col"]), though typeshed does not declare it one
+            return cast(list[Row], list(await cur.fetchall()))
 
     async def run(self, sql: str, args: Sequence[Any] = ()) -> int:
         cur = await self.db.execute(sql, args)
         return cur.rowcount
+
+    async def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            await self.db.executemany(sql, rows)
 
 
 class SqliteCatalog(Catalog):
@@ -62,7 +68,8 @@ class SqliteCatalog(Catalog):
 
     async def _fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
         async with self.db.execute(sql, args) as cur:
-            return list(await cur.fetchall())
+            # sqlite3.Row reads like a Mapping (row["col"]), though typeshed does not declare it one
+            return cast(list[Row], list(await cur.fetchall()))
 
     async def _run(self, sql: str, args: Sequence[Any] = ()) -> int:
         async with self.lock:
@@ -81,11 +88,23 @@ class SqliteCatalog(Catalog):
                     await self.db.execute("ROLLBACK")
                 raise
 
-    async def lexical(self, scope: Scope, query: str, limit: int) -> list[LexicalHit]:
-        terms = words(query)
-        if not terms:
-            return []
-        match = " OR ".join(f'"{t}"' for t in terms)
+    @staticmethod
+    def _in_scope(scope: Scope, expr: str) -> str:
+        """An FTS5 query: `expr` within the channel. The channel is matched inside FTS5 (migration
+        3: the index holds each segment's scope), so only this channel's matches are ranked; the
+        join's `s.scope=?` stays the exact check (the anchored phrase also matches a longer key
+        that starts with this one's words)."""
+        if not re.search(r"\w", scope.key):
+            return expr
+        return f'scope : ^"{scope.key.replace(chr(34), chr(34) * 2)}" AND ({expr})'
+
+    async def _count_matches(self, scope: Scope, term: str, most: int) -> int:
+        rows = await self._fetch("SELECT COUNT(*) AS n FROM (SELECT 1 FROM segments_fts WHERE segments_fts MATCH ? LIMIT ?)",
+                                 (self._in_scope(scope, f'"{term}"'), most))
+        return int(rows[0]["n"])
+
+    async def _lexical(self, scope: Scope, terms: list[str], limit: int) -> list[LexicalHit]:
+        match = self._in_scope(scope, " OR ".join(f'"{t}"' for t in terms))
         rows = await self._fetch(
             'SELECT s.video_id, s.start, s."end", s.kind, s.text, -bm25(segments_fts) AS score '
             "FROM segments_fts JOIN segments s ON s.id = segments_fts.rowid "
