@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+ENGLISH = ("", "en")  # a video's language: "" when none was detected (its text counts as English)
+
 SYSTEM = """You are vidrag, a bot that answers questions about the videos shared in a chat channel.
 You are given numbered excerpts retrieved from those videos (transcript and on-screen text) and,
 when available, one frame from the most relevant moment.
@@ -236,7 +238,8 @@ async def compose(store: ScopedStore, question: str, models: Models, chat: ChatM
     text = await models.call_query(lambda: models.text)
     image = await models.call_query(lambda: models.image)
     moments = [m for m in await retrieve(store, question, text, image, models.call_query, top_k=top_k,
-                                         titles={k: v.title for k, v in ready.items()})
+                                         titles={k: v.title for k, v in ready.items()},
+                                         multilingual=any(v.language not in ENGLISH for v in ready.values()))
                if m.hit.video_id in ready]
     if not moments:
         return Answer(NOTHING_FOUND)

@@ -59,6 +59,7 @@ class Video:
     status: VideoStatus
     url: str = ""  # a link a person can open; empty for local files
     error: str = ""
+    language: str = ""  # as Whisper names it, detected at ingest; "" when none was (no speech)
 
 
 @dataclass(frozen=True)

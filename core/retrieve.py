@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from .embed import ImageEmbedder, TextEmbedder
+from .embed import BilingualEmbedder, ImageEmbedder, TextEmbedder
 from .models import Hit, Kind
 from .naming import Naming, Titles, name_tokens
 from .store import ScopedStore, VectorHit
@@ -142,10 +142,12 @@ async def _named_units(store: ScopedStore, video_id: str, seen: set[tuple[str, s
 
 async def retrieve(store: ScopedStore, question: str, text: TextEmbedder, image: ImageEmbedder | None,
                    call: Call, top_k: int = 8, keep: int = 3,
-                   titles: dict[str, str] | None = None, lexical: Lexical | None = None) -> list[Moment]:
+                   titles: dict[str, str] | None = None, lexical: Lexical | None = None,
+                   multilingual: bool = True) -> list[Moment]:
     """The best `keep` moments for `question` in `store`'s scope. `titles` (video id → title,
     every video of the scope) tell which video a question names; `lexical` (default: the store's
     own full-text search, if it has one) adds candidates by words to the dense ones.
+    `multilingual=False` says the scope holds English passages only (see `BilingualEmbedder`).
 
     Only the question is embedded here (and a title the first time it is seen): every unit's
     vector was stored at ingest, so an answer costs one small embedding, not dozens."""
@@ -162,8 +164,10 @@ async def retrieve(store: ScopedStore, question: str, text: TextEmbedder, image:
 
     naming = naming_of(question, titles)
     asked = naming.content
-    embed_query = getattr(text, "embed_query", text.embed)
-    qv = (await call(embed_query, [asked]))[0]
+    if isinstance(text, BilingualEmbedder):
+        qv = (await call(lambda: text.embed_query([asked], multilingual)))[0]
+    else:
+        qv = (await call(getattr(text, "embed_query", text.embed), [asked]))[0]
     dense = await store.search_text(qv, top_k)
     words = await lexical(asked, top_k) if lexical is not None else []
     frame_hits: list[VectorHit] = []
@@ -183,7 +187,9 @@ async def retrieve(store: ScopedStore, question: str, text: TextEmbedder, image:
 
     units = await _units(store, hits)
     vids = sorted({h.video_id for h in hits})
-    missing = [u for u in units if u.vector is None]
+    # a unit stored without a vector, or by another text model (TEXT_EMBEDDER or TEXT_MULTILINGUAL
+    # changed since it was indexed), is embedded now rather than compared across spaces
+    missing = [u for u in units if u.vector is None or u.vector.shape != qv.shape]
     if missing:
         for u, v in zip(missing, await call(text.embed, [u.text for u in missing]), strict=True):
             u.vector = v
@@ -191,7 +197,7 @@ async def retrieve(store: ScopedStore, question: str, text: TextEmbedder, image:
     topic = {v: {t for t in name_tokens(titles.get(v, "")) if t.isalpha()} for v in vids}
     lex = lexical_scores(asked, [u.text for u in units], ignore_each=[topic[hits[u.hit].video_id] for u in units])
     strongest = max(best[1] if best else 0.0, NAME_FULL)
-    dense_of = [float(u.vector @ qv) for u in units]  # type: ignore[operator]
+    dense_of = [float(u.vector @ qv) for u in units]
     context = _context(hits, {_key(h) for h in dense}, units, dense_of)
     for u, d, x in zip(units, dense_of, lex, strict=True):
         h = hits[u.hit]
@@ -200,7 +206,7 @@ async def retrieve(store: ScopedStore, question: str, text: TextEmbedder, image:
                    + NAME_WEIGHT * named + FUSE_WEIGHT * rrf[u.hit])
         u.why = (f"{h.kind}#{u.hit}", f"dense:{d:.2f}", f"lex:{x:.2f}", f"name:{named:.2f}", f"rrf:{rrf[u.hit]:.3f}")
         if titles.get(h.video_id) and TITLE_WEIGHT:
-            restate = float(u.vector @ title_vecs[h.video_id])  # type: ignore[operator]
+            restate = float(u.vector @ title_vecs[h.video_id])
             u.score -= TITLE_WEIGHT * max(0.0, restate - TITLE_FLOOR)
             u.why += (f"title:{restate:.2f}",)
     top: dict[int, _Unit] = {}

@@ -161,7 +161,7 @@ class JobRunner:
         else:
             stats = json.dumps({"stages": result.stages, **result.counts})
             if not await self.queue.complete(job, self.worker_id, title=result.title, duration=result.duration,
-                                             url=result.url, error=""):
+                                             url=result.url, error="", language=str(result.counts.get("language", ""))):
                 await self._abandoned(job, store, lost=await self.queue.get(job.id) is not None)
                 return
             log.info("indexed %s (%s) in %s: %s", job.video_id, result.title, job.scope.key, stats)

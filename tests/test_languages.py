@@ -54,7 +54,7 @@ async def test_italian_lecture_is_heard_in_italian_and_found_in_italian_and_engl
     scope = console("lingue")
     sub = await service.submit(scope, str(pizza), on_progress=on_progress)
     video = await service.wait(sub.job.id)
-    assert done.get("language") == "it"
+    assert done.get("language") == "it" and video.language == "it"  # kept on the video: asks read it
     segments = await service.store(scope).segments(video.id, 0, 1e9)
     said = " ".join(s.text for s in segments if s.kind.value == "speech").lower()
     assert "pizza" in said and "minuti" in said  # Italian words, not tiny.en's English-sounding noise
@@ -76,6 +76,9 @@ def test_english_passages_keep_their_english_scores(models: Models) -> None:
     before = bi.english.embed(texts) @ bi.english.embed([q])[0]
     after = bi.embed_language(texts, "en") @ bi.embed_query([q])[0]
     assert np.allclose(before, after, atol=1e-5)
+    # a channel of English videos asks without the multilingual half: the same scores
+    english_only = bi.embed_language(texts, "en") @ bi.embed_query([q], multilingual=False)[0]
+    assert np.allclose(before, english_only, atol=1e-5)
     italian = bi.embed_language(["Il lievito fa crescere l'impasto."], "it")
     assert np.allclose(np.linalg.norm(italian, axis=1), 1.0, atol=1e-5)
     assert float(italian[0] @ bi.embed_query([q])[0]) > float(bi.embed_language(

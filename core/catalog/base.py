@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 Row = Mapping[str, Any]
 LexicalHit = tuple[str, float, float, Kind, str, float]  # video_id, start, end, kind, text, score
 RANK_CAP = 200  # a word in more segments of one channel is left out of the full-text search (`lexical`)
-VIDEO_FIELDS = frozenset({"status", "title", "duration", "url", "error"})
+VIDEO_FIELDS = frozenset({"status", "title", "duration", "url", "error", "language"})
 TABLES = ("videos", "jobs", "segments", "units", "frames", "turns")  # every table with a scope
 ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
 
@@ -64,7 +64,7 @@ def words(query: str, limit: int = 32) -> list[str]:
 def video_from(row: Row, scope: Scope) -> Video:
     return Video(id=row["id"], scope=scope, source=row["source"], title=row["title"],
                  duration=float(row["duration"]), status=VideoStatus(row["status"]), url=row["url"],
-                 error=row["error"])
+                 error=row["error"], language=row["language"])
 
 
 def job_from(row: Row) -> Job:

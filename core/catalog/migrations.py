@@ -84,6 +84,10 @@ SQLITE: list[Migration] = [
         """CREATE TRIGGER segments_fts_delete AFTER DELETE ON segments BEGIN
   INSERT INTO segments_fts(segments_fts, rowid, text, scope) VALUES ('delete', old.id, old.text, old.scope); END""",
     )),
+    # The language Whisper detected in a video ("" when none was: subtitles, no speech). A channel
+    # whose videos are all English asks with MiniLM alone: the multilingual half of the question's
+    # vector only meets passages in other languages (core.embed.BilingualEmbedder).
+    (4, ("ALTER TABLE videos ADD COLUMN language TEXT NOT NULL DEFAULT ''",)),
 ]
 
 POSTGRES: list[Migration] = [
@@ -129,4 +133,8 @@ POSTGRES: list[Migration] = [
         "CREATE INDEX segments_scope_tsv ON segments USING GIN (scope, tsv)",
         "DROP INDEX segments_tsv",
     )),
+    # The language Whisper detected in a video ("" when none was: subtitles, no speech). A channel
+    # whose videos are all English asks with MiniLM alone: the multilingual half of the question's
+    # vector only meets passages in other languages (core.embed.BilingualEmbedder).
+    (3, ("ALTER TABLE videos ADD COLUMN language TEXT NOT NULL DEFAULT ''",)),
 ]
