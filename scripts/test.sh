@@ -5,6 +5,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh || exit 1
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+# The type checker first: a wrong field or a changed signature fails here in seconds.
+.venv/bin/mypy core adapters bot || exit 1
 # A real Milvus server (PyPI milvus==2.3.5) for the server variant of tests/test_store.py; started
 # here unless one already answers (then it is left alone), stopped with SIGINT when pytest ends.
 if [ -z "${MILVUS_SERVER_URI:-}" ] && ! scripts/milvus-server.sh status; then
