@@ -90,6 +90,7 @@ def main(spec_path: str) -> None:
 
     from core.config import Settings
     from core.embed import make_text_embedder
+    from core.models import Laps
     from core.store import _pymilvus_client
 
     # ---- load every model first (not timed) ----
@@ -102,16 +103,8 @@ def main(spec_path: str) -> None:
     MilvusClient = _pymilvus_client()  # noqa: N806
     from pymilvus import DataType
 
-    stages: dict[str, float] = {}
-    clock = time.perf_counter()
-
-    def lap(name: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        stages[name] = round(now - clock, 3)
-        clock = now
-
-    t0 = clock
+    lap = Laps()
+    stages, t0 = lap.stages, lap.started
     r0 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     n_frames = frames_png(video, work / "frames", spec["width"], spec["height"], spec["fps"])
     lap("frames")

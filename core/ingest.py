@@ -40,7 +40,7 @@ from .embed import (
 )
 from .errors import BadSource
 from .fetch import Pace, UrlGuard, fetch
-from .models import Frame, Segment, Stage
+from .models import Frame, Laps, Segment, Stage
 from .ocr import RapidReader, read_frames
 from .store import ScopedStore
 from .transcribe import LanguageRouter, Transcriber, check_multilingual, make_transcriber, parse_subtitles
@@ -172,14 +172,8 @@ async def ingest(video_id: str, source: str, store: ScopedStore, models: Models,
     """Index `source` as `video_id` in `store`'s scope. Vectors of an earlier attempt are dropped
     first, so a retried job never leaves duplicates."""
     guard = guard or UrlGuard(frozenset(settings.allow_hosts))
-    stages: dict[str, float] = {}
-    clock = time.perf_counter()
-
-    def lap(name: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        stages[name] = round(now - clock, 3)
-        clock = now
+    lap = Laps()
+    stages = lap.stages
 
     download = workdir / "download"
     await report(Stage.FETCH, 0.0, "")

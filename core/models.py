@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, NamedTuple
@@ -205,3 +206,17 @@ def fmt_time(seconds: float) -> str:
     s = int(max(0.0, seconds))
     h, m, sec = s // 3600, (s % 3600) // 60, s % 60
     return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
+
+
+class Laps:
+    """Wall seconds per named stage, each counted from the end of the one before (the ingest's
+    stage table; bench/baseline.py times the seed recipe's stages the same way)."""
+
+    def __init__(self) -> None:
+        self.stages: dict[str, float] = {}
+        self.started = self._clock = time.perf_counter()
+
+    def __call__(self, name: str) -> None:
+        now = time.perf_counter()
+        self.stages[name] = round(now - self._clock, 3)
+        self._clock = now
