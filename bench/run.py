@@ -368,10 +368,12 @@ async def only_scale(args: argparse.Namespace, video: Path, out: Path, questions
     settings = Settings(data_dir=out / "data-scale-source", clip_pretrained=args.clip, ocr=True, log_level="WARNING")
     shutil.rmtree(settings.data_dir, ignore_errors=True)
     models = Models(settings)
+    await models.call(lambda: (models.text, models.image, models.transcriber, models.ocr))  # as in a running bot
     async with Service.open(settings, models=models, chat=None) as svc:
         say("part 1: vidrag ingest (the scale part's source)")
-        _, vid = await part_ingest(svc, video)
-        res = await part_scale(args, settings, models, svc, vid, questions, out)
+        ingested, vid = await part_ingest(svc, video)
+        res = {"ingest_rtf": ingested["rtf"], "ingest_language": ingested["counts"].get("language", ""),
+               **await part_scale(args, settings, models, svc, vid, questions, out)}
     models.close()
     shutil.rmtree(settings.data_dir, ignore_errors=True)
     res["bench_s"] = round(time.perf_counter() - started, 1)
