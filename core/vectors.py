@@ -34,6 +34,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -188,9 +189,22 @@ class VectorStore:
             self.client.create_collection(name, schema=schema, index_params=index,
                                           consistency_level="Strong", **extra)
         else:
-            self.client.load_collection(name)
+            self._load(name)
         if self.layout == "partition":
             self._partitions[name] = set(self.client.list_partitions(name))
+
+    def _load(self, name: str, tries: int = 40) -> None:
+        """Load a collection another process may be creating: `create_collection` makes the
+        collection, then its index, then loads it, so a process that sees the collection in
+        between gets "index not found" (seen in the two-host test under load); wait for it."""
+        for attempt in range(tries):
+            try:
+                self.client.load_collection(name)
+                return
+            except Exception as e:  # pymilvus' MilvusException; its import is lazy here
+                if "index not found" not in str(e).lower() or attempt == tries - 1:
+                    raise
+                time.sleep(0.25)
 
     # ---- the one place a channel is bound -------------------------------------------------------
     def _bound(self, partition: str, expr: str = "") -> dict[str, Any]:
