@@ -23,7 +23,6 @@ from typing import Any
 import aiohttp
 import discord
 import pytest
-from aiohttp import web
 
 from adapters.discord_bot import VidragBot
 from adapters.slack_app import SlackBot, web_client
@@ -33,6 +32,7 @@ from core.incoming import Action, Attachment, Incoming, decide, find_links
 from core.models import Scope, Segment, VideoStatus
 from core.service import Service, video_id_for
 from tests.fakes.discord_server import GUILD_ID, FakeDiscord
+from tests.fakes.serve import serve
 from tests.fakes.slack_api import ADMIN, BOT_TOKEN, BOT_USER, TEAM, FakeSlackAPI
 from tests.test_slack import SECRET, Slack, callback, new_ts
 
@@ -190,17 +190,13 @@ async def both(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Both]:
             await file_video(svc, Scope("discord", str(GUILD_ID), fake.channel_id("general")))
             await file_video(svc, Scope("slack", TEAM, MAIN))
             sbot = SlackBot(svc, settings, client=web_client(BOT_TOKEN, base_url=api.api_url))
-            runner = web.AppRunner(sbot.web_app())
-            await runner.setup()
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            runner, base = await serve(sbot.web_app())
             bot = Bot(svc, settings, guild_ready_timeout=0.1)
             task = asyncio.create_task(bot.start("fake-token"))
             await asyncio.wait_for(bot.wait_until_ready(), 30)
             try:
                 async with aiohttp.ClientSession() as http:
-                    yield Both(svc, fake, bot, Slack(api, sbot, svc, f"http://127.0.0.1:{port}/slack/events", http),
+                    yield Both(svc, fake, bot, Slack(api, sbot, svc, f"{base}/slack/events", http),
                                tmp)
             finally:
                 await bot.close()

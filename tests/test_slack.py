@@ -22,7 +22,6 @@ from urllib.parse import urlencode
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from adapters.slack_app import SlackBot, answer_messages, links_in, plain, run, split_text, to_mrkdwn, web_client
 from core import synth
@@ -30,6 +29,7 @@ from core.answer import OpenAIChat
 from core.config import Settings
 from core.models import Answer, Citation, Job, JobStatus, Progress, Scope, Stage
 from core.service import JobEvent, Service
+from tests.fakes.serve import serve
 from tests.fakes.slack_api import ADMIN, APP_TOKEN, BOT_TOKEN, BOT_USER, MEMBER, TEAM, FakeSlackAPI
 
 SECRET = "fake-signing-secret"
@@ -112,13 +112,9 @@ async def slack(tmp_path_factory, models, lecture):
     async with Service.open(settings, models=models, chat=None) as svc:
         svc.start_workers(1)
         bot = SlackBot(svc, settings, client=web_client(BOT_TOKEN, base_url=api.api_url))
-        runner = web.AppRunner(bot.web_app())
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        runner, base = await serve(bot.web_app())
         async with aiohttp.ClientSession() as http:
-            yield Slack(api, bot, svc, f"http://127.0.0.1:{port}/slack/events", http)
+            yield Slack(api, bot, svc, f"{base}/slack/events", http)
         await bot.close()
         await runner.cleanup()
     await api.stop()
