@@ -411,16 +411,14 @@ async def start_worker(home: Path, env: dict[str, str]) -> WorkerProc:
 
 
 async def serve(root: Path) -> tuple[Any, str]:
+    """`root`'s files over HTTP on 127.0.0.1 (the runner to clean up, and the base URL)."""
     from aiohttp import web
+
+    from tests.fakes.serve import serve as serve_app
 
     app = web.Application()
     app.router.add_static("/", root)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return runner, f"http://127.0.0.1:{port}"
+    return await serve_app(app)
 
 
 async def jobs_per_minute(settings: Settings, models: Models, env: dict[str, str], videos: list[Path],
