@@ -119,6 +119,8 @@ class Source:
 
 @dataclass(frozen=True)
 class Decision:
+    """What one incoming message asks of the bot, decided before any work starts."""
+
     action: Action
     sources: tuple[Source, ...] = ()
     question: str = ""

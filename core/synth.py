@@ -16,8 +16,10 @@ FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
 BOLD = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Slide:
+    """One slide of a rendered lecture: its text, the narration spoken over it, and its voice."""
+
     title: str
     lines: tuple[str, ...] = ()
     say: str = ""

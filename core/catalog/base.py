@@ -19,7 +19,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 import numpy as np
 
@@ -127,6 +127,16 @@ class Catalog(ABC):
     # ---- migrations -----------------------------------------------------------------------------
     async def _lock_migrations(self, tx: Tx) -> None:  # noqa: B027 - SQLite's BEGIN IMMEDIATE locks
         """Serialise concurrent start-ups (SQLite: BEGIN IMMEDIATE did already)."""
+
+    async def _started(self) -> Self:
+        """Migrate a catalog just opened, or close it if that fails: what each backend's `open`
+        returns."""
+        try:
+            await self.migrate()
+        except BaseException:
+            await self.close()
+            raise
+        return self
 
     async def migrate(self) -> int:
         """Apply the migrations newer than the recorded version; returns the version now."""

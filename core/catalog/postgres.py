@@ -69,13 +69,7 @@ class PostgresCatalog(Catalog):
         pool = AsyncConnectionPool(url, min_size=1, max_size=max(2, pool_size), open=False,
                                    kwargs={"autocommit": True, "row_factory": dict_row})
         await pool.open(wait=True, timeout=30)
-        cat = cls(url, pool)
-        try:
-            await cat.migrate()
-        except BaseException:
-            await pool.close()
-            raise
-        return cat
+        return await cls(url, pool)._started()
 
     async def close(self) -> None:
         if self._listener is not None:

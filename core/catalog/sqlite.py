@@ -56,12 +56,10 @@ class SqliteCatalog(Catalog):
         try:
             await db.execute("PRAGMA busy_timeout=30000")
             await db.execute("PRAGMA journal_mode=WAL")
-            cat = cls(db, path)
-            await cat.migrate()
         except BaseException:
             await db.close()
             raise
-        return cat
+        return await cls(db, path)._started()
 
     async def close(self) -> None:
         await self.db.close()
