@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -26,7 +27,7 @@ def rendered(name: str, out: Path) -> tuple[Path, dict]:
     """The rendered video and its manifest entry (slide times); rendered again only when the
     lecture's spec changed."""
     lec = lecture(name)
-    blob = json.dumps([lec.title, lec.background, [s.__dict__ for s in lec.slides]], sort_keys=True)
+    blob = json.dumps([lec.title, lec.background, [dataclasses.asdict(s) for s in lec.slides]], sort_keys=True)
     tag = hashlib.sha256(blob.encode()).hexdigest()[:12]
     dst = out / f"{name}-{tag}.mp4"
     meta = dst.with_suffix(".json")
