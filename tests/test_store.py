@@ -9,7 +9,10 @@ the partition's own (the server does not), and primary keys are `<video id>:t<n>
 The server variant runs against `MILVUS_SERVER_URI` (default http://127.0.0.1:19530), which
 `scripts/test.sh` starts from PyPI `milvus==2.3.5` (scripts/milvus-server.sh). Run alone, it is
 skipped when nothing listens there; with `VIDRAG_REQUIRE_MILVUS_SERVER=1` (as CI sets) it fails
-instead. Each test uses collections of its own, dropped afterwards, so a shared server stays clean.
+instead. On Milvus Lite each test has collections of its own; on the server the module's tests share
+one pair (creating a collection with its index and loading it takes seconds there), dropped at the
+module's end so a shared server stays clean, and each test writes to channels of its own (`scope`
+puts a tag of the test's own in the workspace).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import asyncio
 import os
 import socket
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -52,13 +56,42 @@ def uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return SERVER
 
 
-@pytest.fixture
-def vectors(uri: str):
+@pytest.fixture(scope="module")
+def server_tag() -> Iterator[str]:
+    """The tag of the collections the server variants share, made by the first test that opens them."""
     tag = uuid.uuid4().hex[:8]
+    yield tag
+    if _server_up():
+        from core.vectors import _pymilvus_client
+
+        client = _pymilvus_client()(uri=SERVER)
+        for c in client.list_collections():
+            if tag in c:
+                client.drop_collection(c)
+        client.close()
+
+
+@pytest.fixture
+def tag(uri: str, request: pytest.FixtureRequest) -> str:
+    """Collections of this test alone (Milvus Lite), or the module's (server)."""
+    return request.getfixturevalue("server_tag") if uri == SERVER else uuid.uuid4().hex[:8]
+
+
+@pytest.fixture
+def scope() -> Callable[[str, str, str], Scope]:
+    """Scope(platform, workspace, channel) with a workspace of this test's own: no other test's
+    vectors are in its channels, whichever collections it shares."""
+    run = uuid.uuid4().hex[:6]
+    return lambda platform, workspace, channel: Scope(platform, f"{workspace}-{run}", channel)
+
+
+@pytest.fixture
+def vectors(uri: str, tag: str):
     vs = VectorStore(uri, f"t{tag}", DIM, f"i{tag}", IMAGE_DIM)
     yield vs
-    for c in (vs.text, vs.frames):
-        vs.client.drop_collection(c)
+    if uri != SERVER:
+        for c in (vs.text, vs.frames):
+            vs.client.drop_collection(c)
     vs.close()
 
 
@@ -83,8 +116,9 @@ async def put(store: ScopedStore, video_id: str, axis: int) -> None:
                            np.stack([unit(axis, IMAGE_DIM)]))
 
 
-async def test_search_finds_what_its_scope_wrote(vectors: VectorStore, catalog: SqliteCatalog) -> None:
-    store = ScopedStore(Scope("slack", "T1", "C1"), vectors, catalog)
+async def test_search_finds_what_its_scope_wrote(vectors: VectorStore, catalog: SqliteCatalog,
+                                                 scope: Callable[..., Scope]) -> None:
+    store = ScopedStore(scope("slack", "T1", "C1"), vectors, catalog)
     await put(store, "v1", 0)
     await put(store, "v2", 1)
     text = await store.search_text(unit(1), 5)
@@ -94,10 +128,11 @@ async def test_search_finds_what_its_scope_wrote(vectors: VectorStore, catalog: 
     assert frames[0].video_id == "v1" and frames[0].text == "/frames/v1.jpg"
 
 
-async def test_no_scope_sees_another_scopes_vectors(vectors: VectorStore, catalog: SqliteCatalog) -> None:
-    a = ScopedStore(Scope("slack", "T1", "general"), vectors, catalog)
-    b = ScopedStore(Scope("slack", "T1", "random"), vectors, catalog)
-    other_team = ScopedStore(Scope("slack", "T2", "general"), vectors, catalog)
+async def test_no_scope_sees_another_scopes_vectors(vectors: VectorStore, catalog: SqliteCatalog,
+                                                    scope: Callable[..., Scope]) -> None:
+    a = ScopedStore(scope("slack", "T1", "general"), vectors, catalog)
+    b = ScopedStore(scope("slack", "T1", "random"), vectors, catalog)
+    other_team = ScopedStore(scope("slack", "T2", "general"), vectors, catalog)
     await put(a, "va", 0)
     await put(b, "vb", 0)
     assert {h.video_id for h in await a.search_text(unit(0), 10)} == {"va"}
@@ -107,9 +142,10 @@ async def test_no_scope_sees_another_scopes_vectors(vectors: VectorStore, catalo
     assert await other_team.vector_video_ids() == set()
 
 
-async def test_drop_vectors_removes_one_video_only(vectors: VectorStore, catalog: SqliteCatalog) -> None:
-    store = ScopedStore(Scope("discord", "G1", "lectures"), vectors, catalog)
-    other = ScopedStore(Scope("discord", "G1", "other"), vectors, catalog)
+async def test_drop_vectors_removes_one_video_only(vectors: VectorStore, catalog: SqliteCatalog,
+                                                   scope: Callable[..., Scope]) -> None:
+    store = ScopedStore(scope("discord", "G1", "lectures"), vectors, catalog)
+    other = ScopedStore(scope("discord", "G1", "other"), vectors, catalog)
     await put(store, "v1", 0)
     await put(store, "v2", 1)
     await put(other, "v3", 0)
@@ -120,9 +156,10 @@ async def test_drop_vectors_removes_one_video_only(vectors: VectorStore, catalog
     assert vectors.count(vectors.text, store.partition) == 1
 
 
-async def test_drop_partition_forgets_one_scope(vectors: VectorStore, catalog: SqliteCatalog) -> None:
-    gone = ScopedStore(Scope("console", "local", "gone"), vectors, catalog)
-    kept = ScopedStore(Scope("console", "local", "kept"), vectors, catalog)
+async def test_drop_partition_forgets_one_scope(vectors: VectorStore, catalog: SqliteCatalog,
+                                                scope: Callable[..., Scope]) -> None:
+    gone = ScopedStore(scope("console", "local", "gone"), vectors, catalog)
+    kept = ScopedStore(scope("console", "local", "kept"), vectors, catalog)
     await put(gone, "v1", 0)
     await put(kept, "v2", 0)
     await gone.search_text(unit(0), 1)  # loaded and searched: a server refuses to drop it unreleased
@@ -134,22 +171,23 @@ async def test_drop_partition_forgets_one_scope(vectors: VectorStore, catalog: S
     assert {h.video_id for h in await gone.search_text(unit(1), 10)} == {"v3"}
 
 
-async def test_a_new_store_object_finds_existing_partitions(uri: str, catalog: SqliteCatalog) -> None:
+async def test_a_new_store_object_finds_existing_partitions(uri: str, tag: str, catalog: SqliteCatalog,
+                                                             scope: Callable[..., Scope]) -> None:
     """A restarted bot (or a second worker on a server) sees what was written before."""
-    tag = uuid.uuid4().hex[:8]
     first = await asyncio.to_thread(VectorStore, uri, f"t{tag}", DIM, f"i{tag}", IMAGE_DIM)
-    scope = Scope("slack", "T9", "C9")
+    where = scope("slack", "T9", "C9")
     try:
-        await put(ScopedStore(scope, first, catalog), "v1", 2)
+        await put(ScopedStore(where, first, catalog), "v1", 2)
         if "://" not in uri:
             await asyncio.to_thread(first.close)  # Milvus Lite: one process (here, one client) per file at a time
         second = await asyncio.to_thread(VectorStore, uri, f"t{tag}", DIM, f"i{tag}", IMAGE_DIM)
-        hits = await ScopedStore(scope, second, catalog).search_text(unit(2), 3)
+        hits = await ScopedStore(where, second, catalog).search_text(unit(2), 3)
         assert [h.video_id for h in hits] == ["v1"]
 
         def drop() -> None:
-            for c in (second.text, second.frames):
-                second.client.drop_collection(c)
+            if "://" not in uri:  # the server's collections are the module's
+                for c in (second.text, second.frames):
+                    second.client.drop_collection(c)
             second.close()
 
         await asyncio.to_thread(drop)

@@ -4,7 +4,10 @@ Two `VectorStore` objects with their own clients stand for two processes (a chat
 worker): they share a `milvus-lite server` (Milvus Lite allows one process per file; its server
 serves one data dir to several clients) or the real Milvus 2.3 server that `scripts/test.sh`
 starts (skipped when absent, failed with VIDRAG_REQUIRE_MILVUS_SERVER=1, as in tests/test_store.py).
-Each test uses collections of its own and drops them.
+Each test uses collections of its own and drops them, except on the server: there a collection and
+its index take seconds to create, so the module's tests share one set of collections per layout
+(dropped at the module's end) and keep apart by channel (`ab`: two channels of the test's own).
+The layout migration moves whole collections and keeps collections of its own everywhere.
 """
 
 from __future__ import annotations
@@ -78,10 +81,12 @@ def uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 class Stores:
-    """Opens VectorStores on one set of collections and drops those collections at the end."""
+    """Opens VectorStores on one set of collections and drops those collections at the end (unless
+    `tag` names the module's collections, which `server_tag` drops)."""
 
-    def __init__(self, uri: str) -> None:
-        self.uri, self.tag, self.opened = uri, uuid.uuid4().hex[:8], []  # type: ignore[var-annotated]
+    def __init__(self, uri: str, tag: str = "") -> None:
+        self.uri, self.tag, self.opened = uri, tag or uuid.uuid4().hex[:8], []  # type: ignore[var-annotated]
+        self.shared = bool(tag)
 
     def open(self, layout: str = "partition") -> VectorStore:
         vs = VectorStore(self.uri, f"t{self.tag}", DIM, f"i{self.tag}", IMAGE_DIM, layout=layout)
@@ -89,7 +94,7 @@ class Stores:
         return vs
 
     def close(self) -> None:
-        for vs in self.opened[:1]:
+        for vs in self.opened[:1] if not self.shared else []:
             for c in vs.client.list_collections():
                 if self.tag in c:
                     vs.client.drop_collection(c)
@@ -97,18 +102,52 @@ class Stores:
             vs.close()
 
 
+@pytest.fixture(scope="module")
+def server_tag() -> Iterator[str]:
+    """The tag of the server collections this module's tests share (made by the first that opens them)."""
+    tag = uuid.uuid4().hex[:8]
+    yield tag
+    if _server_up():
+        from core.vectors import _pymilvus_client
+
+        client = _pymilvus_client()(uri=SERVER)
+        for c in client.list_collections():
+            if tag in c:
+                client.drop_collection(c)
+        client.close()
+
+
+def _stores(uri: str, request: pytest.FixtureRequest) -> Stores:
+    return Stores(uri, request.getfixturevalue("server_tag") if uri == SERVER else "")
+
+
 @pytest.fixture
-def stores(shared_uri: str) -> Iterator[Stores]:
-    s = Stores(shared_uri)
+def stores(shared_uri: str, request: pytest.FixtureRequest) -> Iterator[Stores]:
+    s = _stores(shared_uri, request)
     yield s
     s.close()
 
 
 @pytest.fixture
-def own(uri: str) -> Iterator[Stores]:
+def own(uri: str, request: pytest.FixtureRequest) -> Iterator[Stores]:
+    s = _stores(uri, request)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def own_collections(uri: str) -> Iterator[Stores]:
+    """Collections of this test alone, on Milvus Lite or the server."""
     s = Stores(uri)
     yield s
     s.close()
+
+
+@pytest.fixture
+def ab() -> tuple[Scope, Scope]:
+    """Two channels of one Discord server of this test's own: no other test wrote to them."""
+    guild = f"G1-{uuid.uuid4().hex[:6]}"
+    return Scope("discord", guild, "lectures"), Scope("discord", guild, "random")
 
 
 def unit(i: int, dim: int = DIM) -> np.ndarray:
@@ -133,11 +172,9 @@ def found(vs: VectorStore, scope: Scope, axis: int = 0) -> set[str]:
     return {h.video_id for h in vs.search(vs.text, scope.partition, unit(axis), 10, "text")}
 
 
-A, B = Scope("discord", "G1", "lectures"), Scope("discord", "G1", "random")
-
-
 @pytest.mark.parametrize("layout", ["partition", "key"])
-def test_a_channel_indexed_by_another_process_is_found(stores: Stores, layout: str) -> None:
+def test_a_channel_indexed_by_another_process_is_found(stores: Stores, ab: tuple[Scope, Scope], layout: str) -> None:
+    A, _ = ab
     chat = stores.open(layout)  # opened first: it has never heard of the channel
     worker = stores.open(layout)
     assert found(chat, A) == set()
@@ -147,7 +184,9 @@ def test_a_channel_indexed_by_another_process_is_found(stores: Stores, layout: s
 
 
 @pytest.mark.parametrize("layout", ["partition", "key"])
-def test_a_channel_wiped_by_another_process_is_indexed_again(stores: Stores, layout: str) -> None:
+def test_a_channel_wiped_by_another_process_is_indexed_again(stores: Stores, ab: tuple[Scope, Scope],
+                                                              layout: str) -> None:
+    A, B = ab
     chat, worker = stores.open(layout), stores.open(layout)
     put(worker, A, "v1", 0)
     put(worker, B, "v9", 0)
@@ -159,7 +198,8 @@ def test_a_channel_wiped_by_another_process_is_indexed_again(stores: Stores, lay
     assert found(chat, B) == {"v9"}
 
 
-def test_key_layout_keeps_channels_apart(own: Stores) -> None:
+def test_key_layout_keeps_channels_apart(own: Stores, ab: tuple[Scope, Scope]) -> None:
+    A, B = ab
     vs = own.open("key")
     assert vs.layout == "key" and vs.text.endswith("_pk") and vs.frames and vs.frames.endswith("_pk")
     put(vs, A, "va", 0, n=3)
@@ -172,16 +212,19 @@ def test_key_layout_keeps_channels_apart(own: Stores) -> None:
     assert vs.count(vs.text, A.partition) == 0 and vs.count(vs.text, B.partition) == 2
 
 
-def test_key_layout_wipe_removes_the_whole_channel_only(own: Stores) -> None:
+def test_key_layout_wipe_removes_the_whole_channel_only(own: Stores, ab: tuple[Scope, Scope]) -> None:
+    A, B = ab
+    va, vb = (f"{v}-{A.workspace[-6:]}" for v in ("va", "vb"))  # video ids of this test alone
     vs = own.open("key")
-    put(vs, A, "va", 0, n=40)
-    put(vs, B, "vb", 0, n=5)
-    put_frame(vs, A, "va", 0)
+    put(vs, A, va, 0, n=40)
+    put(vs, B, vb, 0, n=5)
+    put_frame(vs, A, va, 0)
     vs.drop_scope(A.partition)
     assert vs.count(vs.text, A.partition) == 0 and vs.count(vs.frames, A.partition) == 0  # type: ignore[arg-type]
     assert vs.count(vs.text, B.partition) == 5
-    # every row left carries B's key: nothing of A hides under another id
-    left = vs.client.query(vs.text, filter='video_id != ""', output_fields=[KEY_FIELD], limit=100)
+    # every row left of this test's videos, read past any channel's key, carries B's key: nothing of
+    # A hides under another id (the collections may hold other tests' channels: they are not read)
+    left = vs.client.query(vs.text, filter=f'video_id in ["{va}", "{vb}"]', output_fields=[KEY_FIELD], limit=100)
     assert {r[KEY_FIELD] for r in left} == {B.partition}
 
 
@@ -206,7 +249,8 @@ def test_auto_keeps_the_layout_a_deployment_has(tmp_path: Path) -> None:
         s.close()
 
 
-def test_migration_moves_every_channel_to_the_key_layout(own: Stores) -> None:
+def test_migration_moves_every_channel_to_the_key_layout(own_collections: Stores, ab: tuple[Scope, Scope]) -> None:
+    own, (A, B) = own_collections, ab
     old = own.open("partition")
     put(old, A, "va", 0, n=30)
     put(old, B, "vb", 1, n=4)
