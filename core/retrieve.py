@@ -24,6 +24,7 @@ narrowed to the words that answer, and fused by time.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import weakref
 from collections.abc import Awaitable, Callable
@@ -104,8 +105,9 @@ async def _units(store: ScopedStore, hits: list[VectorHit]) -> list[_Unit]:
     """Each hit's units with the vectors stored at ingest; a hit without any (indexed before units
     were stored) is its own unit, embedded now."""
     units: list[_Unit] = []
-    for i, h in enumerate(hits):
-        found = await store.units(h.video_id, h.start, h.end, h.kind)
+    # all at once: one round trip's wait instead of one per hit (PostgreSQL's pool runs them side by side)
+    each = await asyncio.gather(*(store.units(h.video_id, h.start, h.end, h.kind) for h in hits))
+    for i, (h, found) in enumerate(zip(hits, each, strict=True)):
         if h.kind == Kind.OCR:
             found = [(seg, v) for seg, v in found if abs(seg.start - h.start) < 0.01][:1]
         if not found:
