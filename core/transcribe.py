@@ -23,6 +23,7 @@ import logging
 import re
 import shutil
 import sys
+import threading
 import wave
 from pathlib import Path
 from typing import Protocol
@@ -137,31 +138,68 @@ def first_speech(audio: np.ndarray, rate: int = 16000, seconds: float = 30.0) ->
     return audio[start: start + int(seconds * rate)]
 
 
+RELEASE_AFTER_S = 300.0  # an English video longer than this lets the multilingual model go (LanguageRouter)
+
+
+def wav_seconds(wav: Path) -> float:
+    """The length of a WAV file from its header; 0 when it cannot be read as one."""
+    try:
+        with wave.open(str(wav), "rb") as w:
+            return w.getnframes() / float(w.getframerate() or 1)
+    except (wave.Error, EOFError, OSError):
+        return 0.0
+
+
 class LanguageRouter:
     """English to the English model, other languages to the multilingual one, chosen once per
-    video by the multilingual model's language detection (`detect`). Both models load when the
-    router is built: a model that was asked for and cannot load stops the process at start-up,
-    and the first video's ingest does not pay for loading."""
+    video by the multilingual model's language detection (`detect`).
+
+    The multilingual model is loaded when the router is built (a model that was asked for and
+    cannot load stops the process at start-up). A long video detected as English lets it go
+    before its transcription, the part of an ingest that peaks in memory: Whisper base is ~140 MB
+    resident plus ~80 MB that CTranslate2 keeps after a detection pass, and without it a worker
+    indexing the 10-minute lecture peaked at 0.98-1.00 GB instead of 1.10-1.18 GB
+    (bench.footprint ingest, 180-s windows). The next detection loads it again (~1.3 s); a short
+    video keeps it, since reloading would add a fifth to a 15-s video's ingest."""
 
     def __init__(self, english: FasterWhisper, multilingual: str, threads: int = 2) -> None:
         self.english = english
-        self.multi = FasterWhisper(multilingual, threads=threads)
-        if self.multi.english_only:
-            raise ValueError(f"WHISPER_MULTILINGUAL_MODEL {multilingual!r} is an English-only model")
+        self.path, self.threads = multilingual, threads
+        self._lock = threading.Lock()
+        self._multi: FasterWhisper | None = self._load()
         self.model_id = english.model_id
+
+    def _load(self) -> FasterWhisper:
+        multi = FasterWhisper(self.path, threads=self.threads)
+        if multi.english_only:
+            raise ValueError(f"WHISPER_MULTILINGUAL_MODEL {self.path!r} is an English-only model")
+        return multi
+
+    @property
+    def holds_multilingual(self) -> bool:
+        return self._multi is not None
+
+    def multi(self) -> FasterWhisper:
+        with self._lock:
+            if self._multi is None:
+                self._multi = self._load()
+            return self._multi
 
     def detect(self, wav: Path) -> str:
         """The video's language, as Whisper names it ("en", "it"...); "en" when unsure."""
-        probs = self.multi.detect_language(wav)
+        probs = self.multi().detect_language(wav)
         lang = choose_language(probs)
-        if lang != "en":
+        if lang == "en" and wav_seconds(wav) > RELEASE_AFTER_S:
+            with self._lock:
+                self._multi = None  # until the next video's detection
+        else:
             log.info("speech detected as %r (p=%.2f): transcribing with the multilingual model", lang, probs[lang])
         return lang
 
     def speaking(self, language: str) -> Transcriber:
         """A transcriber for speech in `language`: tiny.en for English, the multilingual model
         fixed to `language` otherwise (no detection per window of a long video)."""
-        return self.english if language == "en" else self.multi.speaking(language)
+        return self.english if language == "en" else self.multi().speaking(language)
 
     def transcribe(self, wav: Path) -> list[Segment]:
         return self.speaking(self.detect(wav)).transcribe(wav)

