@@ -207,7 +207,14 @@ async def indexed_lectures(tmp_path_factory: pytest.TempPathFactory, models: Mod
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The first test that uses the session's indexed channels builds them (two ingests): its time
-    limit covers that; every other test keeps the default."""
-    first = next((i for i in items if "indexed_lectures" in getattr(i, "fixturenames", ())), None)
-    if first is not None and not first.get_closest_marker("timeout"):
-        first.add_marker(pytest.mark.timeout(300))
+    limit covers that; every other test keeps the default. Under pytest-xdist (scripts/test.sh runs
+    two processes, each given whole modules) any module may be a process's first, so the first such
+    test of each module gets the longer limit."""
+    users = [i for i in items if "indexed_lectures" in getattr(i, "fixturenames", ())]
+    if hasattr(config, "workerinput"):
+        firsts = list({i.module: i for i in reversed(users)}.values())  # type: ignore[attr-defined]
+    else:
+        firsts = users[:1]
+    for first in firsts:
+        if not first.get_closest_marker("timeout"):
+            first.add_marker(pytest.mark.timeout(300))

@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from core.service import Service
 from tests.conftest import console
 
@@ -29,6 +31,9 @@ print('ok')
     assert p.returncode == 0 and "ok" in p.stdout, p.stderr[-2000:]
 
 
+# A loop stalled by another test's processes would read as a stall of its own: scripts/test.sh runs
+# the tests marked `alone` in a pytest of their own, with no other test beside them
+@pytest.mark.alone("measures the event loop's gaps")
 async def test_event_loop_is_not_blocked_while_indexing(service: Service, lecture) -> None:
     """Whisper, OCR and the embedders run on threads: a ticker on the loop keeps ticking.
 

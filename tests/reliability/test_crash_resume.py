@@ -31,8 +31,10 @@ from tests.reliability.conftest import console
 
 REPO = Path(__file__).resolve().parents[2]
 # The module's fixture runs a crashing process and a resuming one (about two minutes here): the
-# per-test limit of 60 s does not fit it.
-pytestmark = [pytest.mark.timeout(600), pytest.mark.parametrize("catalog_backend", BACKENDS, indirect=True)]
+# per-test limit of 60 s does not fit it. Those processes run fourteen ingests at once, on deadlines:
+# scripts/test.sh runs this module with no other test beside it.
+pytestmark = [pytest.mark.timeout(600), pytest.mark.parametrize("catalog_backend", BACKENDS, indirect=True),
+              pytest.mark.alone("two vidrag processes of fourteen ingests at once, on deadlines")]
 STAGES = ["downloading", "probing", "extracting frames", "transcribing", "indexing", "storing", "finishing"]
 
 
