@@ -28,7 +28,7 @@ from core.migrate import migrate_layout
 from core.models import Scope
 from core.vectors import KEY_FIELD, VectorStore
 
-from .test_store import SERVER, _server_up
+from .test_store import SERVER, _server_up, server_tag  # noqa: F401 - a module fixture, one set of collections per module
 
 DIM, IMAGE_DIM = 8, 4
 MILVUS_LITE = Path(sys.executable).with_name("milvus-lite")
@@ -100,21 +100,6 @@ class Stores:
                     vs.client.drop_collection(c)
         for vs in self.opened:
             vs.close()
-
-
-@pytest.fixture(scope="module")
-def server_tag() -> Iterator[str]:
-    """The tag of the server collections this module's tests share (made by the first that opens them)."""
-    tag = uuid.uuid4().hex[:8]
-    yield tag
-    if _server_up():
-        from core.vectors import _pymilvus_client
-
-        client = _pymilvus_client()(uri=SERVER)
-        for c in client.list_collections():
-            if tag in c:
-                client.drop_collection(c)
-        client.close()
 
 
 def _stores(uri: str, request: pytest.FixtureRequest) -> Stores:
