@@ -189,11 +189,11 @@ class LanguageRouter:
         """The video's language, as Whisper names it ("en", "it"...); "en" when unsure."""
         probs = self.multi().detect_language(wav)
         lang = choose_language(probs)
-        if lang == "en" and wav_seconds(wav) > RELEASE_AFTER_S:
+        if lang != "en":
+            log.info("speech detected as %r (p=%.2f): transcribing with the multilingual model", lang, probs[lang])
+        elif wav_seconds(wav) > RELEASE_AFTER_S:
             with self._lock:
                 self._multi = None  # until the next video's detection
-        else:
-            log.info("speech detected as %r (p=%.2f): transcribing with the multilingual model", lang, probs[lang])
         return lang
 
     def speaking(self, language: str) -> Transcriber:
