@@ -22,6 +22,7 @@ from typing import Protocol
 import numpy as np
 
 from .config import Settings, default_text_embedder
+from .vectors import collection_names
 
 log = logging.getLogger(__name__)
 
@@ -253,11 +254,11 @@ def keep_older_index(settings: Settings, collections: Callable[[], list[str]]) -
     old, new = text_spec(older), text_spec(settings)
     if old is None or new is None:
         return settings
-    names = collections()
+    names = set(collections())
 
-    def has(spec: Spec) -> bool:
-        base = f"{settings.milvus_prefix}text_{spec.model_id}_{spec.dim}"
-        return any(n == base or n.startswith(base + "_") for n in names)
+    def has(spec: Spec) -> bool:  # in either layout
+        return any(collection_names(spec.model_id, spec.dim, None, 0, layout, settings.milvus_prefix)[0] in names
+                   for layout in ("partition", "key"))
 
     if has(old) and not has(new):
         log.warning("this index was built before the multilingual text model: keeping its collection "

@@ -21,6 +21,7 @@ from core.ingest import Models
 from core.models import Stage
 from core.service import Service
 from core.transcribe import LanguageRouter, bundled_multilingual, choose_language, make_transcriber
+from core.vectors import collection_names
 from tests.conftest import console
 
 PIZZA = synth.Lecture("La pizza napoletana", [
@@ -90,7 +91,8 @@ def test_an_older_index_alone_keeps_its_collection() -> None:
     default = Settings()
     old, new = text_spec(replace(default, text_multilingual="off")), text_spec(default)
     assert old is not None and new is not None and old != new
-    older, both = f"text_{old.model_id}_{old.dim}", [f"text_{old.model_id}_{old.dim}", f"text_{new.model_id}_{new.dim}_key"]
+    older = collection_names(old.model_id, old.dim, None, 0, "partition")[0]
+    both = [older, collection_names(new.model_id, new.dim, None, 0, "key")[0]]
     assert keep_older_index(default, lambda: [older, "frames_x_512"]).text_multilingual == "off"
     assert keep_older_index(default, lambda: both).text_multilingual == ""  # re-indexed already
     assert keep_older_index(default, lambda: []).text_multilingual == ""  # a new deployment
