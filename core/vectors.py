@@ -43,6 +43,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .lite_lock import is_lite
+
 log = logging.getLogger(__name__)
 
 Layout = Literal["partition", "key"]
@@ -79,7 +81,7 @@ def _pymilvus_client() -> type:
 
 def existing_collections(uri: str) -> list[str]:
     """The collections of the Milvus at `uri`; none for a Milvus Lite folder not made yet."""
-    if "://" not in uri and not os.path.exists(uri):
+    if is_lite(uri) and not os.path.exists(uri):
         return []
     client = _pymilvus_client()(uri=uri)
     try:
@@ -108,7 +110,7 @@ def choose_layout(client: Any, wanted: str, uri: str, names: dict[Layout, str]) 
     for layout in ("key", "partition"):
         if client.has_collection(names[layout]):
             return layout
-    return "key" if "://" in uri else "partition"
+    return "partition" if is_lite(uri) else "key"
 
 
 def _lite_key_bucket(client: Any, collection: str) -> Callable[[str], str] | None:
@@ -146,7 +148,7 @@ class VectorStore:
         # Milvus Lite 3.x answers AllocTimestamp with "not implemented" during create_collection and
         # pymilvus' embedded gRPC server logs that harmless refusal as a traceback.
         logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
-        if "://" not in uri:
+        if is_lite(uri):
             Path(uri).parent.mkdir(parents=True, exist_ok=True)
         self.uri = uri
         self.client = MilvusClient(uri=uri)
@@ -162,7 +164,7 @@ class VectorStore:
             self._ensure(self.frames, image_dim, "path", 1024)
         # collection -> channel key -> Milvus Lite bucket partition (key layout on Milvus Lite only)
         self._buckets: dict[str, Callable[[str], str]] = {}
-        if self.layout == "key" and "://" not in uri:
+        if self.layout == "key" and is_lite(uri):
             for c in filter(None, (self.text, self.frames)):
                 if (b := _lite_key_bucket(self.client, c)) is not None:
                     self._buckets[c] = b
