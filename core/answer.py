@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .config import Settings
+from .embed import ENGLISH
 from .errors import UserFacingError
 from .fetch import with_time
 from .models import Answer, Citation, FrameRef, Kind, StoredFrame, Turn, Video, VideoStatus, fmt_time
@@ -25,8 +26,6 @@ if TYPE_CHECKING:
     from .ingest import Models
 
 log = logging.getLogger(__name__)
-
-ENGLISH = ("", "en")  # a video's language: "" when none was detected (its text counts as English)
 
 SYSTEM = """You are vidrag, a bot that answers questions about the videos shared in a chat channel.
 You are given numbered excerpts retrieved from those videos (transcript and on-screen text) and,

