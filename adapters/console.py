@@ -17,12 +17,12 @@ import time
 from pathlib import Path
 from types import ModuleType
 
+from core.chat.incoming import COMMANDS, Action, Attachment, Incoming, decide, find_links, run_command
+from core.chat.present import PLAIN
 from core.config import Settings
 from core.errors import APOLOGY, UserFacingError
-from core.fetch import looks_like_url
-from core.incoming import COMMANDS, Action, Attachment, Incoming, decide, find_links, run_command
+from core.ingest.fetch import looks_like_url
 from core.models import Answer, JobStatus, Progress, Scope, Stage, fmt_time
-from core.present import PLAIN
 from core.service import Service
 
 log = logging.getLogger("vidrag")
@@ -99,7 +99,7 @@ def incoming(sc: Scope, line: str) -> Incoming:
 
 async def chat(svc: Service, sc: Scope) -> int:
     """Paste a link or a path to index it; type a question to get an answer (or `videos`,
-    `status`, `forget <video>`, `help`): the same rule as a chat message (`core.incoming`).
+    `status`, `forget <video>`, `help`): the same rule as a chat message (`core.chat.incoming`).
     Ctrl-D to quit."""
     print(f"vidrag console — channel {sc.channel!r}. Paste a video link or path, or ask a question.")
     svc.start_workers(1)
@@ -144,10 +144,10 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument("--channel", default="general")
         if name in ("ingest", "ask", "videos"):
             s.add_argument("--json", action="store_true", help="print one JSON object")
-    from core import migrate
+    from core.store import migrate
 
     migrate.add_arguments(sub.add_parser(
-        "migrate-layout", help="move the vectors to the partition-key layout (MILVUS_LAYOUT=key; core/migrate.py)"))
+        "migrate-layout", help="move the vectors to the partition-key layout (MILVUS_LAYOUT=key; core/store/migrate.py)"))
     if (ev := eval_module()) is not None:
         ev.add_arguments(sub.add_parser("eval", help="score answers on rendered lectures (eval/run.py)"))
     return p
@@ -168,7 +168,7 @@ def eval_module() -> ModuleType | None:
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.cmd == "migrate-layout":  # before any service holds the store
-        from core import migrate
+        from core.store import migrate
 
         return await migrate.run(args, settings)
     if args.cmd == "eval" and (ev := eval_module()) is not None:  # its own service, a throwaway data directory

@@ -1,6 +1,6 @@
 """The Discord adapter: discord.py events in, calls on `core.service.Service`, messages out.
 
-It only translates. A message becomes a `core.incoming.Incoming` and `decide` says what it asks
+It only translates. A message becomes a `core.chat.incoming.Incoming` and `decide` says what it asks
 (the same rule as on every platform); each video to index becomes `submit` (one reply that is
 edited as the job moves), a question becomes `ask`, answered in a thread opened on the question
 (or inside the thread it was asked in), and notes and commands are replies. Slash commands map to
@@ -24,13 +24,13 @@ from collections.abc import Awaitable, Callable
 import discord
 from discord import app_commands
 
-from core import present
+from core.chat import present
+from core.chat.incoming import COMMANDS, Action, Attachment, Decision, Incoming, Source, decide, find_links, run_command
 from core.config import Settings
 from core.errors import APOLOGY, UserFacingError
-from core.incoming import COMMANDS, Action, Attachment, Decision, Incoming, Source, decide, find_links, run_command
 from core.models import Answer, Progress, Scope, Stage, fmt_time
-from core.safety import one_line
 from core.service import JobEvent, Service, Submitted
+from core.text.safety import one_line
 
 log = logging.getLogger(__name__)
 

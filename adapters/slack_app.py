@@ -1,7 +1,7 @@
 """Slack adapter: slack-bolt's AsyncApp translating Slack events into service calls, and answers
 into threaded Slack messages.
 
-- A message event becomes a `core.incoming.Incoming` (Slack's mrkdwn decoded, its `<url|label>`
+- A message event becomes a `core.chat.incoming.Incoming` (Slack's mrkdwn decoded, its `<url|label>`
   links read, shared files with the bot token to fetch them), and `decide` says what it asks, by
   the rule every platform shares. Each video to index gets one reply in the message's thread that
   shows its progress (`chat.update`) and then the result or the reason it failed.
@@ -15,7 +15,7 @@ Slack delivers one mention twice (as `app_mention` and as `message`) and retries
 thinks were lost (`X-Slack-Retry-Num`), so each message is handled once per (team, channel, ts).
 That memory is per process: several HTTP workers behind one request URL would each keep their own.
 Listeners only decide and schedule; the work runs in tasks this class tracks, so Slack gets its
-acknowledgement at once. What the bot says about jobs and videos is worded by `core.present`, in
+acknowledgement at once. What the bot says about jobs and videos is worded by `core.chat.present`, in
 Slack's markup (`STYLE`): every string that came from a video (title, file name) is bounded and
 neutralized by `safety.one_line` (no live link, no mention), then escaped (`&`, `<`, `>`), so it
 cannot form a mention (`<!channel>`) or a link; a model's text is escaped too.
@@ -44,14 +44,14 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler, async_default_handlers
 from slack_sdk.web.async_client import AsyncWebClient
 
-from core import present
+from core.chat import present
+from core.chat.incoming import COMMANDS, Action, Attachment, Decision, Incoming, Source, decide, run_command
 from core.config import Settings
 from core.errors import APOLOGY, UserFacingError
-from core.fetch import has_video_suffix
-from core.incoming import COMMANDS, Action, Attachment, Decision, Incoming, Source, decide, run_command
+from core.ingest.fetch import has_video_suffix
 from core.models import Answer, Progress, Scope, Stage, Video, fmt_time
-from core.safety import one_line
 from core.service import JobEvent, Service
+from core.text.safety import one_line
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from core.embed import normalise
-from core.store import _pymilvus_client
+from core.engines.embed import normalise
+from core.store.scoped import _pymilvus_client
 
 INDEXES = {
     "FLAT": {},

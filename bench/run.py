@@ -30,10 +30,10 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import numpy as np  # noqa: E402
 
 from bench.lecture import ROOT, rendered  # noqa: E402
-from core.chunk import chunk  # noqa: E402
 from core.config import Settings  # noqa: E402
-from core.embed import normalise  # noqa: E402
-from core.ingest import Models, ingest  # noqa: E402
+from core.engines.embed import normalise  # noqa: E402
+from core.ingest.chunk import chunk  # noqa: E402
+from core.ingest.pipeline import Models, ingest  # noqa: E402
 from core.models import Frame, Kind, Scope, Segment, VideoStatus  # noqa: E402
 from core.service import Service  # noqa: E402
 
@@ -144,7 +144,7 @@ async def part_ingest(svc: Service, video: Path) -> tuple[dict[str, Any], str]:
 
 # ---- part 2: the seed recipe --------------------------------------------------------------------
 async def part_baseline(svc: Service, vid: str, video: Path, duration: float, out: Path) -> dict[str, Any]:
-    from core import media
+    from core.ingest import media
 
     store = svc.store(SCOPE)
     speech = [s for s in await store.segments(vid, 0, 1e9) if s.kind == Kind.SPEECH]
@@ -249,7 +249,7 @@ async def part_two_ingests(svc: Service, video: Path) -> dict[str, Any]:
 
 # ---- part 5: answers through an OpenAI-compatible LLM -------------------------------------------
 async def part_llm(svc: Service, url: str, model: str, questions: list[str], n: int) -> dict[str, Any]:
-    from core.answer import OpenAIChat
+    from core.answer.compose import OpenAIChat
 
     svc.chat = OpenAIChat(url, model)
     await svc.ask(SCOPE, questions[0])  # warm-up

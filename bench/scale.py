@@ -32,11 +32,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
-from core import retrieve as retrieve_mod
 from core import synth
+from core.answer import retrieve as retrieve_mod
 from core.config import Settings
-from core.embed import normalise
-from core.ingest import Models
+from core.engines.embed import normalise
+from core.ingest.pipeline import Models
 from core.models import Kind, Scope, Segment, StoredFrame, VideoStatus
 from core.service import Service
 
@@ -572,7 +572,7 @@ async def wipe_database(url: str) -> None:
 
 
 def drop_prefixed(uri: str, prefix: str) -> None:
-    from core.vectors import _pymilvus_client
+    from core.store.vectors import _pymilvus_client
 
     client = _pymilvus_client()(uri=uri)
     try:

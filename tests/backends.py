@@ -23,8 +23,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from core.catalog import Catalog, open_catalog
 from core.config import Settings
+from core.store.catalog import Catalog, open_catalog
 
 BACKENDS = ["sqlite", "postgres"]
 

@@ -21,7 +21,7 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 from core import synth  # noqa: E402
 from core.config import Settings  # noqa: E402
-from core.ingest import Models  # noqa: E402
+from core.ingest.pipeline import Models  # noqa: E402
 from core.models import Scope, Video  # noqa: E402
 from core.service import Service  # noqa: E402
 
@@ -146,7 +146,7 @@ async def llm():
 async def llm_chat(llm):
     """An OpenAIChat client of the fake server, closed after the test (its connection pool would
     otherwise be left open: a ResourceWarning, so an error)."""
-    from core.answer import OpenAIChat
+    from core.answer.compose import OpenAIChat
 
     chat = OpenAIChat(llm.url, "pixtral-fake")
     yield chat

@@ -22,8 +22,8 @@ class Block:
         if name.split('.')[0] in {'discord', 'slack_bolt', 'slack_sdk'}:
             raise ImportError('core must not import ' + name)
 sys.meta_path.insert(0, Block())
-import core.service, core.answer, core.ingest, core.retrieve, core.store, core.fetch, core.jobs
-import core.incoming, core.present, core.worker, core.catalog
+import core.service, core.answer.compose, core.ingest.pipeline, core.answer.retrieve, core.store.scoped, core.ingest.fetch, core.jobs.queue
+import core.chat.incoming, core.chat.present, core.jobs.worker, core.store.catalog
 import adapters.console
 print('ok')
 """

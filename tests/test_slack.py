@@ -25,7 +25,7 @@ import pytest
 
 from adapters.slack_app import SlackBot, answer_messages, links_in, plain, run, split_text, to_mrkdwn, web_client
 from core import synth
-from core.answer import OpenAIChat
+from core.answer.compose import OpenAIChat
 from core.config import Settings
 from core.models import Answer, Citation, Job, JobStatus, Progress, Scope, Stage
 from core.service import JobEvent, Service

@@ -28,9 +28,9 @@ from urllib.parse import urlparse
 import numpy as np
 import pytest
 
-from core.catalog import SqliteCatalog
 from core.models import Frame, Scope, Segment
-from core.store import ScopedStore, VectorStore
+from core.store.catalog import SqliteCatalog
+from core.store.scoped import ScopedStore, VectorStore
 
 SERVER = os.environ.get("MILVUS_SERVER_URI", "http://127.0.0.1:19530")
 DIM, IMAGE_DIM = 8, 4
@@ -62,7 +62,7 @@ def server_tag() -> Iterator[str]:
     tag = uuid.uuid4().hex[:8]
     yield tag
     if _server_up():
-        from core.vectors import _pymilvus_client
+        from core.store.vectors import _pymilvus_client
 
         client = _pymilvus_client()(uri=SERVER)
         for c in client.list_collections():

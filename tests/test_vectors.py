@@ -1,4 +1,4 @@
-"""Milvus shared by several processes, and the two channel layouts (core/vectors.py).
+"""Milvus shared by several processes, and the two channel layouts (core/store/vectors.py).
 
 Two `VectorStore` objects with their own clients stand for two processes (a chat process and a
 worker): they share a `milvus-lite server` (Milvus Lite allows one process per file; its server
@@ -24,11 +24,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.migrate import migrate_layout
 from core.models import Scope
-from core.vectors import KEY_FIELD, VectorStore
-
-from .test_store import SERVER, _server_up, server_tag  # noqa: F401 - a module fixture, one set of collections per module
+from core.store.migrate import migrate_layout
+from core.store.vectors import KEY_FIELD, VectorStore
+from tests.test_store import SERVER, _server_up, server_tag  # noqa: F401 - a module fixture, one set of collections per module
 
 DIM, IMAGE_DIM = 8, 4
 MILVUS_LITE = Path(sys.executable).with_name("milvus-lite")

@@ -14,7 +14,7 @@ import pytest
 from adapters.console import parser, run
 from core.errors import UserFacingError
 from core.service import Service
-from core.store import ScopedStore
+from core.store.scoped import ScopedStore
 from tests.backends import BACKENDS
 from tests.reliability.conftest import console, stored
 

@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 
 from core.errors import UserFacingError
-from core.ingest import Models
+from core.ingest.pipeline import Models
 from core.service import JobEvent, Service
 from tests.reliability.conftest import console
 

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from core import media
 from core.config import Settings
 from core.errors import BadSource, UserFacingError
-from core.fetch import UrlGuard, download_file, fetch
+from core.ingest import media
+from core.ingest.fetch import UrlGuard, download_file, fetch
 from core.models import Scope
 from core.service import Service
 from tests.fakes.media_server import FakeMediaServer, Stream, page_with_captions

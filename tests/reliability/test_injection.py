@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from core import synth
-from core.answer import SYSTEM
+from core.answer.compose import SYSTEM
 from core.service import Service
 from tests.reliability.conftest import console
 
@@ -36,7 +36,7 @@ def assert_safe(text: str) -> None:
 
 
 async def test_injected_transcript_stays_quoted_and_the_answer_stays_safe(settings, models, llm, evil_lecture) -> None:
-    from core.answer import OpenAIChat
+    from core.answer.compose import OpenAIChat
 
     async with Service.open(settings, models=models, chat=OpenAIChat(llm.url, "pixtral-fake")) as svc:
         svc.start_workers(1)

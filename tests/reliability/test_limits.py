@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 
 from core.errors import Refused, UserFacingError
-from core.limits import RateLimiter
+from core.jobs.limits import RateLimiter
 from core.service import JobEvent, Service
 from tests.reliability.conftest import console
 

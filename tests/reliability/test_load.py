@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import pytest
 
-from core.answer import OpenAIChat
+from core.answer.compose import OpenAIChat
 from core.service import Service
 from tests.reliability.conftest import console
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from core.catalog import Catalog, open_catalog
-from core.jobs import DEAD, LOST, QUEUED, RUNNING, JobQueue, new_worker_id
+from core.jobs.queue import DEAD, LOST, QUEUED, RUNNING, JobQueue, new_worker_id
 from core.models import Scope
 from core.service import JobEvent, Service
+from core.store.catalog import Catalog, open_catalog
 from tests.backends import BACKENDS
 from tests.reliability.conftest import console
 
@@ -26,9 +26,9 @@ pytestmark = pytest.mark.parametrize("catalog_backend", BACKENDS, indirect=True)
 REPO = Path(__file__).resolve().parents[2]
 RACER = """
 import asyncio, json, pathlib, sys
-from core.catalog import open_catalog
+from core.store.catalog import open_catalog
 from core.config import Settings
-from core.jobs import JobQueue, new_worker_id
+from core.jobs.queue import JobQueue, new_worker_id
 async def main():
     cat = await open_catalog(Settings(data_dir=pathlib.Path(sys.argv[1]), database_url=sys.argv[2]))
     q, me, got = JobQueue(cat), new_worker_id(), []

@@ -27,10 +27,10 @@ import psycopg
 import pytest
 from aiohttp import web
 
-from core.catalog.postgres import PostgresCatalog
 from core.config import Settings
 from core.models import Job, Scope, Stage, VideoStatus
 from core.service import Service
+from core.store.catalog.postgres import PostgresCatalog
 from tests.conftest import TOPICS
 from tests.fakes.serve import serve
 from tests.reliability.conftest import short_lecture

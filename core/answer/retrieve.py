@@ -1,0 +1,286 @@
+"""Retrieval in one scope: text hits (speech, subtitles, on-screen text) and CLIP frame hits,
+narrowed to the words that answer, and fused by time.
+
+1. Read which video the question names, if any (`core.answer.naming`): "in the part 2 video", "the one
+   about compost", a title word, a video id. The naming phrase is set aside: the rest of the
+   question is what is asked, and what the moment is found by.
+2. First stage, three sources of candidates: the scope's text partition searched by vector
+   (top-k chunks), its full-text index searched by words (top-k; `lexical`, when the store has
+   one), and, when the question names a video, every unit of that video — so a rare word spoken
+   once among 1,000 videos, or "part 2" among five look-alike parts, is a candidate even when the
+   dense search ranks it nowhere. Dense and lexical lists are fused by rank (RRF).
+3. Split each speech chunk (~30 s) into units (one transcript segment, or two consecutive ones:
+   whisper often cuts a sentence in half); an on-screen text span is one unit already.
+4. Score every unit: its cosine similarity to what is asked (with its chunk's as context),
+   lexical evidence (the IDF-weighted share of the asked words it contains; its own video's title
+   words excluded — they name the video's topic, present on every slide, not the moment), and
+   how strongly the question names its video (IDF over the channel's titles). Each hit keeps its
+   best unit, so a citation spans the evidence.
+5. Add agreement by time: a different signal (on-screen text vs. speech) overlapping the moment
+   in the same video adds a share of its score, and a CLIP frame hit inside it adds a
+   reciprocal-rank term — a moment that several signals point at rises.
+6. Merge overlapping moments and keep the best few.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import weakref
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from core.answer.naming import Naming, Titles, name_tokens
+from core.engines.embed import BilingualEmbedder, ImageEmbedder, TextEmbedder
+from core.models import Hit, Kind
+from core.store.scoped import ScopedStore, VectorHit
+from core.text.words import STOP, stem, tokens
+
+__all__ = ["STOP", "Lexical", "Moment", "lexical_scores", "retrieve", "stem", "tokens"]
+
+UNIT_WEIGHT = 0.7  # a unit's own similarity, against its whole chunk's as context
+LEX_WEIGHT = 0.5  # lexical evidence, 0..1, scaled (0.3 → 0.5: recall@1 0.853 → 0.863 on eval/)
+NAME_WEIGHT = 0.3  # the named video's units gain this much; other named videos in proportion
+NAME_FULL = 2.5  # naming strength (IDF units over titles) that counts in full: ~one word unique to a title
+NAME_EXPAND = 1.0  # a video named at least this strongly (in a naming phrase) gives all its units
+TITLE_WEIGHT = 0.5  # penalty per unit of similarity to the video's title above TITLE_FLOOR
+TITLE_FLOOR = 0.3
+AGREE_WEIGHT = 0.25  # share of an overlapping, different signal's score added to a moment
+FRAME_WEIGHT = 1.0  # a CLIP frame hit inside a moment adds FRAME_WEIGHT / (RRF_K + rank)
+FUSE_WEIGHT = 1.0  # a first-stage hit's fused rank adds FUSE_WEIGHT * RRF over its dense and lexical ranks
+RRF_K = 20.0
+# The first stage's lexical source, in one place: True adds the catalog's full-text matches (FTS5
+# BM25 / tsvector) to the dense hits (when the store has a full-text index); False is dense-only.
+# bench/scale.py turns it off to measure what it buys: recall of a rare word spoken once among
+# 1,000 videos, and what it costs per ask (docs/benchmarks.md).
+HYBRID = True
+
+Call = Callable[..., Awaitable[Any]]
+Lexical = Callable[[str, int], Awaitable[list[VectorHit]]]  # words -> best-matching chunks of the scope
+
+
+_TITLE_CACHE: weakref.WeakKeyDictionary[Any, dict[str, np.ndarray]] = weakref.WeakKeyDictionary()  # embedder → title → vector
+_TITLES: dict[tuple[tuple[str, str], ...], Titles] = {}  # the last few channels' titles, tokenised
+
+
+@dataclass(frozen=True)
+class Moment:
+    hit: Hit
+    sources: tuple[str, ...]  # the signals that point here, for the log and the tests
+
+
+@dataclass
+class _Unit:
+    hit: int  # index of the text hit it comes from
+    start: float
+    end: float
+    text: str
+    score: float = 0.0
+    why: tuple[str, ...] = ()
+    vector: np.ndarray | None = None
+
+
+def _overlaps(a0: float, a1: float, b0: float, b1: float, slack: float = 0.5) -> bool:
+    return a0 <= b1 + slack and b0 <= a1 + slack
+
+
+def _titles(titles: dict[str, str]) -> Titles:
+    key = tuple(sorted(titles.items()))
+    if key not in _TITLES:
+        if len(_TITLES) > 32:
+            _TITLES.clear()
+        _TITLES[key] = Titles(titles)
+    return _TITLES[key]
+
+
+def naming_of(question: str, titles: dict[str, str]) -> Naming:
+    """Which of `titles` (video id -> title) the question names, and what it asks."""
+    return _titles(titles).naming(question)
+
+
+async def _units(store: ScopedStore, hits: list[VectorHit]) -> list[_Unit]:
+    """Each hit's units with the vectors stored at ingest; a hit without any (indexed before units
+    were stored) is its own unit, embedded now."""
+    units: list[_Unit] = []
+    # all at once: one round trip's wait instead of one per hit (PostgreSQL's pool runs them side by side)
+    each = await asyncio.gather(*(store.units(h.video_id, h.start, h.end, h.kind) for h in hits))
+    for i, (h, found) in enumerate(zip(hits, each, strict=True)):
+        if h.kind == Kind.OCR:
+            found = [(seg, v) for seg, v in found if abs(seg.start - h.start) < 0.01][:1]
+        if not found:
+            units.append(_Unit(i, h.start, h.end, h.text))
+        units += [_Unit(i, seg.start, seg.end, seg.text, vector=v) for seg, v in found]
+    return units
+
+
+def fuse(*ranked: list[VectorHit]) -> list[tuple[VectorHit, float]]:
+    """Reciprocal-rank fusion of ranked hit lists: each distinct chunk once, with the sum of
+    1 / (RRF_K + rank) over the lists that have it, best first."""
+    fused: dict[tuple[str, str, float, float], list[Any]] = {}
+    for hits in ranked:
+        for rank, h in enumerate(hits):
+            key = _key(h)
+            if key in fused:
+                fused[key][1] += 1.0 / (RRF_K + rank)
+            else:
+                fused[key] = [h, 1.0 / (RRF_K + rank)]
+    return sorted(((h, r) for h, r in fused.values()), key=lambda hr: -hr[1])
+
+
+async def _named_units(store: ScopedStore, video_id: str, seen: set[tuple[str, str, float, float]]) -> list[VectorHit]:
+    """Every unit of a named video not among the candidates yet, each as a hit of its own."""
+    out: list[VectorHit] = []
+    for kind in (Kind.SPEECH, Kind.SUBTITLE, Kind.OCR):
+        for seg, _ in await store.units(video_id, 0.0, 1e12, kind):
+            key = (video_id, str(kind), round(seg.start, 2), round(seg.end, 2))
+            if key not in seen:
+                seen.add(key)
+                out.append(VectorHit(video_id, seg.start, seg.end, str(kind), seg.text, math.nan))
+    return out
+
+
+async def retrieve(store: ScopedStore, question: str, text: TextEmbedder, image: ImageEmbedder | None,
+                   call: Call, top_k: int = 8, keep: int = 3,
+                   titles: dict[str, str] | None = None, lexical: Lexical | None = None,
+                   multilingual: bool = True) -> list[Moment]:
+    """The best `keep` moments for `question` in `store`'s scope. `titles` (video id → title,
+    every video of the scope) tell which video a question names; `lexical` (default: the store's
+    own full-text search, if it has one) adds candidates by words to the dense ones.
+    `multilingual=False` says the scope holds English passages only (see `BilingualEmbedder`).
+
+    Only the question is embedded here (and a title the first time it is seen): every unit's
+    vector was stored at ingest, so an answer costs one small embedding, not dozens."""
+    titles = titles or {}
+    if lexical is None and HYBRID:
+        lexical = getattr(store, "lexical_hits", None)
+
+    async def title_vectors(names: list[str]) -> list[np.ndarray]:
+        cache = _TITLE_CACHE.setdefault(text, {})
+        new = sorted({n for n in names if n not in cache})
+        if new:
+            cache.update(zip(new, await call(text.embed, new), strict=True))
+        return [cache[n] for n in names]
+
+    naming = naming_of(question, titles)
+    asked = naming.content
+    if isinstance(text, BilingualEmbedder):
+        qv = (await call(lambda: text.embed_query([asked], multilingual)))[0]
+    else:
+        qv = (await call(getattr(text, "embed_query", text.embed), [asked]))[0]
+    dense = await store.search_text(qv, top_k)
+    words = await lexical(asked, top_k) if lexical is not None else []
+    frame_hits: list[VectorHit] = []
+    if image is not None:
+        frame_hits = await store.search_frames((await call(image.embed_text, [question]))[0], top_k)
+    fused = fuse(dense, words)
+    hits = [h for h, _ in fused]
+    rrf = [r for _, r in fused]
+    best = naming.best()
+    if naming.phrases and best is not None and best[1] >= NAME_EXPAND:
+        seen = {_key(h) for h in hits}
+        extra = await _named_units(store, best[0], seen)
+        hits += extra
+        rrf += [0.0] * len(extra)
+    if not hits:
+        return []
+
+    units = await _units(store, hits)
+    vids = sorted({h.video_id for h in hits})
+    # a unit stored without a vector, or by another text model (TEXT_EMBEDDER or TEXT_MULTILINGUAL
+    # changed since it was indexed), is embedded now rather than compared across spaces
+    missing = [u for u in units if u.vector is None or u.vector.shape != qv.shape]
+    if missing:
+        for u, v in zip(missing, await call(text.embed, [u.text for u in missing]), strict=True):
+            u.vector = v
+    title_vecs = dict(zip(vids, await title_vectors([titles.get(v, "") for v in vids]), strict=True))
+    topic = {v: {t for t in name_tokens(titles.get(v, "")) if t.isalpha()} for v in vids}
+    lex = lexical_scores(asked, [u.text for u in units], ignore_each=[topic[hits[u.hit].video_id] for u in units])
+    strongest = max(best[1] if best else 0.0, NAME_FULL)
+    dense_of = [float(u.vector @ qv) for u in units]
+    context = _context(hits, {_key(h) for h in dense}, units, dense_of)
+    for u, d, x in zip(units, dense_of, lex, strict=True):
+        h = hits[u.hit]
+        named = naming.scores.get(h.video_id, 0.0) / strongest
+        u.score = (UNIT_WEIGHT * d + (1 - UNIT_WEIGHT) * context[u.hit] + LEX_WEIGHT * x
+                   + NAME_WEIGHT * named + FUSE_WEIGHT * rrf[u.hit])
+        u.why = (f"{h.kind}#{u.hit}", f"dense:{d:.2f}", f"lex:{x:.2f}", f"name:{named:.2f}", f"rrf:{rrf[u.hit]:.3f}")
+        if titles.get(h.video_id) and TITLE_WEIGHT:
+            restate = float(u.vector @ title_vecs[h.video_id])
+            u.score -= TITLE_WEIGHT * max(0.0, restate - TITLE_FLOOR)
+            u.why += (f"title:{restate:.2f}",)
+    top: dict[int, _Unit] = {}
+    for u in units:
+        if u.hit not in top or u.score > top[u.hit].score:
+            top[u.hit] = u
+    moments = [(Hit(hits[i].video_id, u.start, u.end, u.text, hits[i].kind, u.score), u.why)
+               for i, u in sorted(top.items())]
+
+    scored: list[Moment] = []
+    for i, (hit, why) in enumerate(moments):
+        agree = max((o.score for j, (o, _) in enumerate(moments)
+                     if j != i and o.video_id == hit.video_id and o.kind != hit.kind
+                     and _overlaps(hit.start, hit.end, o.start, o.end, 0.0)), default=0.0)
+        score = hit.score + AGREE_WEIGHT * max(agree, 0.0)
+        for rank, f in enumerate(frame_hits):
+            if f.video_id == hit.video_id and _overlaps(hit.start, hit.end, f.start, f.end):
+                score += FRAME_WEIGHT / (RRF_K + rank)
+                why += (f"frame#{rank}",)
+                break
+        scored.append(Moment(Hit(hit.video_id, hit.start, hit.end, hit.text, hit.kind, score), why))
+
+    scored.sort(key=lambda m: -m.hit.score)
+    kept: list[Moment] = []
+    for m in scored:
+        if not any(o.hit.video_id == m.hit.video_id and _overlaps(m.hit.start, m.hit.end, o.hit.start, o.hit.end, 0.0)
+                   for o in kept):
+            kept.append(m)
+        if len(kept) == keep:
+            break
+    return kept
+
+
+def _context(hits: list[VectorHit], dense_keys: set[tuple[str, str, float, float]], units: list[_Unit],
+             dense: list[float]) -> list[float]:
+    """Each hit's similarity as a whole: the dense search's score, or — for a hit that came from
+    words or from naming, whose chunk vector was not searched — its best unit's."""
+    out = []
+    for i, h in enumerate(hits):
+        if _key(h) in dense_keys:
+            out.append(float(h.score))
+        else:
+            out.append(max((d for u, d in zip(units, dense, strict=True) if u.hit == i), default=0.0))
+    return out
+
+
+def _key(h: VectorHit) -> tuple[str, str, float, float]:
+    return (h.video_id, str(h.kind), round(h.start, 2), round(h.end, 2))
+
+
+def lexical_scores(question: str, docs: list[str], ignore: set[str] | frozenset[str] = frozenset(),
+                   ignore_each: list[set[str]] | None = None) -> list[float]:
+    """For each doc, the IDF-weighted share of the question's words it contains (0..1). IDF is
+    taken over `docs`, so words many candidates share count for little; the words of `ignore`
+    count for no doc, and those of `ignore_each[i]` (doc i's own video's title: the topic it
+    shares with every other moment of that video) not for doc i."""
+    q = tokens(question) - ignore
+    if not q or not docs:
+        return [0.0] * len(docs)
+    sets = [tokens(d) for d in docs]
+    if ignore_each is not None:
+        sets = [d - skip for d, skip in zip(sets, ignore_each, strict=True)]
+    n = len(docs)
+    idf = {t: math.log(1 + n / (1 + sum(t in d for d in sets))) for t in q}
+    if ignore_each is None:
+        total = sum(idf.values()) or 1.0
+        return [sum(idf[t] for t in q if t in d) / total for d in sets]
+    # A word ignored for a doc counts on neither side of its share: a question that names the
+    # video by a title word ("... of photosynthesis?") is not scored lower on that video's slides
+    # for a word none of them may count, while other videos' docs still miss it.
+    out = []
+    for d, skip in zip(sets, ignore_each, strict=True):
+        total = sum(v for t, v in idf.items() if t not in skip) or 1.0
+        out.append(sum(idf[t] for t in q if t in d) / total)
+    return out

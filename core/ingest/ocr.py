@@ -1,0 +1,102 @@
+"""On-screen text: RapidOCR on sampled frames, skipping frames that did not change and merging
+identical text across consecutive frames into one timed span (kind `ocr`)."""
+
+from __future__ import annotations
+
+import difflib
+import logging
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+from PIL import Image
+
+from core.models import Frame, Kind, Segment
+
+log = logging.getLogger(__name__)
+
+
+class Reader(Protocol):
+    def read(self, image: Path) -> str: ...
+
+
+class RapidReader:
+    """RapidOCR with its bundled PP-OCR ONNX models. The detector upscales a 640×360 frame to
+    480 px high: at the native 360 px it misses small or long lines (a 22-px formula line of a
+    slide was dropped); its default (736) costs 0.39 s a frame against 0.26 s at 480. The
+    text-angle classifier is off: screen text is upright, and it cost 20% of the time.
+
+    One onnxruntime thread by default: OCR runs beside transcription (core/ingest/pipeline.py), and with two
+    threads onnxruntime's spinning workers used ~50% more CPU time for the same frames, slowing
+    both lanes (docs/benchmarks.md)."""
+
+    def __init__(self, min_score: float = 0.6, threads: int = 1) -> None:
+        from rapidocr import RapidOCR
+
+        self.engine = RapidOCR(params={"Det.limit_type": "min", "Det.limit_side_len": 480,
+                                       "Global.use_cls": False, "Global.log_level": "warning",
+                                       "EngineConfig.onnxruntime.intra_op_num_threads": threads,
+                                       "EngineConfig.onnxruntime.inter_op_num_threads": 1})
+        self.min_score = min_score
+
+    def read(self, image: Path) -> str:
+        out = self.engine(str(image))
+        texts = getattr(out, "txts", None)  # RapidOCROutput; None when the page has no text
+        if not texts:
+            return ""
+        scores = getattr(out, "scores", None) or [1.0] * len(texts)
+        return "\n".join(t.strip() for t, s in zip(texts, scores, strict=False)
+                         if t.strip() and s >= self.min_score)
+
+
+def thumbnail(path: Path | str) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("L").resize((160, 90)), dtype=np.float32)
+
+
+def same_image(a: np.ndarray, b: np.ndarray, level: float = 24.0, share: float = 0.001) -> bool:
+    """Fewer than `share` of the pixels of two 160×90 greyscale thumbnails differ by more than
+    `level` grey levels. A changed line of text moves a few percent of the pixels by far more;
+    compression noise on a still slide moves many pixels by a little. (A mean difference cannot
+    tell the two apart: one new line on a plain slide shifts the mean by under two levels.)"""
+    return float((np.abs(a - b) > level).mean()) < share
+
+
+def same_text(a: str, b: str) -> bool:
+    """The same slide read twice (OCR may differ by a character), not a slide that adds a line
+    to the previous one: build-up slides must each keep their span."""
+    if a == b:
+        return True
+    longest = max(len(a), len(b))
+    return abs(len(a) - len(b)) <= max(2, 0.05 * longest) and difflib.SequenceMatcher(None, a, b).ratio() >= 0.9
+
+
+def read_frames(reader: Reader, frames: list[Frame], duration: float) -> tuple[list[Segment], dict[float, str]]:
+    """Timed on-screen text for `frames` (sorted by time), and the text read on each frame.
+
+    A frame whose thumbnail matches the previous one reuses its text without running OCR; a run of
+    frames with the same text becomes one segment from the first frame to the next change.
+    """
+    texts: dict[float, str] = {}
+    prev_thumb: np.ndarray | None = None
+    prev_text = ""
+    for f in frames:
+        thumb = thumbnail(f.path)
+        if prev_thumb is not None and same_image(thumb, prev_thumb):
+            text = prev_text
+        else:
+            text = reader.read(Path(f.path))
+        texts[f.time] = text
+        prev_thumb, prev_text = thumb, text
+    segments: list[Segment] = []
+    run_start, run_text = None, ""
+    for f in frames:
+        text = texts[f.time]
+        if run_start is not None and same_text(text, run_text):
+            continue
+        if run_start is not None and run_text:
+            segments.append(Segment(run_start, f.time, run_text, Kind.OCR))
+        run_start, run_text = f.time, text
+    if run_start is not None and run_text:
+        segments.append(Segment(run_start, max(duration, run_start), run_text, Kind.OCR))
+    return segments, texts

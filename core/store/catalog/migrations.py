@@ -1,0 +1,140 @@
+"""The catalog's schema, as numbered migrations per backend, applied in order at start-up.
+
+Each migration is `(version, statements)`; `Catalog.migrate` runs the ones newer than the highest
+row of `schema_version` in one transaction each, and records them there. Never edit a released
+migration: add the next number. SQLite's version 1 is the schema from before versions existed
+(`CREATE … IF NOT EXISTS`), so a catalog.db written by an earlier vidrag upgrades in place.
+
+Column names `end` and `time` are quoted everywhere: `end` is reserved in PostgreSQL.
+"""
+
+from __future__ import annotations
+
+Migration = tuple[int, tuple[str, ...]]
+
+SQLITE: list[Migration] = [
+    (1, (
+        """CREATE TABLE IF NOT EXISTS videos (
+  id TEXT NOT NULL, scope TEXT NOT NULL, source TEXT NOT NULL, url TEXT NOT NULL DEFAULT '',
+  title TEXT NOT NULL DEFAULT '', duration REAL NOT NULL DEFAULT 0, status TEXT NOT NULL,
+  error TEXT NOT NULL DEFAULT '', created REAL NOT NULL, PRIMARY KEY (scope, id))""",
+        """CREATE TABLE IF NOT EXISTS jobs (
+  id TEXT PRIMARY KEY, video_id TEXT NOT NULL, scope TEXT NOT NULL, source TEXT NOT NULL,
+  headers TEXT NOT NULL DEFAULT '{}', stage TEXT NOT NULL, status TEXT NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0, lease_until REAL NOT NULL DEFAULT 0, worker TEXT NOT NULL DEFAULT '',
+  error TEXT NOT NULL DEFAULT '', requested_by TEXT NOT NULL DEFAULT '', created REAL NOT NULL,
+  updated REAL NOT NULL)""",
+        "CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status, created)",
+        """CREATE TABLE IF NOT EXISTS segments (
+  scope TEXT NOT NULL, video_id TEXT NOT NULL, start REAL NOT NULL, "end" REAL NOT NULL,
+  kind TEXT NOT NULL, text TEXT NOT NULL)""",
+        "CREATE INDEX IF NOT EXISTS segments_video ON segments(scope, video_id, start)",
+        """CREATE TABLE IF NOT EXISTS units (
+  scope TEXT NOT NULL, video_id TEXT NOT NULL, start REAL NOT NULL, "end" REAL NOT NULL,
+  kind TEXT NOT NULL, text TEXT NOT NULL, vec BLOB NOT NULL)""",
+        "CREATE INDEX IF NOT EXISTS units_video ON units(scope, video_id, start)",
+        """CREATE TABLE IF NOT EXISTS frames (
+  scope TEXT NOT NULL, video_id TEXT NOT NULL, "time" REAL NOT NULL, path TEXT NOT NULL,
+  ocr TEXT NOT NULL DEFAULT '')""",
+        """CREATE INDEX IF NOT EXISTS frames_video ON frames(scope, video_id, "time")""",
+        """CREATE TABLE IF NOT EXISTS turns (
+  scope TEXT NOT NULL, thread TEXT NOT NULL, question TEXT NOT NULL, answer TEXT NOT NULL,
+  created REAL NOT NULL)""",
+        "CREATE INDEX IF NOT EXISTS turns_thread ON turns(scope, thread, created)",
+    )),
+    # Typed jobs (a flag instead of a JSON null), frames readable by every process (their JPEG in
+    # the row), and a full-text index over the timed text. Segments get an explicit integer key:
+    # the external-content FTS table points at it, and an implicit rowid may change on VACUUM.
+    (2, (
+        "ALTER TABLE jobs ADD COLUMN needs_auth INTEGER NOT NULL DEFAULT 0",
+        "UPDATE jobs SET needs_auth = CASE WHEN headers = 'null' THEN 0 ELSE 1 END",
+        "ALTER TABLE jobs DROP COLUMN headers",
+        "CREATE INDEX jobs_scope ON jobs(scope, video_id)",
+        "ALTER TABLE frames ADD COLUMN jpeg BLOB",
+        """CREATE TABLE segments_v2 (
+  id INTEGER PRIMARY KEY, scope TEXT NOT NULL, video_id TEXT NOT NULL, start REAL NOT NULL,
+  "end" REAL NOT NULL, kind TEXT NOT NULL, text TEXT NOT NULL)""",
+        """INSERT INTO segments_v2 (scope, video_id, start, "end", kind, text)
+  SELECT scope, video_id, start, "end", kind, text FROM segments""",
+        "DROP TABLE segments",
+        "ALTER TABLE segments_v2 RENAME TO segments",
+        "CREATE INDEX segments_video ON segments(scope, video_id, start)",
+        """CREATE VIRTUAL TABLE segments_fts USING fts5(
+  text, content='segments', content_rowid='id', tokenize='porter unicode61')""",
+        "INSERT INTO segments_fts(segments_fts) VALUES ('rebuild')",
+        """CREATE TRIGGER segments_fts_insert AFTER INSERT ON segments BEGIN
+  INSERT INTO segments_fts(rowid, text) VALUES (new.id, new.text); END""",
+        """CREATE TRIGGER segments_fts_delete AFTER DELETE ON segments BEGIN
+  INSERT INTO segments_fts(segments_fts, rowid, text) VALUES ('delete', old.id, old.text); END""",
+    )),
+    # The full-text index also holds each segment's channel, so a search is narrowed to one channel
+    # inside FTS5 (`scope:^"…" AND (…)`) instead of matching every channel's segments, ranking
+    # them all by BM25, and keeping this channel's after the join: with 5,000 channels a lexical
+    # search took 156 ms (p50), now 1-2 ms with stop words also left out of the query
+    # (catalog.base.words; bench/scale.py, docs/benchmarks.md).
+    (3, (
+        "DROP TRIGGER segments_fts_insert",
+        "DROP TRIGGER segments_fts_delete",
+        "DROP TABLE segments_fts",
+        """CREATE VIRTUAL TABLE segments_fts USING fts5(
+  text, scope, content='segments', content_rowid='id', tokenize='porter unicode61')""",
+        "INSERT INTO segments_fts(segments_fts) VALUES ('rebuild')",
+        """CREATE TRIGGER segments_fts_insert AFTER INSERT ON segments BEGIN
+  INSERT INTO segments_fts(rowid, text, scope) VALUES (new.id, new.text, new.scope); END""",
+        """CREATE TRIGGER segments_fts_delete AFTER DELETE ON segments BEGIN
+  INSERT INTO segments_fts(segments_fts, rowid, text, scope) VALUES ('delete', old.id, old.text, old.scope); END""",
+    )),
+    # The language Whisper detected in a video ("" when none was: subtitles, no speech). A channel
+    # whose videos are all English asks with MiniLM alone: the multilingual half of the question's
+    # vector only meets passages in other languages (core.engines.embed.BilingualEmbedder).
+    (4, ("ALTER TABLE videos ADD COLUMN language TEXT NOT NULL DEFAULT ''",)),
+]
+
+POSTGRES: list[Migration] = [
+    (1, (
+        """CREATE TABLE videos (
+  id TEXT NOT NULL, scope TEXT NOT NULL, source TEXT NOT NULL, url TEXT NOT NULL DEFAULT '',
+  title TEXT NOT NULL DEFAULT '', duration DOUBLE PRECISION NOT NULL DEFAULT 0, status TEXT NOT NULL,
+  error TEXT NOT NULL DEFAULT '', created DOUBLE PRECISION NOT NULL, PRIMARY KEY (scope, id))""",
+        """CREATE TABLE jobs (
+  id TEXT PRIMARY KEY, video_id TEXT NOT NULL, scope TEXT NOT NULL, source TEXT NOT NULL,
+  stage TEXT NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+  lease_until DOUBLE PRECISION NOT NULL DEFAULT 0, worker TEXT NOT NULL DEFAULT '',
+  error TEXT NOT NULL DEFAULT '', requested_by TEXT NOT NULL DEFAULT '',
+  needs_auth INTEGER NOT NULL DEFAULT 0, created DOUBLE PRECISION NOT NULL,
+  updated DOUBLE PRECISION NOT NULL)""",
+        "CREATE INDEX jobs_status ON jobs(status, created)",
+        "CREATE INDEX jobs_scope ON jobs(scope, video_id)",
+        """CREATE TABLE segments (
+  id BIGSERIAL PRIMARY KEY, scope TEXT NOT NULL, video_id TEXT NOT NULL,
+  start DOUBLE PRECISION NOT NULL, "end" DOUBLE PRECISION NOT NULL, kind TEXT NOT NULL, text TEXT NOT NULL,
+  tsv tsvector GENERATED ALWAYS AS (to_tsvector('english', text)) STORED)""",
+        "CREATE INDEX segments_video ON segments(scope, video_id, start)",
+        "CREATE INDEX segments_tsv ON segments USING GIN (tsv)",
+        """CREATE TABLE units (
+  scope TEXT NOT NULL, video_id TEXT NOT NULL, start DOUBLE PRECISION NOT NULL,
+  "end" DOUBLE PRECISION NOT NULL, kind TEXT NOT NULL, text TEXT NOT NULL, vec BYTEA NOT NULL)""",
+        "CREATE INDEX units_video ON units(scope, video_id, start)",
+        """CREATE TABLE frames (
+  scope TEXT NOT NULL, video_id TEXT NOT NULL, "time" DOUBLE PRECISION NOT NULL, path TEXT NOT NULL,
+  ocr TEXT NOT NULL DEFAULT '', jpeg BYTEA)""",
+        """CREATE INDEX frames_video ON frames(scope, video_id, "time")""",
+        """CREATE TABLE turns (
+  scope TEXT NOT NULL, thread TEXT NOT NULL, question TEXT NOT NULL, answer TEXT NOT NULL,
+  created DOUBLE PRECISION NOT NULL)""",
+        "CREATE INDEX turns_thread ON turns(scope, thread, created)",
+    )),
+    # Full-text search within one channel from one index: GIN over (scope, tsv) (btree_gin, a
+    # trusted contrib extension) instead of the words' index alone, whose matches in every other
+    # channel were fetched and filtered out first. A common word's count in a channel of 1,000
+    # lectures (catalog.base.RANK_CAP) took 100-160 ms, now 1-5 ms (bench/scale.py).
+    (2, (
+        "CREATE EXTENSION IF NOT EXISTS btree_gin",
+        "CREATE INDEX segments_scope_tsv ON segments USING GIN (scope, tsv)",
+        "DROP INDEX segments_tsv",
+    )),
+    # The language Whisper detected in a video ("" when none was: subtitles, no speech). A channel
+    # whose videos are all English asks with MiniLM alone: the multilingual half of the question's
+    # vector only meets passages in other languages (core.engines.embed.BilingualEmbedder).
+    (3, ("ALTER TABLE videos ADD COLUMN language TEXT NOT NULL DEFAULT ''",)),
+]

@@ -1,0 +1,112 @@
+"""The embedded catalog: one SQLite file (WAL, busy timeout) under DATA_DIR, the default.
+
+One aiosqlite connection per process; writes go through one lock, and a transaction is
+`BEGIN IMMEDIATE` (the write lock taken at once), so two processes never both lease one job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any, cast
+
+import aiosqlite
+
+from core.models import Kind, Scope
+from core.store.catalog.base import Catalog, LexicalHit, Row
+from core.store.catalog.migrations import SQLITE
+
+
+class _SqliteTx:
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self.db = db
+
+    async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
+        async with self.db.execute(sql, args) as cur:
+            # sqlite3.Row reads like a Mapping (row["col"]), though typeshed does not declare it one
+            return cast(list[Row], list(await cur.fetchall()))
+
+    async def run(self, sql: str, args: Sequence[Any] = ()) -> int:
+        cur = await self.db.execute(sql, args)
+        return cur.rowcount
+
+    async def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            await self.db.executemany(sql, rows)
+
+
+class SqliteCatalog(Catalog):
+    backend = "sqlite"
+    migrations = SQLITE
+
+    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
+        self.db = db
+        self.path = path
+        self.lock = asyncio.Lock()  # one writer transaction at a time on this connection
+
+    @classmethod
+    async def open(cls, path: Path) -> SqliteCatalog:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(str(path), timeout=30, isolation_level=None)
+        db.row_factory = aiosqlite.Row
+        try:
+            await db.execute("PRAGMA busy_timeout=30000")
+            await db.execute("PRAGMA journal_mode=WAL")
+        except BaseException:
+            await db.close()
+            raise
+        return await cls(db, path)._started()
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    async def _fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
+        async with self.db.execute(sql, args) as cur:
+            # sqlite3.Row reads like a Mapping (row["col"]), though typeshed does not declare it one
+            return cast(list[Row], list(await cur.fetchall()))
+
+    async def _run(self, sql: str, args: Sequence[Any] = ()) -> int:
+        async with self.lock:
+            cur = await self.db.execute(sql, args)
+            return cur.rowcount
+
+    @contextlib.asynccontextmanager
+    async def _tx(self) -> AsyncIterator[_SqliteTx]:
+        async with self.lock:
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield _SqliteTx(self.db)
+                await self.db.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.OperationalError):  # a cancelled COMMIT may have run
+                    await self.db.execute("ROLLBACK")
+                raise
+
+    @staticmethod
+    def _in_scope(scope: Scope, expr: str) -> str:
+        """An FTS5 query: `expr` within the channel. The channel is matched inside FTS5 (migration
+        3: the index holds each segment's scope), so only this channel's matches are ranked; the
+        join's `s.scope=?` stays the exact check (the anchored phrase also matches a longer key
+        that starts with this one's words)."""
+        if not re.search(r"\w", scope.key):
+            return expr
+        return f'scope : ^"{scope.key.replace(chr(34), chr(34) * 2)}" AND ({expr})'
+
+    async def _count_matches(self, scope: Scope, term: str, most: int) -> int:
+        rows = await self._fetch("SELECT COUNT(*) AS n FROM (SELECT 1 FROM segments_fts WHERE segments_fts MATCH ? LIMIT ?)",
+                                 (self._in_scope(scope, f'"{term}"'), most))
+        return int(rows[0]["n"])
+
+    async def _lexical(self, scope: Scope, terms: list[str], limit: int) -> list[LexicalHit]:
+        match = self._in_scope(scope, " OR ".join(f'"{t}"' for t in terms))
+        rows = await self._fetch(
+            'SELECT s.video_id, s.start, s."end", s.kind, s.text, -bm25(segments_fts) AS score '
+            "FROM segments_fts JOIN segments s ON s.id = segments_fts.rowid "
+            "WHERE segments_fts MATCH ? AND s.scope=? ORDER BY bm25(segments_fts) LIMIT ?",
+            (match, scope.key, limit))
+        return [(r["video_id"], float(r["start"]), float(r["end"]), Kind(r["kind"]), r["text"], float(r["score"]))
+                for r in rows]

@@ -1,0 +1,177 @@
+"""`ScopedStore`, the only way in to a channel's vectors and rows: every method is bound to one
+`Scope`, so a search, read or delete without a scope cannot be written.
+
+The rows live in the catalog (`core.store.catalog`: SQLite or PostgreSQL, which holds all the SQL); the
+vectors in `core.store.vectors.VectorStore` (re-exported here), always called with this scope's partition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.models import Frame, Scope, Segment, StoredFrame, Turn, Video
+from core.store.catalog import Catalog, LexicalHit
+from core.store.vectors import VectorHit, VectorStore, _pymilvus_client  # noqa: F401 - re-exported
+
+log = logging.getLogger(__name__)
+
+
+class ScopedStore:
+    """Everything vidrag keeps about one channel. Every call below passes `self.scope`.
+
+    `files` is DATA_DIR/videos: where a frame indexed on another host is written from its catalog
+    bytes before an adapter attaches it (`frame_file`)."""
+
+    def __init__(self, scope: Scope, vectors: VectorStore, catalog: Catalog, files: Path | None = None) -> None:
+        self.scope = scope
+        self.vectors = vectors
+        self.catalog = catalog
+        self.files = files
+        self.key = scope.key
+        self.partition = scope.partition
+
+    async def _milvus(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.vectors.executor, fn, *args)
+
+    # catalog: videos
+    async def videos(self) -> list[Video]:
+        return await self.catalog.videos(self.scope)
+
+    async def video(self, video_id: str) -> Video | None:
+        return await self.catalog.video(self.scope, video_id)
+
+    async def add_video(self, video_id: str, source: str, url: str, title: str) -> None:
+        await self.catalog.add_video(self.scope, video_id, source, url, title)
+
+    async def update_video(self, video_id: str, **fields: Any) -> None:
+        await self.catalog.update_video(self.scope, video_id, **fields)
+
+    async def titles(self) -> dict[str, Video]:
+        return {v.id: v for v in await self.videos()}
+
+    # vectors and timed text
+    async def put_text(self, video_id: str, chunks: list[Segment], vectors: np.ndarray,
+                       segments: list[Segment], units: list[Segment] = (), unit_vectors: np.ndarray | None = None) -> None:  # type: ignore[assignment]
+        """Chunks go to Milvus (what a question searches); segments (the evidence quoted in answers,
+        and the full-text index) and units with their vectors (what a hit is narrowed to) to the catalog."""
+        rows = [{"id": f"{video_id}:t{i}", "vector": v.tolist(), "video_id": video_id,
+                 "start": c.start, "end": c.end, "kind": str(c.kind), "text": c.text[:8000]}
+                for i, (c, v) in enumerate(zip(chunks, vectors, strict=True))]
+        await self._milvus(self.vectors.insert, self.vectors.text, self.partition, rows)
+        uv = unit_vectors if unit_vectors is not None else np.zeros((0, 0), np.float32)
+        await self.catalog.put_text(self.scope, video_id, segments, units, uv)
+
+    async def units(self, video_id: str, start: float, end: float, kind: str) -> list[tuple[Segment, np.ndarray]]:
+        """Units of `kind` lying within [start, end], each with its stored vector."""
+        return await self.catalog.units(self.scope, video_id, start, end, kind)
+
+    async def put_frames(self, video_id: str, frames: list[Frame], ocr: dict[float, str],
+                         vectors: np.ndarray | None) -> None:
+        """Frame vectors to Milvus; each frame's time, path, text and JPEG bytes to the catalog,
+        so that a process on another host can attach it."""
+        if vectors is not None and self.vectors.frames:
+            rows = [{"id": f"{video_id}:f{i}", "vector": v.tolist(), "video_id": video_id,
+                     "start": f.time, "end": f.time, "kind": "frame", "path": f.path}
+                    for i, (f, v) in enumerate(zip(frames, vectors, strict=True))]
+            await self._milvus(self.vectors.insert, self.vectors.frames, self.partition, rows)
+        jpegs = await asyncio.to_thread(lambda: [_read(f.path) for f in frames])
+        await self.catalog.put_frames(self.scope, video_id,
+                                      [(f.time, f.path, ocr.get(f.time, ""), b) for f, b in zip(frames, jpegs, strict=True)])
+
+    async def search_text(self, vector: np.ndarray, limit: int) -> list[VectorHit]:
+        return await self._milvus(self.vectors.search, self.vectors.text, self.partition, vector, limit, "text")
+
+    async def search_frames(self, vector: np.ndarray, limit: int) -> list[VectorHit]:
+        if not self.vectors.frames:
+            return []
+        return await self._milvus(self.vectors.search, self.vectors.frames, self.partition, vector,
+                                  limit, "path")
+
+    async def lexical(self, query: str, limit: int) -> list[LexicalHit]:
+        """Full-text search of this channel's segments: (video_id, start, end, kind, text, score),
+        best first (BM25 on SQLite, ts_rank on PostgreSQL)."""
+        return await self.catalog.lexical(self.scope, query, limit)
+
+    async def lexical_hits(self, query: str, limit: int) -> list[VectorHit]:
+        """`lexical` as first-stage candidates for `core.answer.retrieve`: each matching segment a hit."""
+        return [VectorHit(v, s, e, str(k), t, sc) for v, s, e, k, t, sc in await self.lexical(query, limit)]
+
+    async def segments(self, video_id: str, start: float, end: float) -> list[Segment]:
+        return await self.catalog.segments(self.scope, video_id, start, end)
+
+    async def frames(self, video_id: str) -> list[StoredFrame]:
+        return await self.catalog.frames(self.scope, video_id)
+
+    async def frame_file(self, video_id: str, time: float, path: str) -> Path | None:
+        """A local file of the frame at `time`: `path` when this host wrote it, else a copy written
+        from the catalog's bytes under DATA_DIR/videos (kept for the next answer; a forget or wipe
+        removes it with the video's folder). None when neither exists."""
+        if await asyncio.to_thread(os.path.isfile, path):
+            return Path(path)
+        if self.files is None:
+            return None
+        local = self.files / self.partition / video_id / "frames-cache" / f"{time:.3f}.jpg"
+        if await asyncio.to_thread(local.is_file):
+            return local
+        data = await self.catalog.frame_jpeg(self.scope, video_id, time)
+        if data is None:
+            return None
+        await asyncio.to_thread(_write, local, data)
+        return local
+
+    async def drop_vectors(self, video_ids: Sequence[str]) -> None:
+        for c in filter(None, (self.vectors.text, self.vectors.frames)):
+            await self._milvus(self.vectors.delete, c, self.partition, list(video_ids))
+
+    async def vector_video_ids(self) -> set[str]:
+        ids: set[str] = set()
+        for c in filter(None, (self.vectors.text, self.vectors.frames)):
+            ids |= await self._milvus(self.vectors.video_ids, c, self.partition)
+        return ids
+
+    async def delete_video(self, video_id: str, keep_jobs: bool = False) -> None:
+        """Vectors first, then rows (frames and their bytes included): a crash in between leaves a
+        catalog row the reconciler sees. `keep_jobs` keeps the job rows (a failed job's reason, for
+        /status)."""
+        await self.drop_vectors([video_id])
+        await self.catalog.delete_video(self.scope, video_id, keep_jobs)
+
+    async def wipe(self) -> list[Video]:
+        """Every vector and row of this channel (then `drop_partition`, once its running ingests
+        have stopped). Returns the videos that were there."""
+        videos = await self.videos()
+        await self.drop_vectors([v.id for v in videos])
+        await self.catalog.wipe(self.scope)
+        return videos
+
+    async def drop_partition(self) -> None:
+        await self._milvus(self.vectors.drop_partition, self.partition)
+
+    # threads
+    async def turns(self, thread: str, limit: int = 6) -> list[Turn]:
+        return await self.catalog.turns(self.scope, thread, limit)
+
+    async def add_turn(self, thread: str, question: str, answer: str) -> None:
+        await self.catalog.add_turn(self.scope, thread, question, answer)
+
+
+def _read(path: str) -> bytes | None:
+    try:
+        return Path(path).read_bytes()
+    except OSError:
+        return None
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Write-then-rename: two answers racing for the same frame never attach half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
