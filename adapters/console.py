@@ -144,13 +144,33 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument("--channel", default="general")
         if name in ("ingest", "ask", "videos"):
             s.add_argument("--json", action="store_true", help="print one JSON object")
-    from core.store import migrate
-
-    migrate.add_arguments(sub.add_parser(
-        "migrate-layout", help="move the vectors to the partition-key layout (MILVUS_LAYOUT=key; core/store/migrate.py)"))
+    mig = sub.add_parser("migrate-layout",
+                         help="move the vectors to the partition-key layout (MILVUS_LAYOUT=key; core/store/migrate.py)")
+    mig.add_argument("--keep-old", action="store_true", help="copy, but keep the old collections")
+    mig.add_argument("--batch", type=int, default=1000, help="rows read per query")
     if (ev := eval_module()) is not None:
         ev.add_arguments(sub.add_parser("eval", help="score answers on rendered lectures (eval/run.py)"))
     return p
+
+
+async def migrate_layout(args: argparse.Namespace, settings: Settings) -> int:
+    """`vidrag migrate-layout`: the models are opened only to learn the collection names (model id
+    and dimension); then core/store/migrate.py moves the vectors."""
+    from core.engines.registry import Models
+    from core.store.migrate import migrate_layout as move
+
+    models = Models(settings)
+    try:
+        text = await models.call(lambda: models.text)
+        image = await models.call(lambda: models.image)
+    finally:
+        models.close()
+    report = await asyncio.to_thread(
+        move, settings.milvus, text.model_id, text.dim, image.model_id if image else None,
+        image.dim if image else 0, settings.milvus_prefix, args.batch, not args.keep_old, print)
+    print(f"Moved {report['rows']} vectors of {report['channels']} channels to the key layout"
+          + (f"; dropped {', '.join(report['dropped'])}." if report["dropped"] else "."))
+    return 0
 
 
 def eval_module() -> ModuleType | None:
@@ -168,9 +188,7 @@ def eval_module() -> ModuleType | None:
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.cmd == "migrate-layout":  # before any service holds the store
-        from core.store import migrate
-
-        return await migrate.run(args, settings)
+        return await migrate_layout(args, settings)
     if args.cmd == "eval" and (ev := eval_module()) is not None:  # its own service, a throwaway data directory
         return int(await ev.run(args, settings))
     sc = scope(args.channel)

@@ -79,9 +79,9 @@ def main(spec_path: str) -> None:
 
     import torch
 
-    from core.engines.embed import normalise, prepare_torch
+    from core.engines.base import normalise, prepare_torch
 
-    prepare_torch()  # 2 threads, and torchvision importable (see core/engines/embed.py)
+    prepare_torch()  # 2 threads, and torchvision importable (see core/engines/base.py)
     import open_clip
     import whisper
     from whisper.decoding import DecodingOptions
@@ -89,7 +89,7 @@ def main(spec_path: str) -> None:
     from whisper.tokenizer import get_tokenizer
 
     from core.config import Settings
-    from core.engines.embed import make_text_embedder
+    from core.engines.text import make_text_embedder
     from core.models import Laps
     from core.store.scoped import _pymilvus_client
 

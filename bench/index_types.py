@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.engines.embed import normalise
+from core.engines.base import normalise
 from core.store.scoped import _pymilvus_client
 
 INDEXES = {

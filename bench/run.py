@@ -31,9 +31,10 @@ import numpy as np  # noqa: E402
 
 from bench.lecture import ROOT, rendered  # noqa: E402
 from core.config import Settings  # noqa: E402
-from core.engines.embed import normalise  # noqa: E402
+from core.engines.base import normalise  # noqa: E402
+from core.engines.registry import Models
 from core.ingest.chunk import chunk  # noqa: E402
-from core.ingest.pipeline import Models, ingest  # noqa: E402
+from core.ingest.pipeline import ingest  # noqa: E402
 from core.models import Frame, Kind, Scope, Segment, VideoStatus  # noqa: E402
 from core.service import Service  # noqa: E402
 

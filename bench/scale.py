@@ -35,8 +35,8 @@ import numpy as np
 from core import synth
 from core.answer import retrieve as retrieve_mod
 from core.config import Settings
-from core.engines.embed import normalise
-from core.ingest.pipeline import Models
+from core.engines.base import normalise
+from core.engines.registry import Models
 from core.models import Kind, Scope, Segment, StoredFrame, VideoStatus
 from core.service import Service
 

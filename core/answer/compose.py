@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from core.answer.retrieve import Moment, retrieve
 from core.config import Settings
-from core.engines.embed import ENGLISH
 from core.errors import UserFacingError
 from core.ingest.fetch import with_time
 from core.models import Answer, Citation, FrameRef, Kind, StoredFrame, Turn, Video, VideoStatus, fmt_time
@@ -23,7 +22,7 @@ from core.store.scoped import ScopedStore
 from core.text.safety import one_line
 
 if TYPE_CHECKING:
-    from core.ingest.pipeline import Models
+    from core.engines.registry import Models
 
 log = logging.getLogger(__name__)
 
@@ -238,7 +237,7 @@ async def compose(store: ScopedStore, question: str, models: Models, chat: ChatM
     image = await models.call_query(lambda: models.image)
     moments = [m for m in await retrieve(store, question, text, image, models.call_query, top_k=top_k,
                                          titles={k: v.title for k, v in ready.items()},
-                                         multilingual=any(v.language not in ENGLISH for v in ready.values()))
+                                         languages={v.language for v in ready.values()})
                if m.hit.video_id in ready]
     if not moments:
         return Answer(NOTHING_FOUND)

@@ -27,14 +27,15 @@ from __future__ import annotations
 import asyncio
 import math
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from core.answer.naming import Naming, Titles, name_tokens
-from core.engines.embed import BilingualEmbedder, ImageEmbedder, TextEmbedder
+from core.engines.image import ImageEmbedder
+from core.engines.text import TextEmbedder
 from core.models import Hit, Kind
 from core.store.scoped import ScopedStore, VectorHit
 from core.text.words import STOP, stem, tokens
@@ -145,11 +146,12 @@ async def _named_units(store: ScopedStore, video_id: str, seen: set[tuple[str, s
 async def retrieve(store: ScopedStore, question: str, text: TextEmbedder, image: ImageEmbedder | None,
                    call: Call, top_k: int = 8, keep: int = 3,
                    titles: dict[str, str] | None = None, lexical: Lexical | None = None,
-                   multilingual: bool = True) -> list[Moment]:
+                   languages: Collection[str] | None = None) -> list[Moment]:
     """The best `keep` moments for `question` in `store`'s scope. `titles` (video id → title,
     every video of the scope) tell which video a question names; `lexical` (default: the store's
     own full-text search, if it has one) adds candidates by words to the dense ones.
-    `multilingual=False` says the scope holds English passages only (see `BilingualEmbedder`).
+    `languages`: those of the scope's videos (None: unknown), which the question's embedding may
+    leave out of its vector (see `BilingualEmbedder.embed_query`).
 
     Only the question is embedded here (and a title the first time it is seen): every unit's
     vector was stored at ingest, so an answer costs one small embedding, not dozens."""
@@ -166,10 +168,7 @@ async def retrieve(store: ScopedStore, question: str, text: TextEmbedder, image:
 
     naming = naming_of(question, titles)
     asked = naming.content
-    if isinstance(text, BilingualEmbedder):
-        qv = (await call(lambda: text.embed_query([asked], multilingual)))[0]
-    else:
-        qv = (await call(getattr(text, "embed_query", text.embed), [asked]))[0]
+    qv = (await call(lambda: text.embed_query([asked], languages)))[0]
     dense = await store.search_text(qv, top_k)
     words = await lexical(asked, top_k) if lexical is not None else []
     frame_hits: list[VectorHit] = []

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from core.engines.base import OneSpace, prepare_torch, slug
+
 log = logging.getLogger(__name__)
 
 TRANSFORMER = "sentence_transformers.models.Transformer"
@@ -132,8 +134,6 @@ def export(model_dir: str | Path, out: Path) -> None:
     Needs torch, transformers and onnx; runs at setup or in a child process."""
     import inspect
 
-    from core.engines.embed import prepare_torch
-
     prepare_torch()
     import torch
     from transformers import AutoModel
@@ -164,7 +164,7 @@ def export(model_dir: str | Path, out: Path) -> None:
         os.replace(part, out)  # atomic: a concurrent reader sees no half-written graph
 
 
-class OnnxSentenceEmbedder:
+class OnnxSentenceEmbedder(OneSpace):
     """`TEXT_EMBEDDER=onnx:<dir>` (the default, on the bundled MiniLM): tokenizers + onnxruntime
     + numpy pooling, giving sentence-transformers' vectors without torch."""
 
@@ -173,8 +173,6 @@ class OnnxSentenceEmbedder:
     def __init__(self, model_dir: str | Path, threads: int | None = None) -> None:
         import onnxruntime as ort  # type: ignore[import-untyped, unused-ignore]  # ships no type information
         from tokenizers import Tokenizer
-
-        from core.engines.embed import slug
 
         lay = layout(model_dir)
         if lay.dense:

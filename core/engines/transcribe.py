@@ -37,11 +37,29 @@ log = logging.getLogger(__name__)
 
 
 class Transcriber(Protocol):
+    """Speech to timed text, in two steps so that a long video is detected once: `detect` names
+    the language of a WAV's first speech ("" when this backend cannot tell, or leaves it to each
+    window), `speaking(language)` is the transcriber for it. Every call blocks."""
+
     model_id: str
+
+    def detect(self, wav: Path) -> str: ...
+
+    def speaking(self, language: str) -> Transcriber: ...
 
     def transcribe(self, wav: Path) -> list[Segment]:
         """Timed segments of speech in a 16 kHz mono WAV (blocking; run it off the event loop)."""
         ...
+
+
+class OneLanguage:
+    """For a backend that detects nothing itself: it transcribes whatever it hears."""
+
+    def detect(self, wav: Path) -> str:
+        return ""
+
+    def speaking(self, language: str) -> Transcriber:
+        return self  # type: ignore[return-value]  # every subclass is a Transcriber
 
 
 class FasterWhisper:
@@ -57,10 +75,16 @@ class FasterWhisper:
         self.english_only = not self.model.model.is_multilingual
         self.language = "en" if self.english_only else language
 
-    def speaking(self, language: str | None) -> FasterWhisper:
-        """The same loaded model, fixed to `language` (no second copy of the weights)."""
+    def detect(self, wav: Path) -> str:
+        """"en" for an English-only model; "" for a multilingual one that was given no language:
+        it detects per window (`LanguageRouter` detects once per video instead)."""
+        return self.language or ""
+
+    def speaking(self, language: str) -> FasterWhisper:
+        """The same loaded model, fixed to `language` (no second copy of the weights); "" leaves
+        it to detect per window."""
         view = copy.copy(self)
-        view.language = "en" if self.english_only else language
+        view.language = "en" if self.english_only else (language or None)
         return view
 
     def transcribe(self, wav: Path) -> list[Segment]:
@@ -233,7 +257,7 @@ def bundled_multilingual(dest: Path | None = None) -> Path | None:
     return dest
 
 
-class OpenAIWhisper:
+class OpenAIWhisper(OneLanguage):
     def __init__(self, model: str) -> None:
         import whisper  # type: ignore[import-untyped, unused-ignore]  # ships no type information
 
@@ -247,7 +271,7 @@ class OpenAIWhisper:
                 for s in result["segments"] if s["text"].strip() and s.get("no_speech_prob", 0) < 0.8]
 
 
-class RemoteWhisper:
+class RemoteWhisper(OneLanguage):
     """POST the audio to an OpenAI-compatible server and read `verbose_json` segments."""
 
     def __init__(self, base_url: str, model: str, api_key: str = "") -> None:

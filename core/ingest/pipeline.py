@@ -5,7 +5,7 @@ one for questions).
 
 A video that is not in English is transcribed in its own language by the multilingual Whisper,
 and its text (speech and on-screen) is embedded by the multilingual text model beside the English
-one (core/engines/embed.py, `BilingualEmbedder`): questions in its language and in English both find it.
+one (core/engines/text.py, `BilingualEmbedder`): questions in its language and in English both find it.
 The stored text (what answers quote, what the full-text index matches) is the video's own words.
 English videos are indexed exactly as before; one language-detection pass on 30 s of speech is
 all they pay."""
@@ -15,10 +15,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
-import threading
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,22 +24,14 @@ from typing import Any
 import numpy as np
 
 from core.config import Settings
-from core.engines.embed import (
-    ImageEmbedder,
-    Spec,
-    TextEmbedder,
-    embed_passages,
-    make_image_embedder,
-    make_text_embedder,
-    text_spec,
-)
-from core.engines.transcribe import LanguageRouter, Transcriber, check_multilingual, make_transcriber, parse_subtitles
+from core.engines.registry import Models
+from core.engines.transcribe import Transcriber, parse_subtitles
 from core.errors import BadSource
 from core.ingest import media
 from core.ingest.audio import transcribe_windows
 from core.ingest.chunk import chunk, units
 from core.ingest.fetch import Pace, UrlGuard, fetch
-from core.ingest.ocr import RapidReader, read_frames
+from core.ingest.ocr import read_frames
 from core.models import Frame, Laps, Segment, Stage
 from core.store.scoped import ScopedStore
 
@@ -50,102 +40,14 @@ log = logging.getLogger(__name__)
 Report = Callable[[Stage, float, str], Awaitable[None]]
 
 
-class Models:
-    """The models of one process, each loaded on first use and then shared by every channel:
-    `vidrag videos` loads none, an `ask` only the text embedder (and CLIP when it is on), an
-    ingest what indexing needs. Collections are named from `specs()`, which reads model
-    configuration files instead of loading weights where it can.
-
-    Model work runs on three threads, one executor each: `call` (language detection,
-    transcription, text embeddings of an ingest), `call_screen` (OCR and CLIP on frames) and
-    `call_query` (questions). Transcription and OCR take
-    about as long as each other on a lecture, so side by side they keep both cores busy; OCR uses
-    one onnxruntime thread for that (core/ingest/ocr.py). Profiles and figures: docs/benchmarks.md.
-    """
-
-    def __init__(self, settings: Settings, text: TextEmbedder | None = None,
-                 image: ImageEmbedder | None | str = "auto", transcriber: Transcriber | None = None) -> None:
-        self.settings = settings
-        self._loaded: dict[str, Any] = {}
-        if text is not None:
-            self._loaded["text"] = text
-        if image != "auto":
-            self._loaded["image"] = image
-        if transcriber is not None:
-            self._loaded["transcriber"] = transcriber
-        self._locks = {name: threading.Lock() for name in ("text", "image", "transcriber", "ocr")}
-        self.executor = ThreadPoolExecutor(1, thread_name_prefix="models")
-        self.screen_executor = ThreadPoolExecutor(1, thread_name_prefix="models-screen")
-        # Questions get a lane of their own, so an answer never waits behind a transcription
-        # (it did: 7-14 s during an ingest, measured by the Discord adapter's benchmark).
-        self.query_executor = ThreadPoolExecutor(1, thread_name_prefix="models-query")
-
-    async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
-
-    async def call_screen(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self.screen_executor, fn, *args)
-
-    async def call_query(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self.query_executor, fn, *args)
-
-    def _get(self, name: str, factory: Callable[[], Any]) -> Any:
-        """Load once, even when two lanes (a question and an ingest) ask at the same moment."""
-        if name not in self._loaded:
-            with self._locks[name]:
-                if name not in self._loaded:
-                    self._loaded[name] = factory()
-        return self._loaded[name]
-
-    def loaded(self) -> list[str]:
-        """Names of the models this process has loaded (tests and benchmarks check it)."""
-        return sorted(self._loaded)
-
-    @property
-    def text(self) -> TextEmbedder:
-        text: TextEmbedder = self._get("text", lambda: make_text_embedder(self.settings))
-        return text
-
-    @property
-    def image(self) -> ImageEmbedder | None:
-        image: ImageEmbedder | None = self._get("image", lambda: make_image_embedder(self.settings))
-        return image
-
-    @property
-    def transcriber(self) -> Transcriber:
-        transcriber: Transcriber = self._get("transcriber", lambda: make_transcriber(self.settings))
-        return transcriber
-
-    @property
-    def ocr(self) -> RapidReader:
-        ocr: RapidReader = self._get("ocr", RapidReader)
-        return ocr
-
-    def specs(self) -> tuple[Spec, Spec | None]:
-        """(text, image) `model_id` and `dim`, which name the Milvus collections. The text
-        embedder's come from its configuration files when it is a local directory (no weights
-        loaded); CLIP, when it is on, is loaded here, so weights that were asked for and cannot be
-        loaded stop the process at start-up, and so does a multilingual Whisper that was named
-        and is not there (`check_multilingual`). Blocking: call it off the event loop."""
-        check_multilingual(self.settings)
-        text = self._loaded.get("text") or text_spec(self.settings) or self.text
-        image = self.image if self.settings.clip_pretrained or "image" in self._loaded else None
-        return (Spec(text.model_id, text.dim),
-                Spec(image.model_id, image.dim) if image is not None else None)
-
-    def close(self) -> None:
-        self.executor.shutdown(wait=False, cancel_futures=True)
-        self.screen_executor.shutdown(wait=False, cancel_futures=True)
-        self.query_executor.shutdown(wait=False, cancel_futures=True)
-
-
 @dataclass
 class IngestResult:
     title: str
     duration: float
     url: str
+    language: str = ""  # as Whisper names it, "" when none was detected (subtitles, no speech)
     stages: dict[str, float] = field(default_factory=dict)
-    counts: dict[str, int | str] = field(default_factory=dict)  # and "language" where it was detected
+    counts: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -160,10 +62,8 @@ class Speech:
 def hear(transcriber: Transcriber, wav: Path, workdir: Path) -> Speech:
     """The language detected once on the video's first speech, then every window transcribed in
     it (a 90-minute video is not detected again per window)."""
-    if isinstance(transcriber, LanguageRouter):
-        lang = transcriber.detect(wav)
-        return Speech(transcribe_windows(transcriber.speaking(lang), wav, workdir), lang)
-    return Speech(transcribe_windows(transcriber, wav, workdir))
+    language = transcriber.detect(wav)
+    return Speech(transcribe_windows(transcriber.speaking(language), wav, workdir), language)
 
 
 async def ingest(video_id: str, source: str, store: ScopedStore, models: Models, settings: Settings,
@@ -247,7 +147,7 @@ async def ingest(video_id: str, source: str, store: ScopedStore, models: Models,
         # one pass: chunks (searched) and spoken units (what a hit is narrowed to); an on-screen
         # text span is its own chunk and its own unit
         texts = [c.text for c in chunks + spoken_units]
-        vectors = await models.call(lambda: embed_passages(models.text, texts, heard.language))
+        vectors = await models.call(lambda: models.text.embed_passages(texts, heard.language))
         text_vectors = vectors[:len(chunks)]
         unit_vectors = np.concatenate([vectors[len(chunks):], vectors[len(chunks) - len(ocr_segments):len(chunks)]])
         lap("embed")
@@ -256,11 +156,8 @@ async def ingest(video_id: str, source: str, store: ScopedStore, models: Models,
                              spoken_units + ocr_segments, unit_vectors)
         await store.put_frames(video_id, frames, ocr_text, image_vectors)
         lap("store")
-        counts: dict[str, int | str] = {"frames": len(frames), "speech": len(speech), "ocr": len(ocr_segments),
-                                        "chunks": len(chunks)}
-        if heard.language:
-            counts["language"] = heard.language
-        return IngestResult(title, info.duration, got.url, stages, counts)
+        counts = {"frames": len(frames), "speech": len(speech), "ocr": len(ocr_segments), "chunks": len(chunks)}
+        return IngestResult(title, info.duration, got.url, heard.language, stages, counts)
     finally:
         shutil.rmtree(download, ignore_errors=True)
         (workdir / "audio.wav").unlink(missing_ok=True)

@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from core.config import Settings
+from core.engines.registry import Models
 from core.errors import APOLOGY, UserFacingError
-from core.ingest.pipeline import Models, ingest
+from core.ingest.pipeline import ingest
 from core.jobs.queue import LOST, QUEUED, JobQueue, new_worker_id
 from core.models import Job, Progress, Scope, Stage, Video, VideoStatus
 from core.store.scoped import ScopedStore
@@ -159,9 +160,9 @@ class JobRunner:
             log.exception("ingest of %s failed", job.source)
             await self._failed(job, store, APOLOGY, retry=True)
         else:
-            stats = json.dumps({"stages": result.stages, **result.counts})
+            stats = json.dumps({"stages": result.stages, **result.counts, "language": result.language})
             if not await self.queue.complete(job, self.worker_id, title=result.title, duration=result.duration,
-                                             url=result.url, error="", language=str(result.counts.get("language", ""))):
+                                             url=result.url, error="", language=result.language):
                 await self._abandoned(job, store, lost=await self.queue.get(job.id) is not None)
                 return
             log.info("indexed %s (%s) in %s: %s", job.video_id, result.title, job.scope.key, stats)

@@ -10,7 +10,6 @@ processes first: rows they wrote to the old collections meanwhile would not be c
 
 from __future__ import annotations
 
-import argparse
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -75,29 +74,3 @@ def _copy(dst: VectorStore, src: str, new: str, payload: str, channel: str, batc
         raise RuntimeError(f"{src}/{channel}: {had[0]['count(*)']} rows in the source, {copied} read, "
                            f"{have} in {new}")
     return copied
-
-
-# ---- `vidrag migrate-layout` ------------------------------------------------------------------------
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--keep-old", action="store_true", help="copy, but keep the old collections")
-    p.add_argument("--batch", type=int, default=1000, help="rows read per query")
-
-
-async def run(args: argparse.Namespace, settings: Any) -> int:
-    """Open the models only to learn the collection names (model id and dimension), then migrate."""
-    import asyncio
-
-    from core.ingest.pipeline import Models
-
-    models = Models(settings)
-    try:
-        text = await models.call(lambda: models.text)
-        image = await models.call(lambda: models.image)
-    finally:
-        models.close()
-    report = await asyncio.to_thread(
-        migrate_layout, settings.milvus, text.model_id, text.dim, image.model_id if image else None,
-        image.dim if image else 0, settings.milvus_prefix, args.batch, not args.keep_old, print)
-    print(f"Moved {report['rows']} vectors of {report['channels']} channels to the key layout"
-          + (f"; dropped {', '.join(report['dropped'])}." if report["dropped"] else "."))
-    return 0

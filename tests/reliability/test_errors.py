@@ -9,8 +9,9 @@ from dataclasses import replace
 
 import pytest
 
+from core.engines.registry import Models
+from core.engines.transcribe import OneLanguage
 from core.errors import UserFacingError
-from core.ingest.pipeline import Models
 from core.service import JobEvent, Service
 from tests.reliability.conftest import console
 
@@ -22,7 +23,7 @@ def clean(message: str) -> None:
     assert message and len(message) < 300 and not BAD.search(message), message
 
 
-class Exploding:
+class Exploding(OneLanguage):
     model_id = "exploding"
 
     def transcribe(self, wav):  # noqa: ANN001, ANN201

@@ -30,7 +30,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from core.config import Settings  # noqa: E402
-from core.ingest.pipeline import Models  # noqa: E402
+from core.engines.registry import Models  # noqa: E402
 from core.jobs.queue import JobQueue  # noqa: E402
 from core.models import Scope  # noqa: E402
 from core.service import JobEvent, Service  # noqa: E402

@@ -86,7 +86,7 @@ SQLITE: list[Migration] = [
     )),
     # The language Whisper detected in a video ("" when none was: subtitles, no speech). A channel
     # whose videos are all English asks with MiniLM alone: the multilingual half of the question's
-    # vector only meets passages in other languages (core.engines.embed.BilingualEmbedder).
+    # vector only meets passages in other languages (core.engines.text.BilingualEmbedder).
     (4, ("ALTER TABLE videos ADD COLUMN language TEXT NOT NULL DEFAULT ''",)),
 ]
 
@@ -135,6 +135,6 @@ POSTGRES: list[Migration] = [
     )),
     # The language Whisper detected in a video ("" when none was: subtitles, no speech). A channel
     # whose videos are all English asks with MiniLM alone: the multilingual half of the question's
-    # vector only meets passages in other languages (core.engines.embed.BilingualEmbedder).
+    # vector only meets passages in other languages (core.engines.text.BilingualEmbedder).
     (3, ("ALTER TABLE videos ADD COLUMN language TEXT NOT NULL DEFAULT ''",)),
 ]
