@@ -19,7 +19,7 @@ from types import ModuleType
 
 from core.chat.incoming import COMMANDS, Action, Attachment, Incoming, decide, find_links, run_command
 from core.chat.present import PLAIN
-from core.config import Settings
+from core.config import Settings, SettingsError
 from core.errors import APOLOGY, UserFacingError
 from core.ingest.fetch import looks_like_url
 from core.models import Answer, JobStatus, Progress, Scope, Stage, fmt_time
@@ -254,7 +254,12 @@ async def demo(svc: Service, sc: Scope) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except SettingsError as e:
+        for problem in e.problems:
+            print(f"vidrag: {problem}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("core").setLevel(settings.log_level)

