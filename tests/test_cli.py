@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -59,3 +60,17 @@ def test_chat_console_indexes_a_path_and_answers(tmp_path: Path, lecture) -> Non
     assert p.returncode == 0, p.stderr
     assert "Indexed 'How volcanoes work'" in p.stdout
     assert "Sources:" in p.stdout and "Frame:" in p.stdout
+
+
+async def test_starting_the_workers_again_does_not_add_loops(service) -> None:
+    """The console's chat starts the worker at start-up and again with every video pasted in it;
+    the loops used to pile up, one more per video."""
+    def loops() -> int:
+        return sum(1 for t in asyncio.all_tasks() if t.get_name().startswith("ingest-worker-") and not t.done())
+
+    assert loops() == 1  # the fixture's
+    for _ in range(3):
+        service.start_workers(1)
+    assert loops() == 1
+    service.start_workers(2)
+    assert loops() == 2

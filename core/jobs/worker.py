@@ -76,8 +76,12 @@ class JobRunner:
 
     # ---- the loop -------------------------------------------------------------------------------
     def start(self, n: int) -> None:
-        self.queue.catalog.listen(self.wake.set)  # PostgreSQL: NOTIFY from any process wakes us
-        for i in range(n):
+        """Have `n` worker loops running: a second call tops them up, it does not add `n` more
+        (the console's chat started one per ingest, and they piled up)."""
+        self._workers = [t for t in self._workers if not t.done()]
+        if not self._workers:
+            self.queue.catalog.listen(self.wake.set)  # PostgreSQL: NOTIFY from any process wakes us
+        for i in range(len(self._workers), n):
             self._workers.append(asyncio.create_task(self._worker(), name=f"ingest-worker-{i}"))
 
     async def stop(self) -> None:
