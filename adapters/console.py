@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from types import ModuleType
 
+from core.chat import present
 from core.chat.incoming import COMMANDS, Action, Attachment, Incoming, decide, find_links, run_command
 from core.chat.present import PLAIN
 from core.config import Settings, SettingsError
@@ -50,7 +51,7 @@ class ProgressBar:
         done = int(width * i / (len(self.STAGES) - 1))
         bar = "█" * done + "░" * (width - done)
         name = (p.title or "")[:40]
-        self.stream.write(f"\r{bar} {p.stage.value:<20} {name:<40} {time.monotonic() - self.t0:5.1f}s")
+        self.stream.write(f"\r{bar} {present.STAGE_WORDS[p.stage]:<20} {name:<40} {time.monotonic() - self.t0:5.1f}s")
         if p.stage in (Stage.DONE, Stage.FAILED):
             self.stream.write("\n")
         self.stream.flush()

@@ -149,14 +149,17 @@ class Answer:
 
 
 class Stage(StrEnum):
+    """Where a job is: a stable id, stored in the catalog (`jobs.stage`). What people read for
+    each is worded in core/chat/present.py (`STAGE_WORDS`), so rewording is not a migration."""
+
     QUEUED = "queued"
-    FETCH = "downloading"
-    PROBE = "probing"
-    FRAMES = "extracting frames"
-    TRANSCRIBE = "transcribing"
-    OCR = "reading the screen"
-    EMBED = "indexing"
-    DONE = "ready"
+    FETCH = "fetch"
+    PROBE = "probe"
+    FRAMES = "frames"
+    TRANSCRIBE = "transcribe"
+    OCR = "ocr"
+    EMBED = "embed"
+    DONE = "done"
     FAILED = "failed"
 
 

@@ -18,7 +18,7 @@ import pytest
 from tests.test_cli import VIDRAG
 
 ROOT = Path(__file__).parent.parent
-MID_INDEXING = ("extracting frames", "transcribing", "reading the screen", "indexing")
+MID_INDEXING = ("frames", "transcribe", "ocr", "embed")  # Stage ids, as the catalog keeps them
 
 
 def cli_env(data: Path) -> dict[str, str]:

@@ -26,6 +26,9 @@ FORGET_WHICH = "Which video? Mention me with `forget` and the video's id or titl
 NO_VIDEOS = "No videos in this channel yet. Post a video link or upload a video."
 NOTHING_INDEXING = "Nothing is being indexed in this channel."
 ASK_ABOUT_IT = "Mention me with a question about it."
+STAGE_WORDS = {Stage.QUEUED: "queued", Stage.FETCH: "downloading", Stage.PROBE: "probing",
+               Stage.FRAMES: "extracting frames", Stage.TRANSCRIBE: "transcribing", Stage.OCR: "reading the screen",
+               Stage.EMBED: "indexing", Stage.DONE: "ready", Stage.FAILED: "failed"}
 _ICON = {VideoStatus.READY: "✅", VideoStatus.QUEUED: "⏳", VideoStatus.INDEXING: "⏳", VideoStatus.FAILED: "❌"}
 
 
@@ -75,7 +78,7 @@ def progress(style: Style, name: str, p: Progress) -> str:
     if p.stage == Stage.FAILED:
         return f"❌ I couldn't index {style.video(name)}: {style.plain(p.message or APOLOGY)}"
     length = f" ({fmt_time(p.duration)})" if p.duration else ""
-    return f"⏳ {p.stage.value.capitalize()}… {style.video(p.title or name)}{length}"
+    return f"⏳ {STAGE_WORDS[p.stage].capitalize()}… {style.video(p.title or name)}{length}"
 
 
 def failed(style: Style, name: str, message: str) -> str:
@@ -112,7 +115,7 @@ def job_status(style: Style, jobs: Sequence[Job], videos: Sequence[Video]) -> st
     ready = sum(1 for v in videos if v.status == VideoStatus.READY)
     lines = [f"{ready} video{'s' if ready != 1 else ''} ready in this channel."]
     titles = {v.id: v.title for v in videos}
-    lines += [f"⏳ {style.video(titles.get(j.video_id) or source_name(j.source))} — {j.stage.value}"
+    lines += [f"⏳ {style.video(titles.get(j.video_id) or source_name(j.source))} — {STAGE_WORDS[j.stage]}"
               + (f" (attempt {j.attempts})" if j.attempts > 1 else "") for j in jobs]
     if not jobs:
         lines.append(NOTHING_INDEXING)

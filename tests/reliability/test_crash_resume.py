@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[2]
 # scripts/test.sh runs this module with no other test beside it.
 pytestmark = [pytest.mark.timeout(600), pytest.mark.parametrize("catalog_backend", BACKENDS, indirect=True),
               pytest.mark.alone("two vidrag processes of fourteen ingests at once, on deadlines")]
-STAGES = ["downloading", "probing", "extracting frames", "transcribing", "indexing", "storing", "finishing"]
+STAGES = ["fetch", "probe", "frames", "transcribe", "embed", "storing", "finishing"]  # Stage ids, then two steps
 
 
 class StallingSite:
@@ -78,7 +78,7 @@ async def run_proc(plan: dict, path: Path) -> asyncio.subprocess.Process:
 
 def partial_download(data: Path) -> bool:
     return any(p.is_file() and p.stat().st_size > 0 for p in
-               (data / "videos" / console("crash-downloading").partition).rglob("download/*"))
+               (data / "videos" / console("crash-fetch").partition).rglob("download/*"))
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +101,7 @@ async def run_crash_and_resume(tmp: Path, backends: dict, video: Path) -> dict:
     site = StallingSite(video)
     await site.start()
     jobs = [{"channel": f"crash-{s.replace(' ', '-')}", "source": str(video), "pause": s} for s in STAGES]
-    jobs[0] = {"channel": "crash-downloading", "source": site.url, "pause": None}
+    jobs[0] = {"channel": "crash-fetch", "source": site.url, "pause": None}
     plan = {"backends": backends, "markers": str(markers), "allow_hosts": ["127.0.0.1"], "jobs": jobs,
             "report": str(tmp / "report.json")}
     proc = await run_proc({**plan, "mode": "crash"}, tmp / "crash.json")
@@ -159,13 +159,13 @@ async def test_channel_is_told_after_restart(crash: dict, stage: str) -> None:
     ch = f"crash-{stage.replace(' ', '-')}"
     heard = [e for e in crash["events"] if e["channel"] == ch]
     assert heard[0]["stage"] == "queued" and "Resuming" in heard[0]["message"]
-    assert heard[-1]["stage"] == "ready" and not heard[-1]["listened"]  # only the hook could tell them
+    assert heard[-1]["stage"] == "done" and not heard[-1]["listened"]  # only the hook could tell them
 
 
 def test_reconcile_requeued_every_job_and_removed_orphan_vectors(crash: dict) -> None:
     assert crash["reconcile"]["requeued"] == len(STAGES)
     assert crash["before"]["crash-storing"]["text"], "the crash mid-store should have left text vectors"
     assert crash["after_reconcile"]["crash-storing"]["text"] == []
-    assert not [f for f in crash["after_reconcile"]["crash-downloading"]["files"] if "download" in f]
-    assert any(".part" in f or "download" in f for f in crash["before"]["crash-downloading"]["files"])
+    assert not [f for f in crash["after_reconcile"]["crash-fetch"]["files"] if "download" in f]
+    assert any(".part" in f or "download" in f for f in crash["before"]["crash-fetch"]["files"])
     assert all(o == "ready" for o in crash["outcomes"].values()), crash["outcomes"]

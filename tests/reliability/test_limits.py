@@ -11,6 +11,7 @@ import pytest
 
 from core.errors import Refused, UserFacingError
 from core.jobs.limits import RateLimiter
+from core.models import Stage
 from core.service import JobEvent, Service
 from tests.reliability.conftest import console
 
@@ -88,7 +89,7 @@ async def test_concurrent_ingests_bounded_by_setting(rel_settings, models, short
 
     async def hook(e: JobEvent) -> None:
         nonlocal most
-        if e.progress.stage.value in ("ready", "failed"):
+        if e.progress.stage in (Stage.DONE, Stage.FAILED):
             running.discard(e.job.id)
         else:
             running.add(e.job.id)

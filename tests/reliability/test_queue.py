@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from core.jobs.queue import DEAD, LOST, QUEUED, RUNNING, JobQueue, new_worker_id
-from core.models import Scope
+from core.models import Scope, Stage
 from core.service import JobEvent, Service
 from core.store.catalog import Catalog, open_catalog
 from tests.backends import BACKENDS
@@ -75,7 +75,7 @@ async def test_two_services_on_one_catalog_index_each_video_once(rel_settings, m
         ready: Counter[str] = Counter()
 
         async def hook(e: JobEvent) -> None:
-            if e.progress.stage.value == "ready":
+            if e.progress.stage == Stage.DONE:
                 ready[e.job.id] += 1
 
         a.on_job_event(hook)

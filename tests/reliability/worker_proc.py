@@ -12,8 +12,8 @@ per backend of what the stores hold (read straight from Milvus, the catalog and 
 the plan's `report` path.
 
 The pauses are installed here by wrapping three core methods, so the core carries no test hook:
-`JobQueue.stage` (any reported stage: downloading, probing, extracting frames, transcribing,
-indexing), `ScopedStore.put_frames` ("storing": the text vectors are in Milvus, the frames not yet)
+`JobQueue.stage` (any reported stage id: fetch, probe, frames, transcribe, ocr,
+embed), `ScopedStore.put_frames` ("storing": the text vectors are in Milvus, the frames not yet)
 and `JobQueue.complete` ("finishing": everything stored, the job not yet marked done).
 """
 

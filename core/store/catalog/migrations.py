@@ -88,6 +88,11 @@ SQLITE: list[Migration] = [
     # whose videos are all English asks with MiniLM alone: the multilingual half of the question's
     # vector only meets passages in other languages (core.engines.text.BilingualEmbedder).
     (4, ("ALTER TABLE videos ADD COLUMN language TEXT NOT NULL DEFAULT ''",)),
+    # Job stages are stable ids; their words moved to core/chat/present.py (STAGE_WORDS).
+    (5, ("UPDATE jobs SET stage = CASE stage WHEN 'downloading' THEN 'fetch' WHEN 'probing' THEN 'probe' "
+         "WHEN 'extracting frames' THEN 'frames' WHEN 'transcribing' THEN 'transcribe' "
+         "WHEN 'reading the screen' THEN 'ocr' WHEN 'indexing' THEN 'embed' WHEN 'ready' THEN 'done' "
+         "ELSE stage END",)),
 ]
 
 POSTGRES: list[Migration] = [
@@ -137,4 +142,9 @@ POSTGRES: list[Migration] = [
     # whose videos are all English asks with MiniLM alone: the multilingual half of the question's
     # vector only meets passages in other languages (core.engines.text.BilingualEmbedder).
     (3, ("ALTER TABLE videos ADD COLUMN language TEXT NOT NULL DEFAULT ''",)),
+    # Job stages are stable ids; their words moved to core/chat/present.py (STAGE_WORDS).
+    (4, ("UPDATE jobs SET stage = CASE stage WHEN 'downloading' THEN 'fetch' WHEN 'probing' THEN 'probe' "
+         "WHEN 'extracting frames' THEN 'frames' WHEN 'transcribing' THEN 'transcribe' "
+         "WHEN 'reading the screen' THEN 'ocr' WHEN 'indexing' THEN 'embed' WHEN 'ready' THEN 'done' "
+         "ELSE stage END",)),
 ]
