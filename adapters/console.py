@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from types import ModuleType
 
+from core import logs  # first: it quiets gRPC before anything imports it
 from core.chat import present
 from core.chat.incoming import COMMANDS, Action, Attachment, Incoming, decide, find_links, run_command
 from core.chat.present import PLAIN
@@ -261,9 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         for problem in e.problems:
             print(f"vidrag: {problem}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("core").setLevel(settings.log_level)
+    logs.setup(settings.log_level, command_line=True)
     try:
         return asyncio.run(run(args, settings))
     except UserFacingError as e:

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from functools import partial
 from urllib.parse import urlsplit, urlunsplit
 
+from core import logs  # first: it quiets gRPC before anything imports it
 from core.config import Settings, SettingsError
 from core.models import Scope
 from core.service import Service
@@ -37,7 +38,6 @@ from core.service import Service
 log = logging.getLogger("bot")
 
 ROLES = ("worker", "chat", "web")
-NOISY = ("httpx", "discord.gateway", "slack_bolt", "slack_sdk", "sentence_transformers")
 
 
 class ConfigError(Exception):
@@ -186,10 +186,7 @@ async def main(argv: list[str]) -> int:
         for problem in e.problems:
             print(f"vidrag: {problem}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in NOISY:
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logs.setup(settings.log_level)
     role = argv[0] if argv else ""
     try:
         check(role, settings)

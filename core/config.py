@@ -100,7 +100,7 @@ class Settings:
     questions_per_minute_per_channel: int = 30
     questions_per_minute_per_user: int = 6
     top_k: int = 8
-    log_level: str = "INFO"
+    log_level: str = ""  # empty: INFO for the bot, WARNING for the `vidrag` command line (core/logs.py)
 
     @property
     def milvus(self) -> str:
@@ -312,5 +312,5 @@ RULES: dict[str, Rule] = {
     "ingests_per_hour_per_channel": Number(0), "ingests_per_hour_per_user": Number(0),
     "questions_per_minute_per_channel": Number(0), "questions_per_minute_per_user": Number(0),
     "top_k": Number(1, 100),
-    "log_level": Choice(("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")),
+    "log_level": Choice(("", "DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")),
 }

