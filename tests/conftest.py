@@ -46,6 +46,16 @@ def models() -> Models:
 
 
 @pytest.fixture
+def fake_models(settings: Settings) -> Models:
+    """Fakes that need no weights (tests/fakes/models.py), for tests of logic rather than models."""
+    from tests.fakes.models import fake_models
+
+    m = fake_models(settings)
+    yield m  # type: ignore[misc]
+    m.close()
+
+
+@pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings(data_dir=tmp_path / "data", clip_pretrained="random")
 
@@ -204,12 +214,31 @@ async def indexed_lectures(tmp_path_factory: pytest.TempPathFactory, models: Mod
         yield Indexed(settings, svc, volcano, bread, v1, v2, lecture[1], lecture2[1], tuple(stages))
 
 
-@pytest.hookimpl(trylast=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The first test that uses the session's indexed channels builds them (two ingests): its time
-    limit covers that; every other test keeps the default. Under pytest-xdist (scripts/test.sh runs
-    two processes, each given whole modules) any module may be a process's first, so the first such
-    test of each module gets the longer limit."""
+# What makes a test slow: real models, rendered media, vidrag processes, servers. A test that uses
+# none of these fixtures, in none of these modules, is marked `fast`: `pytest -m fast` runs them,
+# in well under a minute, while working on logic (the real-model tests still run in `make test`).
+SLOW_FIXTURES = frozenset({"models", "service", "indexed_lectures", "lecture", "lecture2", "short_lectures",
+                           "bad_media", "llm_service", "rel_service", "media_dir"})
+SLOW_MODULES = frozenset({"test_cli", "test_cli_recovery", "test_architecture", "test_footprint", "test_backends",
+                          "test_two_hosts", "test_crash_resume", "test_store", "test_vectors", "test_roles",
+                          "test_eval", "test_languages", "test_screen", "test_hostile_media"})
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]):  # noqa: ANN201 - a hook wrapper
+    """Before `-m` selects: the tests that need none of the slow parts are marked `fast` (above).
+
+    After it: the first test that uses the session's indexed channels builds them (two ingests): its
+    time limit covers that; every other test keeps the default. Under pytest-xdist (scripts/test.sh
+    runs two processes, each given whole modules) any module may be a process's first, so the first
+    such test of each module gets the longer limit."""
+    for item in items:
+        module = getattr(item, "module", None)
+        name = module.__name__.rsplit(".", 1)[-1] if module is not None else ""
+        if not (SLOW_FIXTURES & set(getattr(item, "fixturenames", ()))) and name not in SLOW_MODULES \
+                and not item.get_closest_marker("alone"):
+            item.add_marker(pytest.mark.fast)
+    yield
     users = [i for i in items if "indexed_lectures" in getattr(i, "fixturenames", ())]
     if hasattr(config, "workerinput"):
         firsts = list({i.module: i for i in reversed(users)}.values())  # type: ignore[attr-defined]

@@ -22,8 +22,8 @@ def polite(e: Refused) -> None:
     assert any(p in e.message for p in POLITE) and "Traceback" not in e.message and len(e.message) < 200
 
 
-async def test_channel_queue_limit(rel_settings, models) -> None:
-    async with Service.open(replace(rel_settings, max_jobs_per_channel=2), models=models, chat=None) as svc:
+async def test_channel_queue_limit(rel_settings, fake_models) -> None:
+    async with Service.open(replace(rel_settings, max_jobs_per_channel=2), models=fake_models, chat=None) as svc:
         for i in range(2):
             await svc.submit(console("q"), f"/videos/{i}.mp4")
         with pytest.raises(Refused, match="already has 2 videos waiting") as e:
@@ -34,8 +34,8 @@ async def test_channel_queue_limit(rel_settings, models) -> None:
         await svc.submit(console("other"), "/videos/3.mp4")  # another channel has its own queue
 
 
-async def test_user_queue_limit(rel_settings, models) -> None:
-    async with Service.open(replace(rel_settings, max_jobs_per_user=1), models=models, chat=None) as svc:
+async def test_user_queue_limit(rel_settings, fake_models) -> None:
+    async with Service.open(replace(rel_settings, max_jobs_per_user=1), models=fake_models, chat=None) as svc:
         await svc.submit(console("a"), "/videos/1.mp4", requested_by="u1")
         with pytest.raises(Refused, match="You already have 1") as e:
             await svc.submit(console("b"), "/videos/2.mp4", requested_by="u1")
@@ -43,8 +43,8 @@ async def test_user_queue_limit(rel_settings, models) -> None:
         await svc.submit(console("b"), "/videos/2.mp4", requested_by="u2")
 
 
-async def test_ingest_rate_limit(rel_settings, models) -> None:
-    async with Service.open(replace(rel_settings, ingests_per_hour_per_user=2), models=models, chat=None) as svc:
+async def test_ingest_rate_limit(rel_settings, fake_models) -> None:
+    async with Service.open(replace(rel_settings, ingests_per_hour_per_user=2), models=fake_models, chat=None) as svc:
         for i in range(2):
             await svc.submit(console("r"), f"/videos/{i}.mp4", requested_by="u1")
         with pytest.raises(Refused, match="per hour") as e:
@@ -53,9 +53,9 @@ async def test_ingest_rate_limit(rel_settings, models) -> None:
         assert len(await svc.jobs(console("r"))) == 2  # the refused one left no trace
 
 
-async def test_question_rate_limits_per_user_and_channel(rel_settings, models) -> None:
+async def test_question_rate_limits_per_user_and_channel(rel_settings, fake_models) -> None:
     s = replace(rel_settings, questions_per_minute_per_user=2, questions_per_minute_per_channel=3)
-    async with Service.open(s, models=models, chat=None) as svc:
+    async with Service.open(s, models=fake_models, chat=None) as svc:
         for _ in range(2):
             with pytest.raises(UserFacingError, match="No videos"):  # admitted, then answered
                 await svc.ask(console("a"), "What is magma?", user="u1")
@@ -68,8 +68,8 @@ async def test_question_rate_limits_per_user_and_channel(rel_settings, models) -
             await svc.ask(console("a"), "What is magma?", user="u3")
 
 
-async def test_question_length_limit(rel_settings, models) -> None:
-    async with Service.open(replace(rel_settings, max_question_chars=50), models=models, chat=None) as svc:
+async def test_question_length_limit(rel_settings, fake_models) -> None:
+    async with Service.open(replace(rel_settings, max_question_chars=50), models=fake_models, chat=None) as svc:
         with pytest.raises(Refused, match="too long"):
             await svc.ask(console("a"), "why " * 20)
 
