@@ -21,7 +21,7 @@ from core import logs  # first: it quiets gRPC before anything imports it
 from core.chat import present
 from core.chat.incoming import COMMANDS, Action, Attachment, Incoming, decide, find_links, run_command
 from core.chat.present import PLAIN
-from core.config import Settings, SettingsError
+from core.config import Settings
 from core.errors import APOLOGY, UserFacingError
 from core.ingest.fetch import looks_like_url
 from core.models import Answer, JobStatus, Progress, Scope, Stage, fmt_time
@@ -256,13 +256,9 @@ async def demo(svc: Service, sc: Scope) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    try:
-        settings = Settings.from_env()
-    except SettingsError as e:
-        for problem in e.problems:
-            print(f"vidrag: {problem}", file=sys.stderr)
+    settings = logs.start(command_line=True)
+    if settings is None:
         return 2
-    logs.setup(settings.log_level, command_line=True)
     try:
         return asyncio.run(run(args, settings))
     except UserFacingError as e:

@@ -31,7 +31,7 @@ from functools import partial
 from urllib.parse import urlsplit, urlunsplit
 
 from core import logs  # first: it quiets gRPC before anything imports it
-from core.config import Settings, SettingsError
+from core.config import Settings
 from core.models import Scope
 from core.service import Service
 
@@ -180,13 +180,9 @@ def signals(stop: asyncio.Event) -> Iterator[None]:
 
 
 async def main(argv: list[str]) -> int:
-    try:
-        settings = Settings.from_env()
-    except SettingsError as e:
-        for problem in e.problems:
-            print(f"vidrag: {problem}", file=sys.stderr)
+    settings = logs.start(command_line=False)
+    if settings is None:
         return 2
-    logs.setup(settings.log_level)
     role = argv[0] if argv else ""
     try:
         check(role, settings)

@@ -17,6 +17,8 @@ import logging
 import os
 import sys
 
+from core.config import Settings, SettingsError
+
 os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
@@ -28,6 +30,19 @@ class _Unimplemented(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return "Method not implemented" not in record.getMessage() and "AllocTimestamp" not in record.getMessage()
+
+
+def start(command_line: bool = False) -> Settings | None:
+    """An entry point's first step: the settings from the environment, then logging set up by
+    them; None (each problem printed as one line on stderr) when the settings are wrong."""
+    try:
+        settings = Settings.from_env()
+    except SettingsError as e:
+        for problem in e.problems:
+            print(f"vidrag: {problem}", file=sys.stderr)
+        return None
+    setup(settings.log_level, command_line)
+    return settings
 
 
 def setup(level: str, command_line: bool = False) -> None:
