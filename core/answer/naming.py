@@ -10,8 +10,16 @@ titles (a word every title has counts for nothing, a word one title has counts m
 *naming phrase* (the leading "In the part 2 video," or "Episode 3:", a trailing "in the bread
 video", "the one about X") count in full; other question words that happen to be title words
 count for less, since "which matrix leaves every vector unchanged?" names no video even in a
-channel with a video called "Vectors". Numbers count only inside a naming phrase. Numbering
-is read the usual ways: "part two", "the second video", "Ep. 2", "(2/3)", "2 of 3".
+channel with a video called "Vectors". Numbering is read the usual ways: "part two", "the
+second video", "Ep. 2", "(2/3)", "2 of 3".
+
+People also name things with numbers: Apollo 11, iPhone 15, Python 3.12, WWDC 2024, World War
+II, Henry the Eighth, season 2. A *title phrase* — a title word beside a number, version, year
+or roman numeral, in digits or in words — names its video wherever it stands in the question, in
+full, and a sibling whose title pairs the same word with another number ("Apollo 13" beside
+"Apollo 11") is not named at all. A bare number outside such a phrase is the question's content
+("what happened in 1969?", "2 cups"), except a year or version a title carries, which hints as a
+title word does.
 
 The naming phrase is also what `content()` strips from the question, so the moment within the
 named video is found by what is asked, not by the words that named it (those match its title
@@ -27,19 +35,27 @@ from dataclasses import dataclass
 from core.text.words import STOP, stem
 
 IMPLICIT = 0.5  # weight of a title word used outside a naming phrase
-_NUMBERS = {w: str(i) for i, w in enumerate(
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
-    "sixteen seventeen eighteen nineteen twenty".split())}
-_NUMBERS |= {w: str(i) for i, w in enumerate(
-    "zeroth first second third fourth fifth sixth seventh eighth ninth tenth eleventh twelfth".split())}
-_NUMBERS |= {f"{i}{s}": str(i) for i in range(1, 100) for s in ("st", "nd", "rd", "th")}
+_UNITS = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen " \
+    "sixteen seventeen eighteen nineteen".split()
+_TENS = {w: 10 * i for i, w in enumerate("_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()) if i > 1}
+_CARDINALS = {w: i for i, w in enumerate(_UNITS)} | _TENS
+_ORDINALS = {w: i for i, w in enumerate(
+    "zeroth first second third fourth fifth sixth seventh eighth ninth tenth eleventh twelfth thirteenth "
+    "fourteenth fifteenth sixteenth seventeenth eighteenth nineteenth twentieth".split())}
 _MARKERS = {"ep": "episode", "eps": "episode", "episode": "episode", "episodes": "episode", "pt": "part",
             "part": "part", "parts": "part", "lesson": "lesson", "lecture": "lecture", "chapter": "chapter",
             "ch": "chapter", "vol": "volume", "volume": "volume", "session": "session", "week": "week",
-            "module": "module", "unit": "unit", "day": "day"}
+            "module": "module", "unit": "unit", "day": "day", "season": "season", "seasons": "season"}
+_MARKER_WORDS = frozenset(_MARKERS.values())
 _FILLER = frozenset("video videos clip one talk recording upload uploaded".split())
 _OF_TOTAL = re.compile(r"\b(\d+)\s*(?:/|of)\s*\d+\b")  # "(2/3)", "2 of 3": the part is the first number
-_WORD = re.compile(r"[^\W_]+", re.UNICODE)
+# a version or decimal ("3.12"), an ordinal in digits ("2nd"), a number, a word, one mark
+_TOKEN = re.compile(r"\d+(?:\.\d+)+|\d+(?:st|nd|rd|th)\b|\d+|[^\W\d_]+|[^\w\s]", re.UNICODE | re.IGNORECASE)
+# Roman numerals as titles write them ("World War II", "Henry VIII", "Rocky IV"): I, V and X only
+# (1-39), upper case, or lower case from two letters ("world war ii"); "I" alone only in upper case.
+_ROMAN = re.compile(r"(x{0,3})(ix|iv|v?i{0,3})", re.IGNORECASE)
+_ROMAN_VALUE = {"i": 1, "v": 5, "x": 10}
+_JOINS = frozenset("-'’()[]")  # marks that leave two words side by side ("iPhone-15", "Henry VIII's")
 
 # A naming phrase: a short leading clause ("In the part 2 video,", "Episode 3:", "Video ab12:"),
 # a trailing "in the … video", or "the video/one about …" anywhere (up to a comma or the end).
@@ -53,21 +69,125 @@ _ABOUT = re.compile(r"\b(?:in\s+|from\s+)?the\s+(?:video|one|episode|lecture|tal
                     r"([^,;?]{1,50})", re.IGNORECASE)
 
 
+@dataclass(frozen=True)
+class _Tok:
+    kind: str  # "word" (stemmed), "marker" (its canonical word), "num", "ord" (an ordinal), "stop", "break"
+    value: str
+
+
+def _roman(w: str) -> int | None:
+    if not (w.isupper() or (len(w) >= 2 and w.islower())) or (w == "i" or not _ROMAN.fullmatch(w)):
+        return None
+    vals = [_ROMAN_VALUE[c] for c in w.lower()]
+    return sum(-v if i + 1 < len(vals) and v < vals[i + 1] else v for i, v in enumerate(vals)) or None
+
+
+def _spoken(run: list[int]) -> list[str]:
+    """A run of spoken number words as the numbers it says: "twenty four" 24, "nineteen sixty nine"
+    1969, "twenty twenty four" 2024, "three twelve" 3.12 (how versions are read out)."""
+    chunks: list[int] = []
+    for n in run:
+        if chunks and chunks[-1] >= 20 and chunks[-1] % 10 == 0 and 0 < n < 10:
+            chunks[-1] += n
+        else:
+            chunks.append(n)
+    if len(chunks) == 2 and 10 <= chunks[0] <= 99 and 10 <= chunks[1] <= 99:
+        return [str(chunks[0] * 100 + chunks[1])]
+    if len(chunks) == 2 and 0 < chunks[0] < 10 and 0 < chunks[1] <= 99:
+        return [f"{chunks[0]}.{chunks[1]}"]
+    return [str(c) for c in chunks]
+
+
+def _tokens(text: str) -> list[_Tok]:
+    """The text as title-comparable tokens in order, with the marks that end a phrase kept as
+    breaks: numbering to digits, roman and spelled-out numbers to digits, one word per marker
+    ("Ep."→episode), other words stemmed; stop words and filler ("video", "one") kept as "stop"."""
+    text = _OF_TOTAL.sub(r"\1", text)
+    out: list[_Tok] = []
+    run: list[int] = []
+
+    def flush() -> None:
+        out.extend(_Tok("num", n) for n in _spoken(run))
+        run.clear()
+
+    for m in _TOKEN.finditer(text):
+        w = m.group(0)
+        low = w.lower()
+        if low in _CARDINALS and not (low == "one" and out and out[-1].value == "the"):  # "the one about…"
+            run.append(_CARDINALS[low])
+            continue
+        if run and w in _JOINS:  # "twenty-four"
+            continue
+        if run:
+            flush()
+        if w[0].isdigit():
+            if low[-2:] in ("st", "nd", "rd", "th"):
+                out.append(_Tok("ord", str(int(low[:-2]))))
+            else:
+                out.append(_Tok("num", w if "." in w else str(int(w))))
+        elif not w[0].isalnum():
+            dash = w in "-–—" and (text[m.start() - 1:m.start()].isspace() or text[m.end():m.end() + 1].isspace())
+            after_marker = w == "." and out and out[-1].kind == "marker"  # "Ep. 2"
+            if dash or not (w in _JOINS or after_marker):
+                out.append(_Tok("break", w))
+        elif low in _ORDINALS:
+            out.append(_Tok("ord", str(_ORDINALS[low])))
+        elif low in _MARKERS:
+            out.append(_Tok("marker", _MARKERS[low]))
+        elif (r := _roman(w)) is not None:
+            out.append(_Tok("num", str(r)))
+        elif low in STOP or low in _FILLER or len(low) < 2:
+            out.append(_Tok("stop", low))
+        else:
+            out.append(_Tok("word", stem(low)))
+    if run:
+        flush()
+    return out
+
+
 def name_tokens(text: str) -> list[str]:
     """Title-comparable tokens: numbering to digits and one word per marker ("Ep."→episode),
     other words stemmed, stop words and filler ("video", "one") dropped."""
-    text = _OF_TOTAL.sub(r"\1", text.lower())
-    out: list[str] = []
-    for w in _WORD.findall(text):
-        if w in _NUMBERS:
-            out.append(_NUMBERS[w])
-        elif w in _MARKERS:
-            out.append(_MARKERS[w])
-        elif w.isdigit():
-            out.append(str(int(w)))
-        elif w not in STOP and w not in _FILLER and len(w) > 1:
-            out.append(stem(w))
+    return [t.value for t in _tokens(text) if t.kind in ("word", "marker", "num", "ord")]
+
+
+def phrase_tokens(text: str) -> set[str]:
+    """The text's title phrases, as "word~number": a word beside a number, version, year or roman
+    numeral ("Apollo 11", "Python 3.12", "WWDC 2024", "the 2024 keynote", "World War II", "season
+    two"), an ordinal beside a marker ("the second season") or after "<word> the" ("Henry the
+    Eighth"). In either order, so "the 2024 keynote" is the phrase of "Keynote 2024"."""
+    toks = _tokens(text)
+    out: set[str] = set()
+    for i, t in enumerate(toks):
+        if t.kind not in ("num", "ord"):
+            continue
+        near = [toks[j] for j in (i - 1, i + 1) if 0 <= j < len(toks)]
+        kinds = ("marker",) if t.kind == "ord" else ("marker", "word")
+        out |= {f"{n.value}~{t.value}" for n in near if n.kind in kinds}
+        if t.kind == "ord" and i >= 2 and toks[i - 1].value == "the" and toks[i - 2].kind in ("word", "marker"):
+            out.add(f"{toks[i - 2].value}~{t.value}")
     return out
+
+
+def _contradicts(asked: set[str], title: set[str]) -> bool:
+    """Whether a title pairs a word of the question's title phrases with another number and holds
+    none of those phrases: the sibling that shares the word but not the number."""
+    mine = {p.split("~")[0]: p for p in title if "~" in p}
+    return bool(asked) and not asked & title and any(
+        p.split("~")[0] in mine for p in asked)
+
+
+def _marked(phrase: str) -> bool:
+    """Whether a title phrase is a marker's ("part~2", "season~1") rather than a word's."""
+    return phrase.split("~")[0] in _MARKER_WORDS
+
+
+def _bare_name(t: str) -> bool:
+    """Whether a question token outside a naming phrase may hint at a title: a word, a version
+    ("3.12") or a year-sized number ("2019"); not a small number ("2 cups") nor a marker."""
+    if t.isdigit():
+        return int(t) >= 1000
+    return t not in _MARKERS.values()
 
 
 @dataclass(frozen=True)
@@ -77,17 +197,22 @@ class Naming:
     scores: dict[str, float]  # video id -> naming strength (IDF units); only videos named at all
     phrases: tuple[str, ...]  # the naming phrases found in the question
     content: str  # the question without them: what is asked
+    titled: tuple[str, ...] = ()  # title phrases ("apollo~11") the question holds, anywhere in it
 
     def best(self) -> tuple[str, float] | None:
         return max(self.scores.items(), key=lambda kv: kv[1]) if self.scores else None
 
 
 class Titles:
-    """The channel's titles, with each title word's IDF over them."""
+    """The channel's titles, with the IDF over them of each title word and title phrase."""
 
     def __init__(self, titles: dict[str, str]) -> None:
         self.titles = titles
-        self.tokens = {vid: set(name_tokens(t)) for vid, t in titles.items()}
+        # every phrase, for telling a sibling apart; only a word's phrases ("apollo~11") count as
+        # names of their own: "part 2" is as much the cooking series' as the gardening one's
+        self.pairs = {vid: phrase_tokens(t) for vid, t in titles.items()}
+        self.tokens = {vid: set(name_tokens(t)) | {p for p in self.pairs[vid] if not _marked(p)}
+                       for vid, t in titles.items()}
         n = len(titles)
         df: dict[str, int] = {}
         for toks in self.tokens.values():
@@ -111,8 +236,8 @@ class Titles:
         return spans
 
     def _names(self, phrase: str) -> bool:
-        toks = set(name_tokens(phrase))
-        return bool(toks & set(self.idf) and any(self.idf.get(t, 0) > 0 for t in toks)) or \
+        toks = set(name_tokens(phrase)) | phrase_tokens(phrase)
+        return any(self.idf.get(t, 0) > 0 for t in toks) or \
             any(vid.lower() in phrase.lower() for vid in self.titles if len(vid) >= 6)
 
     def naming(self, question: str) -> Naming:
@@ -121,12 +246,22 @@ class Titles:
         rest = question
         for a, b in sorted(spans, reverse=True):
             rest = rest[:a] + " " + rest[b:]
-        explicit = set(name_tokens(named))
-        implicit = {t for t in name_tokens(rest) if not t.isdigit() and t not in _MARKERS.values()} - explicit
+        around = phrase_tokens(rest)
+        # A numbered marker anywhere ("... in season 2?") names as it would in a naming phrase.
+        explicit = set(name_tokens(named)) | phrase_tokens(named) | {w for p in around if _marked(p)
+                                                                      for w in p.split("~")}
+        implicit = {t for t in name_tokens(rest) if _bare_name(t)} - explicit
+        # A title phrase names its video wherever it stands ("Who flew the command module of
+        # Apollo 11?"), in full: it is what tells "Apollo 11" from "Apollo 13", whose titles share
+        # every other word. A phrase no title holds ("in 1969") names nothing.
+        titled = {t for t in around if self.idf.get(t, 0) > 0} - explicit
+        asked = {t for t in explicit | around if "~" in t}
         scores: dict[str, float] = {}
         low = question.lower()
         for vid, toks in self.tokens.items():
-            s = sum(self.idf.get(t, 0.0) for t in explicit & toks)
+            if _contradicts(asked, self.pairs[vid]):  # "Apollo 13" asked, "Apollo 11" in this title
+                continue
+            s = sum(self.idf.get(t, 0.0) for t in (explicit | titled) & toks)
             s += IMPLICIT * sum(self.idf.get(t, 0.0) for t in implicit & toks)
             if len(vid) >= 6 and vid.lower() in low:  # a video id names it outright
                 s += 2 * math.log(max(len(self.titles), 2))
@@ -134,7 +269,7 @@ class Titles:
                 scores[vid] = s
         content = re.sub(r"^[\s,:;.-]+", "", " ".join(rest.split())) if spans else question
         phrases = tuple(question[a:b].strip() for a, b in spans)
-        return Naming(scores, phrases, content if len(content.split()) >= 2 else question)
+        return Naming(scores, phrases, content if len(content.split()) >= 2 else question, tuple(sorted(titled)))
 
 
 def title_from_source(source: str) -> str:

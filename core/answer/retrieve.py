@@ -46,7 +46,7 @@ UNIT_WEIGHT = 0.7  # a unit's own similarity, against its whole chunk's as conte
 LEX_WEIGHT = 0.5  # lexical evidence, 0..1, scaled (0.3 → 0.5: recall@1 0.853 → 0.863 on eval/)
 NAME_WEIGHT = 0.3  # the named video's units gain this much; other named videos in proportion
 NAME_FULL = 2.5  # naming strength (IDF units over titles) that counts in full: ~one word unique to a title
-NAME_EXPAND = 1.0  # a video named at least this strongly (in a naming phrase) gives all its units
+NAME_EXPAND = 1.0  # a video named at least this strongly (in a naming or title phrase) gives all its units
 TITLE_WEIGHT = 0.5  # penalty per unit of similarity to the video's title above TITLE_FLOOR
 TITLE_FLOOR = 0.3
 AGREE_WEIGHT = 0.25  # share of an overlapping, different signal's score added to a moment
@@ -178,7 +178,7 @@ async def retrieve(store: ScopedStore, question: str, text: TextEmbedder, image:
     hits = [h for h, _ in fused]
     rrf = [r for _, r in fused]
     best = naming.best()
-    if naming.phrases and best is not None and best[1] >= NAME_EXPAND:
+    if (naming.phrases or naming.titled) and best is not None and best[1] >= NAME_EXPAND:
         seen = {_key(h) for h in hits}
         extra = await _named_units(store, best[0], seen)
         hits += extra
