@@ -153,7 +153,7 @@ async def ingest(video_id: str, source: str, store: ScopedStore, models: Models,
         lap("embed")
         await store.drop_vectors([video_id])
         await store.put_text(video_id, chunks, text_vectors, speech + ocr_segments,
-                             spoken_units + ocr_segments, unit_vectors)
+                             spoken_units + ocr_segments, unit_vectors, heard.language)
         await store.put_frames(video_id, frames, ocr_text, image_vectors)
         lap("store")
         counts = {"frames": len(frames), "speech": len(speech), "ocr": len(ocr_segments), "chunks": len(chunks)}

@@ -58,15 +58,17 @@ class ScopedStore:
 
     # vectors and timed text
     async def put_text(self, video_id: str, chunks: list[Segment], vectors: np.ndarray,
-                       segments: list[Segment], units: list[Segment] = (), unit_vectors: np.ndarray | None = None) -> None:  # type: ignore[assignment]
+                       segments: list[Segment], units: list[Segment] = (), unit_vectors: np.ndarray | None = None,  # type: ignore[assignment]
+                       language: str = "") -> None:
         """Chunks go to Milvus (what a question searches); segments (the evidence quoted in answers,
-        and the full-text index) and units with their vectors (what a hit is narrowed to) to the catalog."""
+        and the full-text index, stemmed in `language`, the video's) and units with their vectors
+        (what a hit is narrowed to) to the catalog."""
         rows = [{"id": f"{video_id}:t{i}", "vector": v.tolist(), "video_id": video_id,
                  "start": c.start, "end": c.end, "kind": str(c.kind), "text": c.text[:8000]}
                 for i, (c, v) in enumerate(zip(chunks, vectors, strict=True))]
         await self._milvus(self.vectors.insert, self.vectors.text, self.partition, rows)
         uv = unit_vectors if unit_vectors is not None else np.zeros((0, 0), np.float32)
-        await self.catalog.put_text(self.scope, video_id, segments, units, uv)
+        await self.catalog.put_text(self.scope, video_id, segments, units, uv, language)
 
     async def units(self, video_id: str, start: float, end: float, kind: str) -> list[tuple[Segment, np.ndarray]]:
         """Units of `kind` lying within [start, end], each with its stored vector."""

@@ -14,7 +14,6 @@ migrations, the full-text query, the leasing lock clause and, where it has one, 
 from __future__ import annotations
 
 import logging
-import re
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
@@ -25,7 +24,7 @@ import numpy as np
 
 from core.models import Job, JobStatus, Kind, Scope, Segment, Stage, StoredFrame, Turn, Video, VideoStatus
 from core.store.catalog.migrations import Migration
-from core.text.words import STOP
+from core.text.words import query_terms, terms
 
 log = logging.getLogger(__name__)
 
@@ -49,16 +48,13 @@ class Tx(Protocol):
         ...
 
 
-def words(query: str, limit: int = 32) -> list[str]:
+def words(query: str, languages: Sequence[str] = ("en",), limit: int = 32) -> list[str]:
     """The distinct content words of a question, for a full-text query (OR of words: BM25/ts_rank
-    weigh them; nothing of the user's text reaches the query syntax but word characters). Stop
+    weigh them; nothing of the user's text reaches the query syntax but word characters), each
+    stemmed in every language of `languages` as the index's `terms` are (core.text.words). Stop
     words are left out: "what", "the", "of" matched nearly every segment of a channel, which
-    were all ranked to keep 8 (PostgreSQL's english configuration drops them as well)."""
-    out: list[str] = []
-    for w in re.findall(r"\w+", query.lower()):
-        if w not in out and w not in STOP:
-            out.append(w)
-    return out[:limit]
+    were all ranked to keep 8."""
+    return query_terms(query, tuple(languages), limit)
 
 
 def video_from(row: Row, scope: Scope) -> Video:
@@ -106,8 +102,10 @@ class Catalog(ABC):
         ~40 ms, on a loaded 2-core machine; bench/scale.py). A word that common cannot single out a
         moment anyway (the dense search ranks those); the rare word spoken once, which the
         full-text search is there for, is always kept. Counting stops at RANK_CAP + 1."""
-        terms = [t for t in words(query) if await self._count_matches(scope, t, RANK_CAP + 1) <= RANK_CAP]
-        return await self._lexical(scope, terms, limit) if terms else []
+        rows = await self._fetch("SELECT DISTINCT language FROM videos WHERE scope=?", (scope.key,))
+        languages = ("en", *sorted({r["language"] for r in rows} - {""}))  # the words as each video's stemmer has them
+        wanted = [t for t in words(query, languages) if await self._count_matches(scope, t, RANK_CAP + 1) <= RANK_CAP]
+        return await self._lexical(scope, wanted, limit) if wanted else []
 
     @abstractmethod
     async def _count_matches(self, scope: Scope, term: str, most: int) -> int:
@@ -154,8 +152,8 @@ class Catalog(ABC):
                 current = int(rows[0]["v"])
                 if version <= current:
                     continue
-                for sql in statements:
-                    await tx.run(sql)
+                for step in statements:
+                    await (tx.run(step) if isinstance(step, str) else step(tx))
                 await tx.run("INSERT INTO schema_version (version, applied) VALUES (?, ?)", (version, time.time()))
                 log.info("catalog (%s): schema migrated to version %d", self.backend, version)
                 current = version
@@ -200,16 +198,18 @@ class Catalog(ABC):
 
     # ---- timed text -----------------------------------------------------------------------------
     async def put_text(self, scope: Scope, video_id: str, segments: Sequence[Segment],
-                       units: Sequence[Segment], unit_vectors: np.ndarray) -> None:
-        """Replace a video's segments and units (with their vectors) in one transaction."""
+                       units: Sequence[Segment], unit_vectors: np.ndarray, language: str = "") -> None:
+        """Replace a video's segments and units (with their vectors) in one transaction. Each
+        segment's full-text `terms` are its words stemmed in `language`, the video's."""
         async with self._tx() as tx:
             for t in ("segments", "units"):
                 await tx.run(f"DELETE FROM {t} WHERE scope=? AND video_id=?", (scope.key, video_id))  # noqa: S608
             # One executemany per table, not one statement per row: a 10-minute lecture has ~300
             # units, and a statement each cost a round trip to PostgreSQL (or a hop to aiosqlite's
             # thread); bench/scale.py loads 6,000 videos this way.
-            await tx.many('INSERT INTO segments (scope, video_id, start, "end", kind, text) VALUES (?,?,?,?,?,?)',
-                          [(scope.key, video_id, s.start, s.end, str(s.kind), s.text) for s in segments])
+            await tx.many('INSERT INTO segments (scope, video_id, start, "end", kind, text, terms) VALUES (?,?,?,?,?,?,?)',
+                          [(scope.key, video_id, s.start, s.end, str(s.kind), s.text, terms(s.text, language))
+                           for s in segments])
             await tx.many('INSERT INTO units (scope, video_id, start, "end", kind, text, vec) VALUES (?,?,?,?,?,?,?)',
                           [(scope.key, video_id, u.start, u.end, str(u.kind), u.text, np.asarray(v, np.float32).tobytes())
                            for u, v in zip(units, unit_vectors, strict=True)])

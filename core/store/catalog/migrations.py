@@ -1,7 +1,9 @@
 """The catalog's schema, as numbered migrations per backend, applied in order at start-up.
 
-Each migration is `(version, statements)`; `Catalog.migrate` runs the ones newer than the highest
-row of `schema_version` in one transaction each, and records them there. Never edit a released
+Each migration is `(version, steps)`; `Catalog.migrate` runs the ones newer than the highest
+row of `schema_version` in one transaction each, and records them there. A step is a statement,
+or a coroutine function given the transaction where SQL cannot do the work (stemming the text
+already stored in each video's language: `fill_terms`). Never edit a released
 migration: add the next number. SQLite's version 1 is the schema from before versions existed
 (`CREATE … IF NOT EXISTS`), so a catalog.db written by an earlier vidrag upgrades in place.
 
@@ -10,7 +12,28 @@ Column names `end` and `time` are quoted everywhere: `end` is reserved in Postgr
 
 from __future__ import annotations
 
-Migration = tuple[int, tuple[str, ...]]
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from core.text.words import terms
+
+Step = str | Callable[[Any], Awaitable[None]]  # a statement, or a step in Python given the open transaction
+Migration = tuple[int, tuple[Step, ...]]
+
+
+async def _add_terms_sqlite(tx: Any) -> None:
+    """The `terms` column, unless it is there already (SQLite has no ADD COLUMN IF NOT EXISTS):
+    the migration may run again over a catalog that has it, as its steps all may."""
+    if not any(c["name"] == "terms" for c in await tx.fetch("PRAGMA table_info(segments)")):
+        await tx.run("ALTER TABLE segments ADD COLUMN terms TEXT NOT NULL DEFAULT ''")
+
+
+async def fill_terms(tx: Any) -> None:
+    """Every stored segment's `terms`: its words stemmed in its video's language (core.text.words)."""
+    rows = await tx.fetch("SELECT s.id, s.text, COALESCE(v.language, '') AS language FROM segments s "
+                          "LEFT JOIN videos v ON v.scope = s.scope AND v.id = s.video_id")
+    await tx.many("UPDATE segments SET terms=? WHERE id=?", [(terms(r["text"], r["language"]), r["id"]) for r in rows])
+
 
 SQLITE: list[Migration] = [
     (1, (
@@ -93,6 +116,24 @@ SQLITE: list[Migration] = [
          "WHEN 'extracting frames' THEN 'frames' WHEN 'transcribing' THEN 'transcribe' "
          "WHEN 'reading the screen' THEN 'ocr' WHEN 'indexing' THEN 'embed' WHEN 'ready' THEN 'done' "
          "ELSE stage END",)),
+    # The full-text index holds each segment's words stemmed in its video's language (`terms`,
+    # written beside the text by the catalog; core.text.words) instead of FTS5's English Porter
+    # stemmer over every language: an Italian or Spanish video's words were stemmed as English.
+    # PostgreSQL's index gets the same terms (its migration 5), so both backends match alike.
+    (6, (
+        "DROP TRIGGER IF EXISTS segments_fts_insert",
+        "DROP TRIGGER IF EXISTS segments_fts_delete",
+        "DROP TABLE IF EXISTS segments_fts",
+        _add_terms_sqlite,
+        fill_terms,
+        """CREATE VIRTUAL TABLE segments_fts USING fts5(
+  terms, scope, content='segments', content_rowid='id', tokenize='unicode61 remove_diacritics 2')""",
+        "INSERT INTO segments_fts(segments_fts) VALUES ('rebuild')",
+        """CREATE TRIGGER segments_fts_insert AFTER INSERT ON segments BEGIN
+  INSERT INTO segments_fts(rowid, terms, scope) VALUES (new.id, new.terms, new.scope); END""",
+        """CREATE TRIGGER segments_fts_delete AFTER DELETE ON segments BEGIN
+  INSERT INTO segments_fts(segments_fts, rowid, terms, scope) VALUES ('delete', old.id, old.terms, old.scope); END""",
+    )),
 ]
 
 POSTGRES: list[Migration] = [
@@ -147,4 +188,15 @@ POSTGRES: list[Migration] = [
          "WHEN 'extracting frames' THEN 'frames' WHEN 'transcribing' THEN 'transcribe' "
          "WHEN 'reading the screen' THEN 'ocr' WHEN 'indexing' THEN 'embed' WHEN 'ready' THEN 'done' "
          "ELSE stage END",)),
+    # The words' index over `terms`, each segment's words stemmed in its video's language (see
+    # SQLite's migration 6), with the 'simple' configuration (lower case, no stemming of its own)
+    # instead of 'english' over the raw text.
+    (5, (
+        "DROP INDEX IF EXISTS segments_scope_tsv",
+        "ALTER TABLE segments DROP COLUMN IF EXISTS tsv",
+        "ALTER TABLE segments ADD COLUMN IF NOT EXISTS terms TEXT NOT NULL DEFAULT ''",
+        fill_terms,
+        "ALTER TABLE segments ADD COLUMN tsv tsvector GENERATED ALWAYS AS (to_tsvector('simple', terms)) STORED",
+        "CREATE INDEX segments_scope_tsv ON segments USING GIN (scope, tsv)",
+    )),
 ]

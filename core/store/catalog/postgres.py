@@ -129,14 +129,14 @@ class PostgresCatalog(Catalog):
 
     async def _count_matches(self, scope: Scope, term: str, most: int) -> int:
         rows = await self._fetch(
-            "SELECT COUNT(*) AS n FROM (SELECT 1 FROM segments WHERE scope=? AND tsv @@ to_tsquery('english', ?) "
+            "SELECT COUNT(*) AS n FROM (SELECT 1 FROM segments WHERE scope=? AND tsv @@ to_tsquery('simple', ?) "
             "LIMIT ?) m", (scope.key, term, most))
         return int(rows[0]["n"])
 
     async def _lexical(self, scope: Scope, terms: list[str], limit: int) -> list[LexicalHit]:
         rows = await self._fetch(
             'SELECT video_id, start, "end", kind, text, ts_rank(tsv, q) AS score '
-            "FROM segments, to_tsquery('english', ?) q WHERE scope=? AND tsv @@ q ORDER BY score DESC LIMIT ?",
+            "FROM segments, to_tsquery('simple', ?) q WHERE scope=? AND tsv @@ q ORDER BY score DESC LIMIT ?",
             (" | ".join(terms), scope.key, limit))
         return [(r["video_id"], float(r["start"]), float(r["end"]), Kind(r["kind"]), r["text"], float(r["score"]))
                 for r in rows]

@@ -98,11 +98,11 @@ class SqliteCatalog(Catalog):
 
     async def _count_matches(self, scope: Scope, term: str, most: int) -> int:
         rows = await self._fetch("SELECT COUNT(*) AS n FROM (SELECT 1 FROM segments_fts WHERE segments_fts MATCH ? LIMIT ?)",
-                                 (self._in_scope(scope, f'"{term}"'), most))
+                                 (self._in_scope(scope, f'terms : "{term}"'), most))
         return int(rows[0]["n"])
 
     async def _lexical(self, scope: Scope, terms: list[str], limit: int) -> list[LexicalHit]:
-        match = self._in_scope(scope, " OR ".join(f'"{t}"' for t in terms))
+        match = self._in_scope(scope, "terms : (" + " OR ".join(f'"{t}"' for t in terms) + ")")
         rows = await self._fetch(
             'SELECT s.video_id, s.start, s."end", s.kind, s.text, -bm25(segments_fts) AS score '
             "FROM segments_fts JOIN segments s ON s.id = segments_fts.rowid "
