@@ -17,16 +17,22 @@ in all when "say" is empty), and optional per-lecture "background", "voice" and 
 
 A question may also carry tags that the figures are broken down by (beside "kind"):
   "names"  how it names its video — "number" (a part or episode number), "title" (title words),
-           "about" ("the one about X"), "id" (the video id; "{id}" in the question is replaced by
-           it at run time) — or "none";
+           "phrase" (a title word with its number, version, year or roman numeral: "Apollo 11",
+           "Python 3.12", "Henry VIII"), "about" ("the one about X"), "id" (the video id; "{id}"
+           in the question is replaced by it at run time) — or "none";
   "lang"   the language it is asked in;
   "split"  "tune" or "report": the method is tuned on one, and the other is what is reported
            (`--split report`).
 Where a question has "lang", it is also tagged "asked" from its lecture's language (the lecture's
 espeak-ng "voice", English by default): "in its language" (a video not in English, asked in its
 own language), "in English" (a video not in English, asked in English) or "English video".
-eval/channel/ (a channel with series of numbered, look-alike lectures) and eval/languages/
-(lectures in Italian, Spanish and German, asked in their language and in English) use them.
+eval/channel/ (a channel with series of numbered, look-alike lectures), eval/languages/
+(lectures in Italian, Spanish and German, asked in their language and in English) and
+eval/naming/ (20 short videos: siblings whose titles differ only by a number — Apollo 11 / 13,
+Python 3.11 / 3.12, WWDC 2023 / 2024, Henry VII / VIII —, unrelated videos, an Italian and a
+Spanish one, all asked in English) use them. eval/naming/'s "report" half is held out: other
+topics and other phrasings than its "tune" half, and no weight or rule is set by looking at it;
+a change that raises "tune" and lowers "report" is no improvement.
 """
 
 from __future__ import annotations

@@ -109,3 +109,27 @@ def test_vidrag_eval_is_a_subcommand() -> None:
 
     args = parser().parse_args(["eval", "--only", "a,b", "--only", "c", "--json"])
     assert args.cmd == "eval" and args.json and args.only == ["a,b", "c"]
+
+
+@pytest.mark.parametrize("folder", ["", "channel", "languages", "naming"])
+def test_every_question_of_our_sets_points_at_a_slide_that_exists(folder: str) -> None:
+    root = _path.parent / folder
+    lectures = json.loads((root / "lectures.json").read_text())
+    for q in json.loads((root / "questions.json").read_text()):
+        assert q["video"] in lectures and 0 <= q["slide"] < len(lectures[q["video"]]["slides"]), q
+        assert q["kind"] in ev.KINDS and q["a"] and q.get("split", "tune") in ("tune", "report"), q
+
+
+def test_the_held_out_naming_questions_are_about_other_videos_than_the_tuning_ones() -> None:
+    """eval/naming's "report" half is held out by topic: no lecture has questions in both halves,
+    and both halves hold siblings that differ only by the number in their title."""
+    root = _path.parent / "naming"
+    lectures = json.loads((root / "lectures.json").read_text())
+    split: dict[str, set[str]] = {}
+    for q in json.loads((root / "questions.json").read_text()):
+        split.setdefault(q["video"], set()).add(q["split"])
+    assert all(len(s) == 1 for s in split.values()), split
+    for half in ("tune", "report"):
+        titles = [lectures[v]["title"] for v, s in split.items() if s == {half}]
+        words = [" ".join(w for w in t.split() if not any(c.isdigit() for c in w) and w.strip("IVX,")) for t in titles]
+        assert len(words) > len(set(words)), f"{half}: no two titles differ only by their number"
