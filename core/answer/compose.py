@@ -191,12 +191,13 @@ def build_messages(question: str, evidence: Sequence[Evidence], frame: FrameRef 
     if frame is not None:
         parts.append(f"The attached image is the frame at {fmt_time(frame.time)} of excerpt [1].")
     parts.append("</excerpts>")
-    language = NAMES[language_of_text(question)]
     # The excerpts may be in another language than the question (an Italian lecture asked about in
-    # English): a model tends to answer in the language of what it reads unless told otherwise.
-    ask = (f"\n\nQuestion: {question}\n\nAnswer in {language}, the language of the question, even where "
-           f"the excerpts are in another language (translate what you use from them).")
-    content: list[dict] = [{"type": "text", "text": "\n".join(parts) + ask}]
+    # English): a model tends to answer in the language of what it reads unless told otherwise. Said
+    # before the excerpts, so that nothing but the question follows them.
+    language = NAMES[language_of_text(question)]
+    parts.insert(0, f"Answer in {language}, the language of the question, even where the excerpts are in "
+                    f"another language (translate what you use from them).")
+    content: list[dict] = [{"type": "text", "text": "\n".join(parts) + f"\n\nQuestion: {question}"}]
     if frame is not None:
         b64 = base64.b64encode(Path(frame.path).read_bytes()).decode()
         content.append({"type": "image_url", "image_url": {"url": f"data:image/jpeg;base64,{b64}"}})
