@@ -115,3 +115,15 @@ def test_numbers_read_every_usual_way() -> None:
     assert name_tokens("Episode twenty-one") == ["episode", "21"]
     assert name_tokens("the 2nd part") == ["2", "part"]
     assert name_tokens("In the one about compost") == ["compost"]  # "the one about": no number
+
+
+@pytest.mark.parametrize(("question", "asked"), [
+    ("Does the iPhone 15 have a USB port?", "Does the have a USB port?"),
+    ("Who flew the command module of Apollo 11?", "Who flew the command module of ?"),
+    ("Which dish opens season 2?", "Which dish opens ?"),
+    ("What happened in 1969?", "What happened in 1969?"),  # no title holds it: content
+    ("What is Python 3.10?", "What is Python 3.10?"),       # nothing would be left to ask
+])
+def test_what_is_asked_is_the_question_without_its_title_phrase(question: str, asked: str) -> None:
+    titles = Titles(CHANNEL | {"v_ip14": "iPhone 14 review", "v_ip15": "iPhone 15 review"})
+    assert titles.naming(question).content == asked

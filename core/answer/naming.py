@@ -21,9 +21,9 @@ full, and a sibling whose title pairs the same word with another number ("Apollo
 ("what happened in 1969?", "2 cups"), except a year or version a title carries, which hints as a
 title word does.
 
-The naming phrase is also what `content()` strips from the question, so the moment within the
-named video is found by what is asked, not by the words that named it (those match its title
-slide best).
+The naming phrase, and a title phrase, is also what `content` strips from the question, so the
+moment within the named video is found by what is asked, not by the words that named it (those
+match its title slide best).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from core.text.words import STOP, stem
+from core.text.words import STOP, stem, tokens
 
 IMPLICIT = 0.5  # weight of a title word used outside a naming phrase
 _UNITS = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen " \
@@ -73,6 +73,7 @@ _ABOUT = re.compile(r"\b(?:in\s+|from\s+)?the\s+(?:video|one|episode|lecture|tal
 class _Tok:
     kind: str  # "word" (stemmed), "marker" (its canonical word), "num", "ord" (an ordinal), "stop", "break"
     value: str
+    span: tuple[int, int] = (0, 0)  # where it stands in the text
 
 
 def _roman(w: str) -> int | None:
@@ -102,19 +103,23 @@ def _tokens(text: str) -> list[_Tok]:
     """The text as title-comparable tokens in order, with the marks that end a phrase kept as
     breaks: numbering to digits, roman and spelled-out numbers to digits, one word per marker
     ("Ep."→episode), other words stemmed; stop words and filler ("video", "one") kept as "stop"."""
-    text = _OF_TOTAL.sub(r"\1", text)
+    text = _OF_TOTAL.sub(lambda m: m.group(1).ljust(len(m.group(0))), text)  # same length: spans hold
     out: list[_Tok] = []
     run: list[int] = []
+    run_span = [0, 0]
 
     def flush() -> None:
-        out.extend(_Tok("num", n) for n in _spoken(run))
+        out.extend(_Tok("num", n, (run_span[0], run_span[1])) for n in _spoken(run))
         run.clear()
 
     for m in _TOKEN.finditer(text):
-        w = m.group(0)
+        w, at = m.group(0), m.span()
         low = w.lower()
         if low in _CARDINALS and not (low == "one" and out and out[-1].value == "the"):  # "the one about…"
+            if not run:
+                run_span[0] = at[0]
             run.append(_CARDINALS[low])
+            run_span[1] = at[1]
             continue
         if run and w in _JOINS:  # "twenty-four"
             continue
@@ -122,24 +127,24 @@ def _tokens(text: str) -> list[_Tok]:
             flush()
         if w[0].isdigit():
             if low[-2:] in ("st", "nd", "rd", "th"):
-                out.append(_Tok("ord", str(int(low[:-2]))))
+                out.append(_Tok("ord", str(int(low[:-2])), at))
             else:
-                out.append(_Tok("num", w if "." in w else str(int(w))))
+                out.append(_Tok("num", w if "." in w else str(int(w)), at))
         elif not w[0].isalnum():
             dash = w in "-–—" and (text[m.start() - 1:m.start()].isspace() or text[m.end():m.end() + 1].isspace())
             after_marker = w == "." and out and out[-1].kind == "marker"  # "Ep. 2"
             if dash or not (w in _JOINS or after_marker):
-                out.append(_Tok("break", w))
+                out.append(_Tok("break", w, at))
         elif low in _ORDINALS:
-            out.append(_Tok("ord", str(_ORDINALS[low])))
+            out.append(_Tok("ord", str(_ORDINALS[low]), at))
         elif low in _MARKERS:
-            out.append(_Tok("marker", _MARKERS[low]))
+            out.append(_Tok("marker", _MARKERS[low], at))
         elif (r := _roman(w)) is not None:
-            out.append(_Tok("num", str(r)))
+            out.append(_Tok("num", str(r), at))
         elif low in STOP or low in _FILLER or len(low) < 2:
-            out.append(_Tok("stop", low))
+            out.append(_Tok("stop", low, at))
         else:
-            out.append(_Tok("word", stem(low)))
+            out.append(_Tok("word", stem(low), at))
     if run:
         flush()
     return out
@@ -156,16 +161,27 @@ def phrase_tokens(text: str) -> set[str]:
     numeral ("Apollo 11", "Python 3.12", "WWDC 2024", "the 2024 keynote", "World War II", "season
     two"), an ordinal beside a marker ("the second season") or after "<word> the" ("Henry the
     Eighth"). In either order, so "the 2024 keynote" is the phrase of "Keynote 2024"."""
+    return set(_phrases(text))
+
+
+def _phrases(text: str) -> dict[str, list[tuple[int, int]]]:
+    """`phrase_tokens`, each with the character spans where it stands."""
     toks = _tokens(text)
-    out: set[str] = set()
+    out: dict[str, list[tuple[int, int]]] = {}
+
+    def add(word: _Tok, num: _Tok, first: _Tok) -> None:
+        out.setdefault(f"{word.value}~{num.value}", []).append((min(first.span[0], num.span[0]),
+                                                                max(word.span[1], num.span[1])))
+
     for i, t in enumerate(toks):
         if t.kind not in ("num", "ord"):
             continue
-        near = [toks[j] for j in (i - 1, i + 1) if 0 <= j < len(toks)]
         kinds = ("marker",) if t.kind == "ord" else ("marker", "word")
-        out |= {f"{n.value}~{t.value}" for n in near if n.kind in kinds}
+        for j in (i - 1, i + 1):
+            if 0 <= j < len(toks) and toks[j].kind in kinds:
+                add(toks[j], t, toks[j])
         if t.kind == "ord" and i >= 2 and toks[i - 1].value == "the" and toks[i - 2].kind in ("word", "marker"):
-            out.add(f"{toks[i - 2].value}~{t.value}")
+            add(toks[i - 2], t, toks[i - 2])
     return out
 
 
@@ -246,7 +262,8 @@ class Titles:
         rest = question
         for a, b in sorted(spans, reverse=True):
             rest = rest[:a] + " " + rest[b:]
-        around = phrase_tokens(rest)
+        located = _phrases(rest)
+        around = set(located)
         # A numbered marker anywhere ("... in season 2?") names as it would in a naming phrase.
         explicit = set(name_tokens(named)) | phrase_tokens(named) | {w for p in around if _marked(p)
                                                                       for w in p.split("~")}
@@ -267,7 +284,15 @@ class Titles:
                 s += 2 * math.log(max(len(self.titles), 2))
             if s > 0:
                 scores[vid] = s
-        content = re.sub(r"^[\s,:;.-]+", "", " ".join(rest.split())) if spans else question
+        # What is asked is found without the title phrases too: "iPhone 14" in "Does the iPhone 14
+        # have crash detection?" matches the video's title slide best, not the moment that answers.
+        asked_about = rest
+        held = titled | {p for p in around if _marked(p) and any(p in pairs for pairs in self.pairs.values())}
+        for a, b in sorted((sp for p in held for sp in located[p]), reverse=True):
+            asked_about = asked_about[:a] + " " + asked_about[b:]
+        if held and tokens(asked_about):
+            rest = asked_about
+        content = re.sub(r"^[\s,:;.-]+", "", " ".join(rest.split())) if rest != question else question
         phrases = tuple(question[a:b].strip() for a, b in spans)
         return Naming(scores, phrases, content if len(content.split()) >= 2 else question, tuple(sorted(titled)))
 
