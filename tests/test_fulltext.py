@@ -106,3 +106,16 @@ def test_terms_are_stemmed_in_the_language_and_folded() -> None:
     assert terms("eruptions", "xx") == "erupt"  # a language Snowball lacks: English
     assert query_terms("eruzioni", ("en", "it")) == ["eruzion", "eruzioni"]  # as Italian and as English
     assert tokens("I vulcani", "it") == {"vulcan"}  # "i" is a stop word in Italian
+
+
+@both
+async def test_the_migration_fills_every_segment_in_batches(catalog: Catalog) -> None:  # noqa: F811
+    """`fill_terms` pages through the segments by id: none is left out at a page's edge."""
+    from core.store.catalog.migrations import fill_terms
+
+    await _index(catalog)
+    await catalog._run("UPDATE segments SET terms=''")
+    async with catalog._tx() as tx:
+        await fill_terms(tx, batch=2)
+    rows = await catalog.rows("SELECT s.text, s.terms, v.language FROM segments s JOIN videos v ON v.id = s.video_id")
+    assert len(rows) == len(SAID) and all(r["terms"] == terms(r["text"], r["language"]) for r in rows)

@@ -28,11 +28,18 @@ async def _add_terms_sqlite(tx: Any) -> None:
         await tx.run("ALTER TABLE segments ADD COLUMN terms TEXT NOT NULL DEFAULT ''")
 
 
-async def fill_terms(tx: Any) -> None:
-    """Every stored segment's `terms`: its words stemmed in its video's language (core.text.words)."""
-    rows = await tx.fetch("SELECT s.id, s.text, COALESCE(v.language, '') AS language FROM segments s "
-                          "LEFT JOIN videos v ON v.scope = s.scope AND v.id = s.video_id")
-    await tx.many("UPDATE segments SET terms=? WHERE id=?", [(terms(r["text"], r["language"]), r["id"]) for r in rows])
+async def fill_terms(tx: Any, batch: int = 5000) -> None:
+    """Every stored segment's `terms`: its words stemmed in its video's language (core.text.words),
+    `batch` segments at a time (a channel of 1,000 lectures holds ~300,000)."""
+    last = -1
+    while True:
+        rows = await tx.fetch("SELECT s.id, s.text, COALESCE(v.language, '') AS language FROM segments s "
+                              "LEFT JOIN videos v ON v.scope = s.scope AND v.id = s.video_id "
+                              "WHERE s.id > ? ORDER BY s.id LIMIT ?", (last, batch))
+        if not rows:
+            return
+        await tx.many("UPDATE segments SET terms=? WHERE id=?", [(terms(r["text"], r["language"]), r["id"]) for r in rows])
+        last = rows[-1]["id"]
 
 
 SQLITE: list[Migration] = [
