@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import re
 import weakref
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from core.answer.cover import cover_spans, explains, share_within
 from core.answer.naming import Naming, Titles, name_tokens
 from core.engines.image import ImageEmbedder
 from core.engines.text import ENGLISH, TextEmbedder
@@ -55,11 +55,10 @@ NAME_FULL = 2.5  # naming strength (IDF units over titles) that counts in full: 
 NAME_EXPAND = 1.0  # a video named at least this strongly (in a naming or title phrase) gives all its units
 TITLE_WEIGHT = 0.5  # penalty per unit of similarity to the video's title above TITLE_FLOOR
 TITLE_FLOOR = 0.3
-# An explaining question ("why", "how", "what happens") is not answered by the cover: a slide that
-# repeats most of the video's title (COVER_SHARE of its words), nor what is said over it. A unit
-# loses COVER_WEIGHT times the share of its time spent on one.
+# An explaining question ("why", "how", "what happens") is not answered by the cover (a slide that
+# repeats most of the video's title, and what is said over it: core.answer.cover). A unit loses
+# COVER_WEIGHT times the share of its time spent on one.
 COVER_WEIGHT = 0.3  # eval/naming tune split: recall@1 0.893 → 0.964, frame 0.821 → 0.893 (0.15: 0.929; 0.5: as 0.3)
-COVER_SHARE = 2 / 3
 AGREE_WEIGHT = 0.25  # share of an overlapping, different signal's score added to a moment
 FRAME_WEIGHT = 1.0  # a CLIP frame hit inside a moment adds FRAME_WEIGHT / (RRF_K + rank)
 FUSE_WEIGHT = 1.0  # a first-stage hit's fused rank adds FUSE_WEIGHT * RRF over its dense and lexical ranks
@@ -218,7 +217,7 @@ async def retrieve(store: ScopedStore, question: str, text: TextEmbedder, image:
     topic = {v: _topic(titles.get(v, ""), lang[v]) for v in vids}
     lex = lexical_scores(asked, [u.text for u in units], ignore_each=[topic[hits[u.hit].video_id] for u in units],
                          languages=[lang[hits[u.hit].video_id] for u in units])
-    covers = await _covers(store, vids, titles) if COVER_WEIGHT and explains(asked) else {}
+    covers = await cover_spans(store, vids, titles) if COVER_WEIGHT and explains(asked) else {}
     strongest = max(best[1] if best else 0.0, NAME_FULL)
     dense_of = [float(u.vector @ qv) for u in units]
     context = _context(hits, {_key(h) for h in dense}, units, dense_of)
@@ -233,7 +232,7 @@ async def retrieve(store: ScopedStore, question: str, text: TextEmbedder, image:
             u.score -= TITLE_WEIGHT * max(0.0, restate - TITLE_FLOOR)
             u.why += (f"title:{restate:.2f}",)
         if covers.get(h.video_id):
-            on_cover = _share_within(u.start, u.end, covers[h.video_id])
+            on_cover = share_within(u.start, u.end, covers[h.video_id])
             u.score -= COVER_WEIGHT * on_cover
             u.why += (f"cover:{on_cover:.2f}",) if on_cover else ()
     top: dict[int, _Unit] = {}
@@ -281,42 +280,10 @@ def _context(hits: list[VectorHit], dense_keys: set[tuple[str, str, float, float
     return out
 
 
-_EXPLAINS = re.compile(r"^\W*(?:why\b|how\b(?!\s+(?:many|much|long|often|far|old|big|high|tall|deep|fast|large|"
-                       r"small|soon|hot|cold|heavy)\b)|what\s+(?:happen|caus|start|led|lead|made|make)|explain)",
-                       re.IGNORECASE)
-
-
-def explains(question: str) -> bool:
-    """Whether a question asks for an explanation — why, how (not how many/much/long…), what
-    happens, what caused or started — which a video's cover does not give, however much of the
-    question's topic it repeats."""
-    return bool(_EXPLAINS.match(question))
-
-
 def _topic(title: str, language: str) -> set[str]:
     """A title's words as a video's passages are stemmed: its topic, present on every slide."""
     words = {t for t in name_tokens(title) if t.isalpha()}
     return words if language in ENGLISH else words | {t for t in tokens(title, language) if t.isalpha()}
-
-
-async def _covers(store: ScopedStore, vids: list[str], titles: dict[str, str]) -> dict[str, list[tuple[float, float]]]:
-    """Each video's cover spans: its on-screen text spans that repeat COVER_SHARE of its title's
-    words (the title slide, a closing slide that shows the title again)."""
-    def cover(title: str, ocr: str) -> bool:
-        want = set(name_tokens(title))
-        return bool(want) and len(want & set(name_tokens(ocr))) >= COVER_SHARE * len(want)
-
-    shown = await asyncio.gather(*(store.units(v, 0.0, 1e12, Kind.OCR) for v in vids))
-    return {v: [(seg.start, seg.end) for seg, _ in segs if cover(titles.get(v, ""), seg.text)]
-            for v, segs in zip(vids, shown, strict=True) if titles.get(v)}
-
-
-def _share_within(start: float, end: float, spans: list[tuple[float, float]]) -> float:
-    """The share of [start, end] inside any of `spans` (a point counts whole or nothing)."""
-    if end - start <= 1e-6:
-        return 1.0 if any(a <= start <= b for a, b in spans) else 0.0
-    inside = sum(max(0.0, min(end, b) - max(start, a)) for a, b in spans)
-    return min(1.0, inside / (end - start))
 
 
 def _focus(top: _Unit, siblings: list[_Unit]) -> tuple[float, float] | None:
