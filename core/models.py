@@ -148,6 +148,51 @@ class Answer:
         }
 
 
+@dataclass(frozen=True)
+class Chapter:
+    """A stretch of one video about one topic: start and end in seconds, a short title (the
+    slide's heading, or a key phrase of what is said), and a link that opens the video at its
+    start ("" for a local file)."""
+
+    start: float
+    end: float
+    title: str
+    url: str = ""
+
+
+class StoredSummary(NamedTuple):
+    """A video's summary as the catalog keeps it: the text (its [m:ss] markers are the cited
+    moments, in `moments`), the chapters, which model wrote it ("extractive" without an LLM) and
+    how far into the video its indexed part reached when it was made."""
+
+    text: str
+    chapters: tuple[Chapter, ...]
+    moments: tuple[tuple[float, float], ...]
+    method: str
+    indexed_to: float
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What a video is about: a few sentences, each citing a moment (`citations`, as an answer's),
+    and its chapters."""
+
+    video: Video
+    text: str
+    chapters: tuple[Chapter, ...]
+    citations: tuple[Citation, ...] = ()
+    method: str = "extractive"
+
+    def answer(self) -> Answer:
+        """The summary as an answer: the adapters link its [m:ss] markers the same way."""
+        return Answer(self.text, self.citations)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"video_id": self.video.id, "title": self.video.title, "summary": self.text,
+                "chapters": [{"start": round(c.start, 2), "end": round(c.end, 2), "title": c.title}
+                             for c in self.chapters]}
+
+
 class Stage(StrEnum):
     """Where a job is: a stable id, stored in the catalog (`jobs.stage`). What people read for
     each is worded in core/chat/present.py (`STAGE_WORDS`), so rewording is not a migration."""

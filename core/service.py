@@ -1,5 +1,5 @@
-"""The one door into the core: `submit`, `ask`, `videos`, `video`, `forget` (and `jobs`, `wipe`),
-each taking a `Scope`. Adapters call nothing else.
+"""The one door into the core: `submit`, `ask`, `summary`, `videos`, `video`, `forget` (and `jobs`,
+`wipe`), each taking a `Scope`. Adapters call nothing else.
 
 A facade: the catalog (`core.store.catalog`) holds the rows and their SQL, `core.store.scoped.ScopedStore` binds
 them and the vectors to one channel, `core.jobs.worker.JobRunner` runs the jobs (the worker loop, a
@@ -13,10 +13,12 @@ import contextlib
 import hashlib
 import logging
 import shutil
+import weakref
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from core.answer import summary as summaries
 from core.answer.compose import ChatModel, compose, make_chat
 from core.answer.naming import title_from_source
 from core.config import Settings
@@ -27,7 +29,7 @@ from core.errors import APOLOGY, NotFound, Refused, UserFacingError
 from core.jobs.limits import Limits
 from core.jobs.queue import DEAD, DONE, JobQueue
 from core.jobs.worker import JobEvent, JobHook, JobRunner, ProgressCallback
-from core.models import Answer, Job, Scope, Stage, Video, VideoStatus
+from core.models import Answer, Job, Scope, Stage, Summary, Video, VideoStatus
 from core.store import lite_lock
 from core.store.catalog import Catalog, open_catalog
 from core.store.scoped import ScopedStore, VectorStore
@@ -95,6 +97,9 @@ class Service:
         self.worker_id = self.runner.worker_id
         self.auth_headers = self.runner.auth_headers  # platform -> headers for its file URLs
         self._submit_lock = asyncio.Lock()  # count-then-enqueue is one step in this process
+        # (channel, video) -> the lock under which its summary is made, so it is made once here
+        self._summarizing: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = weakref.WeakValueDictionary()
+        self.runner.hooks.append(self._summarize_indexed)  # chapters and summary once a video is indexed
 
     def on_job_event(self, hook: JobHook) -> Callable[[], None]:
         """Hear every job's progress (see `JobEvent`), including jobs queued before a restart.
@@ -228,6 +233,43 @@ class Service:
         if thread:
             await store.add_turn(thread, question, answer.text)
         return answer
+
+    # ---- what a video is about ------------------------------------------------------------------
+    async def summary(self, scope: Scope, video: str | None = None, *, thread: str | None = None) -> Summary:
+        """Chapters and summary of one of `scope`'s videos: the one `video` names (its id, title or
+        title words), else the one the conversation `thread` is about, else the latest indexed.
+        Made once (`core.answer.summary`, with the LLM when one is configured) and kept in the
+        catalog; a video not indexed yet gets a `UserFacingError` saying so."""
+        store = self.store(scope)
+        turns = await store.turns(thread, limit=20) if thread and not video else []
+        target = summaries.pick(await store.videos(), video, turns)
+        if target.status != VideoStatus.READY:
+            raise summaries.not_ready(target)
+        key = (scope.key, target.id)
+        lock = self._summarizing.get(key)
+        if lock is None:
+            lock = self._summarizing[key] = asyncio.Lock()
+        async with lock:
+            stored = await store.summary(target.id)
+            if stored is None:
+                stored = await summaries.make(store, target, self.chat)
+                await store.put_summary(target.id, stored)
+        made = summaries.present(target, stored)
+        if thread:  # a follow-up question, or "summary" again, knows what this thread is about
+            await store.add_turn(thread, "summary", f"{target.title}: {made.text}")
+        return made
+
+    async def _summarize_indexed(self, event: JobEvent) -> None:
+        """Make a video's chapters and summary as soon as it is indexed, in the process that
+        indexed it, so that the first `summary` (and the "Indexed" message) need not wait."""
+        if event.progress.stage != Stage.DONE:
+            return
+        try:
+            await self.summary(event.job.scope, event.job.video_id)
+        except UserFacingError:
+            pass  # forgotten meanwhile
+        except Exception:
+            log.exception("the summary of %s in %s failed", event.job.video_id, event.job.scope.key)
 
     # ---- listing and deleting -------------------------------------------------------------------
     async def videos(self, scope: Scope) -> list[Video]:

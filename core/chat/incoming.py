@@ -19,8 +19,12 @@ The rule, in full:
   asked), a note naming the files that are not videos, and then:
   - with something to index, text ending in "?" is a question about it, answered once the videos
     are indexed (`BOTH`); other text is a caption ("here's yesterday's talk");
-  - with nothing to index, a command word (`help`, `videos` or `list`, `status`, `forget <video>`)
-    is that command, other text is a question, and a bare mention gets the help text.
+  - with nothing to index, a command word (`help`, `videos` or `list`, `status`, `forget <video>`,
+    `summary [video]` or `chapters [video]`) is that command, a request for what a video is about
+    ("what is this video about?", "summarize the bread video", "tl;dr", "give me the chapters",
+    in English, Italian, Spanish, German and French: `summary_request`) is `summary`, other text
+    is a question, and a bare mention gets the help text;
+  - with something to index, a request for what it is about is `summary` of it once indexed.
 - At most `present.MAX_SOURCES` videos are taken from one message; the rest are named in one
   note, and a wall of unaddressed links costs a bounded number of checks.
 """
@@ -43,7 +47,7 @@ if TYPE_CHECKING:
 
 _URL = re.compile(r"https?://[^\s<>]+")
 _TRAILING = ".,;:!?)]'\""
-_COMMAND = re.compile(r"(help|videos|list|status|forget)\b[\s:]*(.*)", re.IGNORECASE | re.DOTALL)
+_COMMAND = re.compile(r"(help|videos|list|status|forget|summary|chapters)\b[\s:]*(.*)", re.IGNORECASE | re.DOTALL)
 CHECKED_LINKS = 4 * present.MAX_SOURCES  # links of one unaddressed message checked at most
 
 
@@ -103,9 +107,10 @@ class Action(StrEnum):
     VIDEOS = "videos"
     STATUS = "status"
     FORGET = "forget"  # remove `argument` (the adapter checks the author may)
+    SUMMARY = "summary"  # chapters and summary of the video `argument` names (or of `sources`, once indexed)
 
 
-COMMANDS = (Action.HELP, Action.VIDEOS, Action.STATUS, Action.FORGET)
+COMMANDS = (Action.HELP, Action.VIDEOS, Action.STATUS, Action.FORGET, Action.SUMMARY)
 
 
 @dataclass(frozen=True)
@@ -152,7 +157,67 @@ def _command(text: str) -> tuple[Action, str] | None:
     word, rest = m[1].lower(), m[2].strip()
     if word == "forget":
         return Action.FORGET, rest
+    if word in ("summary", "chapters"):  # "summary bread", "chapters of part 2"; a question is read as one
+        rest = re.sub(r"^(?:of|for)\s+", "", rest, flags=re.IGNORECASE).rstrip("!. ")
+        return None if rest.endswith("?") else (Action.SUMMARY, rest)
     return (Action.VIDEOS if word == "list" else Action(word), "") if not rest else None
+
+
+# ---- "what is this video about?" ----------------------------------------------------------------
+# What a request for a summary looks like, in the languages vidrag transcribes. A request names its
+# video, if at all, by a reference (`_REF`: "it", "this video", "the bread video", "part 2", an id);
+# a sentence with anything else in it ("what is the Calvin cycle about?", "summarize what she
+# says about rates") is a question about a detail, and is answered as one.
+_NOUN = (r"(?:video|vid|clip|talk|lecture|recording|episode|movie|film|one|filmato|lezione|registrazione|"
+         r"episodio|v[ií]deo|charla|clase|grabaci[oó]n|vortrag|vorlesung|aufnahme|folge|vid[eé]o|"
+         r"conf[eé]rence|cours|enregistrement|[eé]pisode)")
+_DET = (r"(?:the|this|that|il|lo|la|questo|questa|quel|el|este|esta|ese|der|die|das|dem|den|dieses|diesem|"
+        r"diese|le|ce|cette|cet)")
+_NAME = r"[^?!.,;:]{1,60}?"
+# a video: "it", "this", "the video", "this bread video", "the video about bread", "part 2", an id
+_REF = (rf"(?:it|this|that|esto|eso|es|ça|cela|lui|(?:{_DET}\s+)?(?:{_NAME}\s+)?{_NOUN}(?:\s+{_NAME})?"
+        r"|(?:part|episode|ep\.?|parte|teil|partie)\s*\w+|[0-9a-f]{6,12})")
+_OF = r"(?:of|for|on|about|del|della|dello|dell['’]|di|de|del|des|de\s+la|du|von|vom|zum|zur|über)"
+_PLEASE = r"(?:please|pls|per favore|por favor|bitte|s['’]il (?:te|vous) pla[iî]t)"
+_ASK = r"(?:(?:can|could|would|will)\s+you\s+|(?:please\s+)?)"
+_GIVE = (r"(?:give\s+me|show\s+me|send\s+me|let\s+me\s+see|i\s+want|i['’]d\s+like|get\s+me|list|"
+         r"dammi|fammi|mostrami|mi\s+fai|dame|hazme|mu[eé]strame|gib\s+mir|zeig\s+mir|donne[-\s]moi|"
+         r"fais[-\s]moi|montre[-\s]moi|what\s+are|quali\s+sono|cu[aá]les\s+son|welche\s+sind|quels\s+sont)")
+_WHAT = (r"(?:a|an|the|un|uno|una|il|i|gli|el|los|las|eine|einen|die|le|les)?\s*(?:quick\s+|short\s+|brief\s+)?"
+         r"(?:summary|summaries|overview|recap|synopsis|tl;?\s*dr|chapters|chapter\s+list|outline|"
+         r"riassunto|sommario|sintesi|capitoli|resumen|s[ií]ntesis|cap[ií]tulos|zusammenfassung|[üu]berblick|"
+         r"kapitel|r[eé]sum[eé]|chapitres|aper[cç]u)")
+_VERB = (r"(?:summari[sz]e|sum\s+up|recap|tl;?\s*dr|riassumi|riassumere|resume|res[uú]melo|resumir|"
+         r"fass(?:e)?(?:\s+\w+){0,3}\s+zusammen|zusammenfassen|r[eé]sume|r[eé]sumer)")
+_REQUESTS = [
+    # what is it about / di cosa parla / de qué trata / worum geht es / de quoi parle
+    rf"(?:what(?:['’]s|\s+is|\s+was)|whats)\s+(?P<ref>{_REF})\s+(?:all\s+)?about",
+    rf"what\s+(?:does|did)\s+(?P<ref>{_REF})\s+(?:cover|talk\s+about|discuss|explain|say)",
+    rf"(?:di\s+)?(?:che\s+)?cosa\s+(?:parla|tratta|dice)\s*(?P<ref>{_REF})?",
+    rf"(?:de\s+)?qu[eé]\s+(?:trata|va|habla)\s*(?P<ref>{_REF})?",
+    rf"(?:worum|wovon)\s+(?:geht\s+es|geht['’]s|handelt)\s*(?:in\s+|im\s+|bei\s+)?(?P<ref>{_REF})?",
+    rf"(?:de\s+quoi|[çc]a)\s+(?:parle|traite)(?:\s+de\s+quoi)?\s*(?P<ref>{_REF})?",
+    # summarize it / riassumi il video / resume el video / fasse das Video zusammen / résume la vidéo
+    rf"{_ASK}{_VERB}(?:\s+(?P<ref>{_REF}))?",
+    # a summary, the chapters (of the video), give me the chapters, what are the chapters
+    rf"{_ASK}(?:{_GIVE}\s+)?{_WHAT}(?:\s+{_OF})?(?:\s+(?P<ref>{_REF}))?",
+]
+_REQUEST = [re.compile(r, re.IGNORECASE) for r in _REQUESTS]
+_GENERIC = re.compile(rf"(?:it|this|that|esto|eso|es|ça|cela|lui|(?:{_DET}\s+)?{_NOUN})", re.IGNORECASE)
+
+
+def summary_request(text: str) -> str | None:
+    """Whether `text` asks what a video is about (for its summary or chapters): None if not, else
+    the words that name the video ("" for "it", "this video": the conversation's or the latest)."""
+    said = " ".join(text.replace("’", "'").split()).strip(" ?!.¿¡")
+    said = re.sub(rf"(?:,?\s*{_PLEASE})+$|^(?:{_PLEASE}\s*,?\s*)+|^(?:hey|hi|ok|so|and)\s*,?\s+", "", said,
+                  flags=re.IGNORECASE).strip(" ?!.,")
+    for rx in _REQUEST:
+        m = rx.fullmatch(said)
+        if m is not None:
+            ref = (m.groupdict().get("ref") or "").strip()
+            return "" if not ref or _GENERIC.fullmatch(ref) else ref
+    return None
 
 
 async def decide(msg: Incoming, is_video: Callable[[str], bool] = is_video_link) -> Decision:
@@ -176,6 +241,8 @@ async def decide(msg: Incoming, is_video: Callable[[str], bool] = is_video_link)
         return Decision(Action.INDEX if sources else Action.NOTHING, sources, dropped=dropped)
     text = _question(msg.text, msg.links)
     if sources:
+        if text and summary_request(text) is not None:  # "summarize this: <link>"
+            return Decision(Action.SUMMARY, sources, refused=refused, dropped=dropped)
         asks = text.endswith("?")
         return Decision(Action.BOTH if asks else Action.INDEX, sources, text if asks else "", refused=refused,
                         dropped=dropped)
@@ -186,13 +253,17 @@ async def decide(msg: Incoming, is_video: Callable[[str], bool] = is_video_link)
     command = _command(text)
     if command is not None:
         return Decision(command[0], argument=command[1])
+    named = summary_request(text)
+    if named is not None:
+        return Decision(Action.SUMMARY, argument=named)
     return Decision(Action.ASK, question=text)
 
 
 async def run_command(service: Service, scope: Scope, action: Action, argument: str,
-                      style: present.Style) -> str:
+                      style: present.Style, thread: str | None = None) -> str:
     """The reply to a command, worded by `core.chat.present` (a `UserFacingError` is the caller's to
-    show). `FORGET` removes: the adapter has checked that the author may."""
+    show). `FORGET` removes: the adapter has checked that the author may. `SUMMARY` without an
+    argument is of the video the conversation `thread` is about, else the latest."""
     if action == Action.VIDEOS:
         return present.video_list(style, await service.videos(scope))
     if action == Action.STATUS:
@@ -201,4 +272,6 @@ async def run_command(service: Service, scope: Scope, action: Action, argument: 
         if not argument:
             return present.FORGET_WHICH
         return present.forgot(style, await service.forget(scope, argument))
+    if action == Action.SUMMARY:
+        return present.summary_text(style, await service.summary(scope, argument or None, thread=thread))
     return present.HELP

@@ -10,13 +10,14 @@ string literal in its markup and how to make it bold.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from urllib.parse import unquote, urlsplit
 
 from core.errors import APOLOGY
-from core.models import Job, Progress, Stage, Video, VideoStatus, fmt_time
+from core.models import Job, Progress, Stage, Summary, Video, VideoStatus, fmt_time
 from core.text.safety import TITLE_LIMIT, one_line
 
 HELP = ("Post a video link or upload a video in this channel and I'll index it. Then mention me with a "
@@ -36,6 +37,10 @@ def _same(text: str) -> str:
     return text
 
 
+def _bracketed(label: str, url: str) -> str:
+    return f"[{label}]"
+
+
 @dataclass(frozen=True)
 class Style:
     """How one platform marks text up. `literal` makes any text show as typed (Discord escapes
@@ -44,6 +49,7 @@ class Style:
     literal: Callable[[str], str] = _same
     bold: str = "**{}**"
     code: str = "`{}`"
+    link: Callable[[str, str], str] = _bracketed  # (label, url) -> a link in this markup
 
     def video(self, text: str, limit: int = TITLE_LIMIT) -> str:
         """A string from a video (title, file name), bounded, neutralized and shown in bold."""
@@ -132,3 +138,43 @@ MAX_SOURCES = 5  # videos indexed from one message; a message with more links ge
 def too_many(style: Style, dropped: int) -> str:
     return (f"I index at most {MAX_SOURCES} videos from one message, so I skipped {dropped} "
             f"link{'s' if dropped != 1 else ''}; post {'them' if dropped != 1 else 'it'} again in another message.")
+
+
+# ---- chapters and summary -----------------------------------------------------------------------
+CHAPTER_TITLE_LIMIT = 80
+SUMMARIZING = "📋 Here is what it is about:"
+_STAMP = re.compile(r"\[(\d{1,2}:\d{2}(?::\d{2})?)\]")
+
+
+def summary_title(style: Style, summary: Summary) -> str:
+    return f"📋 {style.video(summary.video.title)} ({fmt_time(summary.video.duration)})"
+
+
+def summary_body(style: Style, summary: Summary) -> str:
+    """The summary's sentences (text from the video: made literal), each [m:ss] a link to its
+    moment where the video has a link."""
+    urls = {c.label: c.url for c in summary.citations if c.url}
+    out, at = [], 0
+    for m in _STAMP.finditer(summary.text):
+        out.append(style.literal(summary.text[at:m.start()]))
+        out.append(style.link(m[1], urls[m[1]]) if m[1] in urls else m[0])
+        at = m.end()
+    out.append(style.literal(summary.text[at:]))
+    return "".join(out).strip()
+
+
+def chapter_lines(style: Style, summary: Summary) -> list[str]:
+    """One line per chapter: its start (a link to that second where the video has a link) and its
+    title (text from the video: bounded, neutralized, literal)."""
+    return [f"{style.link(fmt_time(c.start), c.url) if c.url else fmt_time(c.start)} "
+            f"{style.plain(c.title, CHAPTER_TITLE_LIMIT)}" for c in summary.chapters]
+
+
+def summary_text(style: Style, summary: Summary) -> str:
+    """The whole summary as one text: title, sentences, chapters."""
+    parts = [summary_title(style, summary), summary_body(style, summary)]
+    lines = chapter_lines(style, summary)
+    if lines:
+        parts.append(style.bold.format("Chapters") + "\n" + "\n".join(lines))
+    return "\n\n".join(p for p in parts if p)
+

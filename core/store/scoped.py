@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from core.models import Frame, Scope, Segment, StoredFrame, Turn, Video
+from core.models import Frame, Scope, Segment, StoredFrame, StoredSummary, Turn, Video
 from core.store.catalog import Catalog, LexicalHit
 from core.store.vectors import VectorHit, VectorStore, _pymilvus_client  # noqa: F401 - re-exported
 
@@ -155,6 +155,13 @@ class ScopedStore:
 
     async def drop_partition(self) -> None:
         await self._milvus(self.vectors.drop_partition, self.partition)
+
+    # chapters and summary
+    async def summary(self, video_id: str) -> StoredSummary | None:
+        return await self.catalog.summary(self.scope, video_id)
+
+    async def put_summary(self, video_id: str, summary: StoredSummary) -> None:
+        await self.catalog.put_summary(self.scope, video_id, summary)
 
     # threads
     async def turns(self, thread: str, limit: int = 6) -> list[Turn]:

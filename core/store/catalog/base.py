@@ -24,6 +24,7 @@ import numpy as np
 
 from core.models import Job, JobStatus, Kind, Scope, Segment, Stage, StoredFrame, Turn, Video, VideoStatus
 from core.store.catalog.migrations import Migration
+from core.store.catalog.summaries import SummaryRows
 from core.text.words import query_terms, terms
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ Row = Mapping[str, Any]
 LexicalHit = tuple[str, float, float, Kind, str, float]  # video_id, start, end, kind, text, score
 RANK_CAP = 200  # a word in more segments of one channel is left out of the full-text search (`lexical`)
 VIDEO_FIELDS = frozenset({"status", "title", "duration", "url", "error", "language"})
-TABLES = ("videos", "jobs", "segments", "units", "frames", "turns")  # every table with a scope
+TABLES = ("videos", "jobs", "segments", "units", "frames", "turns", "summaries")  # every table with a scope
 ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
 
 
@@ -70,7 +71,7 @@ def job_from(row: Row) -> Job:
                requested_by=row["requested_by"], worker=row["worker"], lease_until=float(row["lease_until"]))
 
 
-class Catalog(ABC):
+class Catalog(SummaryRows, ABC):
     """One backend of the catalog. Open one with `core.store.catalog.open_catalog(settings)`."""
 
     backend: str = ""
@@ -264,7 +265,7 @@ class Catalog(ABC):
         """A video's rows in every table (its jobs too, unless `keep_jobs`: a failed job's reason
         stays for /status), in one transaction."""
         async with self._tx() as tx:
-            for t in ("segments", "units", "frames") + (() if keep_jobs else ("jobs",)):
+            for t in ("segments", "units", "frames", "summaries") + (() if keep_jobs else ("jobs",)):
                 await tx.run(f"DELETE FROM {t} WHERE scope=? AND video_id=?", (scope.key, video_id))  # noqa: S608
             await tx.run("DELETE FROM videos WHERE scope=? AND id=?", (scope.key, video_id))
 

@@ -141,6 +141,11 @@ SQLITE: list[Migration] = [
         """CREATE TRIGGER segments_fts_delete AFTER DELETE ON segments BEGIN
   INSERT INTO segments_fts(segments_fts, rowid, terms, scope) VALUES ('delete', old.id, old.terms, old.scope); END""",
     )),
+    # A video's chapters and summary, made once after indexing (core/answer/summary.py).
+    (7, ("""CREATE TABLE IF NOT EXISTS summaries (
+  scope TEXT NOT NULL, video_id TEXT NOT NULL, text TEXT NOT NULL, chapters TEXT NOT NULL,
+  moments TEXT NOT NULL, method TEXT NOT NULL, indexed_to REAL NOT NULL DEFAULT 0, created REAL NOT NULL,
+  PRIMARY KEY (scope, video_id))""",)),
 ]
 
 POSTGRES: list[Migration] = [
@@ -206,4 +211,9 @@ POSTGRES: list[Migration] = [
         "ALTER TABLE segments ADD COLUMN tsv tsvector GENERATED ALWAYS AS (to_tsvector('simple', terms)) STORED",
         "CREATE INDEX segments_scope_tsv ON segments USING GIN (scope, tsv)",
     )),
+    # A video's chapters and summary, made once after indexing (core/answer/summary.py).
+    (6, ("""CREATE TABLE IF NOT EXISTS summaries (
+  scope TEXT NOT NULL, video_id TEXT NOT NULL, text TEXT NOT NULL, chapters TEXT NOT NULL,
+  moments TEXT NOT NULL, method TEXT NOT NULL, indexed_to DOUBLE PRECISION NOT NULL DEFAULT 0,
+  created DOUBLE PRECISION NOT NULL, PRIMARY KEY (scope, video_id))""",)),
 ]
