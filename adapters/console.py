@@ -1,4 +1,4 @@
-"""The command line and the interactive console: `vidrag ingest|ask|videos|forget|chat|wipe|demo`.
+"""The command line and the interactive console: `vidrag ingest|ask|summary|videos|forget|chat|wipe|demo`.
 
 The console is a platform like any other: its scope is `console:local:<channel>`, and it alone
 may index local file paths.
@@ -24,7 +24,7 @@ from core.chat.present import PLAIN
 from core.config import Settings
 from core.errors import APOLOGY, UserFacingError
 from core.ingest.fetch import looks_like_url
-from core.models import Answer, JobStatus, Progress, Scope, Stage, fmt_time
+from core.models import Answer, JobStatus, Progress, Scope, Stage, Summary, fmt_time
 from core.service import Service
 
 log = logging.getLogger("vidrag")
@@ -69,6 +69,21 @@ def print_answer(answer: Answer, as_json: bool) -> None:
             print(f"  [{fmt_time(c.start)}–{fmt_time(c.end)}] {c.title} ({c.video_id})" + (f"  {c.url}" if c.url else ""))
     if answer.frame:
         print(f"Frame: {answer.frame.path} (at {fmt_time(answer.frame.time)})")
+
+
+def print_summary(summary: Summary, as_json: bool) -> None:
+    """`{"video_id", "title", "summary", "chapters": [{"start", "end", "title"}]}`, or as text:
+    the title, the sentences, then one line per chapter with its link where the video has one."""
+    if as_json:
+        print(json.dumps(summary.to_json()))
+        return
+    v = summary.video
+    print(f"{v.title} ({fmt_time(v.duration)}) — {v.id}\n")
+    print(summary.text)
+    if summary.chapters:
+        print("\nChapters:")
+        for c in summary.chapters:
+            print(f"  {fmt_time(c.start):>7}  {c.title}" + (f"  {c.url}" if c.url else ""))
 
 
 async def ingest(svc: Service, sc: Scope, source: str, as_json: bool) -> int:
@@ -128,7 +143,7 @@ async def chat(svc: Service, sc: Scope) -> int:
             if decision.question and (indexed or decision.action == Action.ASK):
                 print_answer(await svc.ask(sc, decision.question, thread=thread), as_json=False)
             elif decision.action in COMMANDS and decision.action != Action.HELP:
-                print(await run_command(svc, sc, decision.action, decision.argument, PLAIN))
+                print(await run_command(svc, sc, decision.action, decision.argument, PLAIN, thread=thread))
         except UserFacingError as e:
             print(e.message)
 
@@ -146,6 +161,10 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument("--channel", default="general")
         if name in ("ingest", "ask", "videos"):
             s.add_argument("--json", action="store_true", help="print one JSON object")
+    s = sub.add_parser("summary", help="what a video is about: its summary and chapters")
+    s.add_argument("video", nargs="?", help="its id, title or title words (default: the latest)")
+    s.add_argument("--channel", default="general")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
     mig = sub.add_parser("migrate-layout",
                          help="move the vectors to the partition-key layout (MILVUS_LAYOUT=key; core/store/migrate.py)")
     mig.add_argument("--keep-old", action="store_true", help="copy, but keep the old collections")
@@ -208,6 +227,9 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
             except UserFacingError:
                 await tell_queued(svc, sc, skip={j.id for j in requeued})
                 raise
+            return 0
+        if args.cmd == "summary":
+            print_summary(await svc.summary(sc, args.video), args.json)
             return 0
         if args.cmd == "videos":
             vids = await svc.videos(sc)

@@ -4,7 +4,7 @@ It only translates. A message becomes a `core.chat.incoming.Incoming` and `decid
 (the same rule as on every platform); each video to index becomes `submit` (one reply that is
 edited as the job moves), a question becomes `ask`, answered in a thread opened on the question
 (or inside the thread it was asked in), and notes and commands are replies. Slash commands map to
-`videos`, `ask`, `forget` and `jobs`. Discord's own rules live here and nowhere else: threads, the 2,000-character limit,
+`videos`, `ask`, `summary`, `forget` and `jobs`. Discord's own rules live here and nowhere else: threads, the 2,000-character limit,
 the file size limit, deferring interactions within 3 s, and `AllowedMentions.none()` on everything
 sent, so text quoted from a video can never ping anyone.
 
@@ -28,18 +28,19 @@ from core.chat import present
 from core.chat.incoming import COMMANDS, Action, Attachment, Decision, Incoming, Source, decide, find_links, run_command
 from core.config import Settings
 from core.errors import APOLOGY, UserFacingError
-from core.models import Answer, Progress, Scope, Stage, fmt_time
+from core.models import Answer, Progress, Scope, Stage, Summary, fmt_time
 from core.service import JobEvent, Service, Submitted
 from core.text.safety import one_line
 
 log = logging.getLogger(__name__)
 
 LIMIT = 2000  # characters in one Discord message
+EMBED_LIMIT = 4096  # characters in one embed's description
 NO_PINGS = discord.AllowedMentions.none()
 HELP = present.HELP
 FORGET_REFUSED = "Only members who can manage messages can remove videos."
 # Discord's markup for the core's wording: bold titles, and a video's own text shown as typed.
-STYLE = present.Style(literal=discord.utils.escape_markdown)
+STYLE = present.Style(literal=discord.utils.escape_markdown, link=lambda label, url: f"[{label}](<{url}>)")
 
 # Spans a message must never be split inside: masked links, <links> and bare links.
 _ATOMIC = re.compile(r"\[[^\]\n]*\]\(<?https?://[^\s)>]+>?\)|<https?://[^\s>]+>|https?://\S+")
@@ -100,6 +101,25 @@ def split_message(text: str, limit: int = LIMIT) -> list[str]:
     return chunks
 
 
+def summary_embed(summary: Summary) -> discord.Embed:
+    """The summary and the chapters (each a link to its second) as one embed: the sentences,
+    then as many chapter lines as the description holds, and how many more there are."""
+    body = present.summary_body(STYLE, summary)[: EMBED_LIMIT // 2]
+    lines = present.chapter_lines(STYLE, summary)
+    head = "\n\n**Chapters**\n"
+    room = EMBED_LIMIT - len(body) - len(head) - 40
+    shown: list[str] = []
+    for line in lines:
+        if sum(len(x) + 1 for x in shown) + len(line) > room:
+            break
+        shown.append(line)
+    if len(shown) < len(lines):
+        shown.append(f"… and {len(lines) - len(shown)} more")
+    embed = discord.Embed(title=STYLE.plain(summary.video.title, 250), url=summary.video.url or None,
+                          description=body + (head + "\n".join(shown) if shown else ""))
+    return embed
+
+
 def _thread_name(question: str) -> str:
     name = " ".join(question.split())
     return (name[:95] + "…") if len(name) > 96 else name or "Question"
@@ -108,31 +128,54 @@ def _thread_name(question: str) -> str:
 class ProgressMessage:
     """The one message that shows a job's progress. The service awaits the callback inside its
     worker, so it only records the latest state; edits run in a task and are coalesced, and a slow
-    or rate-limited Discord never slows the ingest."""
+    or rate-limited Discord never slows the ingest. With `summarize` (POST_SUMMARY), the "Indexed"
+    edit waits for the video's chapters and summary and carries them as an embed."""
 
-    def __init__(self, message: discord.Message, name: str) -> None:
+    def __init__(self, message: discord.Message, name: str,
+                 summarize: Callable[[str], Awaitable[Summary]] | None = None) -> None:
         self.message = message
         self.name = name
-        self.latest = self.shown = message.content
+        self.summarize = summarize
+        self.latest: tuple[str, discord.Embed | None] = (message.content, None)
+        self.shown: tuple[str, discord.Embed | None] = self.latest
         self._task: asyncio.Task[None] | None = None
+        self._summary: asyncio.Task[None] | None = None
 
     async def __call__(self, p: Progress) -> None:
-        self.set(present.progress(STYLE, self.name, p))
+        text = present.progress(STYLE, self.name, p)
+        if p.stage == Stage.DONE and self.summarize is not None:
+            self._summary = asyncio.create_task(self._with_summary(text, p.video_id))
+            return
+        self.set(text)
 
-    def set(self, text: str) -> None:
-        self.latest = text
+    async def _with_summary(self, text: str, video_id: str) -> None:
+        embed = None
+        try:
+            assert self.summarize is not None
+            embed = summary_embed(await self.summarize(video_id))
+        except UserFacingError:
+            pass  # forgotten meanwhile: the text alone
+        except Exception:
+            log.exception("the summary of %s for the progress message failed", video_id)
+        self.set(text, embed)
+
+    def set(self, text: str, embed: discord.Embed | None = None) -> None:
+        self.latest = (text, embed)
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._flush())
 
     async def _flush(self) -> None:
         while self.shown != self.latest:
-            text = self.latest
+            text, embed = latest = self.latest
             try:
-                await self.message.edit(content=text, allowed_mentions=NO_PINGS)
+                if embed is not None:
+                    await self.message.edit(content=text, embed=embed, allowed_mentions=NO_PINGS)
+                else:
+                    await self.message.edit(content=text, allowed_mentions=NO_PINGS)
             except discord.HTTPException:
                 log.warning("could not edit the progress message %s", self.message.id, exc_info=True)
                 return
-            self.shown = text
+            self.shown = latest
 
 
 # ---- the bot ------------------------------------------------------------------------------------
@@ -170,8 +213,17 @@ class VidragBot(discord.Client):
         if channel is None or not hasattr(channel, "send"):
             return
         text = present.after_restart(STYLE, event.job, p)
+        embed = None
+        if p.stage == Stage.DONE and self.settings.post_summary:
+            try:
+                embed = summary_embed(await self.service.summary(event.job.scope, p.video_id))
+            except Exception:  # forgotten meanwhile, or the summary failed: the text alone
+                log.info("no summary for %s after a restart", p.video_id, exc_info=True)
         try:
-            await channel.send(text, allowed_mentions=NO_PINGS)
+            if embed is not None:
+                await channel.send(text, embed=embed, allowed_mentions=NO_PINGS)
+            else:
+                await channel.send(text, allowed_mentions=NO_PINGS)
         except discord.HTTPException:
             log.warning("could not tell %s how job %s ended", event.job.scope.key, event.job.id)
 
@@ -205,9 +257,14 @@ class VidragBot(discord.Client):
             for note in decision.notes(STYLE):
                 await message.reply(note, mention_author=False, allowed_mentions=NO_PINGS)
             jobs = [await self.index(message, msg.scope, s) for s in decision.sources]
-            if decision.action == Action.BOTH and not await self.indexed(jobs):
+            if decision.action in (Action.BOTH, Action.SUMMARY) and jobs and not await self.indexed(jobs):
                 return  # each progress message says why its video could not be indexed
-            if decision.question:
+            if decision.action == Action.SUMMARY:
+                first = next((j.job.video_id for j in jobs if j is not None), None)
+                thread = str(message.channel.id) if isinstance(message.channel, discord.Thread) else None
+                await self.send_summary(message.reply, msg.scope, first or decision.argument or None, thread,
+                                        mention_author=False)
+            elif decision.question:
                 await self.answer_message(message, decision.question)
             elif decision.action in COMMANDS and decision.action != Action.HELP:
                 await self.send_chunks(message.reply, await self.command(message, msg.scope, decision), None)
@@ -219,7 +276,8 @@ class VidragBot(discord.Client):
         """Acknowledge at once with the message that will show progress, then queue the job."""
         name = source.name
         reply = await message.reply(present.queued(STYLE, name), mention_author=False, allowed_mentions=NO_PINGS)
-        progress = ProgressMessage(reply, name)
+        progress = ProgressMessage(reply, name, (lambda video: self.service.summary(scope, video))
+                                   if self.settings.post_summary else None)
         try:
             sub = await self.service.submit(scope, source.url, headers=source.headers,
                                             requested_by=str(message.author.id), on_progress=progress)
@@ -242,6 +300,21 @@ class VidragBot(discord.Client):
                     continue
             ok = ok or sub is not None
         return ok
+
+    async def send_summary(self, send: Callable[..., Awaitable[object]], scope: Scope, video: str | None,
+                           thread: str | None, **kwargs: object) -> None:
+        """The video's summary and chapters as an embed under its title (or why there are none)."""
+        try:
+            summary = await self.service.summary(scope, video, thread=thread)
+        except UserFacingError as e:
+            await self.send_chunks(send, e.message, None)
+            return
+        except Exception:
+            log.exception("the summary in %s failed", scope.key)
+            await self.send_chunks(send, APOLOGY, None)
+            return
+        await send(present.summary_title(STYLE, summary), embed=summary_embed(summary), allowed_mentions=NO_PINGS,
+                   **kwargs)
 
     async def command(self, message: discord.Message, scope: Scope, decision: Decision) -> str:
         """A command given by mention; `forget` needs the Manage Messages permission, as `/forget` does."""
@@ -336,10 +409,19 @@ class VidragBot(discord.Client):
 
         @forget.autocomplete("video")
         async def forget_choices(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+            return await self.video_choices(interaction, current)
+
+        @tree.command(name="summary", description="What a video is about: its summary and chapters.")
+        @app_commands.describe(video="The video (by default the latest)")
+        async def summary(interaction: discord.Interaction, video: str | None = None) -> None:
+            await interaction.response.defer(thinking=True)
             scope = await self.resolve_scope(interaction.channel)
-            needle = current.strip().lower()
-            return [app_commands.Choice(name=f"{one_line(v.title, 80)} ({v.id})", value=v.id)
-                    for v in await self.service.videos(scope) if needle in f"{v.title} {v.id}".lower()][:25]
+            thread = str(interaction.channel_id) if isinstance(interaction.channel, discord.Thread) else None
+            await self.send_summary(interaction.followup.send, scope, video or None, thread)
+
+        @summary.autocomplete("video")
+        async def summary_choices(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+            return await self.video_choices(interaction, current)
 
         @tree.command(name="status", description="Show the videos being indexed in this channel.")
         async def status(interaction: discord.Interaction) -> None:
@@ -350,6 +432,13 @@ class VidragBot(discord.Client):
             log.error("slash command failed", exc_info=error)
             send = interaction.followup.send if interaction.response.is_done() else interaction.response.send_message
             await send(APOLOGY, ephemeral=True)
+
+    async def video_choices(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        """The channel's videos whose title or id holds what was typed, for a command's `video`."""
+        scope = await self.resolve_scope(interaction.channel)
+        needle = current.strip().lower()
+        return [app_commands.Choice(name=f"{one_line(v.title, 80)} ({v.id})", value=v.id)
+                for v in await self.service.videos(scope) if needle in f"{v.title} {v.id}".lower()][:25]
 
     async def slash(self, interaction: discord.Interaction, work: Callable[[Scope], Awaitable[str]]) -> None:
         """Defer first (Discord allows 3 s), then post the result or the user-facing error."""

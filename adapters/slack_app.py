@@ -8,7 +8,9 @@ into threaded Slack messages.
 - A question is answered in the message's thread: timestamps become links to the video, and the
   best frame is uploaded into the same thread (`files_upload_v2`). The thread root's ts is the
   core's conversation key, so follow-up mentions in a thread carry its turns.
-- `/vidrag videos | forget <video> | status` answers privately (ephemeral, via `respond`);
+- `/vidrag videos | summary [video] | forget <video> | status` answers privately (ephemeral, via
+  `respond`); a video's summary and chapters are blocks, each chapter a link to its second, in
+  its "Indexed" message too (POST_SUMMARY);
   `forget` (there or by mention) is for workspace admins and owners (`users.info`).
 
 Slack delivers one mention twice (as `app_mention` and as `message`) and retries deliveries it
@@ -49,7 +51,7 @@ from core.chat.incoming import COMMANDS, Action, Attachment, Decision, Incoming,
 from core.config import Settings
 from core.errors import APOLOGY, UserFacingError
 from core.ingest.fetch import has_video_suffix
-from core.models import Answer, Progress, Scope, Stage, Video, fmt_time
+from core.models import Answer, Progress, Scope, Stage, Summary, Video, fmt_time
 from core.service import JobEvent, Service
 from core.text.safety import one_line
 
@@ -72,11 +74,19 @@ def escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-# Slack's markup for the core's wording: a video's own text shown as typed, titles in bold.
-STYLE = present.Style(literal=escape, bold="*{}*", code="`{}`")
+def link(url: str, label: str) -> str:
+    """`<url|label>` with the URL made safe inside Slack's link syntax."""
+    safe = url.replace("|", "%7C").replace("<", "%3C").replace(">", "%3E").replace("&", "&amp;")
+    return f"<{safe}|{label}>"
 
-SLASH = {"videos": Action.VIDEOS, "list": Action.VIDEOS, "status": Action.STATUS, "forget": Action.FORGET}
-SLASH_HELP = ("`/vidrag videos`: the videos of this channel\n`/vidrag forget &lt;video&gt;`: delete one\n"
+
+# Slack's markup for the core's wording: a video's own text shown as typed, titles in bold.
+STYLE = present.Style(literal=escape, bold="*{}*", code="`{}`", link=lambda label, url: link(url, label))
+
+SLASH = {"videos": Action.VIDEOS, "list": Action.VIDEOS, "status": Action.STATUS, "forget": Action.FORGET,
+         "summary": Action.SUMMARY, "chapters": Action.SUMMARY}
+SLASH_HELP = ("`/vidrag videos`: the videos of this channel\n`/vidrag summary [video]`: what a video is about, "
+              "and its chapters\n`/vidrag forget &lt;video&gt;`: delete one\n"
               "`/vidrag status`: what is being indexed\nPost a video link or file to index it; "
               "mention me with a question to ask about the videos.")
 FORGET_REFUSED = "Only workspace admins and owners can remove videos; nothing was removed."
@@ -86,12 +96,6 @@ FORGET_UNCHECKED = ("Only workspace admins and owners can remove videos, and Sla
 
 def unescape(text: str) -> str:
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
-
-
-def link(url: str, label: str) -> str:
-    """`<url|label>` with the URL made safe inside Slack's link syntax."""
-    safe = url.replace("|", "%7C").replace("<", "%3C").replace(">", "%3E").replace("&", "&amp;")
-    return f"<{safe}|{label}>"
 
 
 def to_mrkdwn(answer: Answer) -> str:
@@ -157,6 +161,17 @@ def answer_messages(answer: Answer) -> list[dict[str, Any]]:
     if sources:
         messages[-1]["blocks"].append({"type": "context", "elements": [{"type": "mrkdwn", "text": sources}]})
     return messages
+
+
+def summary_blocks(summary: Summary, lead: str = "") -> list[dict[str, Any]]:
+    """A video's summary and chapters (each a link to its second) as blocks, after `lead` (the
+    "Indexed" line): sections within Slack's 3,000 characters, at most 50 blocks."""
+    sections = ([lead] if lead else []) + split_text(
+        present.summary_title(STYLE, summary) + "\n" + present.summary_body(STYLE, summary))
+    lines = present.chapter_lines(STYLE, summary)
+    if lines:
+        sections += split_text("*Chapters*\n" + "\n".join(lines))
+    return [{"type": "section", "text": {"type": "mrkdwn", "text": t}} for t in sections[:50]]
 
 
 def links_in(text: str) -> list[str]:
@@ -316,16 +331,20 @@ class SlackBot:
         for note in decision.notes(STYLE):
             await self._post(msg.scope.channel, root, note)
         indexed = await asyncio.gather(*(self._index(msg.scope, root, s, msg.author) for s in decision.sources))
-        if decision.action == Action.BOTH and not any(indexed):
+        if decision.action in (Action.BOTH, Action.SUMMARY) and decision.sources and not any(indexed):
             return  # each progress message says why its video could not be indexed
-        if decision.question:
+        if decision.action == Action.SUMMARY:
+            video = next((v for v in indexed if v), None) or decision.argument or None
+            await self._post_summary(msg.scope, root, video)
+        elif decision.question:
             await self._answer(msg.scope, root, decision.question, msg.author)
         elif decision.action in COMMANDS and decision.action != Action.HELP:
             await self._post(msg.scope.channel, root, bounded(await self._command_reply(
                 msg.scope, decision.action, decision.argument, msg.author)))
 
-    async def _index(self, scope: Scope, root: str, source: Source, user: str) -> bool:
-        """Queue `source`, follow its job on one progress message; whether the video is now indexed."""
+    async def _index(self, scope: Scope, root: str, source: Source, user: str) -> str | None:
+        """Queue `source`, follow its job on one progress message; the video's id once it is
+        indexed, None when it could not be."""
         name = source.name
         msg = await self._post(scope.channel, root, present.queued(STYLE, name))
         latest: list[Progress] = []
@@ -341,7 +360,7 @@ class SlackBot:
             if sub.already:
                 video = await self.service.video(scope, sub.job.video_id)
                 await self._edit(scope.channel, msg, present.already(STYLE, video.title if video else name))
-                return True
+                return sub.job.video_id
             waiter = asyncio.ensure_future(self.service.wait(sub.job.id))
             try:
                 await self._follow(scope.channel, msg, waiter, latest, changed, name)
@@ -350,14 +369,36 @@ class SlackBot:
             video = waiter.result()
             final = present.progress(STYLE, name, Progress(sub.job.id, video.id, Stage.DONE, 1.0, video.title,
                                                            video.duration))
-            indexed = True
+            indexed: str | None = video.id
         except UserFacingError as e:
-            final, indexed = present.failed(STYLE, name, e.message), False
+            final, indexed = present.failed(STYLE, name, e.message), None
         except Exception:
             log.exception("indexing %s for %s failed", source.url, scope.key)
-            final, indexed = present.failed(STYLE, name, APOLOGY), False
-        await self._edit(scope.channel, msg, final)
+            final, indexed = present.failed(STYLE, name, APOLOGY), None
+        summary = await self._summary_of(scope, indexed) if indexed and self.settings.post_summary else None
+        await self._edit(scope.channel, msg, final, summary_blocks(summary, final) if summary else None)
         return indexed
+
+    async def _summary_of(self, scope: Scope, video: str) -> Summary | None:
+        """The summary for an "Indexed" message, or None (forgotten meanwhile, or it failed)."""
+        try:
+            return await self.service.summary(scope, video)
+        except Exception:
+            log.info("no summary of %s in %s to post", video, scope.key, exc_info=True)
+            return None
+
+    async def _post_summary(self, scope: Scope, root: str, video: str | None) -> None:
+        """The video's summary and chapters in the thread (or why there are none)."""
+        try:
+            summary = await self.service.summary(scope, video, thread=root)
+        except UserFacingError as e:
+            await self._post(scope.channel, root, escape(e.message))
+            return
+        except Exception:
+            log.exception("the summary in %s failed", scope.key)
+            await self._post(scope.channel, root, APOLOGY)
+            return
+        await self._post(scope.channel, root, present.summary_title(STYLE, summary), summary_blocks(summary))
 
     async def _follow(self, channel: str, ts: str, waiter: asyncio.Future[Video], latest: list[Progress],
                       changed: asyncio.Event, name: str) -> None:
@@ -408,8 +449,11 @@ class SlackBot:
         if event.listened or job.scope.platform != "slack" or p.stage not in (Stage.DONE, Stage.FAILED):
             return
         text = present.after_restart(STYLE, job, p)
+        summary = await self._summary_of(job.scope, p.video_id) \
+            if p.stage == Stage.DONE and self.settings.post_summary else None
         try:
-            await self.client.chat_postMessage(channel=job.scope.channel, text=text, unfurl_links=False)
+            await self.client.chat_postMessage(channel=job.scope.channel, text=text, unfurl_links=False,
+                                               blocks=summary_blocks(summary, text) if summary else None)
         except Exception:
             log.exception("could not tell %s how job %s ended", job.scope.key, job.id)
 
@@ -418,8 +462,8 @@ class SlackBot:
                                                unfurl_links=False, unfurl_media=False)
         return str(r["ts"])
 
-    async def _edit(self, channel: str, ts: str, text: str) -> None:
-        await self.client.chat_update(channel=channel, ts=ts, text=text)
+    async def _edit(self, channel: str, ts: str, text: str, blocks: list[dict] | None = None) -> None:
+        await self.client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
 
     # ---- the slash command ----------------------------------------------------------------------
     async def _is_admin(self, user: str) -> bool | None:
@@ -448,6 +492,18 @@ class SlackBot:
             reply = SLASH_HELP
         elif action == Action.FORGET and not arg.strip():
             reply = "Which one? `/vidrag forget &lt;video id or title&gt;` (see `/vidrag videos`)."
+        elif action == Action.SUMMARY:
+            try:
+                summary = await self.service.summary(scope, arg.strip() or None)
+            except UserFacingError as e:
+                reply = escape(e.message)
+            except Exception:
+                log.exception("the summary in %s failed", scope.key)
+                reply = APOLOGY
+            else:
+                await respond(text=present.summary_title(STYLE, summary), blocks=summary_blocks(summary),
+                              response_type="ephemeral")
+                return
         else:
             reply = await self._command_reply(scope, action, arg.strip(), user)
         await respond(text=bounded(reply), response_type="ephemeral")

@@ -100,6 +100,8 @@ class Settings:
     questions_per_minute_per_channel: int = 30
     questions_per_minute_per_user: int = 6
     top_k: int = 8
+    # -- the "Indexed" message carries the video's chapters and summary (core/answer/summary.py)
+    post_summary: bool = True
     log_level: str = ""  # empty: INFO for the bot, WARNING for the `vidrag` command line (core/logs.py)
 
     @property
@@ -312,5 +314,6 @@ RULES: dict[str, Rule] = {
     "ingests_per_hour_per_channel": Number(0), "ingests_per_hour_per_user": Number(0),
     "questions_per_minute_per_channel": Number(0), "questions_per_minute_per_user": Number(0),
     "top_k": Number(1, 100),
+    "post_summary": Flag(),
     "log_level": Choice(("", "DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")),
 }

@@ -42,7 +42,7 @@ PAUSE_FULL = 2.0
 MIN_PAUSE = 0.6  # shorter silences between segments are breaths, not candidates
 SHIFT_WEIGHT = 1.0  # times (1 - cosine) of before and after
 FLOOR = 0.75  # a candidate scoring less starts no chapter
-NEAR = 1.5  # candidates this close are one moment (a slide change and the pause before its speech)
+NEAR = 2.5  # candidates this close are one moment (a slide change and the speech that starts after it)
 TITLE_CHARS = 60
 
 
@@ -75,14 +75,12 @@ async def load(store: ScopedStore, video_id: str, duration: float) -> Stored:
 
 
 def limits(duration: float) -> tuple[float, int]:
-    """(shortest chapter in seconds, most chapters) for a video of `duration` seconds: chapters
-    of at least MIN_CHAPTER_S, at most one a minute from LONG_VIDEO_S on, and a count that grows
-    with the square root of the length in between (8 for a minute, 26 for ten)."""
-    minutes = max(duration, 1.0) / 60.0
-    most = max(3, math.ceil(8 * math.sqrt(minutes)))
+    """(shortest chapter in seconds, most chapters) for a video of `duration` seconds. Up to
+    LONG_VIDEO_S the topics decide (a lecture with a slide per topic gets a chapter per slide);
+    from there on, chapters are at least a minute long, so never more than one a minute."""
     if duration >= LONG_VIDEO_S:
-        return 60.0, min(most, int(minutes))
-    return MIN_CHAPTER_S, most
+        return 60.0, max(1, int(duration // 60))
+    return MIN_CHAPTER_S, max(1, int(duration // MIN_CHAPTER_S))
 
 
 # ---- headings and key phrases -------------------------------------------------------------------

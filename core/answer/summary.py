@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 MIN_SENTENCES, MAX_SENTENCES = 3, 6
 DEBUG = False
 JOIN_GAP, JOIN_WORDS = 0.8, 40  # segments joined into one sentence: at most this far apart, this long
+OVERVIEW_TITLES = 12  # chapter titles named in the last sentence of a summary at most
 AGREE = 0.3  # a spoken sentence this close (cosine) to the slide over it is taken as heard right
 SAID_CHARS, SHOWN_CHARS = 600, 300  # of one chapter's excerpt in a prompt
 BUDGET_CHARS = 12_000  # of excerpts in one prompt (about 3,000 tokens)
@@ -151,29 +152,35 @@ def point(stored: chaptering.Stored, said_all: Sequence[tuple[Segment, np.ndarra
     head = chapter.title if chapter.title and not chapter.title.startswith("Part ") else ""
     if head and body.lower().startswith(head.lower()):
         head = ""
-    text = f"{head}: {body}" if head and body else (head + "." if head else body)
+    colon = " " if head[-1:] in "?!.…" else ": "
+    text = f"{head}{colon}{body}" if head and body else (head + "." if head and head[-1] not in "?!.…" else head or body)
     return text, start, end, vec
 
 
 def extractive(stored: chaptering.Stored, chapters: Sequence[Chapter]) -> tuple[str, list[tuple[float, float]]]:
-    """3-6 sentences, one per chosen chapter, in time order, each ending with its [m:ss]; the
-    moments they cite."""
-    said = sentences(stored.speech)
-    points = [point(stored, said, c) for c in chapters]
-    points = [p for p in points if p[0]]
+    """3-6 sentences in time order, each ending with its [m:ss]; the moments they cite. One per
+    chapter when there are six or fewer; else five, from the most central chapters (each unlike
+    those taken before it), and a last one naming the next most central (up to OVERVIEW_TITLES)."""
+    points = [(c, *point(stored, sentences(stored.speech), c)) for c in chapters]
+    points = [p for p in points if p[1]]
     if not points:
         return "", []
     whole = _centre([v for _, v in stored.speech + stored.screen])
-    n = min(MAX_SENTENCES, len(points))
-    chosen: list[int] = []
-    while len(chosen) < n:  # central, and unlike what is chosen already (maximal marginal relevance)
+    n = len(points) if len(points) <= MAX_SENTENCES else MAX_SENTENCES - 1
+    ranked: list[int] = []
+    while len(ranked) < len(points):  # central, and unlike what ranks before (maximal marginal relevance)
         def gain(i: int) -> float:
-            return _cos(points[i][3], whole) - 0.5 * max((_cos(points[i][3], points[j][3]) for j in chosen), default=0.0)
-        chosen.append(max((i for i in range(len(points)) if i not in chosen), key=gain))
-    picked = [points[i] for i in sorted(chosen)]
+            return _cos(points[i][4], whole) - 0.5 * max((_cos(points[i][4], points[j][4]) for j in ranked), default=0.0)
+        ranked.append(max((i for i in range(len(points)) if i not in ranked), key=gain))
+    out = [(t, s, e) for _, t, s, e, _ in (points[i] for i in sorted(ranked[:n]))]
+    rest = [points[i][0] for i in sorted(ranked[n:n + OVERVIEW_TITLES]) if not points[i][0].title.startswith("Part ")]
+    if rest:  # the next most central chapters, in time order
+        more = len(points) - n - OVERVIEW_TITLES
+        named = "; ".join(c.title for c in rest) + (f"; and {more} more" if more > 0 else "")
+        out.append((f"Also covered: {named}.", rest[0].start, rest[0].end))
     text = " ".join(f"{t[:-1] if t[-1] in '.!?' else t} [{fmt_time(s)}]{t[-1] if t[-1] in '.!?' else '.'}"
-                    for t, s, _, _ in picked)
-    return text, [(s, e) for _, s, e, _ in picked]
+                    for t, s, _ in out)
+    return text, [(s, e) for _, s, e in out]
 
 
 # ---- with an LLM --------------------------------------------------------------------------------

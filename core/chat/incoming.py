@@ -209,7 +209,7 @@ _GENERIC = re.compile(rf"(?:it|this|that|esto|eso|es|ça|cela|lui|(?:{_DET}\s+)?
 def summary_request(text: str) -> str | None:
     """Whether `text` asks what a video is about (for its summary or chapters): None if not, else
     the words that name the video ("" for "it", "this video": the conversation's or the latest)."""
-    said = " ".join(text.replace("’", "'").split()).strip(" ?!.¿¡")
+    said = " ".join(text.replace("’", "'").split()).strip(" ?!.¿¡:,;")
     said = re.sub(rf"(?:,?\s*{_PLEASE})+$|^(?:{_PLEASE}\s*,?\s*)+|^(?:hey|hi|ok|so|and)\s*,?\s+", "", said,
                   flags=re.IGNORECASE).strip(" ?!.,")
     for rx in _REQUEST:
