@@ -7,6 +7,14 @@ prints (`Answer.to_json()`):
                        question's slide (±0.5 s) — the first one, or one of the first three;
   frame                the answer's frame is of that video and falls in the slide (±0.5 s);
   keywords             every regex of the question's "a" matches the answer text (ignoring case).
+Chapters and summary, per lecture, against its slides (`chapter_scores`; without an LLM these
+measure the extractive summary):
+  boundaries           a chapter start after 0 matches a slide change within ±3 s, one to one:
+                       precision over the chapter starts, recall over the slide changes;
+  titles               the chapter's title holds every key word of the title of the slide on
+                       screen when the chapter starts (stemmed, stop words left out);
+  coverage             the share of the lecture's slide titles whose key words all appear in its
+                       summary.
 It runs in-process through `core.service.Service` instead of one CLI process per question, so the
 models load once and the whole set takes minutes. The rendered folder holds a manifest.json in
 score.py's format, so score.py can be run on it too (`score.py OUT --questions ...`).
@@ -187,6 +195,7 @@ async def evaluate(manifest: dict[str, dict[str, Any]], videodir: Path, question
                             "stages": done.get("stages", {}),
                             "counts": {k: v for k, v in done.items() if k != "stages"}}
             await _dump_indexed(svc.store(scope), video.id, entry, videodir / f"{name}.indexed.txt")
+            ingest[name].update(await _summarized(svc, scope, video, entry))
             note = " (already indexed)" if sub.already else ""
             log(f"ingest {name}: {dt:.1f} s for {entry['duration']:.1f} s of video "
                 f"(rtf {dt / entry['duration']:.3f}){note} {json.dumps(done.get('stages', {}))}")
@@ -230,6 +239,80 @@ async def _dump_indexed(store: Any, video_id: str, entry: dict[str, Any], dst: P
             if s["start"] <= mid < s["end"]:
                 out.append(f"   {g.kind.value:<8} {g.start:7.1f}-{g.end:7.1f}  {' '.join(g.text.split())}")
     dst.write_text("\n".join(out) + "\n")
+
+
+# ---- chapters and summary ------------------------------------------------------------------------
+BOUNDARY_TOL = 3.0  # seconds between a chapter start and the slide change it finds
+
+
+async def _summarized(svc: Any, scope: Any, video: Any, entry: dict[str, Any]) -> dict[str, Any]:
+    """The video's summary (made at ingest) and its scores; `summary_s`: the time making it again
+    takes (chapters and summary from the catalog, without storing)."""
+    from core.answer import summary as summaries
+
+    t = time.perf_counter()
+    await summaries.make(svc.store(scope), video, svc.chat)
+    took = time.perf_counter() - t
+    made = (await svc.summary(scope, video.id)).to_json()
+    return {"summary": made, "summary_s": round(took, 3), "chapter_scores": chapter_scores(made, entry["slides"])}
+
+
+def key_words(title: str) -> set[str]:
+    from core.text.words import tokens
+
+    return tokens(title)
+
+
+def chapter_scores(summary: dict[str, Any], slides: list[dict[str, Any]], tol: float = BOUNDARY_TOL) -> dict[str, int]:
+    """Counts for one lecture (module docstring): boundaries matched, chapter starts and slide
+    changes; chapters whose title holds their slide's title words; slide titles the summary covers."""
+    chapters = summary["chapters"]
+    starts = [float(c["start"]) for c in chapters[1:]]
+    changes = [float(s["start"]) for s in slides[1:]]
+    free, matched = set(range(len(changes))), 0
+    for t in sorted(starts, key=lambda t: min((abs(t - c) for c in changes), default=tol + 1)):
+        near = [(abs(t - changes[i]), i) for i in free if abs(t - changes[i]) <= tol]
+        if near:
+            free.discard(min(near)[1])
+            matched += 1
+
+    def slide_at(t: float) -> dict[str, Any]:
+        return [s for s in slides if s["start"] <= t + 1.0][-1] if slides else {"title": ""}
+
+    titled = sum(key_words(slide_at(float(c["start"]))["title"]) <= key_words(c["title"]) for c in chapters)
+    said = key_words(summary["summary"])
+    covered = sum(bool(key_words(s["title"])) and key_words(s["title"]) <= said for s in slides)
+    return {"matched": matched, "starts": len(starts), "changes": len(changes), "titled": titled,
+            "chapters": len(chapters), "covered": covered, "titles": len(slides)}
+
+
+def chapter_figures(ingest: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Boundary precision and recall and title share pooled over the set's lectures; coverage the
+    mean of the lectures'; each lecture's own beside them."""
+    per = {k: v["chapter_scores"] for k, v in ingest.items() if "chapter_scores" in v}
+    if not per:
+        return {}
+
+    def ratio(a: str, b: str, rows: Iterable[dict[str, int]]) -> float | None:
+        rows = list(rows)
+        total = sum(r[b] for r in rows)
+        return round(sum(r[a] for r in rows) / total, 3) if total else None
+
+    def one(r: dict[str, int]) -> dict[str, Any]:
+        return {"precision": ratio("matched", "starts", [r]), "recall": ratio("matched", "changes", [r]),
+                "titles": ratio("titled", "chapters", [r]), "coverage": ratio("covered", "titles", [r]),
+                "chapters": r["chapters"], "slides": r["titles"]}
+
+    summary_s = [v["summary_s"] for v in ingest.values() if "summary_s" in v]
+    ingest_s = sum(v["seconds"] for v in ingest.values() if not v.get("already"))
+    return {"boundary_precision": ratio("matched", "starts", per.values()),
+            "boundary_recall": ratio("matched", "changes", per.values()),
+            "titles": ratio("titled", "chapters", per.values()),
+            "coverage": round(statistics.fmean(one(r)["coverage"] or 0.0 for r in per.values()), 3),
+            "coverage_pooled": ratio("covered", "titles", per.values()),
+            "summary_s": round(sum(summary_s), 3),
+            "summary_share": round(sum(summary_s) / ingest_s, 4) if ingest_s else None,
+            "by_video": {k: one(r) for k, r in per.items()}}
 
 
 def language_of(spec: dict[str, Any]) -> str:
@@ -285,6 +368,7 @@ def figures(result: dict[str, Any]) -> dict[str, Any]:
            "ask_p50_s": round(statistics.median(lat), 3) if lat else None,
            "ask_max_s": round(max(lat), 3) if lat else None}
     fig["recall@3_by_kind"] = {k: v["recall@3"] for k, v in fig["by_kind"].items()}  # score.py's key
+    fig["chapters"] = chapter_figures(ingest)
     return fig
 
 
@@ -303,9 +387,23 @@ def report(fig: dict[str, Any], log: Log = _say) -> None:
         lang = v["counts"].get("language") or "-"  # as detected at ingest
         log(f"{name:<22} {v['duration']:>8.1f} {v['seconds']:>9.1f} {v['rtf']:>6.3f} "
             f"{'-' if r3 is None else f'{r3:.3f}':>9} {lang:>4}  {stages}")
+    if ch := fig.get("chapters"):
+        log("")
+        log(f"{'chapters':<22} {'chapters':>8} {'slides':>6} {'precision':>9} {'recall':>6} {'titles':>6} {'coverage':>8}")
+        for name, r in [*ch["by_video"].items(), ("all", {**ch, "chapters": "", "slides": "",
+                                                          "precision": ch["boundary_precision"],
+                                                          "recall": ch["boundary_recall"]})]:
+            log(f"{name[:22]:<22} {r['chapters']!s:>8} {r['slides']!s:>6} {_f(r['precision']):>9} {_f(r['recall']):>6} "
+                f"{_f(r['titles']):>6} {_f(r['coverage']):>8}")
+        log(f"coverage pooled over the slide titles {_f(ch['coverage_pooled'])}; "
+            f"summary_s {ch['summary_s']} ({ch['summary_share']} of the ingest time)")
     log("")
     log(f"recall@1 {fig.get('recall@1')} recall@3 {fig.get('recall@3')} frame {fig.get('frame')} "
         f"keywords {fig.get('keywords')} ingest_rtf {fig['ingest_rtf']} ask_p50 {fig['ask_p50_s']}s (n={fig['n']})")
+
+
+def _f(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
 
 
 # ---- command line --------------------------------------------------------------------------------

@@ -157,21 +157,38 @@ def point(stored: chaptering.Stored, said_all: Sequence[tuple[Segment, np.ndarra
     return text, start, end, vec
 
 
+def mmr(vectors: Sequence[np.ndarray | None], whole: np.ndarray | None, k: int) -> list[int]:
+    """The first `k` of `vectors` by maximal marginal relevance: each the closest to `whole` once
+    half its closest likeness to those ranked before it is taken off (central, and not the same
+    point again)."""
+    if not vectors:
+        return []
+    dim = next((len(v) for v in vectors if v is not None), 1)
+    m = np.stack([u if (u := _unit(v)) is not None else np.zeros(dim, np.float32) for v in vectors])
+    central = m @ whole if whole is not None else np.zeros(len(m))
+    like = np.zeros(len(m))
+    ranked: list[int] = []
+    for _ in range(min(k, len(m))):
+        gain = central - 0.5 * like
+        gain[ranked] = -np.inf
+        i = int(np.argmax(gain))
+        ranked.append(i)
+        like = np.maximum(like, m @ m[i])
+    return ranked
+
+
 def extractive(stored: chaptering.Stored, chapters: Sequence[Chapter]) -> tuple[str, list[tuple[float, float]]]:
     """3-6 sentences in time order, each ending with its [m:ss]; the moments they cite. One per
     chapter when there are six or fewer; else five, from the most central chapters (each unlike
     those taken before it), and a last one naming the next most central (up to OVERVIEW_TITLES)."""
-    points = [(c, *point(stored, sentences(stored.speech), c)) for c in chapters]
+    said = sentences(stored.speech)
+    points = [(c, *point(stored, said, c)) for c in chapters]
     points = [p for p in points if p[1]]
     if not points:
         return "", []
-    whole = _centre([v for _, v in stored.speech + stored.screen])
     n = len(points) if len(points) <= MAX_SENTENCES else MAX_SENTENCES - 1
-    ranked: list[int] = []
-    while len(ranked) < len(points):  # central, and unlike what ranks before (maximal marginal relevance)
-        def gain(i: int) -> float:
-            return _cos(points[i][4], whole) - 0.5 * max((_cos(points[i][4], points[j][4]) for j in ranked), default=0.0)
-        ranked.append(max((i for i in range(len(points)) if i not in ranked), key=gain))
+    ranked = mmr([p[4] for p in points], _centre([v for _, v in stored.speech + stored.screen]),
+                 n + OVERVIEW_TITLES)
     out = [(t, s, e) for _, t, s, e, _ in (points[i] for i in sorted(ranked[:n]))]
     rest = [points[i][0] for i in sorted(ranked[n:n + OVERVIEW_TITLES]) if not points[i][0].title.startswith("Part ")]
     if rest:  # the next most central chapters, in time order
