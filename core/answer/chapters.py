@@ -35,7 +35,7 @@ from core.text.words import STOP
 MIN_CHAPTER_S = 4.0  # no chapter is shorter (a title card shown for 4 s is a chapter)
 LONG_VIDEO_S = 20 * 60.0  # from here on, no more than one chapter a minute
 NEW_HEADING = 1.0  # a slide change whose heading differs
-SAME_HEADING = 0.3  # a slide change under the same heading (build-up, continued slide)
+SAME_HEADING = 0.0  # a slide change under the same heading (build-up, continued slide): what is said decides
 TEXT_APPEARS = 0.6  # on-screen text where there was none
 PAUSE_WEIGHT = 0.4  # a pause of PAUSE_FULL seconds or more adds this much
 PAUSE_FULL = 2.0

@@ -218,7 +218,7 @@ def _messages(task: str, lines: Sequence[str]) -> list[dict]:
 
 
 _SPLIT = re.compile(r"(?<=[.!?…])\s+")
-_ONLY_MARKS = re.compile(r"^(\[\d{1,2}:\d{2}(?::\d{2})?\]\s*)+[.!?]?$")
+_LEADING_MARKS = re.compile(r"^((?:\[\d{1,2}:\d{2}(?::\d{2})?\]\s*)+[.!?]?)\s*(.*)$")
 _MARK = re.compile(r"\[\d{1,2}:\d{2}(?::\d{2})?\]")
 
 
@@ -227,9 +227,11 @@ def cited_sentences(text: str) -> list[str]:
     written after the full stop belongs to the sentence before it."""
     out: list[str] = []
     for part in _SPLIT.split(" ".join(text.split())):
-        if out and _ONLY_MARKS.match(part):
-            out[-1] += " " + part
-        elif part:
+        lead = _LEADING_MARKS.match(part)
+        if out and lead:
+            out[-1] += " " + lead[1].strip()
+            part = lead[2]
+        if part:
             out.append(part)
     return [s for s in out if _MARK.search(s)]
 
