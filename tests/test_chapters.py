@@ -145,10 +145,14 @@ def test_a_slide_is_quoted_when_what_was_heard_does_not_agree_with_it() -> None:
         assert text.startswith("Magma chambers: ") and expect in text.lower(), text
 
 
-def test_whisper_segments_are_joined_into_sentences_but_not_across_a_pause() -> None:
+def test_whisper_segments_are_made_sentences_joined_but_not_across_a_pause() -> None:
     speech = [(Segment(0.0, 1.0, "They build sugar and"), None), (Segment(1.1, 2.0, "release oxygen."), None),
-              (Segment(2.1, 3.0, "Then it"), None), (Segment(5.0, 6.0, "rains."), None)]
-    assert [s.text for s, _ in sm.sentences(speech)] == ["They build sugar and release oxygen.", "Then it", "rains."]
+              (Segment(2.1, 3.0, "Then it"), None), (Segment(5.0, 6.0, "rains."), None),
+              (Segment(6.1, 8.1, "Welcome. Today we talk about rain."), None)]
+    got = sm.sentences(speech)
+    assert [s.text for s, _ in got] == ["They build sugar and release oxygen.", "Then it", "rains.", "Welcome.",
+                                        "Today we talk about rain."]
+    assert [(s.start, s.end) for s, _ in got[3:]] == [(6.1, 6.58), (6.58, 8.1)]  # its time, by length
 
 
 def test_cited_sentences_keep_only_sentences_that_cite_a_moment() -> None:

@@ -100,11 +100,29 @@ def _sentence(text: str) -> str:
     return text if not text or text[-1] in ".!?…" else text + "."
 
 
+_ENDS = re.compile(r"(?<=[.!?…])\s+(?=[\"“(]?[^\W\d_])")
+
+
+def _pieces(s: Segment) -> list[Segment]:
+    """A segment's sentences ("Welcome. Today we talk about volcanoes."), each given its share of
+    the segment's time by its length."""
+    parts = [p for p in _ENDS.split(s.text.strip()) if p]
+    if len(parts) < 2:
+        return [s]
+    total, at, out = sum(len(p) for p in parts), s.start, []
+    for p in parts:
+        end = at + (s.end - s.start) * len(p) / total
+        out.append(Segment(round(at, 2), round(end, 2), p, s.kind))
+        at = end
+    return out
+
+
 def sentences(speech: Sequence[tuple[Segment, np.ndarray | None]]) -> list[tuple[Segment, np.ndarray | None]]:
-    """Spoken segments joined into sentences: whisper cuts where the voice pauses, not where a
-    sentence ends ("...they build sugar and" / "release oxygen as a by-product."). A segment is
-    joined to the next when it ends without a full stop, the next follows within a breath, and
-    the sentence stays short; a sentence's vector is the mean of its segments'."""
+    """What was said, as sentences: whisper cuts where the voice pauses, not where a sentence ends
+    ("...they build sugar and" / "release oxygen as a by-product.", or "Welcome. Today we..."). A
+    segment is split at its full stops, and joined to the next when it ends without one, the next
+    follows within a breath, and the sentence stays short. A sentence's vector is the mean of its
+    segments' (a segment's own for a part of it: the catalog keeps one per segment)."""
     out: list[tuple[Segment, np.ndarray | None]] = []
     run: list[tuple[Segment, np.ndarray | None]] = []
 
@@ -114,7 +132,7 @@ def sentences(speech: Sequence[tuple[Segment, np.ndarray | None]]) -> list[tuple
                                 run[0][0].kind), _centre([x for _, x in run])))
             run.clear()
 
-    for s, v in sorted(speech, key=lambda x: x[0].start):
+    for s, v in sorted(((p, v) for seg, v in speech for p in _pieces(seg)), key=lambda x: x[0].start):
         if run and (run[-1][0].text.rstrip()[-1:] in ".!?…" or s.start - run[-1][0].end > JOIN_GAP
                     or sum(len(x.text.split()) for x, _ in run) + len(s.text.split()) > JOIN_WORDS):
             close()
