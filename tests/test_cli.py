@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 VIDRAG = [sys.executable, "-m", "adapters.console"]
 
 
@@ -19,6 +21,7 @@ def cli(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           cwd=Path(__file__).parent.parent)
 
 
+@pytest.mark.timeout(150)  # eight vidrag processes, each loading what it needs, on a busy 2-core machine
 def test_ingest_ask_videos_forget_with_json(tmp_path: Path, lecture) -> None:
     path, lec = lecture
     p = cli(tmp_path, "ingest", str(path), "--channel", "c1", "--json")
@@ -36,6 +39,15 @@ def test_ingest_ask_videos_forget_with_json(tmp_path: Path, lecture) -> None:
     a, b = lec.times[3]
     assert c["start"] <= b and c["end"] >= a
     assert Path(ans["frame"]["path"]).is_file() and a - 0.5 <= ans["frame"]["time"] <= b + 0.5
+
+    p = cli(tmp_path, "summary", "--channel", "c1", "--json")
+    assert p.returncode == 0 and p.stderr == "", p.stderr
+    summary = json.loads(p.stdout.strip().splitlines()[-1])
+    assert set(summary) == {"video_id", "title", "summary", "chapters"} and summary["video_id"] == out["video_id"]
+    assert [c["title"] for c in summary["chapters"]] == [s.title for s in lec.slides]
+    assert all(set(c) == {"start", "end", "title"} for c in summary["chapters"]) and "[0:" in summary["summary"]
+    p = cli(tmp_path, "summary", "volcanoes", "--channel", "c1")
+    assert p.returncode == 0 and "Chapters:" in p.stdout and "Magma chambers" in p.stdout, p.stdout
 
     p = cli(tmp_path, "videos", "--channel", "c1")
     assert out["video_id"] in p.stdout and "ready" in p.stdout

@@ -253,7 +253,52 @@ async def test_slash_forget_autocompletes_and_needs_manage_messages(bot: VidragB
     allowed = await fake.slash("general", "forget", {"video": choice["value"]})
     assert (await interaction_replies(fake, allowed))[0]["content"].startswith("🗑️ Removed **volcanoes** from this channel")
     assert await bot.service.videos(discord_bot.scope_for(bot.get_channel(int(fake.channel_id("general"))))) == []
-    assert [c["name"] for c in fake.commands] == ["videos", "ask", "forget", "status"]  # synced in setup_hook
+    assert [c["name"] for c in fake.commands] == ["videos", "ask", "forget", "summary", "status"]  # synced in setup_hook
+
+
+# ---- what a video is about -----------------------------------------------------------------------
+async def test_indexed_message_carries_the_chapters_and_summary_comes_by_mention_and_slash(
+        bot: VidragBot, fake: FakeDiscord, lecture) -> None:
+    reply = await index_link(fake)
+    final = fake.calls("PATCH", f"/messages/{reply['id']}")[-1].json
+    (embed,) = final["embeds"]
+    chapters = embed["description"].split("**Chapters**\n")[1].splitlines()
+    assert [line.split(") ", 1)[1] for line in chapters] == [s.title for s in lecture[1].slides]
+    assert all(line.startswith("[0:") and f"](<{fake.url}/media/volcanoes.mp4#t=" in line for line in chapters)
+    assert embed["title"] == "volcanoes" and "[0:0" in embed["description"].split("**Chapters**")[0]  # cited
+    assert pings_nobody(final["allowed_mentions"])
+
+    question = await fake.post("general", "What is this video about?", mention_bot=True)
+    answer = await fake.wait_for(lambda: next((m for m in fake.bot_messages("general") if m.get(
+        "message_reference", {}).get("message_id") == question["id"]), None))
+    assert answer["content"].startswith("📋 **volcanoes** (0:")
+    assert sent(fake, answer).json["embeds"][0]["description"] == embed["description"]
+    assert not fake.calls("POST", f"/messages/{question['id']}/threads")  # a summary is no question
+    token = await fake.slash("general", "summary")
+    (followup,) = await interaction_replies(fake, token)
+    request = next(r for r in fake.requests if r.method == "POST" and r.path == f"/webhooks/{fake.bot['id']}/{token}")
+    assert followup["content"].startswith("📋 **volcanoes**")
+    assert request.json["embeds"][0]["description"] == embed["description"]
+
+
+async def test_post_summary_off_leaves_the_chapters_out_of_the_indexed_message(bot: VidragBot, fake: FakeDiscord) -> None:
+    """Heard after a restart (no progress message follows the job): with POST_SUMMARY on the
+    message carries the embed, with it off the text alone."""
+    from core.models import Job, Progress, Scope
+    from core.service import JobEvent
+
+    reply = await index_link(fake)
+    scope = Scope("discord", str(GUILD_ID), fake.channel_id("general"))
+    (video,) = await bot.service.videos(scope)
+    job = Job("j1", video.id, scope, f"{fake.url}/media/volcanoes.mp4", Stage.DONE)
+    done = JobEvent(job, Progress("j1", video.id, Stage.DONE, 1.0, video.title, video.duration), listened=False)
+    posts = fake.calls("POST", f"/channels/{fake.channel_id('general')}/messages")
+    await bot.on_job_event(done)
+    bot.settings = dataclasses.replace(bot.settings, post_summary=False)
+    await bot.on_job_event(done)
+    on, off = fake.calls("POST", f"/channels/{fake.channel_id('general')}/messages")[len(posts):]
+    assert "Chapters" in on.json["embeds"][0]["description"] and not off.json.get("embeds")
+    assert fake.calls("PATCH", f"/messages/{reply['id']}")[-1].json["embeds"]  # on by default
 
 
 # ---- start-up -----------------------------------------------------------------------------------

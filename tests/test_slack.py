@@ -409,6 +409,52 @@ async def test_slash_status_counts_the_attempt_under_way_so_a_first_try_shows_no
     assert "(attempt 2)" in two, lines
 
 
+# ---- what a video is about -----------------------------------------------------------------------
+def chapter_lines(blocks: list[dict[str, Any]]) -> list[str]:
+    text = "\n".join(b["text"]["text"] for b in blocks if b["type"] == "section")
+    return text.split("*Chapters*\n", 1)[1].splitlines()
+
+
+async def test_indexed_message_carries_the_chapters_as_blocks_linked_to_their_second(slack, link_posted, lecture) -> None:
+    posts = slack.api.called("chat.postMessage", channel=LECTURE, thread_ts=link_posted["ts"])
+    final = slack.api.called("chat.update", channel=LECTURE, ts=posts[0].response["ts"])[-1].args
+    blocks = final["blocks"]
+    assert "Indexed *‹!channel› volcanoes*" in final["text"] and blocks[0]["text"]["text"] == final["text"]
+    lines = chapter_lines(blocks)
+    assert [line.split("> ", 1)[1] for line in lines] == [s.title for s in lecture[1].slides]
+    media = re.escape(f"{slack.api.url}/media/{LINK_NAME}")
+    assert all(re.match(rf"<{media}#t=(\d+)\|0:\d\d> ", line) for line in lines), lines
+    assert "<!channel>" not in json.dumps(blocks)  # the title, neutralized and escaped
+
+
+async def test_a_summary_comes_by_mention_in_the_thread_and_by_slash_command_privately(slack, link_posted) -> None:
+    q = await slack.mention(LECTURE, "What is this video about?")
+    await slack.bot.drain()
+    (posted,) = slack.posts(LECTURE, q)
+    assert posted["text"].startswith("📋 *‹!channel› volcanoes*") and chapter_lines(posted["blocks"])
+    assert re.search(r"\|0:0\d>", posted["blocks"][0]["text"]["text"])  # a sentence's moment, linked
+    assert await slack.command(LECTURE, "summary") == 200
+    await slack.bot.drain()
+    reply = slack.api.called("respond", id=LECTURE)[-1].args
+    assert reply["response_type"] == "ephemeral" and reply["blocks"] == posted["blocks"]
+    assert await slack.command(LECTURE, "summary the bread video") == 200
+    await slack.bot.drain()
+    assert "names no video" in slack.api.called("respond", id=LECTURE)[-1].args["text"]
+
+
+async def test_post_summary_off_leaves_the_chapters_out_of_a_job_heard_after_a_restart(slack, link_posted,
+                                                                                       monkeypatch) -> None:
+    [video] = await slack.service.videos(Scope("slack", TEAM, LECTURE))
+    job = Job("j-sum", video.id, Scope("slack", TEAM, LECTURE), "https://example.org/v.mp4", Stage.DONE)
+    done = JobEvent(job, Progress(job.id, video.id, Stage.DONE, 1.0, video.title, video.duration), listened=False)
+    before = len(slack.api.called("chat.postMessage", channel=LECTURE))
+    await slack.bot._on_job_event(done)
+    monkeypatch.setattr(slack.bot, "settings", dataclasses.replace(slack.bot.settings, post_summary=False))
+    await slack.bot._on_job_event(done)
+    on, off = (c.args for c in slack.api.called("chat.postMessage", channel=LECTURE)[before:])
+    assert chapter_lines(on["blocks"]) and "blocks" not in off
+
+
 # ---- Socket Mode --------------------------------------------------------------------------------
 async def test_socket_mode_routes_events_to_the_same_handlers_once(slack, link_posted) -> None:
     handler = slack.bot.socket_mode(APP_TOKEN)
