@@ -19,7 +19,16 @@ from types import ModuleType
 
 from core import logs  # first: it quiets gRPC before anything imports it
 from core.chat import present
-from core.chat.incoming import COMMANDS, Action, Attachment, Incoming, decide, find_links, run_command
+from core.chat.incoming import (
+    COMMANDS,
+    Action,
+    Attachment,
+    Incoming,
+    decide,
+    find_links,
+    run_command,
+    summary_request,
+)
 from core.chat.present import PLAIN
 from core.config import Settings
 from core.errors import APOLOGY, UserFacingError
@@ -84,6 +93,13 @@ def print_summary(summary: Summary, as_json: bool) -> None:
         print("\nChapters:")
         for c in summary.chapters:
             print(f"  {fmt_time(c.start):>7}  {c.title}" + (f"  {c.url}" if c.url else ""))
+
+
+def summary_answer(summary: Summary) -> Answer:
+    """A summary in `ask --json`'s shape: the sentences and the chapter list as the answer, the
+    sentences' moments as its citations."""
+    lines = "\n".join(f"[{fmt_time(c.start)}] {c.title}" for c in summary.chapters)
+    return Answer(f"{summary.text}\n\nChapters:\n{lines}" if lines else summary.text, summary.citations)
 
 
 async def ingest(svc: Service, sc: Scope, source: str, as_json: bool) -> int:
@@ -223,6 +239,14 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
             return await ingest(svc, sc, args.source, args.json)
         if args.cmd == "ask":
             try:
+                named = summary_request(args.question)
+                if named is not None:  # "what is this video about?": its summary and chapters
+                    summary = await svc.summary(sc, named or None)
+                    if args.json:
+                        print_answer(summary_answer(summary), as_json=True)
+                    else:
+                        print_summary(summary, as_json=False)
+                    return 0
                 print_answer(await svc.ask(sc, args.question), args.json)
             except UserFacingError:
                 await tell_queued(svc, sc, skip={j.id for j in requeued})

@@ -32,6 +32,8 @@ SUMMARY = {
     "summary bread": "bread",
     "chapters of part 2": "part 2",
     "summary 07b5d973a7": "07b5d973a7",
+    "What is this video about? Summarize it.": "",
+    "Summarize the bread video. Thanks!": "the bread video",
     # Italian
     "Di cosa parla questo video?": "",
     "di che cosa tratta il video?": "",
@@ -72,6 +74,7 @@ QUESTION = [
     "De quoi parle le chapitre sur les tampons ?",
     "status of the eruption?",
     "summary of the causes of inflation?",
+    "What is this video about? And why does magma rise?",
 ]
 
 

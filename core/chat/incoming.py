@@ -203,12 +203,21 @@ _REQUESTS = [
     rf"{_ASK}(?:{_GIVE}\s+)?{_WHAT}(?:\s+{_OF})?(?:\s+(?P<ref>{_REF}))?",
 ]
 _REQUEST = [re.compile(r, re.IGNORECASE) for r in _REQUESTS]
+_THANKS = re.compile(r"\s*(?:thanks|thank\s+you|thx|ty|cheers|grazie|gracias|danke|merci)(?:\s+\w+){0,2}[\s!.]*",
+                     re.IGNORECASE)
 _GENERIC = re.compile(rf"(?:it|this|that|esto|eso|es|ça|cela|lui|(?:{_DET}\s+)?{_NOUN})", re.IGNORECASE)
 
 
 def summary_request(text: str) -> str | None:
     """Whether `text` asks what a video is about (for its summary or chapters): None if not, else
-    the words that name the video ("" for "it", "this video": the conversation's or the latest)."""
+    the words that name the video ("" for "it", "this video": the conversation's or the latest).
+    Several sentences ("What is this video about? Summarize it.") must each ask it."""
+    parts = [p for p in re.split(r"(?<=[?!.])\s+", text.strip()) if p.strip(" ?!.") and not _THANKS.fullmatch(p)]
+    named = [_one_request(p) for p in parts]
+    return None if not named or None in named else next((n for n in named if n), "")
+
+
+def _one_request(text: str) -> str | None:
     said = " ".join(text.replace("’", "'").split()).strip(" ?!.¿¡:,;")
     said = re.sub(rf"(?:,?\s*{_PLEASE})+$|^(?:{_PLEASE}\s*,?\s*)+|^(?:hey|hi|ok|so|and)\s*,?\s+", "", said,
                   flags=re.IGNORECASE).strip(" ?!.,")
