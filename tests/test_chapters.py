@@ -12,6 +12,7 @@ import pytest
 
 from core.answer import chapters as ch
 from core.answer import summary as sm
+from core.answer import written
 from core.errors import NotFound, UserFacingError
 from core.models import Chapter, Kind, Scope, Segment, Turn, Video, VideoStatus
 from tests.fakes.models import FakeWordHashEmbedder
@@ -230,9 +231,9 @@ async def test_an_llm_summary_citing_too_little_is_not_used(llm, llm_chat) -> No
 async def test_a_long_video_is_summed_up_per_part_then_over_the_parts(llm, llm_chat, monkeypatch) -> None:
     stored = four()
     chapters = ch.chapters(stored)
-    lines = sm.excerpts(stored, chapters)
+    lines = written.excerpts(stored, chapters)
     budget = max(len(lines[0]) + len(lines[1]), len(lines[2]) + len(lines[3])) + 2
-    monkeypatch.setattr(sm, "BUDGET_CHARS", budget)  # two chapters' excerpts a prompt
+    monkeypatch.setattr(written, "BUDGET_CHARS", budget)  # two chapters' excerpts a prompt
     cites = sm._citations(video("2c3d4e5f6a", "How volcanoes work"), [(c.start, c.end) for c in chapters])
     llm.enqueue("Magma and gas [1][2].", "Lava and monitoring [3][4].",
                 "Magma rises [1]. Gas builds [2]. Lava flows [3]. Sensors listen [4].")

@@ -237,6 +237,12 @@ def boundaries(stored: Stored) -> list[float]:
 
 
 # ---- chapters ---------------------------------------------------------------------------------------
+def inside(s: Segment, c: Chapter) -> bool:
+    """Whether segment `s` belongs to chapter `c` (its middle lies in it)."""
+    return c.start <= (s.start + s.end) / 2 < c.end
+
+
+
 def chapters(stored: Stored) -> list[Chapter]:
     """The video's chapters, in order, covering it from 0 to its end; none for a video with
     nothing stored."""
