@@ -39,7 +39,6 @@ OVER = ("The excerpts are summaries of consecutive parts of the video, each citi
         "Summarize the whole video in 3 to 6 sentences, citing the chapter numbers they cite.")
 
 
-# ---- with an LLM --------------------------------------------------------------------------------
 def excerpts(stored: Stored, chapters: Sequence[Chapter], first: int = 1, scale: float = 1.0) -> list[str]:
     """One quoted line per chapter, numbered from `first`."""
     out = []
@@ -94,12 +93,12 @@ def _groups(lines: list[str]) -> list[list[int]]:
 async def written(chat: ChatModel, stored: Stored, chapters: Sequence[Chapter],
                   cites: Sequence[Citation]) -> tuple[str, list[Citation]] | None:
     """The LLM's summary with its citations resolved, or None when it cannot be used."""
-    lines = excerpts(stored, chapters)
+    lines = await asyncio.to_thread(excerpts, stored, chapters)  # a 90-minute video's text: off the loop
     if sum(len(x) + 1 for x in lines) > BUDGET_CHARS:
         scale = 1.0
         while len(groups := _groups(lines)) > MAX_GROUPS and scale > 0.1:  # a very long video: shorter excerpts
             scale /= 2
-            lines = excerpts(stored, chapters, scale=scale)
+            lines = await asyncio.to_thread(excerpts, stored, chapters, 1, scale)
         parts = await asyncio.gather(*(_ask(chat, PART, [lines[i] for i in g]) for g in groups))
         lines = [f"[part {k}] {quote(p, 1200)}" for k, p in enumerate(parts, 1)]
         reply = await _ask(chat, OVER, lines)
