@@ -99,6 +99,11 @@ class Settings:
     ingests_per_hour_per_user: int = 10
     questions_per_minute_per_channel: int = 30
     questions_per_minute_per_user: int = 6
+    # -- servers and disk: how long a question, a command or a start-up waits for PostgreSQL or a
+    # Milvus server before it says the index is unavailable (a job that is storing its video waits
+    # longer, renewing its lease); no ingest starts while DATA_DIR has less than MIN_FREE_MB free
+    server_timeout_seconds: float = 5.0
+    min_free_mb: float = 500.0
     top_k: int = 8
     # -- the "Indexed" message carries the video's chapters and summary (core/answer/summary.py)
     post_summary: bool = True
@@ -313,6 +318,7 @@ RULES: dict[str, Rule] = {
     "max_jobs_per_channel": COUNT, "max_jobs_per_user": COUNT,
     "ingests_per_hour_per_channel": Number(0), "ingests_per_hour_per_user": Number(0),
     "questions_per_minute_per_channel": Number(0), "questions_per_minute_per_user": Number(0),
+    "server_timeout_seconds": POSITIVE, "min_free_mb": Number(0),
     "top_k": Number(1, 100),
     "post_summary": Flag(),
     "log_level": Choice(("", "DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")),

@@ -3,9 +3,25 @@
 Anything raised as `UserFacingError` carries a short, plain-language message that adapters post
 as is. Every other exception is a bug or an outage: it is logged with its detail and the user gets
 one short apology (see `APOLOGY`), never a stack trace or a token.
+
+Two outages are the operator's, never the video's or the user's, and have their own types:
+`Unavailable` (PostgreSQL or the Milvus server cannot be reached: the channel hears that the index
+is unavailable for now, the operator's log names the server and its setting) and `DiskFull` (the
+disk under DATA_DIR is full: the video waits in the queue for room). `disk_full` recognises the
+second in whatever exception an ingest ended with.
 """
 
+from __future__ import annotations
+
+import errno
+import logging
+import time
+
 APOLOGY = "Sorry, something went wrong on my side. The details are in the bot's log."
+UNAVAILABLE = "The index is unavailable right now, try again in a minute."
+DISK_FULL = "The bot is out of disk space; your video will be indexed when there is room."
+# What a full disk looks like in text: the OS (ffmpeg and yt-dlp print it), SQLite, PostgreSQL
+NO_SPACE = ("No space left on device", "database or disk is full", "Disk quota exceeded")
 
 
 class UserFacingError(Exception):
@@ -26,3 +42,82 @@ class NotFound(UserFacingError):
 
 class Refused(UserFacingError):
     """A limit said no: queue full, rate limited, question too long."""
+
+
+class Unavailable(UserFacingError):
+    """PostgreSQL or the Milvus server did not answer in time. `message` is the channel's sentence
+    (`UNAVAILABLE`); `detail` the operator's, one sentence naming the server, the setting that
+    points at it, and why (`vidrag` prints it; the store logs it once per outage)."""
+
+    def __init__(self, server: str, setting: str, cause: str) -> None:
+        super().__init__(UNAVAILABLE)
+        self.server = server
+        self.setting = setting
+        cause = " ".join(cause.split()) or "no answer"
+        self.detail = f"{server} ({setting}) is unreachable: {cause[:300]}"
+
+    def __str__(self) -> str:
+        return self.detail
+
+
+class DiskFull(UserFacingError):
+    """The disk under DATA_DIR is full, or below MIN_FREE_MB: the channel is told that its video
+    waits for room (`DISK_FULL`); `path` is what was full, for the operator's log."""
+
+    def __init__(self, path: str = "") -> None:
+        super().__init__(DISK_FULL)
+        self.path = path
+
+    def __str__(self) -> str:
+        return f"no space left at {self.path or 'DATA_DIR'}"
+
+
+def disk_full(exc: BaseException | None) -> DiskFull | None:
+    """The `DiskFull` behind `exc`, or None. Walks the whole chain (causes, contexts, the members
+    of exception groups): a full disk shows up as an OSError with ENOSPC or EDQUOT (Python writing
+    a file), SQLite's "database or disk is full", or the OS's sentence in a message (ffmpeg and
+    yt-dlp print "No space left on device"), often wrapped in an error that blames the video."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, DiskFull):
+            return e
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return DiskFull(str(e.filename or ""))
+        if any(s in str(e) for s in NO_SPACE):
+            return DiskFull()
+        todo += [e.__cause__, e.__context__, *getattr(e, "exceptions", ())]
+    return None
+
+
+class Outage:
+    """One server's (or the disk's) state as the operator's log tells it: the first failure of an
+    outage is logged as one sentence, the next ones are not (a loop that retries every second
+    logged a traceback every second), and the first success after it says how long it lasted."""
+
+    def __init__(self, log: logging.Logger, name: str) -> None:
+        self.log = log
+        self.name = name
+        self.since: float | None = None
+
+    @property
+    def down(self) -> bool:
+        return self.since is not None
+
+    def failed(self, sentence: str) -> bool:
+        """Record a failure; True (and logged) when it starts an outage."""
+        if self.since is not None:
+            self.log.debug("%s", sentence)
+            return False
+        self.since = time.monotonic()
+        self.log.error("%s", sentence)
+        return True
+
+    def ok(self) -> None:
+        if self.since is not None:
+            self.log.warning("%s is back after %.1f s", self.name, time.monotonic() - self.since)
+            self.since = None

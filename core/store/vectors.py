@@ -25,11 +25,23 @@ instead of the ~400 ms a Strong read waits for the next time tick.
 
 pymilvus' sync client does the work (Milvus Lite's async client cannot create collections) on one
 dedicated thread, so Milvus Lite sees one caller at a time and the event loop never waits on it.
+
+A Milvus server may go away (a pod rescheduled, a restart) and come back. pymilvus reconnects by
+itself; what it does not do is wait for the server: a call fails at once while it is down, waits
+for its connect timeout (10 s) while it starts, and answers "collection not loaded" for a few
+seconds after, while the server loads its collections again. So every call that may be repeated
+(reads, deletes, flushes, schema calls) is retried with a growing delay for up to
+SERVER_TIMEOUT_SECONDS (`_healing`), one try only while the server is known to be down; an insert is
+never repeated here (Milvus does not deduplicate primary keys: a batch the server took before the
+connection dropped would be stored twice), its caller decides (`core.jobs.worker` drops the
+video's rows and stores them again). A server still unreachable raises `Unavailable`, logged once
+per outage in one sentence that names MILVUS_URI.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -39,10 +51,12 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 import numpy as np
 
+from core.errors import Outage, Unavailable
 from core.store.lite_lock import is_lite
 
 log = logging.getLogger(__name__)
@@ -54,6 +68,69 @@ KEY_SUFFIX = "_pk"
 KEY_PARTITIONS = 64  # physical partitions of a key-layout collection (Milvus' default is 16)
 READ = "Session"  # consistency of searches and queries (see the module docstring)
 QUERY_LIMIT = 16384  # Milvus' cap on one query's offset + limit
+
+
+# What pymilvus says when the server, not the request, is the trouble (lower case): down, starting,
+# or loading its collections again after a restart
+GONE = ("fail connecting", "server unavailable", "unavailable", "not ready", "not loaded", "deadline exceeded",
+        "connection refused", "timed out", "no available", "recovering", "stopping", "connection reset")
+T = TypeVar("T")
+
+
+def connection_lost(e: BaseException) -> bool:
+    """Did `e` (or what caused it) come from the server being unreachable or not ready?"""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [e]
+    while todo:
+        x = todo.pop()
+        if x is None or id(x) in seen:
+            continue
+        seen.add(id(x))
+        if isinstance(x, Unavailable):
+            return False  # reported already, by an inner call
+        code = getattr(x, "code", None)
+        if callable(code) and type(x).__module__.startswith("grpc"):
+            with contextlib.suppress(Exception):
+                if getattr(code(), "name", "") in ("UNAVAILABLE", "DEADLINE_EXCEEDED"):
+                    return True
+        if type(x).__module__.startswith(("pymilvus", "grpc")) and any(g in str(x).lower() for g in GONE):
+            return True
+        todo += [x.__cause__, x.__context__]
+    return False
+
+
+def server_name(uri: str) -> str:
+    """The Milvus of `uri` for the log, without credentials."""
+    if is_lite(uri):
+        return f"Milvus Lite at {uri}"
+    parts = urlsplit(uri)
+    return f"the Milvus server at {parts.scheme}://{parts.hostname}:{parts.port or 19530}"
+
+
+def _cause(e: BaseException) -> str:
+    """pymilvus' one-line reason (`<MilvusException: (code=2, message=…)>` → the message)."""
+    text = str(getattr(e, "message", "") or e)
+    return " ".join(text.split())[:200] or type(e).__name__
+
+
+def _healing(method: Callable[..., T]) -> Callable[..., T]:
+    """A VectorStore call that may be repeated: retried while the server is away (see the module)."""
+
+    @functools.wraps(method)
+    def call(self: VectorStore, *args: Any, **kw: Any) -> T:
+        return self._patiently(lambda: method(self, *args, **kw), repeat=True)
+
+    return call
+
+
+def _once(method: Callable[..., T]) -> Callable[..., T]:
+    """A VectorStore call that must not be repeated (an insert): `Unavailable` at its first failure."""
+
+    @functools.wraps(method)
+    def call(self: VectorStore, *args: Any, **kw: Any) -> T:
+        return self._patiently(lambda: method(self, *args, **kw), repeat=False)
+
+    return call
 
 
 @dataclass(frozen=True)
@@ -79,11 +156,30 @@ def _pymilvus_client() -> type:
     return MilvusClient
 
 
-def existing_collections(uri: str) -> list[str]:
+def _quiet_pymilvus() -> None:
+    """pymilvus logs every failed call with its traceback at ERROR (on its own handler): an outage
+    of a minute printed hundreds. vidrag raises those errors and reports an outage once."""
+    for name in ("pymilvus", "pymilvus.milvus_client"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+def connect(uri: str, timeout: float = 5.0) -> Any:
+    """A MilvusClient for `uri`, or `Unavailable` within about `timeout` seconds."""
+    client_type = _pymilvus_client()
+    _quiet_pymilvus()
+    try:
+        return client_type(uri=uri, timeout=timeout)
+    except Exception as e:
+        if not connection_lost(e):
+            raise
+        raise Unavailable(server_name(uri), "MILVUS_URI", _cause(e)) from e
+
+
+def existing_collections(uri: str, timeout: float = 5.0) -> list[str]:
     """The collections of the Milvus at `uri`; none for a Milvus Lite folder not made yet."""
     if is_lite(uri) and not os.path.exists(uri):
         return []
-    client = _pymilvus_client()(uri=uri)
+    client = connect(uri, timeout)
     try:
         return list(client.list_collections())
     finally:
@@ -142,19 +238,19 @@ class VectorStore:
 
     def __init__(self, uri: str, text_model: str, text_dim: int,
                  image_model: str | None = None, image_dim: int = 0,
-                 layout: str = "partition", prefix: str = "") -> None:
-        MilvusClient = _pymilvus_client()  # noqa: N806
-
+                 layout: str = "partition", prefix: str = "", timeout: float = 5.0) -> None:
         # Milvus Lite 3.x answers AllocTimestamp with "not implemented" during create_collection and
         # pymilvus' embedded gRPC server logs that harmless refusal as a traceback.
         logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
         if is_lite(uri):
             Path(uri).parent.mkdir(parents=True, exist_ok=True)
         self.uri = uri
-        self.client = MilvusClient(uri=uri)
-        names = {lay: collection_names(text_model, text_dim, image_model, image_dim, lay, prefix)[0]
-                 for lay in ("partition", "key")}
-        self.layout: Layout = choose_layout(self.client, layout, uri, names)  # type: ignore[arg-type]
+        self.timeout = timeout  # SERVER_TIMEOUT_SECONDS: how long a call waits for a server that went away
+        self.outage = Outage(log, server_name(uri))
+        self.client = connect(uri, timeout)
+        names: dict[Layout, str] = {lay: collection_names(text_model, text_dim, image_model, image_dim, lay,
+                                                          prefix)[0] for lay in ("partition", "key")}
+        self.layout: Layout = self._patiently(lambda: choose_layout(self.client, layout, uri, names), repeat=True)
         self.text, self.frames = collection_names(text_model, text_dim, image_model, image_dim,
                                                   self.layout, prefix)
         self._partitions: dict[str, set[str]] = {}  # partition layout: partitions seen to exist
@@ -173,11 +269,36 @@ class VectorStore:
     @classmethod
     def from_settings(cls, settings: Any, text_model: str, text_dim: int,
                       image_model: str | None = None, image_dim: int = 0) -> VectorStore:
-        """The store `settings` describe (MILVUS_URI, MILVUS_LAYOUT, MILVUS_PREFIX)."""
+        """The store `settings` describe (MILVUS_URI, MILVUS_LAYOUT, MILVUS_PREFIX,
+        SERVER_TIMEOUT_SECONDS)."""
         return cls(settings.milvus, text_model, text_dim, image_model, image_dim,
                    layout=getattr(settings, "milvus_layout", "partition"),
-                   prefix=getattr(settings, "milvus_prefix", ""))
+                   prefix=getattr(settings, "milvus_prefix", ""),
+                   timeout=getattr(settings, "server_timeout_seconds", 5.0))
 
+    # ---- a server that goes away ----------------------------------------------------------------
+    def _patiently(self, fn: Callable[[], T], repeat: bool) -> T:
+        """`fn()`; while the server is unreachable, `fn()` again after 0.2, 0.4, … s for up to
+        `timeout` seconds (`repeat`; one try while an outage is known), then `Unavailable`."""
+        deadline = time.monotonic() + (0.0 if self.outage.down or not repeat else self.timeout)
+        delay = 0.2
+        while True:
+            try:
+                out = fn()
+            except Exception as e:
+                if not connection_lost(e):
+                    raise
+                if time.monotonic() + delay > deadline:
+                    err = Unavailable(server_name(self.uri), "MILVUS_URI", _cause(e))
+                    self.outage.failed(err.detail)
+                    raise err from e
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            self.outage.ok()
+            return out
+
+    @_healing
     def _ensure(self, name: str, dim: int, payload: str, max_len: int) -> None:
         from pymilvus import DataType  # imported by _pymilvus_client() already
 
@@ -260,6 +381,7 @@ class VectorStore:
         self._partitions[collection].add(partition)
 
     # ---- writes ---------------------------------------------------------------------------------
+    @_once
     def insert(self, collection: str, partition: str, rows: list[dict[str, Any]]) -> None:
         if not rows:
             return
@@ -286,6 +408,7 @@ class VectorStore:
         if not self._defer_flush:
             self.client.flush(collection)
 
+    @_once
     def insert_many(self, collection: str, rows: dict[str, list[dict[str, Any]]]) -> None:
         """Bulk load (bench/scale.py): each channel's (partition's) rows, as `insert` takes them.
         In the key layout channels share batches: one call per 2,048 rows, not one per video
@@ -310,9 +433,14 @@ class VectorStore:
             self._defer_flush -= 1
             if not self._defer_flush:
                 for c in filter(None, (self.text, self.frames)):
-                    self.client.flush(c)
+                    self._flush(c)
+
+    @_healing
+    def _flush(self, collection: str) -> None:
+        self.client.flush(collection)
 
     # ---- reads ----------------------------------------------------------------------------------
+    @_healing
     def search(self, collection: str, partition: str, vector: np.ndarray, limit: int,
                payload: str) -> list[VectorHit]:
         if self.layout == "partition" and not self._exists(collection, partition):
@@ -333,6 +461,7 @@ class VectorStore:
                           e["entity"]["kind"], e["entity"][payload], float(e["distance"]))
                 for e in res[0]]
 
+    @_healing
     def _query(self, collection: str, partition: str, expr: str, **kw: Any) -> list[dict[str, Any]]:
         if self.layout == "partition" and not self._exists(collection, partition):
             return []
@@ -364,6 +493,7 @@ class VectorStore:
         return int(got[0]["count(*)"]) if got else 0
 
     # ---- deletes --------------------------------------------------------------------------------
+    @_healing
     def delete(self, collection: str, partition: str, video_ids: Sequence[str]) -> None:
         if not video_ids:
             return
@@ -384,6 +514,7 @@ class VectorStore:
             if len(rows) < QUERY_LIMIT:
                 return
 
+    @_healing
     def _settle(self, collection: str, partition: str) -> None:
         """Wait until a delete is visible to this process's reads. A Milvus 2.3 server answers a
         delete with timestamp 0, so pymilvus' Session reads cannot wait for it and kept finding
@@ -392,6 +523,7 @@ class VectorStore:
         self.client.query(collection, **self._bound(partition, 'video_id != ""'), output_fields=["count(*)"],
                           consistency_level="Strong")
 
+    @_healing
     def drop_scope(self, partition: str) -> None:
         """Remove every vector of one channel (`wipe`): drop its partitions, or delete by its key."""
         for c in filter(None, (self.text, self.frames)):

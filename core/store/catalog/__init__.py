@@ -31,4 +31,4 @@ async def open_catalog(settings: Settings) -> Catalog:
         raise ValueError("DATABASE_URL must be a postgresql:// URL (or empty for SQLite under DATA_DIR).")
     from core.store.catalog.postgres import PostgresCatalog  # psycopg is imported only where it is used
 
-    return await PostgresCatalog.open(url, settings.database_pool_size)
+    return await PostgresCatalog.open(url, settings.database_pool_size, settings.server_timeout_seconds)
