@@ -25,7 +25,7 @@ from core.config import Settings
 from core.engines.base import Spec
 from core.engines.registry import Models
 from core.engines.text import multilingual_text, text_spec
-from core.errors import APOLOGY, NotFound, Refused, UserFacingError
+from core.errors import APOLOGY, NotFound, Refused, Unavailable, UserFacingError, disk_full
 from core.jobs.limits import Limits
 from core.jobs.queue import DEAD, DONE, JobQueue
 from core.jobs.worker import JobEvent, JobHook, JobRunner, ProgressCallback
@@ -122,14 +122,19 @@ class Service:
         await asyncio.to_thread(lite_lock.check, settings)
         own_models = models is None
         if own_models:  # an index from before the multilingual text model keeps its collection
-            settings = await asyncio.to_thread(keep_older_index, settings, lambda: existing_collections(settings.milvus))
+            settings = await asyncio.to_thread(keep_older_index, settings, lambda: existing_collections(
+                settings.milvus, settings.server_timeout_seconds))
         models = models or Models(settings)
         text, image = await models.call(models.specs)  # names the collections; loads no text model
-        vectors = await asyncio.to_thread(  # MILVUS_URI, MILVUS_LAYOUT and MILVUS_PREFIX
+        vectors = await asyncio.to_thread(  # MILVUS_URI, MILVUS_LAYOUT, MILVUS_PREFIX, SERVER_TIMEOUT_SECONDS
             VectorStore.from_settings, settings, text.model_id, text.dim,
             image.model_id if image else None, image.dim if image else 0)
         lite_lock.opened(settings)
-        catalog = await open_catalog(settings)
+        try:
+            catalog = await open_catalog(settings)
+        except BaseException:  # PostgreSQL unreachable (`Unavailable`): no client left open behind
+            await asyncio.to_thread(vectors.close)
+            raise
         svc = cls(settings, catalog, vectors, models, make_chat(settings) if chat == "auto" else chat)  # type: ignore[arg-type]
         try:
             yield svc
@@ -151,13 +156,16 @@ class Service:
                      requested_by: str = "", on_progress: ProgressCallback | None = None) -> Submitted:
         """Queue `source` for indexing in `scope` and return at once. `headers` (a chat attachment's
         auth) stay in memory only; `on_progress` hears every stage of the job. A full queue or a
-        too-fast sender (`requested_by`) is refused with `Refused`."""
+        too-fast sender (`requested_by`) is refused with `Refused`. While DATA_DIR has less than
+        MIN_FREE_MB free the video is queued but `DiskFull` is raised: the channel hears that the
+        bot is out of disk space and that the video will be indexed when there is room."""
         store = self.store(scope)
         video_id = video_id_for(scope, source)
         async with self._submit_lock:
             existing = await store.video(video_id)
             if existing is not None and existing.status == VideoStatus.READY:
                 return Submitted(Job("", video_id, scope, source, Stage.DONE), already=True)
+            low = await self.runner.low_disk()
             active = await self.queue.active_for_video(scope, video_id)
             if active is None:
                 self.limits.check_queue(await self.queue.count_active(scope),
@@ -171,6 +179,11 @@ class Service:
                                                   requested_by=requested_by)
                 if headers is not None:
                     self.runner.headers[active.id] = headers
+        if low is not None:
+            # Short of room: queued, but refused for now with the sentence the channel must hear
+            # (and the worker starts nothing until there is room, `JobRunner._wait_for_room`).
+            self.runner.disk.failed(f"out of disk space at {low.path}: new ingests wait for room")
+            raise low
         if on_progress is not None:
             self.runner.listeners.setdefault(active.id, []).append(on_progress)
         self.runner.wake.set()
@@ -181,7 +194,12 @@ class Service:
         run by another worker process is seen through the catalog (checked every 2 s)."""
         fut = self.runner.done.setdefault(job_id, asyncio.get_running_loop().create_future())
         while True:
-            job = await self.queue.get(job_id)
+            try:
+                job = await self.queue.get(job_id)
+            except Unavailable:  # the job goes on while the catalog is away; so does the wait
+                with contextlib.suppress(TimeoutError):
+                    return await asyncio.wait_for(asyncio.shield(fut), timeout=2.0)
+                continue
             if job is None:
                 raise NotFound("That indexing job no longer exists.")
             if job.status == DONE:
@@ -231,7 +249,12 @@ class Service:
         # ping anyone or carry a link; the adapters add the citation links themselves.
         answer = Answer(neutralize(answer.text), answer.citations, answer.frame)
         if thread:
-            await store.add_turn(thread, question, answer.text)
+            try:
+                await store.add_turn(thread, question, answer.text)
+            except Exception as e:
+                if disk_full(e) is None:
+                    raise
+                log.warning("a full disk kept the turn of thread %s from being saved: %s", thread, e)
         return answer
 
     # ---- what a video is about ------------------------------------------------------------------

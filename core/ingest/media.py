@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.errors import BadSource
+from core.errors import NO_SPACE, BadSource, DiskFull
 from core.models import Frame
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,8 @@ async def run(*args: str, timeout: float = 3600) -> tuple[int, bytes, bytes]:  #
         proc.kill()
         await proc.wait()
         raise
+    if proc.returncode and any(s.encode() in err for s in NO_SPACE):  # the disk's fault, not the video's
+        raise DiskFull(args[-1].removeprefix("file:"))
     return proc.returncode or 0, out, err
 
 

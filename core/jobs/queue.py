@@ -121,10 +121,12 @@ class JobQueue:
         return {(j.scope.key, j.video_id) for j in await self.catalog.running_jobs(lease_from=self.clock())
                 if not worker_gone(j.worker, me)}
 
-    async def renew(self, job_id: str, worker: str) -> bool:
-        """Extend the lease; False when another worker has taken the job over."""
+    async def renew(self, job_id: str, worker: str, attempt: int | None = None) -> bool:
+        """Extend the lease; False when another worker (or, with `attempt`, another attempt) has
+        taken the job over, or it is gone. With `attempt` it is the fence a worker passes before
+        it stores anything (`core.jobs.lease`)."""
         now = self.clock()
-        return await self.catalog.renew_job(job_id, worker, now + self.lease_s, now)
+        return await self.catalog.renew_job(job_id, worker, now + self.lease_s, now, attempt)
 
     async def stage(self, job_id: str, stage: Stage) -> None:
         await self.catalog.set_job_stage(job_id, stage, self.clock())

@@ -7,6 +7,18 @@ runs them again from the start (every stage is idempotent, and vectors are dropp
 written). Per-job `on_progress` callbacks live in memory and die with the process; an adapter that
 wants to tell a channel about jobs queued before a restart registers a hook (`on_job_event`),
 which hears every job's progress, with the job's scope and requester.
+
+What goes wrong around a job is not the video's fault, and does not count against it:
+- the process stops (SIGTERM in a rolling deploy): `stop` hands every running job back to the
+  queue at once (`JobQueue.release`, its attempt not counted), so another worker starts it within
+  a second instead of when the lease expires (120 s by default);
+- the lease is lost (the catalog unreachable for longer than it, or the job taken over): the
+  attempt's work stops and it stores nothing (`core.jobs.lease`);
+- PostgreSQL or Milvus stays unreachable while storing, or the disk under DATA_DIR fills up (ENOSPC
+  anywhere in the ingest, or free space under MIN_FREE_MB): the job goes back to the queue, and
+  the worker waits for room, or backs off, before it takes another job. The channel hears that
+  the bot is out of disk space and that its video waits for room; the log names the full path.
+A loop that cannot lease or commit backs off (1 s, 2 s, … 30 s) and logs the trouble once.
 """
 
 from __future__ import annotations
@@ -16,6 +28,7 @@ import contextlib
 import json
 import logging
 import shutil
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,16 +36,25 @@ from typing import Any
 
 from core.config import Settings
 from core.engines.registry import Models
-from core.errors import APOLOGY, UserFacingError
+from core.errors import APOLOGY, DISK_FULL, DiskFull, Outage, Unavailable, UserFacingError, disk_full
 from core.ingest.pipeline import ingest
+from core.jobs.lease import Backoff, FencedStore, Lease, LeaseLost
 from core.jobs.queue import LOST, QUEUED, JobQueue, new_worker_id
-from core.models import Job, Progress, Scope, Stage, Video, VideoStatus
+from core.models import Job, JobStatus, Progress, Scope, Stage, Video, VideoStatus
 from core.store.scoped import ScopedStore
 
 log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[Progress], Awaitable[None]]
 REMOVED = "That video was removed before it was indexed."
+HAND_BACK_S = 5.0  # at a stop, how long a running ingest gets to end before its job is handed back
+
+
+def free_mb(path: Path) -> float:
+    """Free space of the file system under `path` (or its nearest existing parent), in MB."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return shutil.disk_usage(path).free / 2**20
 
 
 @dataclass(frozen=True)
@@ -70,6 +92,12 @@ class JobRunner:
         self._slots = asyncio.Semaphore(max(1, settings.ingest_workers))  # ingests at once, however many workers
         self._running: dict[str, asyncio.Task[Any]] = {}  # job id -> its ingest, to cancel on forget/wipe
         self._ended: dict[str, asyncio.Event] = {}  # job id -> set once run_job has cleaned up
+        self._stopping = False
+        self._unreleased: set[str] = set()  # jobs to hand back once the catalog can commit again
+        self._backoff = Backoff()  # after a loop error, a full disk, an unreachable server
+        self._resume_at = 0.0  # monotonic time before which no job is leased (the backoff's pause)
+        self.trouble = Outage(log, "the ingest loop")
+        self.disk = Outage(log, f"free space under DATA_DIR {settings.data_dir}")
 
     def workdir(self, scope: Scope, video_id: str) -> Path:
         return self.settings.data_dir / "videos" / scope.partition / video_id
@@ -85,34 +113,92 @@ class JobRunner:
             self._workers.append(asyncio.create_task(self._worker(), name=f"ingest-worker-{i}"))
 
     async def stop(self) -> None:
+        """Stop taking jobs and hand the running ones back to the queue (see `_hand_back`): a
+        SIGTERM, or any other way out of `Service.open`."""
+        self._stopping = True
         for t in self._workers:
             t.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
         self._workers.clear()
+        with contextlib.suppress(Exception):
+            await self._release_pending()
 
     async def _worker(self) -> None:
-        while True:
+        while not self._stopping:
             try:
+                if (pause := self._resume_at - time.monotonic()) > 0:
+                    await asyncio.sleep(pause)
+                await self._release_pending()
+                await self._wait_for_room()
                 for dead in await self.queue.reap():
                     await self._dead_lettered(dead)
                 async with self._slots:
                     job = await self.queue.lease(self.worker_id)
+                    self.trouble.ok()
                     if job is not None:
                         await self.run_job(job)
                         continue
             except asyncio.CancelledError:
                 raise
-            except Exception:  # the catalog was busy past its timeout, a disk error: log, wait, go on
-                log.exception("ingest worker error")
-                await asyncio.sleep(1)
+            except Exception as e:  # an unreachable catalog, a full disk, a bug: back off, log once
+                self._pause(self._trouble(e))
                 continue
             self.wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), timeout=min(5.0, self.queue.lease_s / 3))
 
+    def _trouble(self, e: Exception) -> str:
+        """Log a failure of the loop itself once per run of failures (it logged a traceback every
+        second, 579 in 581 s, when SQLite could not commit on a full disk); say what it was."""
+        if (full := disk_full(e)) is not None:
+            self.disk.failed(f"out of disk space at {full.path or self.settings.data_dir.resolve()}: "
+                             f"the ingest loop cannot commit ({e})")
+            return "disk"
+        if isinstance(e, Unavailable):
+            self.trouble.failed(f"the ingest loop waits for {e.server} ({e.setting})")
+            return "server"
+        if not self.trouble.down:
+            log.exception("ingest worker error")
+        self.trouble.failed(f"ingest worker error: {e!r}")
+        return "error"
+
+    def _pause(self, why: str) -> None:
+        delay = self._backoff.failed()
+        self._resume_at = max(self._resume_at, time.monotonic() + delay)
+        log.debug("ingest workers pause %.0f s (%s)", delay, why)
+
+    async def _free_mb(self) -> float:
+        return await asyncio.to_thread(free_mb, self.settings.data_dir)
+
+    async def low_disk(self) -> DiskFull | None:
+        """A `DiskFull` when DATA_DIR has less than MIN_FREE_MB free, else None."""
+        free = await self._free_mb()
+        if free >= self.settings.min_free_mb:
+            return None
+        return DiskFull(f"{self.settings.data_dir.resolve()} ({free:.1f} MB free, MIN_FREE_MB="
+                        f"{self.settings.min_free_mb:g})")
+
+    async def _wait_for_room(self) -> None:
+        """Take no job while DATA_DIR is short of room; look again every few seconds."""
+        delay = 2.0
+        while (low := await self.low_disk()) is not None:
+            self.disk.failed(f"out of disk space at {low.path}: no ingest starts until there is room")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+        if delay > 2.0:
+            self.disk.ok()
+
+    async def _release_pending(self) -> None:
+        """Hand back the jobs a full disk or an outage kept us from releasing when they stopped."""
+        for job_id in list(self._unreleased):
+            await self.queue.release(job_id, self.worker_id)  # False: its lease ran out and it moved on
+            self._unreleased.discard(job_id)
+
     # ---- one job --------------------------------------------------------------------------------
     async def run_job(self, job: Job) -> None:
-        store = self.store(job.scope)
+        base = self.store(job.scope)
+        lease = Lease(self.queue, job, self.worker_id)
+        store = FencedStore(base, lease)
         video = await store.video(job.video_id)
         if video is None:  # forgotten while queued
             await self.queue.finish(job.id)
@@ -127,7 +213,10 @@ class JobRunner:
         async def report(stage: Stage, fraction: float, message: str) -> None:
             nonlocal title
             title = message or title
-            await self.queue.stage(job.id, stage)
+            try:
+                await self.queue.stage(job.id, stage)
+            except Unavailable:  # a stage shown late is no reason to stop the work
+                pass
             await self.emit(job, Progress(job.id, job.video_id, stage, fraction, title, duration))
 
         work = self.workdir(job.scope, job.video_id)
@@ -140,39 +229,42 @@ class JobRunner:
                                           report, headers=headers, allow_local=job.scope.platform == "console"))
         self._running[job.id] = task
         self._ended[job.id] = ended = asyncio.Event()
-        lost = False
-
-        async def keep_lease() -> None:
-            nonlocal lost
-            while True:
-                await asyncio.sleep(self.queue.lease_s / 3)
-                if not await self.queue.renew(job.id, self.worker_id):
-                    lost = True  # forgotten, or taken over after we stalled past the lease
-                    task.cancel()
-                    return
-
-        renewer = asyncio.create_task(keep_lease())
+        renewer = asyncio.create_task(lease.keep(task))
         try:
             result = await task
         except asyncio.CancelledError:
             if asyncio.current_task().cancelling():  # type: ignore[union-attr]
-                raise  # shutting down: the job stays leased; `reconcile` or lease expiry re-queues it
-            await self._abandoned(job, store, lost)
-        except UserFacingError as e:
-            await self._failed(job, store, e.message, retry=False)
-        except Exception:
-            log.exception("ingest of %s failed", job.source)
-            await self._failed(job, store, APOLOGY, retry=True)
+                await self._hand_back(job, base, task)  # this process is stopping
+                raise
+            if lease.lost is not None and (full := disk_full(lease.lost.reason)) is not None:
+                await self._out_of_room(job, base, full)
+            else:
+                await self._abandoned(job, base, lease.lost is not None)
+        except LeaseLost:
+            await self._abandoned(job, base, lost=True)
+        except Exception as e:
+            if (full := disk_full(e) or await self.low_disk()) is not None:
+                await self._out_of_room(job, base, full)
+            elif isinstance(e, Unavailable):
+                await self._interrupted(job, base, e)
+            elif isinstance(e, UserFacingError):
+                await self._failed(job, base, e.message, retry=False)
+            else:
+                log.exception("ingest of %s failed", job.source)
+                await self._failed(job, base, APOLOGY, retry=True)
         else:
             stats = json.dumps({"stages": result.stages, **result.counts, "language": result.language})
-            if not await self.queue.complete(job, self.worker_id, title=result.title, duration=result.duration,
-                                             url=result.url, error="", language=result.language):
-                await self._abandoned(job, store, lost=await self.queue.get(job.id) is not None)
+            renewer.cancel()
+            if not await self._complete(job, lease, title=result.title, duration=result.duration, url=result.url,
+                                        error="", language=result.language):
+                await self._abandoned(job, base, lost=True)
                 return
+            self._backoff.ok()
+            self.disk.ok()
             log.info("indexed %s (%s) in %s: %s", job.video_id, result.title, job.scope.key, stats)
             await self.emit(job, Progress(job.id, job.video_id, Stage.DONE, 1.0, result.title, result.duration,
                                           message=stats))
-            self._resolve(job.id, await store.video(job.video_id))
+            self._resolve(job.id, await base.video(job.video_id))
         finally:
             renewer.cancel()
             if not task.done():
@@ -181,11 +273,89 @@ class JobRunner:
             self._ended.pop(job.id, None)
             ended.set()
 
+    async def _complete(self, job: Job, lease: Lease, **video: object) -> bool:
+        """Mark the job done and its video ready, fenced by the lease; waits for a catalog that went
+        away. False when the job is no longer this attempt's (nothing written then)."""
+        delay = 1.0
+        while True:
+            try:
+                await lease.renew()
+                return await self.queue.complete(job, self.worker_id, **video)
+            except LeaseLost:
+                return False
+            except Unavailable:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 15.0)
+            # The reply of a commit may be what was lost: then the job is done already, by us.
+            with contextlib.suppress(Unavailable):
+                now = await self.queue.get(job.id)
+                if now is not None and now.status == JobStatus.DONE and now.worker == self.worker_id \
+                        and now.attempts == job.attempts:
+                    return True
+
+    async def _hand_back(self, job: Job, store: ScopedStore, task: asyncio.Task[Any]) -> None:
+        """This process is stopping mid-job: end the attempt's work, let the Milvus thread finish
+        what the attempt gave it (so nothing of it lands after another worker's writes), and put
+        the job back in the queue for another worker at once, its attempt not counted and its video
+        queued again. Bounded: a catalog that does not answer leaves the job to its lease."""
+        task.cancel()
+        await asyncio.wait([task], timeout=HAND_BACK_S)
+        try:
+            await asyncio.wait_for(store._milvus(lambda: None), HAND_BACK_S)
+            await store.update_video(job.video_id, status=VideoStatus.QUEUED)
+            if await self.queue.release(job.id, self.worker_id):
+                log.info("job %s (%s) handed back to the queue", job.id, job.source)
+        except Exception as e:  # noqa: BLE001 - stopping: the lease's expiry is the fallback
+            log.warning("could not hand job %s back (%s); another worker takes it up when its lease ends",
+                        job.id, e)
+
+    async def _give_back(self, job: Job, store: ScopedStore) -> None:
+        """Put a job this worker holds back in the queue, its attempt not counted, its video queued
+        again; if the catalog cannot commit now, later (`_release_pending`)."""
+        try:
+            await store.update_video(job.video_id, status=VideoStatus.QUEUED, error="")
+            await self.queue.release(job.id, self.worker_id)
+        except Exception as e:  # noqa: BLE001 - a full disk or an outage: the loop tries again
+            log.debug("job %s: release later (%s)", job.id, e)
+            self._unreleased.add(job.id)
+
+    async def _out_of_room(self, job: Job, store: ScopedStore, full: DiskFull) -> None:
+        """The disk filled up during the ingest: the operator's problem, not the video's. The job
+        goes back to the queue (not dead-lettered, its attempt not counted), the attempt's files go
+        (room back), the channel hears that the video waits for room, and this worker pauses."""
+        path = full.path or str(self.settings.data_dir.resolve())
+        self.disk.failed(f"out of disk space at {path} ({await self._free_mb():.1f} MB free under DATA_DIR "
+                         f"{self.settings.data_dir.resolve()}): job {job.id} goes back to the queue until there is room")
+        log.info("job %s (%s) waits for disk space at %s", job.id, job.source, path)
+        await self._remove_files(job)
+        with contextlib.suppress(Exception):
+            await store.drop_vectors([job.video_id])
+        await self._give_back(job, store)
+        self._pause("disk")
+        await self.emit(job, Progress(job.id, job.video_id, Stage.QUEUED, 0.0, "", 0.0, DISK_FULL))
+        fut = self.done.pop(job.id, None)  # a later wait waits for the job's next attempt
+        if fut is not None and not fut.done():  # a waiting `vidrag ingest` returns with the sentence
+            fut.set_exception(DiskFull(path))
+            fut.exception()
+
+    async def _interrupted(self, job: Job, store: ScopedStore, e: Unavailable) -> None:
+        """PostgreSQL or Milvus stayed unreachable past the attempt's patience: the job goes back to
+        the queue, its attempt not counted, and this worker backs off."""
+        log.warning("job %s (%s) goes back to the queue: %s", job.id, job.source, e.detail)
+        with contextlib.suppress(Exception):
+            await store.drop_vectors([job.video_id])
+        await self._give_back(job, store)
+        self._pause("server")
+
     async def _abandoned(self, job: Job, store: ScopedStore, lost: bool) -> None:
         """The job stopped being ours mid-way. If another worker holds it now, leave everything to
         it; if it was forgotten or wiped, remove what this attempt wrote after the deletion."""
-        if lost and await self.queue.get(job.id) is not None:
-            log.warning("lost the lease of job %s; another worker has it", job.id)
+        try:
+            held = lost and await self.queue.get(job.id) is not None
+        except Unavailable:  # cannot tell: whoever holds it next drops the vectors before storing
+            return
+        if held:
+            log.warning("lost the lease of job %s; another worker has it, or will when its lease ends", job.id)
             return
         log.info("job %s was cancelled (its video was forgotten)", job.id)
         if await store.video(job.video_id) is None:

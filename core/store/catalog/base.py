@@ -324,9 +324,13 @@ class Catalog(SummaryRows, ABC):
                 await self._notify(tx)
         return n == 1
 
-    async def renew_job(self, job_id: str, worker: str, until: float, now: float) -> bool:
-        n = await self._run("UPDATE jobs SET lease_until=?, updated=? WHERE id=? AND worker=? AND status=?",
-                            (until, now, job_id, worker, JobStatus.RUNNING.value))
+    async def renew_job(self, job_id: str, worker: str, until: float, now: float, attempt: int | None = None) -> bool:
+        """Extend the lease of a running job of `worker` (of its `attempt`-th lease, when given: the
+        fencing token, so an attempt whose lease another attempt of the same worker took over
+        cannot renew it)."""
+        fence, args = ("", ()) if attempt is None else (" AND attempts=?", (attempt,))
+        n = await self._run("UPDATE jobs SET lease_until=?, updated=? WHERE id=? AND worker=? AND status=?" + fence,
+                            (until, now, job_id, worker, JobStatus.RUNNING.value, *args))
         return n == 1
 
     async def set_job_stage(self, job_id: str, stage: Stage, now: float) -> None:
