@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import mimetypes
+import os
 import sys
 import tempfile
 import time
@@ -31,7 +32,7 @@ from core.chat.incoming import (
 )
 from core.chat.present import PLAIN
 from core.config import Settings
-from core.errors import APOLOGY, UserFacingError
+from core.errors import APOLOGY, Unavailable, UserFacingError
 from core.ingest.fetch import looks_like_url
 from core.models import Answer, JobStatus, Progress, Scope, Stage, Summary, fmt_time
 from core.service import Service
@@ -130,6 +131,46 @@ def incoming(sc: Scope, line: str) -> Incoming:
                     attachments=files)
 
 
+_pending = bytearray()  # standard input read past the last line returned
+
+
+def _wake(ready: asyncio.Future[None]) -> None:
+    if not ready.done():
+        ready.set_result(None)
+
+
+async def read_line(prompt: str) -> str:
+    """One line of standard input (EOFError at its end), read by the event loop when it is a pipe
+    or a terminal: a signal that stops the console (`python -m bot`) does not wait for a line that
+    may never come, as `input()` on a thread did (asyncio's executor waited for that thread at
+    exit, and a daemon thread holding stdin's lock aborted the interpreter). A regular file, which
+    never blocks, is read on a thread."""
+    sys.stdout.write(prompt)
+    sys.stdout.flush()
+    loop = asyncio.get_running_loop()
+    fd = sys.stdin.fileno()
+    while b"\n" not in _pending:
+        ready: asyncio.Future[None] = loop.create_future()
+        try:
+            loop.add_reader(fd, _wake, ready)
+        except (OSError, ValueError):  # a regular file (epoll refuses it)
+            chunk = await asyncio.to_thread(os.read, fd, 65536)
+        else:
+            try:
+                await ready
+            finally:
+                loop.remove_reader(fd)
+            chunk = os.read(fd, 65536)
+        if not chunk:
+            if not _pending:
+                raise EOFError
+            break
+        _pending.extend(chunk)
+    line, _, rest = bytes(_pending).partition(b"\n")
+    _pending[:] = rest
+    return line.decode(errors="replace")
+
+
 async def chat(svc: Service, sc: Scope) -> int:
     """Paste a link or a path to index it; type a question to get an answer (or `videos`,
     `status`, `forget <video>`, `help`): the same rule as a chat message (`core.chat.incoming`).
@@ -139,7 +180,7 @@ async def chat(svc: Service, sc: Scope) -> int:
     thread = f"console-{int(time.time())}"
     while True:
         try:
-            line = (await asyncio.to_thread(input, "> ")).strip()
+            line = (await read_line("> ")).strip()
         except EOFError:
             print()
             return 0
@@ -307,6 +348,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return asyncio.run(run(args, settings))
+    except Unavailable as e:  # the operator's sentence: which server, under which setting, and why
+        print(e.detail, file=sys.stderr)
+        return 1
     except UserFacingError as e:
         print(e.message, file=sys.stderr)
         return 1

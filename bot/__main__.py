@@ -14,8 +14,12 @@ Roles (the Procfile's processes):
 A configuration a role cannot run is refused before anything is opened, with one sentence and exit
 status 2. Adapters run in one `asyncio.TaskGroup`: when one of them crashes (or returns) the others
 are cancelled, the stores close, and the process exits with status 1 rather than leaving half a
-bot running. SIGTERM and SIGINT stop everything the same way with status 0; a job a worker was
-running stays leased until its lease expires, and then another worker takes it up from the start.
+bot running. SIGTERM and SIGINT stop everything the same way with status 0, in any role and at any
+moment (starting, serving, in the console): no job is taken any more, the jobs running here are
+handed back to the queue at once (`JobRunner.stop`), so another worker starts them within a
+second instead of when their lease expires, and the stores close. A second signal ends the
+process at once. PostgreSQL or a Milvus server that cannot be reached at start-up is reported in
+one sentence naming it and its setting, and tried again (2, 4, … 30 s) until it answers.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterator
@@ -32,6 +37,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from core import logs  # first: it quiets gRPC before anything imports it
 from core.config import Settings
+from core.errors import Unavailable
 from core.models import Scope
 from core.service import Service
 
@@ -168,15 +174,41 @@ async def serve(adapters: list[Adapter], svc: Service, settings: Settings, stop:
 
 
 @contextlib.contextmanager
-def signals(stop: asyncio.Event) -> Iterator[None]:
+def signals(stop: asyncio.Event, serving: Callable[[], bool]) -> Iterator[None]:
+    """SIGTERM and SIGINT set `stop`; outside `serve` (starting up, the console) they also cancel
+    the main task, which unwinds through the same clean-up. A second one exits at once."""
     loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+
+    def on_signal(sig: signal.Signals) -> None:
+        if stop.is_set():
+            log.warning("%s again: exiting now", sig.name)
+            os._exit(128 + sig.value)
+        log.info("%s: stopping", sig.name)
+        stop.set()
+        if not serving() and main is not None:
+            main.cancel()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal, sig)
     try:
         yield
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+
+
+async def open_service(stack: contextlib.AsyncExitStack, settings: Settings, role: str) -> Service:
+    """The service, once its servers answer: an unreachable PostgreSQL or Milvus server is logged
+    once (by the store, one sentence naming it and its setting) and tried again."""
+    delay = 2.0
+    while True:
+        try:
+            return await stack.enter_async_context(Service.open(settings, chat=None if role == "worker" else "auto"))
+        except Unavailable as e:
+            log.error("%s; trying again in %.0f s", e.detail, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
 
 
 async def main(argv: list[str]) -> int:
@@ -190,24 +222,32 @@ async def main(argv: list[str]) -> int:
         log.error("%s", e)
         return 2
     adapters = adapters_for(role, settings)
-    workers = settings.ingest_workers
     stop = asyncio.Event()
-    async with contextlib.AsyncExitStack() as stack:
-        svc = await stack.enter_async_context(Service.open(settings, chat=None if role == "worker" else "auto"))
-        await svc.reconcile()
-        if workers > 0:
-            svc.start_workers(workers)
-        if not adapters and role == "":
-            from adapters.console import chat
+    serving = False
+    with signals(stop, lambda: serving):
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                svc = await open_service(stack, settings, role)
+                await svc.reconcile()
+                if settings.ingest_workers > 0:
+                    svc.start_workers(settings.ingest_workers)
+                if not adapters and role == "":
+                    from adapters.console import chat
 
-            log.info("no DISCORD_TOKEN or SLACK_BOT_TOKEN set: starting the console (%s)", describe_stores(settings))
-            return await chat(svc, Scope("console", "local", "general"))
-        stack.enter_context(signals(stop))
-        what = ", ".join(a.name for a in adapters) or "no chat connection"
-        log.info("vidrag %s started: worker %s, %d ingest worker(s), %s; %s", role or "bot", svc.worker_id,
-                 workers, what, describe_stores(settings))
-        return await serve(adapters, svc, settings, stop)
-    return 0
+                    log.info("no DISCORD_TOKEN or SLACK_BOT_TOKEN set: starting the console (%s)",
+                             describe_stores(settings))
+                    return await chat(svc, Scope("console", "local", "general"))
+                what = ", ".join(a.name for a in adapters) or "no chat connection"
+                log.info("vidrag %s started: worker %s, %d ingest worker(s), %s; %s", role or "bot", svc.worker_id,
+                         settings.ingest_workers, what, describe_stores(settings))
+                serving = True
+                return await serve(adapters, svc, settings, stop)
+        except asyncio.CancelledError:
+            if not stop.is_set():
+                raise
+            asyncio.current_task().uncancel()  # type: ignore[union-attr]
+            log.info("stopping on a signal")
+            return 0
 
 
 if __name__ == "__main__":

@@ -54,7 +54,7 @@ class Unavailable(UserFacingError):
         self.server = server
         self.setting = setting
         cause = " ".join(cause.split()) or "no answer"
-        self.detail = f"{server} ({setting}) is unreachable: {cause[:300]}"
+        self.detail = f"{server[:1].upper()}{server[1:]} ({setting}) is unreachable: {cause[:300]}"
 
     def __str__(self) -> str:
         return self.detail

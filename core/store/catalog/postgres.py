@@ -117,6 +117,11 @@ class PostgresCatalog(Catalog):
                                    reconnect_timeout=timeout,
                                    kwargs={"autocommit": True, "row_factory": dict_row,
                                            "connect_timeout": max(1, round(timeout))})
+        try:  # one connection by hand first: a refused one says so at once (the pool would wait)
+            probe = await psycopg.AsyncConnection.connect(url, connect_timeout=max(1, round(timeout)))
+        except psycopg.OperationalError as e:
+            raise Unavailable(server_name(url), "DATABASE_URL", first_line(e)) from e
+        await probe.close()
         try:
             await pool.open(wait=True, timeout=timeout)
         except PoolTimeout as e:
