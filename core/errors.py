@@ -20,6 +20,7 @@ import time
 APOLOGY = "Sorry, something went wrong on my side. The details are in the bot's log."
 UNAVAILABLE = "The index is unavailable right now, try again in a minute."
 DISK_FULL = "The bot is out of disk space; your video will be indexed when there is room."
+NOT_QUEUED = "The bot is out of disk space; please post the video again when there is room."
 # What a full disk looks like in text: the OS (ffmpeg and yt-dlp print it), SQLite, PostgreSQL
 NO_SPACE = ("No space left on device", "database or disk is full", "Disk quota exceeded")
 
@@ -62,10 +63,11 @@ class Unavailable(UserFacingError):
 
 class DiskFull(UserFacingError):
     """The disk under DATA_DIR is full, or below MIN_FREE_MB: the channel is told that its video
-    waits for room (`DISK_FULL`); `path` is what was full, for the operator's log."""
+    waits for room (`DISK_FULL`), or, when not even its job could be written (`queued=False`),
+    that it must be posted again (`NOT_QUEUED`); `path` is what was full, for the operator's log."""
 
-    def __init__(self, path: str = "") -> None:
-        super().__init__(DISK_FULL)
+    def __init__(self, path: str = "", queued: bool = True) -> None:
+        super().__init__(DISK_FULL if queued else NOT_QUEUED)
         self.path = path
 
     def __str__(self) -> str:

@@ -25,7 +25,7 @@ from core.config import Settings
 from core.engines.base import Spec
 from core.engines.registry import Models
 from core.engines.text import multilingual_text, text_spec
-from core.errors import APOLOGY, NotFound, Refused, Unavailable, UserFacingError, disk_full
+from core.errors import APOLOGY, DiskFull, NotFound, Refused, Unavailable, UserFacingError, disk_full
 from core.jobs.limits import Limits
 from core.jobs.queue import DEAD, DONE, JobQueue
 from core.jobs.worker import JobEvent, JobHook, JobRunner, ProgressCallback
@@ -173,10 +173,17 @@ class Service:
                                         requested_by)
                 if requested_by:  # chat traffic; the operator's own CLI is not rate-limited
                     self.limits.take_ingest(scope, requested_by)
-                await store.add_video(video_id, source.strip(), "", title_from_source(source))
-                await store.update_video(video_id, status=VideoStatus.QUEUED, error="")
-                active = await self.queue.enqueue(scope, video_id, source.strip(), needs_auth=headers is not None,
-                                                  requested_by=requested_by)
+                try:
+                    await store.add_video(video_id, source.strip(), "", title_from_source(source))
+                    await store.update_video(video_id, status=VideoStatus.QUEUED, error="")
+                    active = await self.queue.enqueue(scope, video_id, source.strip(),
+                                                      needs_auth=headers is not None, requested_by=requested_by)
+                except Exception as e:  # the catalog's disk is full: not even a queued job fits
+                    if (full := disk_full(e)) is None:
+                        raise
+                    self.runner.disk.failed(f"out of disk space at {full.path or self.settings.data_dir.resolve()}: "
+                                            f"a new ingest could not be queued ({e})")
+                    raise DiskFull(full.path, queued=False) from e
                 if headers is not None:
                     self.runner.headers[active.id] = headers
         if low is not None:

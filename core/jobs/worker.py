@@ -199,14 +199,26 @@ class JobRunner:
         base = self.store(job.scope)
         lease = Lease(self.queue, job, self.worker_id)
         store = FencedStore(base, lease)
-        video = await store.video(job.video_id)
-        if video is None:  # forgotten while queued
-            await self.queue.finish(job.id)
-            return
-        if video.status == VideoStatus.READY:  # indexed already (an earlier attempt got that far)
-            await self.queue.finish(job.id)
-            await self.emit(job, Progress(job.id, job.video_id, Stage.DONE, 1.0, video.title, video.duration))
-            self._resolve(job.id, video)
+        work = self.workdir(job.scope, job.video_id)
+        try:  # the lease is fresh here: nothing to fence yet
+            video = await base.video(job.video_id)
+            if video is None:  # forgotten while queued
+                await self.queue.finish(job.id)
+                return
+            if video.status == VideoStatus.READY:  # indexed already (an earlier attempt got that far)
+                await self.queue.finish(job.id)
+                await self.emit(job, Progress(job.id, job.video_id, Stage.DONE, 1.0, video.title, video.duration))
+                self._resolve(job.id, video)
+                return
+            await asyncio.to_thread(clear_temporary, work)  # what a killed attempt left
+            await base.update_video(job.video_id, status=VideoStatus.INDEXING)
+        except Exception as e:  # a full disk or an outage before the work began: not the video's
+            if (full := disk_full(e)) is not None:
+                await self._out_of_room(job, base, full)
+            elif isinstance(e, Unavailable):
+                await self._interrupted(job, base, e)
+            else:
+                raise
             return
         title, duration = video.title, video.duration
 
@@ -215,13 +227,11 @@ class JobRunner:
             title = message or title
             try:
                 await self.queue.stage(job.id, stage)
-            except Unavailable:  # a stage shown late is no reason to stop the work
-                pass
+            except Exception as e:  # a stage shown late is no reason to stop the work
+                if not (isinstance(e, Unavailable) or disk_full(e)):
+                    raise
             await self.emit(job, Progress(job.id, job.video_id, stage, fraction, title, duration))
 
-        work = self.workdir(job.scope, job.video_id)
-        await asyncio.to_thread(clear_temporary, work)  # what a killed attempt left
-        await store.update_video(job.video_id, status=VideoStatus.INDEXING)
         headers = self.headers.pop(job.id, None)
         if job.needs_auth and headers is None:
             headers = self.auth_headers.get(job.scope.platform, {})

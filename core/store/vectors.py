@@ -31,7 +31,8 @@ itself; what it does not do is wait for the server: a call fails at once while i
 for its connect timeout (10 s) while it starts, and answers "collection not loaded" for a few
 seconds after, while the server loads its collections again. So every call that may be repeated
 (reads, deletes, flushes, schema calls) is retried with a growing delay for up to
-SERVER_TIMEOUT_SECONDS (`_healing`), one try only while the server is known to be down; an insert is
+SERVER_TIMEOUT_SECONDS (`_healing`; a second while the server is known to be down), and
+collections a server lost the load of are loaded again; an insert is
 never repeated here (Milvus does not deduplicate primary keys: a batch the server took before the
 connection dropped would be stored twice), its caller decides (`core.jobs.worker` drops the
 video's rows and stores them again). A server still unreachable raises `Unavailable`, logged once
@@ -73,7 +74,11 @@ QUERY_LIMIT = 16384  # Milvus' cap on one query's offset + limit
 # What pymilvus says when the server, not the request, is the trouble (lower case): down, starting,
 # or loading its collections again after a restart
 GONE = ("fail connecting", "server unavailable", "unavailable", "not ready", "not loaded", "deadline exceeded",
-        "connection refused", "timed out", "no available", "recovering", "stopping", "connection reset")
+        "connection refused", "timed out", "no available", "recovering", "stopping", "connection reset",
+        "state 'released'")
+# ... and what it says when a server came back without loading the collections (`milvus-lite server`
+# does not load them again; a Milvus 2.3 server does, a few seconds after it starts)
+UNLOADED = ("not loaded", "state 'released'", "call load()")
 T = TypeVar("T")
 
 
@@ -280,7 +285,8 @@ class VectorStore:
     def _patiently(self, fn: Callable[[], T], repeat: bool) -> T:
         """`fn()`; while the server is unreachable, `fn()` again after 0.2, 0.4, … s for up to
         `timeout` seconds (`repeat`; one try while an outage is known), then `Unavailable`."""
-        deadline = time.monotonic() + (0.0 if self.outage.down or not repeat else self.timeout)
+        wait = min(1.0, self.timeout) if self.outage.down else self.timeout
+        deadline = time.monotonic() + (wait if repeat else 0.0)
         delay = 0.2
         while True:
             try:
@@ -288,6 +294,8 @@ class VectorStore:
             except Exception as e:
                 if not connection_lost(e):
                     raise
+                if any(u in str(e) for u in UNLOADED):
+                    self._reload()
                 if time.monotonic() + delay > deadline:
                     err = Unavailable(server_name(self.uri), "MILVUS_URI", _cause(e))
                     self.outage.failed(err.detail)
@@ -297,6 +305,13 @@ class VectorStore:
                 continue
             self.outage.ok()
             return out
+
+    def _reload(self) -> None:
+        """Load the collections again (a no-op for one that is loaded); a failure is the next
+        try's to report."""
+        for c in filter(None, (self.text, getattr(self, "frames", None))):
+            with contextlib.suppress(Exception):
+                self.client.load_collection(c, timeout=self.timeout)
 
     @_healing
     def _ensure(self, name: str, dim: int, payload: str, max_len: int) -> None:

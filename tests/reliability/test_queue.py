@@ -12,6 +12,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from core.jobs.queue import DEAD, LOST, QUEUED, RUNNING, JobQueue, new_worker_id
@@ -189,3 +190,46 @@ async def test_another_hosts_dead_worker_is_detected_by_its_lease(catalog: Catal
     assert await q.live_videos(new_worker_id()) == set()
     taken = await q.lease(new_worker_id())
     assert taken is not None and taken.id == job.id and taken.attempts == 2
+
+
+async def test_renewal_fenced_by_the_attempt_fails_once_a_later_attempt_holds_the_job(catalog: Catalog) -> None:
+    """Two slots of one process share a worker id: the attempt number tells their leases apart."""
+    clock = Clock()
+    q = JobQueue(catalog, lease_s=10, clock=clock)
+    job = await q.enqueue(Scope("slack", "T", "C"), "v1", "https://videos.example/1")
+    first = await q.lease("host:1:a")
+    assert first is not None and await q.renew(job.id, "host:1:a", attempt=first.attempts)
+    clock.now += 11  # its lease ran out; the same process leases the job again
+    second = await q.lease("host:1:a")
+    assert second is not None and second.attempts == first.attempts + 1
+    assert await q.renew(job.id, "host:1:a")  # by worker alone, the old attempt would pass
+    assert not await q.renew(job.id, "host:1:a", attempt=first.attempts)
+    assert await q.renew(job.id, "host:1:a", attempt=second.attempts)
+
+
+async def test_an_attempt_whose_lease_was_taken_over_stores_nothing(rel_settings, models) -> None:
+    from core.jobs.lease import FencedStore, Lease, LeaseLost
+    from core.models import Segment
+
+    clock = Clock()
+    async with Service.open(rel_settings, models=models, chat=None) as svc:  # no worker of its own
+        q = JobQueue(svc.catalog, lease_s=10, clock=clock)
+        sc = console("fenced")
+        await svc.catalog.add_video(sc, "v1", "/v1.mp4", "", "one")
+        await q.enqueue(sc, "v1", "/v1.mp4")
+        mine = await q.lease("host:1:a")
+        assert mine is not None
+        store = FencedStore(svc.store(sc), Lease(q, mine, "host:1:a"))
+        clock.now += 11
+        assert await q.lease("host:2:b") is not None  # the lease ran out and another worker took the job
+        seg, dim = Segment(0.0, 5.0, "magma rises"), int(svc.models.text.dim)
+        with pytest.raises(LeaseLost):
+            await store.put_text("v1", [seg], np.ones((1, dim), np.float32), [seg], [seg], np.ones((1, dim), np.float32))
+        with pytest.raises(LeaseLost):  # and every later write, without asking again
+            await store.update_video("v1", title="two")
+        counts = await svc.catalog.counts(sc, "v1")
+        video = await svc.video(sc, "v1")
+        vs = svc.vectors
+        vectors = await asyncio.get_running_loop().run_in_executor(vs.executor, vs.count, vs.text, sc.partition)
+    assert counts == {"videos": 1, "jobs": 1, "segments": 0, "units": 0, "frames": 0}
+    assert video is not None and video.title == "one" and vectors == 0
