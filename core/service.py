@@ -26,6 +26,7 @@ from core.engines.base import Spec
 from core.engines.registry import Models
 from core.engines.text import multilingual_text, text_spec
 from core.errors import APOLOGY, DiskFull, NotFound, Refused, Unavailable, UserFacingError, disk_full
+from core.jobs import startup
 from core.jobs.limits import Limits
 from core.jobs.queue import DEAD, DONE, JobQueue
 from core.jobs.worker import JobEvent, JobHook, JobRunner, ProgressCallback
@@ -165,7 +166,7 @@ class Service:
             existing = await store.video(video_id)
             if existing is not None and existing.status == VideoStatus.READY:
                 return Submitted(Job("", video_id, scope, source, Stage.DONE), already=True)
-            low = await self.runner.low_disk()
+            low = await self.runner.troubles.low_disk()
             active = await self.queue.active_for_video(scope, video_id)
             if active is None:
                 self.limits.check_queue(await self.queue.count_active(scope),
@@ -181,7 +182,7 @@ class Service:
                 except Exception as e:  # the catalog's disk is full: not even a queued job fits
                     if (full := disk_full(e)) is None:
                         raise
-                    self.runner.disk.failed(f"out of disk space at {full.path or self.settings.data_dir.resolve()}: "
+                    self.runner.troubles.disk.failed(f"out of disk space at {full.path or self.settings.data_dir.resolve()}: "
                                             f"a new ingest could not be queued ({e})")
                     raise DiskFull(full.path, queued=False) from e
                 if headers is not None:
@@ -189,7 +190,7 @@ class Service:
         if low is not None:
             # Short of room: queued, but refused for now with the sentence the channel must hear
             # (and the worker starts nothing until there is room, `JobRunner._wait_for_room`).
-            self.runner.disk.failed(f"out of disk space at {low.path}: new ingests wait for room")
+            self.runner.troubles.disk.failed(f"out of disk space at {low.path}: new ingests wait for room")
             raise low
         if on_progress is not None:
             self.runner.listeners.setdefault(active.id, []).append(on_progress)
@@ -228,14 +229,14 @@ class Service:
         await self.runner.run_job(job)
 
     async def reconcile(self) -> dict[str, int]:
-        """At start-up: see `JobRunner.reconcile`."""
-        return await self.runner.reconcile()
+        """At start-up: see `core.jobs.startup.reconcile`."""
+        return await startup.reconcile(self.runner)
 
     async def recover(self) -> tuple[list[Job], list[Job]]:
-        """Re-queue at once the jobs of dead workers of this host (`JobRunner.recover`): what a
+        """Re-queue at once the jobs of dead workers of this host (`core.jobs.startup.recover`): what a
         short-lived process (the command line) runs on opening the data instead of `reconcile`.
         Returns (re-queued, dead-lettered)."""
-        return await self.runner.recover()
+        return await startup.recover(self.runner)
 
     # ---- answering ------------------------------------------------------------------------------
     async def ask(self, scope: Scope, question: str, *, thread: str | None = None, user: str = "") -> Answer:

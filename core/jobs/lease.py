@@ -19,6 +19,7 @@ worker took the job, and both stored the video. Now:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -28,7 +29,7 @@ import numpy as np
 
 from core.errors import Unavailable, disk_full
 from core.jobs.queue import JobQueue
-from core.models import Frame, Job, Segment
+from core.models import Frame, Job, JobStatus, Segment
 from core.store.scoped import ScopedStore
 
 log = logging.getLogger(__name__)
@@ -43,22 +44,6 @@ class LeaseLost(Exception):
     def __init__(self, job_id: str, reason: BaseException | None = None) -> None:
         super().__init__(f"job {job_id}: lease lost" + (f" ({reason})" if reason else ""))
         self.reason = reason
-
-
-class Backoff:
-    """A growing pause after consecutive failures: `first`, twice that, … up to `cap` seconds."""
-
-    def __init__(self, first: float = 1.0, cap: float = 30.0) -> None:
-        self.first = first
-        self.cap = cap
-        self.delay = 0.0
-
-    def failed(self) -> float:
-        self.delay = min(self.cap, self.delay * 2 if self.delay else self.first)
-        return self.delay
-
-    def ok(self) -> None:
-        self.delay = 0.0
 
 
 class Lease:
@@ -103,6 +88,26 @@ class Lease:
                     raise self.lost
                 self.until = self.queue.clock() + self.queue.lease_s
                 return
+
+    async def complete(self, **video: object) -> bool:
+        """Mark the job done and its video ready, fenced by this lease; waits for a catalog that
+        went away. False when the job is no longer this attempt's (nothing written then)."""
+        delay = 1.0
+        while True:
+            try:
+                await self.renew()
+                return await self.queue.complete(self.job, self.worker, **video)
+            except LeaseLost:
+                return False
+            except Unavailable:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 15.0)
+            # The reply of a commit may be what was lost: then the job is done already, by us.
+            with contextlib.suppress(Unavailable):
+                now = await self.queue.get(self.job.id)
+                if now is not None and now.status == JobStatus.DONE and now.worker == self.worker \
+                        and now.attempts == self.job.attempts:
+                    return True
 
     async def keep(self, work: asyncio.Task[Any]) -> None:
         """Renew every third of the lease while `work` runs; cancel `work` when the lease is lost."""

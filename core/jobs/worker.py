@@ -1,24 +1,19 @@
-"""Running jobs: the worker loop, one job's life (lease renewal, success, failure, loss), progress
-events, and the start-up reconciliation. `Service` owns one `JobRunner` and stays a facade.
+"""Running jobs: the worker loop, one job's life (success, failure, loss), progress events.
+`Service` owns one `JobRunner` and stays a facade; `core.jobs.startup` clears what dead workers
+left, `core.jobs.lease` keeps and fences an attempt's lease, `core.jobs.outages` paces the loops.
 
-Jobs outlive the process that queued them: after a crash, `reconcile` (at start-up) re-queues the
-jobs of dead workers and clears what their attempts left (vectors, temporary files), and a worker
-runs them again from the start (every stage is idempotent, and vectors are dropped before they are
-written). Per-job `on_progress` callbacks live in memory and die with the process; an adapter that
-wants to tell a channel about jobs queued before a restart registers a hook (`on_job_event`),
-which hears every job's progress, with the job's scope and requester.
+Jobs outlive the process that queued them: a worker runs them again from the start after a crash
+(every stage is idempotent, and vectors are dropped before they are written). Per-job
+`on_progress` callbacks live in memory and die with the process; an adapter that wants to tell a
+channel about jobs queued before a restart registers a hook (`on_job_event`), which hears every
+job's progress, with the job's scope and requester.
 
-What goes wrong around a job is not the video's fault, and does not count against it:
-- the process stops (SIGTERM in a rolling deploy): `stop` hands every running job back to the
-  queue at once (`JobQueue.release`, its attempt not counted), so another worker starts it within
-  a second instead of when the lease expires (120 s by default);
-- the lease is lost (the catalog unreachable for longer than it, or the job taken over): the
-  attempt's work stops and it stores nothing (`core.jobs.lease`);
-- PostgreSQL or Milvus stays unreachable while storing, or the disk under DATA_DIR fills up (ENOSPC
-  anywhere in the ingest, or free space under MIN_FREE_MB): the job goes back to the queue, and
-  the worker waits for room, or backs off, before it takes another job. The channel hears that
-  the bot is out of disk space and that its video waits for room; the log names the full path.
-A loop that cannot lease or commit backs off (1 s, 2 s, … 30 s) and logs the trouble once.
+What goes wrong around a job is not the video's fault, and does not count against it: a process
+that stops (SIGTERM) hands its running jobs back at once (`JobQueue.release`), so another worker
+starts them within a second rather than when their lease expires; an attempt that loses its lease
+stores nothing; a server unreachable while storing, or a full disk (ENOSPC anywhere in the ingest,
+or free space under MIN_FREE_MB), sends the job back to the queue while the worker backs off, and
+the channel hears that the bot is out of disk space; the log names the full path.
 """
 
 from __future__ import annotations
@@ -28,7 +23,6 @@ import contextlib
 import json
 import logging
 import shutil
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,11 +30,13 @@ from typing import Any
 
 from core.config import Settings
 from core.engines.registry import Models
-from core.errors import APOLOGY, DISK_FULL, DiskFull, Outage, Unavailable, UserFacingError, disk_full
+from core.errors import APOLOGY, DISK_FULL, DiskFull, Unavailable, UserFacingError, disk_full
 from core.ingest.pipeline import ingest
-from core.jobs.lease import Backoff, FencedStore, Lease, LeaseLost
+from core.jobs.lease import FencedStore, Lease, LeaseLost
+from core.jobs.outages import Troubles
 from core.jobs.queue import LOST, QUEUED, JobQueue, new_worker_id
-from core.models import Job, JobStatus, Progress, Scope, Stage, Video, VideoStatus
+from core.jobs.startup import clear_temporary
+from core.models import Job, Progress, Scope, Stage, Video, VideoStatus
 from core.store.scoped import ScopedStore
 
 log = logging.getLogger(__name__)
@@ -48,13 +44,6 @@ log = logging.getLogger(__name__)
 ProgressCallback = Callable[[Progress], Awaitable[None]]
 REMOVED = "That video was removed before it was indexed."
 HAND_BACK_S = 5.0  # at a stop, how long a running ingest gets to end before its job is handed back
-
-
-def free_mb(path: Path) -> float:
-    """Free space of the file system under `path` (or its nearest existing parent), in MB."""
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return shutil.disk_usage(path).free / 2**20
 
 
 @dataclass(frozen=True)
@@ -94,10 +83,7 @@ class JobRunner:
         self._ended: dict[str, asyncio.Event] = {}  # job id -> set once run_job has cleaned up
         self._stopping = False
         self._unreleased: set[str] = set()  # jobs to hand back once the catalog can commit again
-        self._backoff = Backoff()  # after a loop error, a full disk, an unreachable server
-        self._resume_at = 0.0  # monotonic time before which no job is leased (the backoff's pause)
-        self.trouble = Outage(log, "the ingest loop")
-        self.disk = Outage(log, f"free space under DATA_DIR {settings.data_dir}")
+        self.troubles = Troubles(settings)  # a full disk, an outage, a loop that cannot commit
 
     def workdir(self, scope: Scope, video_id: str) -> Path:
         return self.settings.data_dir / "videos" / scope.partition / video_id
@@ -126,67 +112,25 @@ class JobRunner:
     async def _worker(self) -> None:
         while not self._stopping:
             try:
-                if (pause := self._resume_at - time.monotonic()) > 0:
-                    await asyncio.sleep(pause)
+                await self.troubles.paused()
                 await self._release_pending()
-                await self._wait_for_room()
+                await self.troubles.wait_for_room()
                 for dead in await self.queue.reap():
-                    await self._dead_lettered(dead)
+                    await self.dead_lettered(dead)
                 async with self._slots:
                     job = await self.queue.lease(self.worker_id)
-                    self.trouble.ok()
+                    self.troubles.loop.ok()
                     if job is not None:
                         await self.run_job(job)
                         continue
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # an unreachable catalog, a full disk, a bug: back off, log once
-                self._pause(self._trouble(e))
+                self.troubles.seen(e)
                 continue
             self.wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), timeout=min(5.0, self.queue.lease_s / 3))
-
-    def _trouble(self, e: Exception) -> str:
-        """Log a failure of the loop itself once per run of failures (it logged a traceback every
-        second, 579 in 581 s, when SQLite could not commit on a full disk); say what it was."""
-        if (full := disk_full(e)) is not None:
-            self.disk.failed(f"out of disk space at {full.path or self.settings.data_dir.resolve()}: "
-                             f"the ingest loop cannot commit ({e})")
-            return "disk"
-        if isinstance(e, Unavailable):
-            self.trouble.failed(f"the ingest loop waits for {e.server} ({e.setting})")
-            return "server"
-        if not self.trouble.down:
-            log.exception("ingest worker error")
-        self.trouble.failed(f"ingest worker error: {e!r}")
-        return "error"
-
-    def _pause(self, why: str) -> None:
-        delay = self._backoff.failed()
-        self._resume_at = max(self._resume_at, time.monotonic() + delay)
-        log.debug("ingest workers pause %.0f s (%s)", delay, why)
-
-    async def _free_mb(self) -> float:
-        return await asyncio.to_thread(free_mb, self.settings.data_dir)
-
-    async def low_disk(self) -> DiskFull | None:
-        """A `DiskFull` when DATA_DIR has less than MIN_FREE_MB free, else None."""
-        free = await self._free_mb()
-        if free >= self.settings.min_free_mb:
-            return None
-        return DiskFull(f"{self.settings.data_dir.resolve()} ({free:.1f} MB free, MIN_FREE_MB="
-                        f"{self.settings.min_free_mb:g})")
-
-    async def _wait_for_room(self) -> None:
-        """Take no job while DATA_DIR is short of room; look again every few seconds."""
-        delay = 2.0
-        while (low := await self.low_disk()) is not None:
-            self.disk.failed(f"out of disk space at {low.path}: no ingest starts until there is room")
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
-        if delay > 2.0:
-            self.disk.ok()
 
     async def _release_pending(self) -> None:
         """Hand back the jobs a full disk or an outage kept us from releasing when they stopped."""
@@ -214,9 +158,9 @@ class JobRunner:
             await base.update_video(job.video_id, status=VideoStatus.INDEXING)
         except Exception as e:  # a full disk or an outage before the work began: not the video's
             if (full := disk_full(e)) is not None:
-                await self._out_of_room(job, base, full)
+                await self._back_to_queue(job, base, full)
             elif isinstance(e, Unavailable):
-                await self._interrupted(job, base, e)
+                await self._back_to_queue(job, base, e)
             else:
                 raise
             return
@@ -247,16 +191,16 @@ class JobRunner:
                 await self._hand_back(job, base, task)  # this process is stopping
                 raise
             if lease.lost is not None and (full := disk_full(lease.lost.reason)) is not None:
-                await self._out_of_room(job, base, full)
+                await self._back_to_queue(job, base, full)
             else:
                 await self._abandoned(job, base, lease.lost is not None)
         except LeaseLost:
             await self._abandoned(job, base, lost=True)
         except Exception as e:
-            if (full := disk_full(e) or await self.low_disk()) is not None:
-                await self._out_of_room(job, base, full)
+            if (full := disk_full(e) or await self.troubles.low_disk()) is not None:
+                await self._back_to_queue(job, base, full)
             elif isinstance(e, Unavailable):
-                await self._interrupted(job, base, e)
+                await self._back_to_queue(job, base, e)
             elif isinstance(e, UserFacingError):
                 await self._failed(job, base, e.message, retry=False)
             else:
@@ -265,12 +209,11 @@ class JobRunner:
         else:
             stats = json.dumps({"stages": result.stages, **result.counts, "language": result.language})
             renewer.cancel()
-            if not await self._complete(job, lease, title=result.title, duration=result.duration, url=result.url,
-                                        error="", language=result.language):
+            if not await lease.complete(title=result.title, duration=result.duration, url=result.url, error="",
+                                        language=result.language):
                 await self._abandoned(job, base, lost=True)
                 return
-            self._backoff.ok()
-            self.disk.ok()
+            self.troubles.ok()
             log.info("indexed %s (%s) in %s: %s", job.video_id, result.title, job.scope.key, stats)
             await self.emit(job, Progress(job.id, job.video_id, Stage.DONE, 1.0, result.title, result.duration,
                                           message=stats))
@@ -282,26 +225,6 @@ class JobRunner:
             self._running.pop(job.id, None)
             self._ended.pop(job.id, None)
             ended.set()
-
-    async def _complete(self, job: Job, lease: Lease, **video: object) -> bool:
-        """Mark the job done and its video ready, fenced by the lease; waits for a catalog that went
-        away. False when the job is no longer this attempt's (nothing written then)."""
-        delay = 1.0
-        while True:
-            try:
-                await lease.renew()
-                return await self.queue.complete(job, self.worker_id, **video)
-            except LeaseLost:
-                return False
-            except Unavailable:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 15.0)
-            # The reply of a commit may be what was lost: then the job is done already, by us.
-            with contextlib.suppress(Unavailable):
-                now = await self.queue.get(job.id)
-                if now is not None and now.status == JobStatus.DONE and now.worker == self.worker_id \
-                        and now.attempts == job.attempts:
-                    return True
 
     async def _hand_back(self, job: Job, store: ScopedStore, task: asyncio.Task[Any]) -> None:
         """This process is stopping mid-job: end the attempt's work, let the Milvus thread finish
@@ -319,43 +242,34 @@ class JobRunner:
             log.warning("could not hand job %s back (%s); another worker takes it up when its lease ends",
                         job.id, e)
 
-    async def _give_back(self, job: Job, store: ScopedStore) -> None:
-        """Put a job this worker holds back in the queue, its attempt not counted, its video queued
-        again; if the catalog cannot commit now, later (`_release_pending`)."""
+    async def _back_to_queue(self, job: Job, store: ScopedStore, why: DiskFull | Unavailable) -> None:
+        """A full disk, or a server still unreachable past the attempt's patience: the operator's
+        problem, not the video's. The job goes back to the queue (not dead-lettered, its attempt not
+        counted; later, if the catalog cannot commit now), what the attempt wrote goes, and this
+        worker pauses. On a full disk the log names the path, the channel hears that the video
+        waits for room, and a waiting `vidrag ingest` returns with that sentence."""
+        if isinstance(why, DiskFull):
+            path, data = why.path or str(self.settings.data_dir.resolve()), self.settings.data_dir.resolve()
+            self.troubles.disk.failed(f"out of disk space at {path} ({await self.troubles.free():.1f} MB free "
+                                      f"under DATA_DIR {data}): job {job.id} goes back to the queue")
+            await self._remove_files(job)  # room back
+        else:
+            log.warning("job %s (%s) goes back to the queue: %s", job.id, job.source, why.detail)
+        with contextlib.suppress(Exception):
+            await store.drop_vectors([job.video_id])
         try:
             await store.update_video(job.video_id, status=VideoStatus.QUEUED, error="")
             await self.queue.release(job.id, self.worker_id)
         except Exception as e:  # noqa: BLE001 - a full disk or an outage: the loop tries again
             log.debug("job %s: release later (%s)", job.id, e)
             self._unreleased.add(job.id)
-
-    async def _out_of_room(self, job: Job, store: ScopedStore, full: DiskFull) -> None:
-        """The disk filled up during the ingest: the operator's problem, not the video's. The job
-        goes back to the queue (not dead-lettered, its attempt not counted), the attempt's files go
-        (room back), the channel hears that the video waits for room, and this worker pauses."""
-        path = full.path or str(self.settings.data_dir.resolve())
-        self.disk.failed(f"out of disk space at {path} ({await self._free_mb():.1f} MB free under DATA_DIR "
-                         f"{self.settings.data_dir.resolve()}): job {job.id} goes back to the queue until there is room")
-        log.info("job %s (%s) waits for disk space at %s", job.id, job.source, path)
-        await self._remove_files(job)
-        with contextlib.suppress(Exception):
-            await store.drop_vectors([job.video_id])
-        await self._give_back(job, store)
-        self._pause("disk")
-        await self.emit(job, Progress(job.id, job.video_id, Stage.QUEUED, 0.0, "", 0.0, DISK_FULL))
-        fut = self.done.pop(job.id, None)  # a later wait waits for the job's next attempt
-        if fut is not None and not fut.done():  # a waiting `vidrag ingest` returns with the sentence
-            fut.set_exception(DiskFull(path))
-            fut.exception()
-
-    async def _interrupted(self, job: Job, store: ScopedStore, e: Unavailable) -> None:
-        """PostgreSQL or Milvus stayed unreachable past the attempt's patience: the job goes back to
-        the queue, its attempt not counted, and this worker backs off."""
-        log.warning("job %s (%s) goes back to the queue: %s", job.id, job.source, e.detail)
-        with contextlib.suppress(Exception):
-            await store.drop_vectors([job.video_id])
-        await self._give_back(job, store)
-        self._pause("server")
+        self.troubles.pause()
+        if isinstance(why, DiskFull):
+            await self.emit(job, Progress(job.id, job.video_id, Stage.QUEUED, 0.0, "", 0.0, DISK_FULL))
+            fut = self.done.pop(job.id, None)  # a later wait waits for the job's next attempt
+            if fut is not None and not fut.done():
+                fut.set_exception(why)
+                fut.exception()
 
     async def _abandoned(self, job: Job, store: ScopedStore, lost: bool) -> None:
         """The job stopped being ours mid-way. If another worker holds it now, leave everything to
@@ -394,7 +308,7 @@ class JobRunner:
         self.reject(job.id, final)
         return False
 
-    async def _dead_lettered(self, job: Job) -> None:
+    async def dead_lettered(self, job: Job) -> None:
         """A job whose worker crashed on every attempt: clear its traces and tell the channel."""
         log.warning("job %s (%s) dead-lettered: %s", job.id, job.source, job.error)
         await self.store(job.scope).drop_vectors([job.video_id])
@@ -441,86 +355,3 @@ class JobRunner:
         ended = [self._ended[j].wait() for j in job_ids if j in self._ended]
         if ended:
             await asyncio.wait([asyncio.ensure_future(e) for e in ended], timeout=30)
-
-    # ---- start-up -------------------------------------------------------------------------------
-    async def recover(self) -> tuple[list[Job], list[Job]]:
-        """Take back at once the running jobs of workers on this host whose process is gone (a
-        SIGKILL, an OOM kill): re-queue them, their videos queued again, or dead-letter those out of
-        attempts. Returns (re-queued, dead). A job of a live process, or of another host, is left
-        alone: only its lease's expiry frees it (`JobQueue.recover`, `worker_gone`).
-
-        Cheap (one read of the running jobs), so every process may run it when it opens the data,
-        not only a bot at start-up: a command-line process runs no background worker, and without
-        this the job of a killed `vidrag ingest` would stay `running` until its lease expired."""
-        requeued, dead = await self.queue.recover(self.worker_id)
-        for job in requeued:
-            log.info("re-queued job %s (%s) of a worker that stopped", job.id, job.source)
-            await self.store(job.scope).update_video(job.video_id, status=VideoStatus.QUEUED)
-            await self.emit(job, Progress(job.id, job.video_id, Stage.QUEUED, 0.0, "", 0.0,
-                                          "Resuming after a restart."))
-        for job in dead:
-            await self._dead_lettered(job)
-        if requeued:
-            self.wake.set()
-        return requeued, dead
-
-    async def reconcile(self) -> dict[str, int]:
-        """At start-up: re-queue the jobs of workers that died (`recover`), remove vectors of
-        videos that are not ready and that no live worker is indexing, and remove temporary and
-        orphaned files. Returns counts of what it did."""
-        requeued, dead = await self.recover()
-        live = await self.queue.live_videos(self.worker_id)
-        counts = {"requeued": len(requeued), "dead": len(dead), "stray_videos": 0, "files": 0}
-        partitions: dict[str, str] = {}
-        for key in await self.queue.scopes():
-            scope = Scope.parse(key)
-            partitions[scope.partition] = key
-            store = self.store(scope)
-            videos = {v.id: v for v in await store.videos()}
-            ready = {k for k, v in videos.items() if v.status == VideoStatus.READY}
-            busy = {v for s, v in live if s == key}
-            stray = await store.vector_video_ids() - ready - busy
-            if stray:
-                log.info("removing vectors of %d unfinished videos in %s", len(stray), key)
-                await store.drop_vectors(sorted(stray))
-                counts["stray_videos"] += len(stray)
-            for vid, v in videos.items():
-                if v.status in (VideoStatus.QUEUED, VideoStatus.INDEXING) and vid not in busy \
-                        and await self.queue.active_for_video(scope, vid) is None:
-                    await store.update_video(vid, status=VideoStatus.FAILED, error="Indexing was interrupted.")
-            counts["files"] += await asyncio.to_thread(
-                _clear_channel, self.settings.data_dir / "videos" / scope.partition, set(videos), busy)
-        counts["files"] += await asyncio.to_thread(_clear_orphans, self.settings.data_dir / "videos", set(partitions))
-        return counts
-
-
-def _clear_channel(root: Path, videos: set[str], busy: set[str]) -> int:
-    n = 0
-    for d in sorted(root.iterdir()) if root.is_dir() else []:
-        if d.name not in videos:
-            shutil.rmtree(d, ignore_errors=True)  # a forget that crashed before its files went
-            n += 1
-        elif d.name not in busy:
-            n += clear_temporary(d)
-    return n
-
-
-def _clear_orphans(root: Path, partitions: set[str]) -> int:
-    n = 0
-    for d in sorted(root.iterdir()) if root.is_dir() else []:
-        if d.name not in partitions:
-            shutil.rmtree(d, ignore_errors=True)  # a wipe that crashed before its files went
-            n += 1
-    return n
-
-
-def clear_temporary(work: Path) -> int:
-    """Remove an attempt's temporary files (the download folder, the audio track)."""
-    n = 0
-    if (work / "download").exists():
-        shutil.rmtree(work / "download", ignore_errors=True)
-        n += 1
-    if (work / "audio.wav").exists():
-        (work / "audio.wav").unlink(missing_ok=True)
-        n += 1
-    return n

@@ -30,7 +30,7 @@ from aiohttp import web
 
 from core.config import Settings
 from core.errors import UNAVAILABLE, Unavailable
-from core.models import Scope
+from core.models import Scope, Stage
 from core.service import Service
 from tests.backends import fresh_database
 from tests.reliability.conftest import short_lecture
@@ -50,6 +50,7 @@ from tests.reliability.test_two_hosts import (
 pytestmark = pytest.mark.alone("two workers, a chat process, a Milvus server and PostgreSQL restarted and killed")
 LEASE_S = 10.0
 PROBE = ("Why does magma rise?", "volcano")
+MID_JOB = (Stage.FRAMES.value, Stage.TRANSCRIBE.value)  # past the download, not yet storing
 
 
 def servers_or_skip() -> None:
@@ -221,13 +222,13 @@ async def test_servers_restarted_killed_and_a_worker_stopped_lose_nothing_and_in
             # 3. one worker is stopped with SIGTERM in the middle of a job
             async def victim_busy() -> bool:
                 now = await snapshot()
-                return any(j["status"] == "running" and j["stage"] in ("transcribing", "extracting frames")
+                return any(j["status"] == "running" and j["stage"] in MID_JOB
                            for j in now.values()) or all(j["status"] == "done" for j in now.values())
 
             await until("a job in the middle of its work", victim_busy, workers)
             now = await snapshot()
             busy = [(i, j) for i, j in now.items()
-                    if j["status"] == "running" and j["stage"] in ("transcribing", "extracting frames")]
+                    if j["status"] == "running" and j["stage"] in MID_JOB]
             assert busy, "every video was indexed before a worker could be stopped mid-job"
             handed, held = busy[0]
             victim = by_id[held["worker"]]

@@ -110,7 +110,7 @@ def test_sigterm_mid_job_exits_within_seconds_and_hands_the_job_back(tmp_path: P
             assert time.monotonic() < deadline, log.read_text()[-3000:]
             with sqlite3.connect(data / "catalog.db") as db:
                 row = db.execute("SELECT status, stage FROM jobs WHERE id=?", (job_id,)).fetchone()
-            if row == ("running", "transcribing") or row == ("running", "extracting frames"):
+            if row in (("running", Stage.TRANSCRIBE.value), ("running", Stage.FRAMES.value)):
                 break
             time.sleep(0.05)
         t0 = time.monotonic()
