@@ -60,11 +60,17 @@ class SlowTranscriber:
     """The session's tiny.en, after `seconds` of thinking: an ingest that is still transcribing
     when the test takes a server away. `started` is set when it begins."""
 
-    def __init__(self, inner: object, seconds: float) -> None:
+    def __init__(self, inner: object, seconds: float, started: threading.Event | None = None) -> None:
         self.inner = inner
         self.seconds = seconds
         self.model_id = getattr(inner, "model_id", "slow")
-        self.started = threading.Event()
+        self.started = started or threading.Event()
+
+    def detect(self, wav):  # noqa: ANN001, ANN201
+        return self.inner.detect(wav)  # type: ignore[attr-defined]
+
+    def speaking(self, language: str) -> SlowTranscriber:
+        return SlowTranscriber(self.inner.speaking(language), self.seconds, self.started)  # type: ignore[attr-defined]
 
     def transcribe(self, wav):  # noqa: ANN001, ANN201
         self.started.set()
