@@ -92,6 +92,7 @@ class JobRunner:
     def start(self, n: int) -> None:
         """Have `n` worker loops running: a second call tops them up, it does not add `n` more
         (the console's chat started one per ingest, and they piled up)."""
+        self._stopping = False
         self._workers = [t for t in self._workers if not t.done()]
         if not self._workers:
             self.queue.catalog.listen(self.wake.set)  # PostgreSQL: NOTIFY from any process wakes us
