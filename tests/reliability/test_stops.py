@@ -33,7 +33,7 @@ from tests.test_roles import milvus_server
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.timeout(120)  # two ingests (one stopped on purpose) and the session's first lectures rendered
+@pytest.mark.timeout(180)  # three ingests (one stopped on purpose) and the session's first lectures rendered
 @pytest.mark.parametrize("catalog_backend", BACKENDS, indirect=True)
 async def test_a_stopping_worker_hands_its_running_job_to_another_at_once(rel_settings, models,
                                                                           short_lectures) -> None:
@@ -66,6 +66,11 @@ async def test_a_stopping_worker_hands_its_running_job_to_another_at_once(rel_se
             await asyncio.wait_for(b.wait(sub.job.id), 60)
             done = await b.queue.get(sub.job.id)
             ids = await vector_ids(a, sc)
+            await b.stop_workers()
+            a.start_workers(1)  # workers that were stopped run again when started
+            again = await a.submit(console("again"), str(short_lectures["rust"]))
+            await asyncio.wait_for(a.wait(again.job.id), 60)
+            rerun = await a.queue.get(again.job.id)
         finally:
             await b.stop_workers()
             await b.catalog.close()
@@ -75,6 +80,7 @@ async def test_a_stopping_worker_hands_its_running_job_to_another_at_once(rel_se
     assert done is not None and (done.status, done.attempts, done.worker) == ("done", 1, b.worker_id)
     for coll, got in ids.items():
         assert got and len(got) == len(set(got)), (coll, sorted(got))
+    assert rerun is not None and (rerun.status, rerun.worker) == ("done", a.worker_id)
 
 
 @pytest.mark.timeout(180)  # a worker process's start (imports, models) on a busy two-core machine
