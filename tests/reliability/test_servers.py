@@ -169,7 +169,10 @@ async def test_an_attempt_that_cannot_renew_its_lease_stops_and_stores_nothing(p
             a.start_workers(1)
             assert await asyncio.to_thread(slow.started.wait, 60)
             await asyncio.to_thread(private_pg.stop)
-            await asyncio.sleep(4.0)  # past the lease: the attempt gives up
+            for _ in range(150):  # the attempt gives up within the lease (3 s) and one renewal's wait
+                if "could not renew the lease" in caplog.text:
+                    break
+                await asyncio.sleep(0.1)
             stopped = "could not renew the lease" in caplog.text
             await asyncio.to_thread(private_pg.resume)
             b.start_workers(1)
