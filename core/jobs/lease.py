@@ -22,14 +22,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any
-
-import numpy as np
 
 from core.errors import Unavailable, disk_full
 from core.jobs.queue import JobQueue
-from core.models import Frame, Job, JobStatus, Segment
+from core.models import Job, JobStatus
 from core.store.scoped import ScopedStore
 
 log = logging.getLogger(__name__)
@@ -160,18 +158,17 @@ class FencedStore(ScopedStore):
         if collection:
             await self._milvus(self.vectors.delete, collection, self.partition, [video_id])
 
-    async def update_video(self, video_id: str, **fields: Any) -> None:
-        await self._fenced(lambda: ScopedStore.update_video(self, video_id, **fields))
+    # Each write takes ScopedStore's own arguments, passed through as they are.
+    async def update_video(self, video_id: str, *args: Any, **kw: Any) -> None:
+        await self._fenced(lambda: ScopedStore.update_video(self, video_id, *args, **kw))
 
-    async def drop_vectors(self, video_ids: Sequence[str]) -> None:
-        await self._fenced(lambda: ScopedStore.drop_vectors(self, video_ids))
+    async def drop_vectors(self, *args: Any, **kw: Any) -> None:
+        await self._fenced(lambda: ScopedStore.drop_vectors(self, *args, **kw))
 
-    async def put_text(self, video_id: str, chunks: list[Segment], vectors: np.ndarray, segments: list[Segment],
-                       units: list[Segment] = (), unit_vectors: np.ndarray | None = None) -> None:  # type: ignore[assignment]
-        await self._fenced(lambda: ScopedStore.put_text(self, video_id, chunks, vectors, segments, units, unit_vectors),
+    async def put_text(self, video_id: str, *args: Any, **kw: Any) -> None:
+        await self._fenced(lambda: ScopedStore.put_text(self, video_id, *args, **kw),
                            undo=lambda: self._drop(self.vectors.text, video_id))
 
-    async def put_frames(self, video_id: str, frames: list[Frame], ocr: dict[float, str],
-                         vectors: np.ndarray | None) -> None:
-        await self._fenced(lambda: ScopedStore.put_frames(self, video_id, frames, ocr, vectors),
+    async def put_frames(self, video_id: str, *args: Any, **kw: Any) -> None:
+        await self._fenced(lambda: ScopedStore.put_frames(self, video_id, *args, **kw),
                            undo=lambda: self._drop(self.vectors.frames, video_id))
