@@ -83,6 +83,8 @@ def progress(style: Style, name: str, p: Progress) -> str:
         return f"✅ Indexed {style.video(p.title or name)} ({fmt_time(p.duration)}). {ASK_ABOUT_IT}"
     if p.stage == Stage.FAILED:
         return f"❌ I couldn't index {style.video(name)}: {style.plain(p.message or APOLOGY)}"
+    if p.stage == Stage.QUEUED and p.message:  # back in the queue, and why (a full disk)
+        return f"⏳ {style.video(p.title or name)}: {style.plain(p.message)}"
     length = f" ({fmt_time(p.duration)})" if p.duration else ""
     return f"⏳ {STAGE_WORDS[p.stage].capitalize()}… {style.video(p.title or name)}{length}"
 

@@ -30,6 +30,8 @@ from pathlib import Path
 
 import pytest
 
+from core.chat import present
+from core.chat.present import PLAIN
 from core.config import Settings
 from core.errors import DISK_FULL, NOT_QUEUED, BadSource, DiskFull, disk_full
 from core.ingest import media
@@ -140,7 +142,9 @@ async def test_full_disk_sends_the_video_back_to_the_queue_and_questions_keep_wo
     assert refused.value.message in (DISK_FULL, NOT_QUEUED)
     assert answer.citations
     assert during is not None and during.status in ("queued", "running") and during.attempts <= 1 and not during.error
-    assert any(e.job.id == sub.job.id and e.progress.message == DISK_FULL for e in events)
+    told = [present.progress(PLAIN, "bread.mp4", e.progress) for e in events
+            if e.job.id == sub.job.id and e.progress.message == DISK_FULL]
+    assert told and DISK_FULL in told[0]  # the job's progress message in the channel says it
     assert not any(e.job.id == sub.job.id and e.progress.stage.value == "failed" for e in events)
     assert len(said) == 1 and f"out of disk space at {small_disk}" in said[0], said  # once, naming the path
     assert video.status == "ready" and done is not None and (done.status, done.attempts) == ("done", 1)
