@@ -27,9 +27,10 @@ from core.engines.registry import Models
 from core.engines.text import multilingual_text, text_spec
 from core.errors import APOLOGY, DiskFull, NotFound, Refused, Unavailable, UserFacingError, disk_full
 from core.jobs import startup
+from core.jobs.handles import ProgressCallback
 from core.jobs.limits import Limits
 from core.jobs.queue import DEAD, DONE, JobQueue
-from core.jobs.worker import JobEvent, JobHook, JobRunner, ProgressCallback
+from core.jobs.worker import JobEvent, JobHook, JobRunner
 from core.models import Answer, Job, Scope, Stage, Summary, Video, VideoStatus
 from core.store import lite_lock
 from core.store.catalog import Catalog, open_catalog
@@ -186,38 +187,41 @@ class Service:
                                             f"a new ingest could not be queued ({e})")
                     raise DiskFull(full.path, queued=False) from e
                 if headers is not None:
-                    self.runner.headers[active.id] = headers
+                    self.runner.jobs.give_headers(active.id, headers)
         if low is not None:
             # Short of room: queued, but refused for now with the sentence the channel must hear
             # (and the worker starts nothing until there is room, `JobRunner._wait_for_room`).
             self.runner.troubles.disk.failed(f"out of disk space at {low.path}: new ingests wait for room")
             raise low
         if on_progress is not None:
-            self.runner.listeners.setdefault(active.id, []).append(on_progress)
+            self.runner.jobs.follow(active.id, on_progress)
         self.runner.wake.set()
         return Submitted(active)
 
     async def wait(self, job_id: str) -> Video:
         """Wait for a job to end: the indexed video, or the job's user-facing error raised. A job
         run by another worker process is seen through the catalog (checked every 2 s)."""
-        fut = self.runner.done.setdefault(job_id, asyncio.get_running_loop().create_future())
-        while True:
-            try:
-                job = await self.queue.get(job_id)
-            except Unavailable:  # the job goes on while the catalog is away; so does the wait
+        fut = self.runner.jobs.outcome(job_id)
+        try:
+            while True:
+                try:
+                    job = await self.queue.get(job_id)
+                except Unavailable:  # the job goes on while the catalog is away; so does the wait
+                    with contextlib.suppress(TimeoutError):
+                        return await asyncio.wait_for(asyncio.shield(fut), timeout=2.0)
+                    continue
+                if job is None:
+                    raise NotFound("That indexing job no longer exists.")
+                if job.status == DONE:
+                    video = await self.store(job.scope).video(job.video_id)
+                    if video is not None:
+                        return video
+                if job.status == DEAD:
+                    raise UserFacingError(job.error or APOLOGY)
                 with contextlib.suppress(TimeoutError):
                     return await asyncio.wait_for(asyncio.shield(fut), timeout=2.0)
-                continue
-            if job is None:
-                raise NotFound("That indexing job no longer exists.")
-            if job.status == DONE:
-                video = await self.store(job.scope).video(job.video_id)
-                if video is not None:
-                    return video
-            if job.status == DEAD:
-                raise UserFacingError(job.error or APOLOGY)
-            with contextlib.suppress(TimeoutError):
-                return await asyncio.wait_for(asyncio.shield(fut), timeout=2.0)
+        finally:
+            self.runner.jobs.done_waiting(job_id)
 
     def start_workers(self, n: int | None = None) -> None:
         self.runner.start(n or self.settings.ingest_workers)

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import console
+
 VIDRAG = [sys.executable, "-m", "adapters.console"]
 
 
@@ -91,3 +93,17 @@ async def test_starting_the_workers_again_does_not_add_loops(service) -> None:
     assert loops() == 1
     service.start_workers(2)
     assert loops() == 2
+
+
+async def test_a_finished_job_leaves_nothing_in_memory(service, short_lectures) -> None:
+    """A bot runs for weeks: what it holds of a job in memory (its followers, its waiters, its
+    running task) goes when the job ends, whoever waited for it."""
+    heard = []
+
+    async def follow(p) -> None:  # noqa: ANN001
+        heard.append(p.stage)
+
+    sub = await service.submit(console("memory"), str(next(iter(short_lectures.values()))), on_progress=follow)
+    assert len(service.runner.jobs) == 1
+    await service.wait(sub.job.id)
+    assert heard and len(service.runner.jobs) == 0

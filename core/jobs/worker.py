@@ -32,16 +32,16 @@ from core.config import Settings
 from core.engines.registry import Models
 from core.errors import APOLOGY, DISK_FULL, DiskFull, Unavailable, UserFacingError, disk_full
 from core.ingest.pipeline import ingest
+from core.jobs.handles import JobHandles
 from core.jobs.lease import FencedStore, Lease, LeaseLost
 from core.jobs.outages import Troubles
 from core.jobs.queue import LOST, QUEUED, JobQueue, new_worker_id
 from core.jobs.startup import clear_temporary
-from core.models import Job, Progress, Scope, Stage, Video, VideoStatus
+from core.models import Job, Progress, Scope, Stage, VideoStatus
 from core.store.scoped import ScopedStore
 
 log = logging.getLogger(__name__)
 
-ProgressCallback = Callable[[Progress], Awaitable[None]]
 REMOVED = "That video was removed before it was indexed."
 HAND_BACK_S = 5.0  # at a stop, how long a running ingest gets to end before its job is handed back
 
@@ -61,8 +61,8 @@ JobHook = Callable[[JobEvent], Awaitable[None]]
 
 
 class JobRunner:
-    """This process's workers and everything it knows about jobs in memory (callbacks, waiters,
-    submitters' headers, running tasks)."""
+    """This process's workers, and its jobs in memory (`jobs`: callbacks, waiters, submitters'
+    headers, running tasks; core/jobs/handles.py)."""
 
     def __init__(self, settings: Settings, queue: JobQueue, store: Callable[[Scope], ScopedStore],
                  models: Models) -> None:
@@ -72,15 +72,11 @@ class JobRunner:
         self.models = models
         self.worker_id = new_worker_id()
         self.auth_headers: dict[str, dict[str, str]] = {}  # platform -> headers for its file URLs
-        self.listeners: dict[str, list[ProgressCallback]] = {}
+        self.jobs = JobHandles()
         self.hooks: list[JobHook] = []
-        self.done: dict[str, asyncio.Future[Video]] = {}
-        self.headers: dict[str, dict[str, str]] = {}  # job id -> headers, never written to disk
         self.wake = asyncio.Event()
         self._workers: list[asyncio.Task[None]] = []
         self._slots = asyncio.Semaphore(max(1, settings.ingest_workers))  # ingests at once, however many workers
-        self._running: dict[str, asyncio.Task[Any]] = {}  # job id -> its ingest, to cancel on forget/wipe
-        self._ended: dict[str, asyncio.Event] = {}  # job id -> set once run_job has cleaned up
         self._stopping = False
         self._unreleased: set[str] = set()  # jobs to hand back once the catalog can commit again
         self.troubles = Troubles(settings)  # a full disk, an outage, a loop that cannot commit
@@ -153,7 +149,7 @@ class JobRunner:
             if video.status == VideoStatus.READY:  # indexed already (an earlier attempt got that far)
                 await self.queue.finish(job.id)
                 await self.emit(job, Progress(job.id, job.video_id, Stage.DONE, 1.0, video.title, video.duration))
-                self._resolve(job.id, video)
+                self.jobs.resolve(job.id, video)
                 return
             await asyncio.to_thread(clear_temporary, work)  # what a killed attempt left
             await base.update_video(job.video_id, status=VideoStatus.INDEXING)
@@ -177,13 +173,12 @@ class JobRunner:
                     raise
             await self.emit(job, Progress(job.id, job.video_id, stage, fraction, title, duration))
 
-        headers = self.headers.pop(job.id, None)
+        headers = self.jobs.take_headers(job.id)
         if job.needs_auth and headers is None:
             headers = self.auth_headers.get(job.scope.platform, {})
         task = asyncio.create_task(ingest(job.video_id, job.source, store, self.models, self.settings, work,
                                           report, headers=headers, allow_local=job.scope.platform == "console"))
-        self._running[job.id] = task
-        self._ended[job.id] = ended = asyncio.Event()
+        self.jobs.running(job.id, task)
         renewer = asyncio.create_task(lease.keep(task))
         try:
             result = await task
@@ -218,14 +213,12 @@ class JobRunner:
             log.info("indexed %s (%s) in %s: %s", job.video_id, result.title, job.scope.key, stats)
             await self.emit(job, Progress(job.id, job.video_id, Stage.DONE, 1.0, result.title, result.duration,
                                           message=stats))
-            self._resolve(job.id, await base.video(job.video_id))
+            self.jobs.resolve(job.id, await base.video(job.video_id))
         finally:
             renewer.cancel()
             if not task.done():
                 task.cancel()
-            self._running.pop(job.id, None)
-            self._ended.pop(job.id, None)
-            ended.set()
+            self.jobs.finished(job.id)
 
     async def _hand_back(self, job: Job, store: ScopedStore, task: asyncio.Task[Any]) -> None:
         """This process is stopping mid-job: end the attempt's work, let the Milvus thread finish
@@ -267,10 +260,7 @@ class JobRunner:
         self.troubles.pause()
         if isinstance(why, DiskFull):
             await self.emit(job, Progress(job.id, job.video_id, Stage.QUEUED, 0.0, "", 0.0, DISK_FULL))
-            fut = self.done.pop(job.id, None)  # a later wait waits for the job's next attempt
-            if fut is not None and not fut.done():
-                fut.set_exception(why)
-                fut.exception()
+            self.jobs.reject(job.id, why, final=False)  # a later wait waits for the job's next attempt
 
     async def _abandoned(self, job: Job, store: ScopedStore, lost: bool) -> None:
         """The job stopped being ours mid-way. If another worker holds it now, leave everything to
@@ -322,20 +312,10 @@ class JobRunner:
 
     # ---- telling people -------------------------------------------------------------------------
     def reject(self, job_id: str, message: str) -> None:
-        fut = self.done.get(job_id)
-        if fut is not None and not fut.done():
-            fut.set_exception(UserFacingError(message))
-            fut.exception()  # mark retrieved: nobody may be waiting
-        self.listeners.pop(job_id, None)
-
-    def _resolve(self, job_id: str, video: Video | None) -> None:
-        fut = self.done.get(job_id)
-        if fut is not None and not fut.done() and video is not None:
-            fut.set_result(video)
-        self.listeners.pop(job_id, None)
+        self.jobs.reject(job_id, message)
 
     async def emit(self, job: Job, p: Progress) -> None:
-        listeners = list(self.listeners.get(p.job_id, []))
+        listeners = self.jobs.listeners(p.job_id)
         calls = [cb(p) for cb in listeners]
         event = JobEvent(job, p, listened=bool(listeners))
         calls += [hook(event) for hook in list(self.hooks)]
@@ -348,11 +328,11 @@ class JobRunner:
     async def stop_jobs(self, job_ids: set[str]) -> None:
         """Cancel this process's running ingests of `job_ids` and wait until they have cleaned up.
         (Another process's worker notices at its next lease renewal and cleans up the same way.)"""
-        tasks = [self._running[j] for j in job_ids if j in self._running]
-        for t in tasks:
+        running = self.jobs.tasks(job_ids)
+        for t, _ in running:
             t.cancel()
         for j in job_ids:
             self.reject(j, REMOVED)
-        ended = [self._ended[j].wait() for j in job_ids if j in self._ended]
+        ended = [e.wait() for _, e in running]
         if ended:
             await asyncio.wait([asyncio.ensure_future(e) for e in ended], timeout=30)
