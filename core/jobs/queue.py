@@ -25,12 +25,24 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from enum import StrEnum
 
 from core.models import Job, JobStatus, Scope, Stage
 from core.store.catalog import Catalog
 
 QUEUED, RUNNING, DONE, DEAD = JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.DONE, JobStatus.DEAD
-LOST = "lost"  # what `fail` answers when the job is no longer this worker's
+
+
+class Failed(StrEnum):
+    """What recording a failure did: the job is queued again, dead (no attempt left, or not
+    worth retrying), or it was no longer this worker's and nothing was written."""
+
+    QUEUED = "queued"
+    DEAD = "dead"
+    LOST = "lost"
+
+
+LOST = Failed.LOST
 
 CRASHED = "I tried to index this video {n} times and the indexer stopped each time; I gave up on it."
 
@@ -141,7 +153,7 @@ class JobQueue:
         """Mark a job done whatever its worker (its video was found ready already)."""
         await self.catalog.finish_job(job_id, self.clock())
 
-    async def fail(self, job_id: str, worker: str, error: str, retry: bool) -> str:
+    async def fail(self, job_id: str, worker: str, error: str, retry: bool) -> Failed:
         """Record a failure: QUEUED when `retry` and attempts remain, DEAD otherwise, LOST (and
         nothing written) when the job is no longer this worker's."""
         job = await self.catalog.job(job_id)
@@ -153,8 +165,8 @@ class JobQueue:
         status = QUEUED if again else DEAD
         if not await self.catalog.end_job(job_id, worker, status, Stage.QUEUED if again else Stage.FAILED, error,
                                           self.clock()):
-            return LOST
-        return status
+            return Failed.LOST
+        return Failed.QUEUED if again else Failed.DEAD
 
     async def get(self, job_id: str) -> Job | None:
         return await self.catalog.job(job_id)

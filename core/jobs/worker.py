@@ -35,7 +35,7 @@ from core.ingest.pipeline import ingest
 from core.jobs.handles import JobHandles
 from core.jobs.lease import FencedStore, Lease, LeaseLost
 from core.jobs.outages import Troubles
-from core.jobs.queue import LOST, QUEUED, JobQueue, new_worker_id
+from core.jobs.queue import Failed, JobQueue, new_worker_id
 from core.jobs.startup import clear_temporary
 from core.models import Job, Progress, Scope, Stage, VideoStatus
 from core.store.scoped import ScopedStore
@@ -283,9 +283,9 @@ class JobRunner:
         True when the job was queued again."""
         await store.drop_vectors([job.video_id])
         state = await self.queue.fail(job.id, self.worker_id, message, retry)
-        if state == LOST:
+        if state == Failed.LOST:
             return False
-        if state == QUEUED:
+        if state == Failed.QUEUED:
             await store.update_video(job.video_id, status=VideoStatus.QUEUED)
             self.wake.set()
             return True
