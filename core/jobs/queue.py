@@ -69,10 +69,6 @@ def worker_gone(worker: str, me: str) -> bool:
     return False
 
 
-def scope_of(key: str) -> Scope:
-    return Scope.parse(key)
-
-
 class JobQueue:
     def __init__(self, catalog: Catalog, lease_s: float = 120.0, max_attempts: int = 3,
                  clock: Callable[[], float] = time.time) -> None:

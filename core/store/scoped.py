@@ -53,9 +53,6 @@ class ScopedStore:
     async def update_video(self, video_id: str, **fields: Any) -> None:
         await self.catalog.update_video(self.scope, video_id, **fields)
 
-    async def titles(self) -> dict[str, Video]:
-        return {v.id: v for v in await self.videos()}
-
     # vectors and timed text
     async def put_text(self, video_id: str, chunks: list[Segment], vectors: np.ndarray,
                        segments: list[Segment], units: list[Segment] = (), unit_vectors: np.ndarray | None = None,  # type: ignore[assignment]

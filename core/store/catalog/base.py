@@ -421,8 +421,3 @@ class Catalog(SummaryRows, ABC):
             sql += " AND requested_by=?"
             args.append(requested_by)
         return int((await self._fetch(sql, args))[0]["n"])
-
-    async def active_job_ids(self) -> list[str]:
-        """Every queued or running job, oldest first."""
-        rows = await self._fetch("SELECT id FROM jobs WHERE status IN (?,?) ORDER BY created", [s.value for s in ACTIVE])
-        return [r["id"] for r in rows]
