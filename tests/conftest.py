@@ -219,6 +219,9 @@ async def indexed_lectures(tmp_path_factory: pytest.TempPathFactory, models: Mod
 # in well under a minute, while working on logic (the real-model tests still run in `make test`).
 SLOW_FIXTURES = frozenset({"models", "service", "indexed_lectures", "lecture", "lecture2", "short_lectures",
                            "bad_media", "llm_service", "rel_service", "media_dir"})
+# Fixtures that index videos before their tests can run (the first user of each gets a longer limit)
+INDEXING_FIXTURES = frozenset({"indexed_lectures", "link_posted", "file_shared", "one_video", "indexed", "italian",
+                               "both", "crash_runs"})
 SLOW_MODULES = frozenset({"test_cli", "test_cli_recovery", "test_architecture", "test_footprint", "test_backends",
                           "test_two_hosts", "test_crash_resume", "test_store", "test_vectors", "test_roles",
                           "test_eval", "test_languages", "test_screen", "test_hostile_media"})
@@ -228,10 +231,12 @@ SLOW_MODULES = frozenset({"test_cli", "test_cli_recovery", "test_architecture", 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]):  # noqa: ANN201 - a hook wrapper
     """Before `-m` selects: the tests that need none of the slow parts are marked `fast` (above).
 
-    After it: the first test that uses the session's indexed channels builds them (two ingests): its
-    time limit covers that; every other test keeps the default. Under pytest-xdist (scripts/test.sh
-    runs two processes, each given whole modules) any module may be a process's first, so the first
-    such test of each module gets the longer limit."""
+    After it: the first test of each module that uses a fixture which indexes videos (the
+    session's indexed channels, a module's own channel on the platform fakes) builds them: its
+    time limit covers that on a loaded machine; every other test keeps the default. Per module,
+    since module fixtures are built once per module and, under pytest-xdist (scripts/test.sh runs
+    two processes, each given whole modules), any module may be a process's first user of the
+    session's."""
     for item in items:
         module = getattr(item, "module", None)
         name = module.__name__.rsplit(".", 1)[-1] if module is not None else ""
@@ -239,11 +244,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 and not item.get_closest_marker("alone"):
             item.add_marker(pytest.mark.fast)
     yield
-    users = [i for i in items if "indexed_lectures" in getattr(i, "fixturenames", ())]
-    if hasattr(config, "workerinput"):
-        firsts = list({i.module: i for i in reversed(users)}.values())  # type: ignore[attr-defined]
-    else:
-        firsts = users[:1]
-    for first in firsts:
+    firsts: dict[object, pytest.Item] = {}
+    for item in items:
+        if INDEXING_FIXTURES & set(getattr(item, "fixturenames", ())):
+            firsts.setdefault(getattr(item, "module", None), item)
+    for first in firsts.values():
         if not first.get_closest_marker("timeout"):
             first.add_marker(pytest.mark.timeout(300))

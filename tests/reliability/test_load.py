@@ -41,7 +41,9 @@ async def test_fifty_questions_and_five_ingests_at_once(rel_settings, models, ll
             *[ingest(i) for i in range(5)], *[ask(i, n) for i in range(5) for n in range(10)]), 300)
         ingests, answers = results[:5], results[5:]
         assert ingests == ["ready"] * 5
-        assert len(answers) == 50 and len(llm.history) == 50
+        summaries = [r for r in llm.history if "summarizes the videos" in r["messages"][0]["content"]]
+        assert len(answers) == 50 and len(llm.history) == 50 + len(summaries)
+        assert len(summaries) == 5  # each new video's summary, written once when it was indexed
         for i, answer in answers:
             own = {v.id for v in await svc.videos(channels[i])}
             assert answer.citations and {c.video_id for c in answer.citations} <= own

@@ -70,6 +70,7 @@ async def test_processes_racing_on_one_catalog_never_take_a_job_twice(catalog: C
         assert (await catalog.rows("PRAGMA busy_timeout"))[0][0] >= 5000
 
 
+@pytest.mark.timeout(240)  # three ingests by two services on a busy two-core machine
 async def test_two_services_on_one_catalog_index_each_video_once(rel_settings, models, short_lectures) -> None:
     async with Service.open(rel_settings, models=models, chat=None) as a:
         b = Service(rel_settings, await open_catalog(rel_settings), a.vectors, models, None)
