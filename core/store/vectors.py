@@ -482,10 +482,11 @@ class VectorStore:
     # ---- reads ----------------------------------------------------------------------------------
     @_healing
     def search(self, collection: str, partition: str, vector: np.ndarray, limit: int,
-               payload: str) -> list[VectorHit]:
+               payload: str, video_id: str | None = None) -> list[VectorHit]:
+        """The `limit` rows of one channel nearest `vector` (of one video when `video_id` is given)."""
         if self.layout == "partition" and not self._exists(collection, partition):
             return []
-        bound = self._bound(partition)
+        bound = self._bound(partition, f"video_id == {json.dumps(video_id)}" if video_id is not None else "")
         if collection in self._buckets:
             bound["partition_names"] = [self._buckets[collection](partition)]
         try:
