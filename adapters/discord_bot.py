@@ -27,7 +27,7 @@ from discord import app_commands
 from core.chat import present
 from core.chat.incoming import COMMANDS, Action, Attachment, Decision, Incoming, Source, decide, find_links, run_command
 from core.config import Settings
-from core.errors import APOLOGY, UserFacingError
+from core.errors import APOLOGY, Forbidden, UserFacingError
 from core.models import Answer, Progress, Scope, Stage, Summary, fmt_time
 from core.service import JobEvent, Service, Submitted
 from core.text.safety import one_line
@@ -38,7 +38,8 @@ LIMIT = 2000  # characters in one Discord message
 EMBED_LIMIT = 4096  # characters in one embed's description
 NO_PINGS = discord.AllowedMentions.none()
 HELP = present.HELP
-FORGET_REFUSED = "Only members who can manage messages can remove videos."
+# Who may remove a video besides the person who posted it (Service.forget words the refusal).
+ADMINS = "a member who can manage messages here"
 # Discord's markup for the core's wording: bold titles, and a video's own text shown as typed.
 STYLE = present.Style(literal=discord.utils.escape_markdown, link=lambda label, url: f"[{label}](<{url}>)")
 
@@ -121,8 +122,8 @@ def summary_embed(summary: Summary) -> discord.Embed:
 
 
 def _thread_name(question: str) -> str:
-    name = " ".join(question.split())
-    return (name[:95] + "…") if len(name) > 96 else name or "Question"
+    """The question as a thread's name: one line, neutralized, within Discord's 100 characters."""
+    return one_line(question, 95) or "Question"
 
 
 class ProgressMessage:
@@ -317,18 +318,26 @@ class VidragBot(discord.Client):
                    **kwargs)
 
     async def command(self, message: discord.Message, scope: Scope, decision: Decision) -> str:
-        """A command given by mention; `forget` needs the Manage Messages permission, as `/forget` does."""
-        if decision.action == Action.FORGET and isinstance(message.author, discord.Member) \
-                and not message.channel.permissions_for(message.author).manage_messages:
-            return FORGET_REFUSED
+        """A command given by mention. `forget` is the core's to allow (`Service.forget`): to the
+        member who posted the video, or to one with Manage Messages in this channel (none in a DM)."""
+        admin = isinstance(message.author, discord.Member) \
+            and message.channel.permissions_for(message.author).manage_messages
         try:
-            return await run_command(self.service, scope, decision.action, decision.argument, STYLE)
+            return await run_command(self.service, scope, decision.action, decision.argument, STYLE,
+                                     user=str(message.author.id), admin=bool(admin), admins=ADMINS)
         except UserFacingError as e:
             return e.message
 
     async def answer_message(self, message: discord.Message, question: str) -> None:
-        """Answer in the thread the question was asked in, or in a new thread on the question."""
+        """Answer in the thread the question was asked in, or in a new thread on the question.
+        The thread is opened only once the question is admitted (rate limits, length): a refused
+        one gets one short reply in place (40 mentions in a few seconds opened 40 threads)."""
         scope = await self.resolve_scope(message.channel)
+        try:
+            question = self.service.admit(scope, question, str(message.author.id))
+        except UserFacingError as e:
+            await message.reply(e.message, mention_author=False, allowed_mentions=NO_PINGS)
+            return
         where: discord.abc.Messageable = message.channel
         reference: discord.Message | None = None
         if isinstance(message.channel, discord.TextChannel):
@@ -345,9 +354,10 @@ class VidragBot(discord.Client):
         await self.send_chunks(where.send, text, file, reference=reference)
 
     async def ask(self, scope: Scope, question: str, thread: str, user: str) -> tuple[str, discord.File | None]:
-        """The answer as text and the frame as a file (or the user-facing error as text)."""
+        """The answer to an admitted question as text and the frame as a file (or the
+        user-facing error as text)."""
         try:
-            answer = await self.service.ask(scope, question, thread=thread, user=user)
+            answer = await self.service.ask(scope, question, thread=thread, user=user, admitted=True)
         except UserFacingError as e:
             return e.message, None
         except Exception:
@@ -398,14 +408,20 @@ class VidragBot(discord.Client):
             await interaction.response.defer(thinking=True)
             await self.slash_ask(interaction, question)
 
-        @tree.command(name="forget", description="Remove a video from this channel.")
+        @tree.command(name="forget", description="Remove a video you posted (or any, with Manage Messages).")
         @app_commands.describe(video="The video to remove")
-        @app_commands.default_permissions(manage_messages=True)
         async def forget(interaction: discord.Interaction, video: str) -> None:
-            if interaction.guild is not None and not interaction.permissions.manage_messages:
-                await interaction.response.send_message(FORGET_REFUSED, ephemeral=True)
+            user = str(interaction.user.id)
+            admin = interaction.guild is not None and interaction.permissions.manage_messages
+            try:  # refused privately, before the public "thinking…" (the core decides: Service.forget)
+                await self.service.may_forget(await self.resolve_scope(interaction.channel), video,
+                                              user=user, admin=admin, admins=ADMINS)
+            except Forbidden as e:
+                await interaction.response.send_message(e.message, ephemeral=True)
                 return
-            await self.slash(interaction, lambda scope: self.forget_video(scope, video))
+            except UserFacingError:
+                pass  # no such video: said below, as every slash command's errors are
+            await self.slash(interaction, lambda scope: self.forget_video(scope, video, user, admin))
 
         @forget.autocomplete("video")
         async def forget_choices(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
@@ -437,7 +453,8 @@ class VidragBot(discord.Client):
         """The channel's videos whose title or id holds what was typed, for a command's `video`."""
         scope = await self.resolve_scope(interaction.channel)
         needle = current.strip().lower()
-        return [app_commands.Choice(name=f"{one_line(v.title, 80)} ({v.id})", value=v.id)
+        # a choice's name holds 100 characters: 77 of title, " (", a 20-character id, ")"
+        return [app_commands.Choice(name=f"{one_line(v.title, 76)} ({v.id})", value=v.id)
                 for v in await self.service.videos(scope) if needle in f"{v.title} {v.id}".lower()][:25]
 
     async def slash(self, interaction: discord.Interaction, work: Callable[[Scope], Awaitable[str]]) -> None:
@@ -451,11 +468,18 @@ class VidragBot(discord.Client):
         await self.send_chunks(interaction.followup.send, text, None)
 
     async def slash_ask(self, interaction: discord.Interaction, question: str) -> None:
-        """Like a mention: the question is echoed, a thread opens on it, the answer goes there."""
+        """Like a mention: the question is echoed (neutralized, as typed), a thread opens on it once
+        it is admitted, and the answer goes there; a refused question gets the refusal alone."""
         channel = interaction.channel
         scope = await self.resolve_scope(channel)
+        try:
+            question = self.service.admit(scope, question, str(interaction.user.id))
+        except UserFacingError as e:
+            await interaction.followup.send(e.message, allowed_mentions=NO_PINGS)
+            return
         if isinstance(channel, discord.TextChannel):
-            echo = await interaction.followup.send(f"**Question:** {question}", wait=True, allowed_mentions=NO_PINGS)
+            echo = await interaction.followup.send(f"**Question:** {STYLE.plain(question, LIMIT - 20)}", wait=True,
+                                                   allowed_mentions=NO_PINGS)
             thread = await channel.create_thread(name=_thread_name(question), message=echo)
             async with thread.typing():
                 text, file = await self.ask(scope, question, str(thread.id), str(interaction.user.id))
@@ -467,8 +491,9 @@ class VidragBot(discord.Client):
     async def list_videos(self, scope: Scope) -> str:
         return await run_command(self.service, scope, Action.VIDEOS, "", STYLE)
 
-    async def forget_video(self, scope: Scope, video: str) -> str:
-        return await run_command(self.service, scope, Action.FORGET, video, STYLE)
+    async def forget_video(self, scope: Scope, video: str, user: str, admin: bool) -> str:
+        return await run_command(self.service, scope, Action.FORGET, video, STYLE, user=user, admin=admin,
+                                 admins=ADMINS)
 
     async def job_status(self, scope: Scope) -> str:
         return await run_command(self.service, scope, Action.STATUS, "", STYLE)

@@ -11,7 +11,10 @@ into threaded Slack messages.
 - `/vidrag videos | summary [video] | forget <video> | status` answers privately (ephemeral, via
   `respond`); a video's summary and chapters are blocks, each chapter a link to its second, in
   its "Indexed" message too (POST_SUMMARY);
-  `forget` (there or by mention) is for workspace admins and owners (`users.info`).
+  `forget` (there or by mention) is for the person who posted the video and for workspace admins
+  and owners (`users.info`); the core decides (`Service.forget`).
+- A question is admitted (rate limits, length) before anything is posted for it: a refused one
+  opens no thread; its refusal goes to the asker alone (`chat.postEphemeral`).
 
 Slack delivers one mention twice (as `app_mention` and as `message`) and retries deliveries it
 thinks were lost (`X-Slack-Retry-Num`), so each message is handled once per (team, channel, ts).
@@ -49,7 +52,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from core.chat import present
 from core.chat.incoming import COMMANDS, Action, Attachment, Decision, Incoming, Source, decide, run_command
 from core.config import Settings
-from core.errors import APOLOGY, UserFacingError
+from core.errors import APOLOGY, Forbidden, UserFacingError
 from core.ingest.fetch import has_video_suffix
 from core.models import Answer, Progress, Scope, Stage, Summary, Video, fmt_time
 from core.service import JobEvent, Service
@@ -89,9 +92,11 @@ SLASH_HELP = ("`/vidrag videos`: the videos of this channel\n`/vidrag summary [v
               "and its chapters\n`/vidrag forget &lt;video&gt;`: delete one\n"
               "`/vidrag status`: what is being indexed\nPost a video link or file to index it; "
               "mention me with a question to ask about the videos.")
-FORGET_REFUSED = "Only workspace admins and owners can remove videos; nothing was removed."
-FORGET_UNCHECKED = ("Only workspace admins and owners can remove videos, and Slack did not tell me whether "
-                    "you are one (the app may lack the `users:read` scope); nothing was removed.")
+# Who may remove a video besides the person who posted it (Service.forget words the refusal), and
+# what is added when Slack would not say whether the person is one.
+ADMINS = "a workspace admin or owner"
+FORGET_UNCHECKED = (" Slack did not tell me whether you are an admin or owner (the app may lack the "
+                    "`users:read` scope).")
 
 
 def unescape(text: str) -> str:
@@ -337,7 +342,8 @@ class SlackBot:
             video = next((v for v in indexed if v), None) or decision.argument or None
             await self._post_summary(msg.scope, root, video)
         elif decision.question:
-            await self._answer(msg.scope, root, decision.question, msg.author)
+            opened = msg.thread is not None or bool(decision.sources) or bool(decision.notes(STYLE))
+            await self._answer(msg.scope, root, decision.question, msg.author, opened)
         elif decision.action in COMMANDS and decision.action != Action.HELP:
             await self._post(msg.scope.channel, root, bounded(await self._command_reply(
                 msg.scope, decision.action, decision.argument, msg.author)))
@@ -418,9 +424,21 @@ class SlackBot:
                     shown = text
                     await asyncio.sleep(UPDATE_INTERVAL)
 
-    async def _answer(self, scope: Scope, root: str, question: str, user: str = "") -> None:
+    async def _answer(self, scope: Scope, root: str, question: str, user: str = "", opened: bool = True) -> None:
+        """Answer in the thread of `root`. A question the service does not admit (rate limits,
+        length) opens no thread: when none is `opened` yet, the refusal goes to the asker alone
+        (an ephemeral message in the channel), not into a new thread (40 mentions in a few
+        seconds opened 40 threads)."""
         try:
-            answer = await self.service.ask(scope, question, thread=root, user=user)
+            question = self.service.admit(scope, question, user)
+        except UserFacingError as e:
+            if opened or not user:
+                await self._post(scope.channel, root, escape(e.message))
+            else:
+                await self.client.chat_postEphemeral(channel=scope.channel, user=user, text=escape(e.message))
+            return
+        try:
+            answer = await self.service.ask(scope, question, thread=root, user=user, admitted=True)
         except UserFacingError as e:
             await self._post(scope.channel, root, escape(e.message))
             return
@@ -511,16 +529,17 @@ class SlackBot:
     async def _command_reply(self, scope: Scope, action: Action, arg: str, user: str) -> str:
         """The reply to a command (`/vidrag …` or a mention): a user-facing error's message, or
         the apology."""
+        admin: bool | None = False
         try:
             if action == Action.FORGET and arg:
-                # Slack has no per-channel "manage messages" right (Discord's check), so a workspace
-                # admin or owner may forget. The person who asked for the video would be the other
-                # natural choice, but the service facade does not say who asked for a finished video
-                # (`requested_by` stays on the queue's job rows), so only admins and owners may.
-                allowed = await self._is_admin(user)
-                if not allowed:
-                    return FORGET_REFUSED if allowed is False else FORGET_UNCHECKED
-            return await run_command(self.service, scope, action, arg, STYLE)
+                # The person who posted the video may remove it (the core checks: Service.forget);
+                # so may a workspace admin or owner, Slack having no per-channel "manage messages"
+                # right (Discord's).
+                admin = await self._is_admin(user)
+            return await run_command(self.service, scope, action, arg, STYLE, user=user, admin=bool(admin),
+                                     admins=ADMINS)
+        except Forbidden as e:
+            return escape(e.message) + (FORGET_UNCHECKED if admin is None else "")
         except UserFacingError as e:
             return escape(e.message)
         except Exception:

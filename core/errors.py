@@ -123,3 +123,7 @@ class Outage:
         if self.since is not None:
             self.log.warning("%s is back after %.1f s", self.name, time.monotonic() - self.since)
             self.since = None
+
+
+class Forbidden(Refused):
+    """The person may not do that here (remove a video someone else posted, not being an admin)."""

@@ -61,6 +61,7 @@ class Video:
     url: str = ""  # a link a person can open; empty for local files
     error: str = ""
     language: str = ""  # as Whisper names it, detected at ingest; "" when none was (no speech)
+    requested_by: str = ""  # the chat user who posted it; "" for the operator's command line
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from core.config import Settings
 from core.engines.base import Spec
 from core.engines.registry import Models
 from core.engines.text import multilingual_text, text_spec
-from core.errors import APOLOGY, DiskFull, NotFound, Refused, Unavailable, UserFacingError, disk_full
+from core.errors import APOLOGY, DiskFull, Forbidden, NotFound, Refused, Unavailable, UserFacingError, disk_full
 from core.jobs import startup
 from core.jobs.handles import ProgressCallback
 from core.jobs.limits import Limits
@@ -36,16 +36,26 @@ from core.store import lite_lock
 from core.store.catalog import Catalog, open_catalog
 from core.store.scoped import ScopedStore, VectorStore
 from core.store.vectors import collection_names, existing_collections
-from core.text.safety import neutralize
+from core.text.safety import neutralize, one_line
 
 __all__ = ["JobEvent", "JobHook", "ProgressCallback", "Service", "Submitted", "video_id_for"]
 
 log = logging.getLogger(__name__)
 
 
-def video_id_for(scope: Scope, source: str) -> str:
-    """A video's id: the same link posted twice in one channel is one video, in two channels two."""
-    return hashlib.sha256(f"{scope.key}\n{source.strip()}".encode()).hexdigest()[:10]
+ID_CHARS = 20  # hex characters of a video id: 80 bits
+LEGACY_ID_CHARS = 10  # the 40 bits ids had before; videos filed under one keep it
+
+
+def video_id_for(scope: Scope, source: str, chars: int = ID_CHARS) -> str:
+    """A video's id: the same link posted twice in one channel is one video, in two channels two.
+
+    80 bits: with the 40 of earlier versions a member could search 2^40 links (hours of hashing)
+    for one whose id is a victim's. Ids no longer decide isolation (vectors are keyed by channel,
+    rows by channel and id), but an id should name one video. Videos filed under a 40-bit id keep
+    it: `Service.submit` finds them by it, so nothing stored is rewritten, and no new id can
+    equal an old one (their lengths differ)."""
+    return hashlib.sha256(f"{scope.key}\n{source.strip()}".encode()).hexdigest()[:chars]
 
 
 def keep_older_index(settings: Settings, collections: Callable[[], list[str]]) -> Settings:
@@ -165,6 +175,9 @@ class Service:
         video_id = video_id_for(scope, source)
         async with self._submit_lock:
             existing = await store.video(video_id)
+            if existing is None:  # filed by an earlier version under its 40-bit id: the same video
+                existing = await store.video(video_id_for(scope, source, LEGACY_ID_CHARS))
+                video_id = existing.id if existing is not None else video_id
             if existing is not None and existing.status == VideoStatus.READY:
                 return Submitted(Job("", video_id, scope, source, Stage.DONE), already=True)
             low = await self.runner.troubles.low_disk()
@@ -176,7 +189,7 @@ class Service:
                 if requested_by:  # chat traffic; the operator's own CLI is not rate-limited
                     self.limits.take_ingest(scope, requested_by)
                 try:
-                    await store.add_video(video_id, source.strip(), "", title_from_source(source))
+                    await store.add_video(video_id, source.strip(), "", title_from_source(source), requested_by)
                     await store.update_video(video_id, status=VideoStatus.QUEUED, error="")
                     active = await self.queue.enqueue(scope, video_id, source.strip(),
                                                       needs_auth=headers is not None, requested_by=requested_by)
@@ -243,9 +256,11 @@ class Service:
         return await startup.recover(self.runner)
 
     # ---- answering ------------------------------------------------------------------------------
-    async def ask(self, scope: Scope, question: str, *, thread: str | None = None, user: str = "") -> Answer:
-        """Answer `question` from `scope`'s videos; `thread` keys the conversation's earlier turns.
-        A question from a chat `user` counts against the channel's and the user's rate limits."""
+    def admit(self, scope: Scope, question: str, user: str = "") -> str:
+        """The question, stripped, if it may be asked now: not empty, not too long, and (from a
+        chat `user`) within the channel's and the user's rate limits, which it counts against.
+        `Refused` otherwise. An adapter calls this before it opens a thread for the answer (40
+        mentions in a few seconds opened 40 threads), then `ask(..., admitted=True)`."""
         question = question.strip()
         if not question:
             raise Refused("Ask me a question about the videos shared in this channel.")
@@ -254,6 +269,14 @@ class Service:
                           f"{self.settings.max_question_chars} characters.")
         if user:
             self.limits.take_question(scope, user)
+        return question
+
+    async def ask(self, scope: Scope, question: str, *, thread: str | None = None, user: str = "",
+                  admitted: bool = False) -> Answer:
+        """Answer `question` from `scope`'s videos; `thread` keys the conversation's earlier turns.
+        A question from a chat `user` counts against the channel's and the user's rate limits
+        (`admit`), unless `admitted` says it was counted already."""
+        question = question.strip() if admitted else self.admit(scope, question, user)
         store = self.store(scope)
         history = await store.turns(thread) if thread else []
         answer = await compose(store, question, self.models, self.chat, history, self.settings.top_k)
@@ -307,8 +330,12 @@ class Service:
             log.exception("the summary of %s in %s failed", event.job.video_id, event.job.scope.key)
 
     # ---- listing and deleting -------------------------------------------------------------------
-    async def videos(self, scope: Scope) -> list[Video]:
-        return await self.store(scope).videos()
+    async def videos(self, scope: Scope, limit: int | None = None) -> list[Video]:
+        """The channel's videos, oldest first (the first `limit`)."""
+        return await self.store(scope).videos(limit)
+
+    async def count_videos(self, scope: Scope, status: VideoStatus | None = None) -> int:
+        return await self.store(scope).count_videos(status)
 
     async def video(self, scope: Scope, video_id: str) -> Video | None:
         return await self.store(scope).video(video_id)
@@ -316,16 +343,50 @@ class Service:
     async def jobs(self, scope: Scope) -> list[Job]:
         return await self.queue.active(scope)
 
-    async def forget(self, scope: Scope, video_id: str) -> Video:
-        """Remove one video of `scope`: vectors, frames, files and rows (its jobs too; a running
-        ingest of it is stopped and what it writes afterwards removed)."""
+    async def find(self, scope: Scope, name: str) -> Video:
+        """The one video of `scope` that `name` names: its id, its title (ignoring case), or the
+        first characters (6 or more) of its id; `NotFound` otherwise. Old 10-character ids and
+        new 20-character ones alike."""
         store = self.store(scope)
-        video = await store.video(video_id)
+        name = name.strip()
+        video = await store.video(name) if name else None
+        if video is None and name:
+            video = await store.video(name.lower())
+        if video is None and name:
+            low = name.lower()
+            matches = [v for v in await store.videos() if v.title.lower() == low]  # read a page at a time
+            if len(matches) == 1:
+                video = matches[0]
+            elif not matches and len(name) >= 6 and name.isalnum():
+                prefixed = await store.videos_with_prefix(low, 2)
+                video = prefixed[0] if len(prefixed) == 1 else None
         if video is None:
-            matches = [v for v in await store.videos() if v.title.lower() == video_id.strip().lower()]
-            if len(matches) != 1:
-                raise NotFound(f"There is no video `{video_id}` in this channel.")
-            video = matches[0]
+            shown = one_line(name.replace("`", "'"), 60)
+            raise NotFound(f"There is no video `{shown}` in this channel." if shown
+                           else "There is no such video in this channel.")
+        return video
+
+    async def may_forget(self, scope: Scope, name: str, *, user: str | None = None, admin: bool = False,
+                         admins: str = "an admin") -> Video:
+        """The video `name` names, if `user` may remove it (see `forget`, which asks this too):
+        `NotFound` or `Forbidden` otherwise. The one place the rule is written."""
+        video = await self.find(scope, name)
+        if user is not None and not admin and not (video.requested_by and video.requested_by == user):
+            raise Forbidden(f"Only the person who posted this video or {admins} can remove it; nothing was removed.")
+        return video
+
+    async def forget(self, scope: Scope, video_id: str, *, user: str | None = None, admin: bool = False,
+                     admins: str = "an admin") -> Video:
+        """Remove one video of `scope` (named as `find` reads names): vectors, frames, files and
+        rows (its jobs too; a running ingest of it is stopped and what it writes afterwards
+        removed).
+
+        Who may: the operator (`user` None: the command line), the chat user who posted the
+        video, and an admin (`admin`: each adapter knows what that is on its platform, and
+        `admins` is how its refusal names them). The same in a direct message as in a channel.
+        Anyone else gets `Forbidden`, and nothing is removed."""
+        store = self.store(scope)
+        video = await self.may_forget(scope, video_id, user=user, admin=admin, admins=admins)
         jobs = await self.catalog.jobs(scope, video.id, active_only=False)
         await store.delete_video(video.id)
         await self.runner.stop_jobs({j.id for j in jobs})

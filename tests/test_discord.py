@@ -16,10 +16,12 @@ import pytest
 from adapters import discord_bot
 from adapters.discord_bot import VidragBot, render_answer, split_message
 from core.config import Settings
-from core.models import Answer, Citation, Stage
-from core.service import Service
+from core.models import Answer, Citation, Scope, Stage, VideoStatus
+from core.service import Service, video_id_for
 from tests.conftest import ffmpeg
-from tests.fakes.discord_server import GUILD_ID, FakeDiscord
+from tests.fakes.discord_server import GUILD_ID, OWNER_ID, FakeDiscord
+
+BOB = 410000000000000099  # a member who posted nothing and, in these tests, manages nothing
 
 
 def pings_nobody(allowed_mentions: dict) -> bool:
@@ -239,7 +241,7 @@ async def test_slash_ask_answers_in_a_thread_on_the_question(bot: VidragBot, fak
     assert sent(fake, answer).files
 
 
-async def test_slash_forget_autocompletes_and_needs_manage_messages(bot: VidragBot, fake: FakeDiscord) -> None:
+async def test_slash_forget_autocompletes_and_needs_manage_messages_or_having_posted_it(bot: VidragBot, fake: FakeDiscord) -> None:
     await index_link(fake)
     token = await fake.slash("general", "forget", {"video": "volc"}, kind=4, focused="video")
     choices = (await fake.wait_for(lambda: next(
@@ -247,7 +249,7 @@ async def test_slash_forget_autocompletes_and_needs_manage_messages(bot: VidragB
     assert choices["type"] == 8
     ((choice),) = choices["data"]["choices"]
     assert choice["name"].startswith("volcanoes (")
-    denied = await fake.slash("general", "forget", {"video": choice["value"]}, permissions=0)
+    denied = await fake.slash("general", "forget", {"video": choice["value"]}, permissions=0, user=(BOB, "bob"))
     (no,) = await fake.wait_for(lambda: [r for r in fake.requests if r.path.endswith(f"/{denied}/callback")])
     assert no.json["data"]["flags"] == 64 and "manage messages" in no.json["data"]["content"]
     allowed = await fake.slash("general", "forget", {"video": choice["value"]})
@@ -416,3 +418,80 @@ async def test_a_message_with_many_links_indexes_a_few_and_says_so(bot: VidragBo
     replies = [m for m in fake.messages.values() if m.get("message_reference", {}).get("message_id") == posted["id"]]
     assert len(replies) == 6, [r["content"] for r in replies]  # five jobs and one note (20 replies before)
     assert sum("at most 5 videos" in r["content"] and "skipped 15 links" in r["content"] for r in replies) == 1
+
+
+# ---- issue 22: who may forget, what is echoed, when a thread opens -----------------------------------
+async def file_video(service: Service, scope: Scope, source: str, title: str, requested_by: str) -> str:
+    """A ready video in the catalog (no vectors: enough to be listed and forgotten)."""
+    video_id = video_id_for(scope, source)
+    store = service.store(scope)
+    await store.add_video(video_id, source, source, title, requested_by)
+    await store.update_video(video_id, status=VideoStatus.READY, duration=10.0)
+    return video_id
+
+
+async def test_forget_is_for_who_posted_the_video_or_can_manage_messages_in_a_dm_too(
+        bot: VidragBot, fake: FakeDiscord) -> None:
+    general = discord_bot.scope_for(bot.get_channel(int(fake.channel_id("general"))))
+    talk = await file_video(bot.service, general, "https://example.org/a.mp4", "Rocks", str(OWNER_ID))
+    denied = await fake.slash("general", "forget", {"video": talk}, permissions=0, user=(BOB, "bob"))
+    (no,) = await fake.wait_for(lambda: [r for r in fake.requests if r.path.endswith(f"/{denied}/callback")])
+    assert no.json["data"]["flags"] == 64  # privately
+    assert no.json["data"]["content"] == ("Only the person who posted this video or a member who can manage "
+                                          "messages here can remove it; nothing was removed.")
+    assert [v.id for v in await bot.service.videos(general)] == [talk]
+    mine = await fake.slash("general", "forget", {"video": talk}, permissions=0)  # alice posted it
+    assert (await interaction_replies(fake, mine))[0]["content"].startswith("🗑️ Removed **Rocks**")
+
+    # a DM: nobody there manages messages; what alice posted is hers, what the operator filed is not
+    dm = str(fake.snowflake())
+    where = Scope("discord", "dm", dm)
+    hers = await file_video(bot.service, where, "https://example.org/h.mp4", "Hers", str(OWNER_ID))
+    filed = await file_video(bot.service, where, "https://example.org/f.mp4", "Filed", "")
+    await fake.post(dm, f"forget {filed}", dm=True)
+    (refused,) = await fake.wait_for(lambda: fake.bot_messages(dm))
+    assert refused["content"].startswith("Only the person who posted this video or a member who can manage")
+    await fake.post(dm, f"forget {hers}", dm=True)
+    _, removed = await fake.wait_for(lambda: (m := fake.bot_messages(dm)) and len(m) >= 2 and m)
+    assert removed["content"].startswith("🗑️ Removed **Hers**")
+    assert [v.id for v in await bot.service.videos(where)] == [filed]
+
+
+async def test_slash_ask_echoes_the_question_neutralized(bot: VidragBot, fake: FakeDiscord) -> None:
+    """`/ask` posts the question back as the thread's first message: it went out raw, a masked
+    link and all (issue 22, item 7)."""
+    question = "[Verify your account](https://evil.example/login) now, @everyone"
+    token = await fake.slash("general", "ask", {"question": question})
+    (echo,) = await interaction_replies(fake, token)
+    assert echo["content"].startswith("**Question:** ") and "Verify your account" in echo["content"]
+    assert not any(s in echo["content"] for s in ("https://", "evil.example", "@everyone")), echo["content"]
+    (thread,) = await fake.wait_for(lambda: fake.calls("POST", f"/messages/{echo['id']}/threads"))
+    await thread_reply(fake, echo["id"])  # answered ("no videos"), in the thread
+    assert "Verify your account" in thread.json["name"]
+    assert not any(s in thread.json["name"] for s in ("https://", "evil.example", "@everyone")), thread.json
+    followup = next(r for r in fake.requests if r.method == "POST" and r.path.endswith(f"/{token}")
+                    and r.json.get("content") == echo["content"])
+    assert pings_nobody(followup.json["allowed_mentions"])
+
+
+async def test_mentions_past_the_rate_limit_open_no_thread(settings: Settings, models, fake: FakeDiscord) -> None:
+    """40 mentions in a few seconds, 3 questions a minute allowed to a person: 3 threads, and each
+    of the other 37 questions gets one short reply in place (the thread was opened before the
+    rate limit was asked: 40 threads, 37 saying only "You're asking faster…")."""
+    limited = dataclasses.replace(settings, questions_per_minute_per_user=3)
+    async with Service.open(limited, models=models, chat=None) as svc, connected(svc, limited):
+        posted = [await fake.post("general", f"Why do volcanoes erupt ({i})?", mention_bot=True) for i in range(40)]
+        asked = {p["id"] for p in posted}
+
+        def replies() -> list[dict]:
+            return [m for m in fake.messages.values() if m.get("message_reference", {}).get("message_id") in asked]
+
+        await fake.wait_for(lambda: len(replies()) >= 37)
+        await fake.wait_for(lambda: len([m for m in fake.messages.values() if m["author"]["id"] != str(OWNER_ID)
+                                         and m["channel_id"] in asked]) >= 3)  # the three answers, in threads
+        while handlers := [t for t in asyncio.all_tasks() if t.get_name() == "discord.py: on_message"]:
+            await asyncio.gather(*handlers, return_exceptions=True)
+    assert len(fake.calls("POST", "/threads")) == 3
+    refusals = replies()
+    assert len(refusals) == 37 and all(m["channel_id"] == fake.channel_id("general") for m in refusals)
+    assert all(m["content"].startswith("You're asking faster than I can answer") for m in refusals)

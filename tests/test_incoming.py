@@ -251,7 +251,7 @@ def from_slack(text: str) -> str:
 
 def unvaried(text: str) -> str:
     """What may differ between two channels of one bot: a video's id, a file's URL-derived name."""
-    return re.sub(r"`[0-9a-f]{10}`", "`<id>`", text)
+    return re.sub(r"`[0-9a-f]{10}(?:[0-9a-f]{10})?`", "`<id>`", text)
 
 
 async def on_discord(both: Both, said: Said) -> list[str]:
@@ -309,18 +309,20 @@ async def test_both_platforms_say_the_same_to_the_same_message(both: Both, name:
                 "videos": ["✅ Volcanoes (0:18) — ready · `<id>`"],
                 "status": ["1 video ready in this channel.\n" + present.NOTHING_INDEXING],
                 "not for the bot": [], "article without a mention": [],
-                "hostile link name": ["❌ I couldn't index [Verify](hxxps://evil[.]shop/login) ‹!channel› @\u200beveryone"]}[name]
+                "hostile link name": ["❌ I couldn't index [Verify](hxxps[:]//evil[.]shop/login) ‹!channel› @\u200beveryone"]}[name]
     assert len(slack) == len(expected) and all(t.startswith(e) for t, e in zip(slack, expected, strict=True)), slack
 
 
 async def test_forget_by_mention_removes_the_video_on_both_for_who_may(both: Both) -> None:
-    """Last in the module: it removes the channels' video. A Slack member may not (admins only),
-    a Discord member who can manage messages may; each says so in its own words."""
+    """Last in the module: it removes the channels' video. A Slack member who did not post it may
+    not (it was filed by the operator), a Discord member who can manage messages may; each says
+    so in its own words."""
     scopes = {"slack": Scope("slack", TEAM, MAIN), "discord": Scope("discord", str(GUILD_ID),
                                                                      both.fake.channel_id("general"))}
     said = Said(f"forget {video_id_for(scopes['slack'], VIDEO_LINK)}", mention=True)
     refused = [from_slack(t) for t in await on_slack(both, said)]
-    assert len(refused) == 1 and refused[0].startswith("Only workspace admins and owners"), refused
+    assert len(refused) == 1 and refused[0].startswith(
+        "Only the person who posted this video or a workspace admin or owner can remove it"), refused
     slack_ts, discord_id = new_ts(), video_id_for(scopes["discord"], VIDEO_LINK)
     event = {"type": "app_mention", "channel": MAIN, "ts": slack_ts, "user": ADMIN,
              "text": f"<@{BOT_USER}> forget {video_id_for(scopes['slack'], VIDEO_LINK)}"}

@@ -71,3 +71,40 @@ async def test_partitions_differ_per_channel_and_platform() -> None:
     names = {Scope(p, w, c).partition for p in ("slack", "discord") for w in ("T1", "T2") for c in ("C1", "C2")}
     assert len(names) == 8
     assert all(n[0].isalpha() and n.replace("_", "").isalnum() for n in names)
+
+
+async def _file(service: Service, scope, video_id: str, source: str, title: str, said: list[str]) -> None:
+    """A ready video written straight into the store, its sentences embedded for real."""
+    from core.models import Segment, VideoStatus
+
+    text = await service.models.call_query(lambda: service.models.text)
+    segs = [Segment(9.0 * i, 9.0 * (i + 1), s) for i, s in enumerate(said)]
+    vectors = await service.models.call_query(text.embed, said)
+    store = service.store(scope)
+    await store.add_video(video_id, source, source, title)
+    await store.put_text(video_id, segs, vectors, segs, segs, vectors)
+    await store.update_video(video_id, status=VideoStatus.READY, duration=9.0 * len(said))
+
+
+async def test_video_ids_of_80_bits_and_the_40_bit_ones_filed_before_both_work(service: Service) -> None:
+    """New ids are 20 hex characters (80 bits); a video filed by an earlier version under its
+    10-character id is still that video when its link is posted again, is named by its id in a
+    question, and is forgotten by it; a new id is also found by its first characters."""
+    from core.service import video_id_for
+
+    sc = console("ids")
+    old_link, new_link = "https://example.org/old.mp4", "https://example.org/new.mp4"
+    old_id, new_id = video_id_for(sc, old_link, 10), video_id_for(sc, new_link)
+    assert len(old_id) == 10 and len(new_id) == 20 and new_id == video_id_for(sc, new_link)
+    said = ["Magma rises because it is lighter than the rock around it.", "Lava cools into basalt."]
+    await _file(service, sc, old_id, old_link, "First lecture", said)
+    await _file(service, sc, new_id, new_link, "Second lecture", said)
+
+    again = await service.submit(sc, old_link)  # the same link: the same video, not a new one
+    assert again.already and again.job.video_id == old_id
+    for vid in (old_id, new_id):
+        answer = await service.ask(sc, f"In video {vid}, why does magma rise?")
+        assert answer.citations[0].video_id == vid, (vid, answer.citations)
+    assert (await service.forget(sc, new_id[:8])).id == new_id
+    assert (await service.forget(sc, old_id.upper())).id == old_id
+    assert await service.videos(sc) == []

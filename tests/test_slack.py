@@ -27,8 +27,8 @@ from adapters.slack_app import SlackBot, answer_messages, links_in, plain, run, 
 from core import synth
 from core.answer.compose import OpenAIChat
 from core.config import Settings
-from core.models import Answer, Citation, Job, JobStatus, Progress, Scope, Stage
-from core.service import JobEvent, Service
+from core.models import Answer, Citation, Job, JobStatus, Progress, Scope, Stage, VideoStatus
+from core.service import JobEvent, Service, video_id_for
 from tests.fakes.serve import serve
 from tests.fakes.slack_api import ADMIN, APP_TOKEN, BOT_TOKEN, BOT_USER, MEMBER, TEAM, FakeSlackAPI
 
@@ -375,16 +375,64 @@ async def test_slash_forget_removes_a_video_of_this_channel_only(slack, tmp_path
     assert await slack.service.videos(Scope("slack", TEAM, "C0FORGET")) == []
 
 
-async def test_slash_forget_is_refused_to_members_who_are_not_admins_and_deletes_nothing(slack, link_posted) -> None:
+async def test_slash_forget_is_refused_to_members_who_neither_posted_it_nor_are_admins(slack, link_posted) -> None:
     [video] = await slack.service.videos(Scope("slack", TEAM, LECTURE))
-    for user in (MEMBER, "U0STRANGER"):  # an ordinary member; someone users.info does not know
+    assert video.requested_by == MEMBER  # who posted the link
+    slack.api.users["U0BOB"] = {"is_admin": False, "is_owner": False}
+    for user in ("U0BOB", "U0STRANGER"):  # an ordinary member; someone users.info does not know
         assert await slack.command(LECTURE, f"forget {video.id}", user=user) == 200
         await slack.bot.drain()
         reply = slack.api.called("respond", id=LECTURE)[-1].args
         assert reply["response_type"] == "ephemeral"
-        assert "Only workspace admins and owners" in reply["text"] and "nothing was removed" in reply["text"], reply
+        assert reply["text"].startswith("Only the person who posted this video or a workspace admin or owner can "
+                                        "remove it; nothing was removed."), reply
+        assert ("Slack did not tell me" in reply["text"]) == (user == "U0STRANGER")
         assert slack.api.called("users.info", status=None, user=user)
     assert [v.id for v in await slack.service.videos(Scope("slack", TEAM, LECTURE))] == [video.id]
+
+
+async def test_who_posted_a_video_may_forget_it_in_a_direct_message(slack) -> None:
+    """A DM has no admins but the workspace's: there, as in a channel, the poster may forget a
+    video and nobody else but an admin (issue 22: a DM had no check at all)."""
+    dm = Scope("slack", TEAM, "D0ALICE")
+    ids = {}
+    for who in (MEMBER, "U0BOB"):
+        ids[who] = video_id_for(dm, f"https://example.org/{who}.mp4")
+        store = slack.service.store(dm)
+        await store.add_video(ids[who], f"https://example.org/{who}.mp4", "", f"Talk of {who}", who)
+        await store.update_video(ids[who], status=VideoStatus.READY)
+    for video_id in (ids["U0BOB"], ids[MEMBER]):
+        assert await slack.command("D0ALICE", f"forget {video_id}", user=MEMBER) == 200
+        await slack.bot.drain()
+    refused, removed = (c.args["text"] for c in slack.api.called("respond", id="D0ALICE")[-2:])
+    assert refused.startswith("Only the person who posted this video") and "Removed *Talk of U0ALICE*" in removed
+    assert [v.id for v in await slack.service.videos(dm)] == [ids["U0BOB"]]
+
+
+async def test_mentions_past_the_rate_limit_open_no_thread(tmp_path, models) -> None:
+    """40 mentions in a few seconds, 3 questions a minute allowed to a person: 3 threads, and
+    each other question gets one short reply to the asker alone (chat.postEphemeral), no thread."""
+    api = await FakeSlackAPI().start()
+    settings = Settings(data_dir=tmp_path / "data", clip_pretrained="random", slack_bot_token=BOT_TOKEN,
+                        slack_signing_secret=SECRET, questions_per_minute_per_user=3)
+    try:
+        async with Service.open(settings, models=models, chat=None) as svc:
+            bot = SlackBot(svc, settings, client=web_client(BOT_TOKEN, base_url=api.api_url))
+            runner, base = await serve(bot.web_app())
+            try:
+                async with aiohttp.ClientSession() as http:
+                    limited = Slack(api, bot, svc, f"{base}/slack/events", http)
+                    asked = [await limited.mention(LECTURE, f"Why do volcanoes erupt ({i})?") for i in range(40)]
+                    await bot.drain()
+            finally:
+                await bot.close()
+                await runner.cleanup()
+    finally:
+        await api.stop()
+    threads = {c.args["thread_ts"] for c in api.called("chat.postMessage", channel=LECTURE)}
+    assert len(threads) == 3 and threads <= set(asked)
+    refusals = api.called("chat.postEphemeral", channel=LECTURE, user=MEMBER)
+    assert len(refusals) == 37 and all("asking faster" in c.args["text"] for c in refusals)
 
 
 async def test_slash_status_counts_the_attempt_under_way_so_a_first_try_shows_no_number(slack, monkeypatch) -> None:

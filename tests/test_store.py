@@ -2,9 +2,12 @@
 (`MILVUS_URI=http://…`): what a scope writes it finds, no scope sees another's vectors, and
 deleting a video or a whole scope removes exactly that.
 
-Video ids differ between channels (core.service derives them from the scope), and the tests keep
-them so: Milvus Lite 3.2 deletes rows whose primary key repeats in another partition along with
-the partition's own (the server does not), and primary keys are `<video id>:t<n>`.
+Video ids differ between channels (core.service derives them from the scope), but nothing may
+depend on it: Milvus Lite 3.2 keeps one row per primary key in a collection (a row written in
+another partition with the same key replaces it; a delete by key reaches every partition), so
+primary keys carry the channel (`s_<hash>/<video id>:t<n>`), and
+`test_a_video_id_repeated_in_another_channel_cannot_touch_this_ones` gives two channels one
+video id on purpose.
 
 The server variant runs against `MILVUS_SERVER_URI` (default http://127.0.0.1:19530), which
 `scripts/test.sh` starts from PyPI `milvus==2.3.5` (scripts/milvus-server.sh). Run alone, it is
@@ -194,3 +197,31 @@ async def test_a_new_store_object_finds_existing_partitions(uri: str, tag: str, 
     finally:
         if "://" in uri:
             await asyncio.to_thread(first.close)
+
+
+@pytest.mark.parametrize("layout", ["partition", "key"])
+async def test_a_video_id_repeated_in_another_channel_cannot_touch_this_ones(
+        uri: str, tag: str, catalog: SqliteCatalog, scope: Callable[..., Scope], layout: str) -> None:
+    """Issue 22, item 6: a member who finds a link whose id collides with a victim's video indexes
+    it in a DM and forgets it there. The victim's vectors, frames and answers stay; before keys
+    carried the channel, Milvus Lite (partition layout) lost the victim's rows at the attacker's
+    insert, and the attacker's delete by key removed them for good."""
+    vs = await asyncio.to_thread(VectorStore, uri, f"t{tag}", DIM, f"i{tag}", IMAGE_DIM, layout=layout)
+    try:
+        victim = ScopedStore(scope("discord", "G1", "lectures"), vs, catalog)
+        attacker = ScopedStore(scope("discord", "dm", "D1"), vs, catalog)
+        same = "0123456789abcdef0123"
+        await put(victim, same, 0)
+        await put(attacker, same, 1)
+        assert {h.video_id for h in await attacker.search_text(unit(1), 10)} == {same}
+        await attacker.delete_video(same)
+        assert await attacker.vector_video_ids() == set()
+        assert [h.text for h in await victim.search_text(unit(0), 10)] == [f"text of {same}"]
+        assert [h.video_id for h in await victim.search_frames(unit(0, IMAGE_DIM), 10)] == [same]
+        assert vs.count(vs.text, victim.partition) == 1 and vs.count(vs.frames, victim.partition) == 1  # type: ignore[arg-type]
+        assert [r["id"] for r in vs.rows(vs.text, victim.partition, "", ["id"])] == [f"{same}:t0"]
+    finally:
+        if uri != SERVER:
+            for c in (vs.text, vs.frames):
+                vs.client.drop_collection(c)
+        await asyncio.to_thread(vs.close)

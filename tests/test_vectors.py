@@ -251,3 +251,19 @@ def test_migration_moves_every_channel_to_the_key_layout(own_collections: Stores
     assert found(new, A) == {"va"} and found(new, B, 1) == {"vb"}
     assert new.count(new.text, A.partition) == 30 and new.count(new.frames, B.partition) == 1  # type: ignore[arg-type]
     assert {r["id"] for r in new.rows(new.frames, B.partition, "", ["id", "path"])} == {"vb:f0"}  # type: ignore[arg-type]
+
+
+def test_rows_keyed_before_keys_carried_the_channel_are_read_and_deleted(own: Stores, ab: tuple[Scope, Scope]) -> None:
+    """A partition-layout collection written by an earlier vidrag holds keys without the channel
+    (`<video>:t<n>`): they are still found, listed with the ids they were given, and deleted."""
+    A, B = ab
+    vs = own.open("partition")
+    put(vs, B, "vb", 0)
+    put(vs, A, "va-new", 1)  # makes A's partition
+    vs.client.insert(vs.text, [{"id": "va:t0", "vector": unit(0).tolist(), "video_id": "va", "start": 0.0,
+                                "end": 5.0, "kind": "speech", "text": "old"}], partition_name=A.partition)
+    vs.client.flush(vs.text)
+    assert found(vs, A) == {"va", "va-new"}
+    assert {r["id"] for r in vs.rows(vs.text, A.partition, "", ["id"])} == {"va:t0", "va-new:t0"}
+    vs.delete(vs.text, A.partition, ["va"])
+    assert found(vs, A) == {"va-new"} and found(vs, B) == {"vb"}

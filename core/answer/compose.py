@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from core.answer.retrieve import Moment, retrieve
+from core.answer.retrieve import UNITS_PER_HIT, Moment, retrieve
 from core.config import Settings
 from core.errors import UserFacingError
 from core.ingest.fetch import with_time
@@ -145,8 +145,8 @@ async def gather_evidence(store: ScopedStore, moments: Sequence[Moment], cites: 
     out = []
     for m, c in zip(moments, cites, strict=True):
         h = m.hit
-        if h.kind == Kind.OCR:
-            segs = await store.segments(h.video_id, h.start, h.end)
+        if h.kind == Kind.OCR:  # (reads bounded as retrieve's: a subtitle track may pack 20,000 cues in 6 s)
+            segs = await store.segments(h.video_id, h.start, h.end, limit=UNITS_PER_HIT)
             said = " ".join(s.text for s in segs if s.kind != Kind.OCR)
             shown = h.text
         else:
@@ -156,7 +156,7 @@ async def gather_evidence(store: ScopedStore, moments: Sequence[Moment], cites: 
             on = [f for f in frames[h.video_id] if f[0] <= mid] or frames[h.video_id][:1]
             # the sentence that follows often finishes the thought ("Each step had to be" →
             # "paid for from his own fortune"): quote it too when it follows without a pause
-            after = [s for s in await store.segments(h.video_id, h.end, h.end + 8.0)
+            after = [s for s in await store.segments(h.video_id, h.end, h.end + 8.0, limit=UNITS_PER_HIT)
                      if s.kind == h.kind and h.end - 0.05 <= s.start <= h.end + 1.5]
             said = h.text + (" " + after[0].text if after else "")
             shown = on[-1][2] if on else ""

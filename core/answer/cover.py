@@ -13,6 +13,7 @@ import asyncio
 import re
 
 from core.answer.naming import name_tokens
+from core.answer.reads import COVER_UNITS
 from core.models import Kind
 from core.store.scoped import ScopedStore
 
@@ -37,7 +38,7 @@ async def cover_spans(store: ScopedStore, vids: list[str], titles: dict[str, str
         want = set(name_tokens(title))
         return bool(want) and len(want & set(name_tokens(ocr))) >= COVER_SHARE * len(want)
 
-    shown = await asyncio.gather(*(store.units(v, 0.0, 1e12, Kind.OCR) for v in vids))
+    shown = await asyncio.gather(*(store.units(v, 0.0, 1e12, Kind.OCR, limit=COVER_UNITS) for v in vids))
     return {v: [(seg.start, seg.end) for seg, _ in segs if cover(titles.get(v, ""), seg.text)]
             for v, segs in zip(vids, shown, strict=True) if titles.get(v)}
 

@@ -25,6 +25,9 @@ narrowed to the words that answer, and fused by time.
    in the same video adds a share of its score, and a CLIP frame hit inside it adds a
    reciprocal-rank term — a moment that several signals point at rises.
 6. Merge overlapping moments and keep the best few.
+
+What one question reads is bounded whatever it names (`core.answer.reads`: MAX_UNITS units of
+candidates at most), and the scoring runs off the event loop.
 """
 
 from __future__ import annotations
@@ -40,13 +43,28 @@ import numpy as np
 
 from core.answer.cover import cover_spans, explains, share_within
 from core.answer.naming import Naming, Titles, name_tokens
+from core.answer.reads import (
+    HIT_UNITS,
+    MAX_UNITS,
+    NAMED_HITS,
+    NAMED_SPAN,
+    NAMED_UNITS,
+    UNIT_CHARS,
+    UNITS_PER_HIT,
+    Known,
+    Unit,
+    hit_key,
+    named_candidates,
+    units_of,
+)
 from core.engines.image import ImageEmbedder
 from core.engines.text import ENGLISH, TextEmbedder
-from core.models import Hit, Kind
+from core.models import Hit
 from core.store.scoped import ScopedStore, VectorHit
 from core.text.words import STOP, stem, stems, tokens
 
-__all__ = ["STOP", "Lexical", "Moment", "lexical_scores", "retrieve", "stem", "tokens"]
+__all__ = ["HIT_UNITS", "MAX_UNITS", "NAMED_HITS", "NAMED_SPAN", "NAMED_UNITS", "STOP", "UNITS_PER_HIT", "UNIT_CHARS",
+           "Lexical", "Moment", "lexical_scores", "retrieve", "stem", "tokens"]
 
 UNIT_WEIGHT = 0.7  # a unit's own similarity, against its whole chunk's as context
 LEX_WEIGHT = 0.5  # lexical evidence, 0..1, scaled (0.3 → 0.5: recall@1 0.853 → 0.863 on eval/)
@@ -87,17 +105,6 @@ class Moment:
     focus: tuple[float, float] | None = None
 
 
-@dataclass
-class _Unit:
-    hit: int  # index of the text hit it comes from
-    start: float
-    end: float
-    text: str
-    score: float = 0.0
-    why: tuple[str, ...] = ()
-    vector: np.ndarray | None = None
-
-
 def _overlaps(a0: float, a1: float, b0: float, b1: float, slack: float = 0.5) -> bool:
     return a0 <= b1 + slack and b0 <= a1 + slack
 
@@ -116,45 +123,18 @@ def naming_of(question: str, titles: dict[str, str]) -> Naming:
     return _titles(titles).naming(question)
 
 
-async def _units(store: ScopedStore, hits: list[VectorHit]) -> list[_Unit]:
-    """Each hit's units with the vectors stored at ingest; a hit without any (indexed before units
-    were stored) is its own unit, embedded now."""
-    units: list[_Unit] = []
-    # all at once: one round trip's wait instead of one per hit (PostgreSQL's pool runs them side by side)
-    each = await asyncio.gather(*(store.units(h.video_id, h.start, h.end, h.kind) for h in hits))
-    for i, (h, found) in enumerate(zip(hits, each, strict=True)):
-        if h.kind == Kind.OCR:
-            found = [(seg, v) for seg, v in found if abs(seg.start - h.start) < 0.01][:1]
-        if not found:
-            units.append(_Unit(i, h.start, h.end, h.text))
-        units += [_Unit(i, seg.start, seg.end, seg.text, vector=v) for seg, v in found]
-    return units
-
-
 def fuse(*ranked: list[VectorHit]) -> list[tuple[VectorHit, float]]:
     """Reciprocal-rank fusion of ranked hit lists: each distinct chunk once, with the sum of
     1 / (RRF_K + rank) over the lists that have it, best first."""
     fused: dict[tuple[str, str, float, float], list[Any]] = {}
     for hits in ranked:
         for rank, h in enumerate(hits):
-            key = _key(h)
+            key = hit_key(h)
             if key in fused:
                 fused[key][1] += 1.0 / (RRF_K + rank)
             else:
                 fused[key] = [h, 1.0 / (RRF_K + rank)]
     return sorted(((h, r) for h, r in fused.values()), key=lambda hr: -hr[1])
-
-
-async def _named_units(store: ScopedStore, video_id: str, seen: set[tuple[str, str, float, float]]) -> list[VectorHit]:
-    """Every unit of a named video not among the candidates yet, each as a hit of its own."""
-    out: list[VectorHit] = []
-    for kind in (Kind.SPEECH, Kind.SUBTITLE, Kind.OCR):
-        for seg, _ in await store.units(video_id, 0.0, 1e12, kind):
-            key = (video_id, str(kind), round(seg.start, 2), round(seg.end, 2))
-            if key not in seen:
-                seen.add(key)
-                out.append(VectorHit(video_id, seg.start, seg.end, str(kind), seg.text, math.nan))
-    return out
 
 
 async def retrieve(store: ScopedStore, question: str, text: TextEmbedder, image: ImageEmbedder | None,
@@ -196,15 +176,18 @@ async def retrieve(store: ScopedStore, question: str, text: TextEmbedder, image:
     hits = [h for h, _ in fused]
     rrf = [r for _, r in fused]
     best = naming.best()
+    known: Known | None = None
+    first = len(hits)
     if (naming.phrases or naming.titled) and best is not None and best[1] >= NAME_EXPAND:
-        seen = {_key(h) for h in hits}
-        extra = await _named_units(store, best[0], seen)
+        seen = {hit_key(h) for h in hits}
+        extra, known = await named_candidates(store, best[0], seen, asked, qv,
+                                              lexical is not None and hasattr(store, "lexical_hits"))
         hits += extra
         rrf += [0.0] * len(extra)
     if not hits:
         return []
 
-    units = await _units(store, hits)
+    units = await units_of(store, hits, first, known)
     vids = sorted({h.video_id for h in hits})
     # a unit stored without a vector, or by another text model (TEXT_EMBEDDER or TEXT_MULTILINGUAL
     # changed since it was indexed), is embedded now rather than compared across spaces
@@ -212,15 +195,26 @@ async def retrieve(store: ScopedStore, question: str, text: TextEmbedder, image:
     if missing:
         for u, v in zip(missing, await call(text.embed, [u.text for u in missing]), strict=True):
             u.vector = v
-    lang = {v: video_languages.get(v, "") for v in vids}
     title_vecs = dict(zip(vids, await title_vectors([titles.get(v, "") for v in vids]), strict=True))
+    covers = await cover_spans(store, vids, titles) if COVER_WEIGHT and explains(asked) else {}
+    # scoring is CPU work (up to ~2,000 units, each moment against the others): off the event loop
+    return await asyncio.to_thread(_rank, asked, naming, best, titles, title_vecs, covers, video_languages, qv,
+                                   hits, rrf, dense, units, frame_hits, keep)
+
+
+def _rank(asked: str, naming: Naming, best: tuple[str, float] | None, titles: dict[str, str],
+          title_vecs: dict[str, np.ndarray], covers: dict[str, list[tuple[float, float]]],
+          video_languages: dict[str, str], qv: np.ndarray, hits: list[VectorHit], rrf: list[float],
+          dense: list[VectorHit], units: list[Unit], frame_hits: list[VectorHit], keep: int) -> list[Moment]:
+    """Steps 4-6 of the module docstring: score the units, add agreement by time, keep the best."""
+    vids = sorted({h.video_id for h in hits})
+    lang = {v: video_languages.get(v, "") for v in vids}
     topic = {v: _topic(titles.get(v, ""), lang[v]) for v in vids}
     lex = lexical_scores(asked, [u.text for u in units], ignore_each=[topic[hits[u.hit].video_id] for u in units],
                          languages=[lang[hits[u.hit].video_id] for u in units])
-    covers = await cover_spans(store, vids, titles) if COVER_WEIGHT and explains(asked) else {}
     strongest = max(best[1] if best else 0.0, NAME_FULL)
     dense_of = [float(u.vector @ qv) for u in units]
-    context = _context(hits, {_key(h) for h in dense}, units, dense_of)
+    context = _context(hits, {hit_key(h) for h in dense}, units, dense_of)
     for u, d, x in zip(units, dense_of, lex, strict=True):
         h = hits[u.hit]
         named = naming.scores.get(h.video_id, 0.0) / strongest
@@ -235,18 +229,23 @@ async def retrieve(store: ScopedStore, question: str, text: TextEmbedder, image:
             on_cover = share_within(u.start, u.end, covers[h.video_id])
             u.score -= COVER_WEIGHT * on_cover
             u.why += (f"cover:{on_cover:.2f}",) if on_cover else ()
-    top: dict[int, _Unit] = {}
+    top: dict[int, Unit] = {}
     for u in units:
         if u.hit not in top or u.score > top[u.hit].score:
             top[u.hit] = u
-    focus = {i: _focus(t, [u for u in units if u.hit == i]) for i, t in top.items()}
+    of_hit: dict[int, list[Unit]] = {}
+    for u in units:
+        of_hit.setdefault(u.hit, []).append(u)
+    focus = {i: _focus(t, of_hit[i]) for i, t in top.items()}
     moments = [(Hit(hits[i].video_id, u.start, u.end, u.text, hits[i].kind, u.score), u.why, focus[i])
                for i, u in sorted(top.items())]
 
     scored: list[Moment] = []
+    of_video: dict[str, list[int]] = {}
+    for i, (hit, _, _) in enumerate(moments):
+        of_video.setdefault(hit.video_id, []).append(i)
     for i, (hit, why, at) in enumerate(moments):
-        agree = max((o.score for j, (o, _, _) in enumerate(moments)
-                     if j != i and o.video_id == hit.video_id and o.kind != hit.kind
+        agree = max((o.score for j in of_video[hit.video_id] if j != i and (o := moments[j][0]).kind != hit.kind
                      and _overlaps(hit.start, hit.end, o.start, o.end, 0.0)), default=0.0)
         score = hit.score + AGREE_WEIGHT * max(agree, 0.0)
         for rank, f in enumerate(frame_hits):
@@ -267,17 +266,14 @@ async def retrieve(store: ScopedStore, question: str, text: TextEmbedder, image:
     return kept
 
 
-def _context(hits: list[VectorHit], dense_keys: set[tuple[str, str, float, float]], units: list[_Unit],
+def _context(hits: list[VectorHit], dense_keys: set[tuple[str, str, float, float]], units: list[Unit],
              dense: list[float]) -> list[float]:
     """Each hit's similarity as a whole: the dense search's score, or — for a hit that came from
     words or from naming, whose chunk vector was not searched — its best unit's."""
-    out = []
-    for i, h in enumerate(hits):
-        if _key(h) in dense_keys:
-            out.append(float(h.score))
-        else:
-            out.append(max((d for u, d in zip(units, dense, strict=True) if u.hit == i), default=0.0))
-    return out
+    best: dict[int, float] = {}
+    for u, d in zip(units, dense, strict=True):
+        best[u.hit] = max(best.get(u.hit, d), d)
+    return [float(h.score) if hit_key(h) in dense_keys else best.get(i, 0.0) for i, h in enumerate(hits)]
 
 
 def _topic(title: str, language: str) -> set[str]:
@@ -286,7 +282,7 @@ def _topic(title: str, language: str) -> set[str]:
     return words if language in ENGLISH else words | {t for t in tokens(title, language) if t.isalpha()}
 
 
-def _focus(top: _Unit, siblings: list[_Unit]) -> tuple[float, float] | None:
+def _focus(top: Unit, siblings: list[Unit]) -> tuple[float, float] | None:
     """The span of the best unit inside `top` that is shorter than it (one segment of a pair),
     or None when `top` has none."""
     inner = [u for u in siblings if top.start - 0.01 <= u.start and u.end <= top.end + 0.01
@@ -295,10 +291,6 @@ def _focus(top: _Unit, siblings: list[_Unit]) -> tuple[float, float] | None:
         return None
     best = max(inner, key=lambda u: u.score)
     return (best.start, best.end)
-
-
-def _key(h: VectorHit) -> tuple[str, str, float, float]:
-    return (h.video_id, str(h.kind), round(h.start, 2), round(h.end, 2))
 
 
 def lexical_scores(question: str, docs: list[str], ignore: set[str] | frozenset[str] = frozenset(),

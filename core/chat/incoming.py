@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING
 
 from core.chat import present
 from core.ingest.fetch import has_video_suffix, is_video_link
-from core.models import Scope
+from core.models import Scope, VideoStatus
 
 if TYPE_CHECKING:
     from core.service import Service
@@ -106,7 +106,7 @@ class Action(StrEnum):
     HELP = "help"
     VIDEOS = "videos"
     STATUS = "status"
-    FORGET = "forget"  # remove `argument` (the adapter checks the author may)
+    FORGET = "forget"  # remove `argument` (if the author may: `Service.forget`)
     SUMMARY = "summary"  # chapters and summary of the video `argument` names (or of `sources`, once indexed)
 
 
@@ -269,18 +269,25 @@ async def decide(msg: Incoming, is_video: Callable[[str], bool] = is_video_link)
 
 
 async def run_command(service: Service, scope: Scope, action: Action, argument: str,
-                      style: present.Style, thread: str | None = None) -> str:
+                      style: present.Style, thread: str | None = None, *, user: str | None = None,
+                      admin: bool = False, admins: str = "an admin") -> str:
     """The reply to a command, worded by `core.chat.present` (a `UserFacingError` is the caller's to
-    show). `FORGET` removes: the adapter has checked that the author may. `SUMMARY` without an
-    argument is of the video the conversation `thread` is about, else the latest."""
+    show). `FORGET` removes if `Service.forget` allows it: to the operator (`user` None), to the
+    `user` who posted the video, or to an `admin` (the adapter says whether the author is one on
+    its platform, and what its admins are called: `admins`). `SUMMARY` without an argument is of
+    the video the conversation `thread` is about, else the latest."""
     if action == Action.VIDEOS:
-        return present.video_list(style, await service.videos(scope))
+        listed = await service.videos(scope, present.LISTED)
+        total = await service.count_videos(scope) if len(listed) == present.LISTED else None
+        return present.video_list(style, listed, total)
     if action == Action.STATUS:
-        return present.job_status(style, await service.jobs(scope), await service.videos(scope))
+        jobs = await service.jobs(scope)  # queued or running: bounded by the channel's queue limit
+        videos = [v for j in jobs if (v := await service.video(scope, j.video_id)) is not None]
+        return present.job_status(style, jobs, videos, await service.count_videos(scope, VideoStatus.READY))
     if action == Action.FORGET:
         if not argument:
             return present.FORGET_WHICH
-        return present.forgot(style, await service.forget(scope, argument))
+        return present.forgot(style, await service.forget(scope, argument, user=user, admin=admin, admins=admins))
     if action == Action.SUMMARY:
         return present.summary_text(style, await service.summary(scope, argument or None, thread=thread))
     return present.HELP

@@ -110,17 +110,22 @@ def not_videos(style: Style, names: Sequence[str]) -> str:
     return f"I can only index video files, and {shown} doesn't look like one."
 
 
-def video_list(style: Style, videos: Sequence[Video]) -> str:
+def video_list(style: Style, videos: Sequence[Video], total: int | None = None) -> str:
+    """One line per video; `total` (when more than are listed) adds a line saying how many more."""
     if not videos:
         return NO_VIDEOS
-    return "\n".join(f"{_ICON.get(v.status, '•')} {style.video(v.title)} ({fmt_time(v.duration)}) — "
-                     f"{v.status.value} · {style.code.format(v.id)}" for v in videos)
+    lines = [f"{_ICON.get(v.status, '•')} {style.video(v.title)} ({fmt_time(v.duration)}) — "
+             f"{v.status.value} · {style.code.format(v.id)}" for v in videos]
+    if total is not None and total > len(videos):
+        lines.append(f"…and {total - len(videos)} more.")
+    return "\n".join(lines)
 
 
-def job_status(style: Style, jobs: Sequence[Job], videos: Sequence[Video]) -> str:
-    """What is being indexed. `attempts` counts the attempt under way (the lease counted it), so
-    a first try shows no number."""
-    ready = sum(1 for v in videos if v.status == VideoStatus.READY)
+def job_status(style: Style, jobs: Sequence[Job], videos: Sequence[Video], ready: int | None = None) -> str:
+    """What is being indexed: `jobs`, titled from `videos`, and the count of `ready` videos
+    (counted in `videos` when not given). `attempts` counts the attempt under way (the lease
+    counted it), so a first try shows no number."""
+    ready = sum(1 for v in videos if v.status == VideoStatus.READY) if ready is None else ready
     lines = [f"{ready} video{'s' if ready != 1 else ''} ready in this channel."]
     titles = {v.id: v.title for v in videos}
     lines += [f"⏳ {style.video(titles.get(j.video_id) or source_name(j.source))} — {STAGE_WORDS[j.stage]}"
@@ -134,6 +139,7 @@ def forgot(style: Style, video: Video) -> str:
     return f"🗑️ Removed {style.video(video.title)} from this channel: its transcript, frames and vectors are deleted."
 
 
+LISTED = 50  # videos one `videos` reply lists (a channel may have thousands; the rest are counted)
 MAX_SOURCES = 5  # videos indexed from one message; a message with more links gets one reply that says so
 
 

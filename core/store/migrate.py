@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from core.store.vectors import VectorStore, collection_names
+from core.store.vectors import VectorStore, collection_names, video_key
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,9 @@ def _copy(dst: VectorStore, src: str, new: str, payload: str, channel: str, batc
     copied = 0
     try:
         while rows := it.next():
-            dst.insert(new, channel, [{k: r[k] for k in (*FIELDS, payload)} for r in rows])
+            # keys as `insert` takes them: without the channel it puts in front of them again
+            dst.insert(new, channel, [{**{k: r[k] for k in (*FIELDS, payload)}, "id": video_key(channel, r["id"])}
+                                      for r in rows])
             copied += len(rows)
     finally:
         it.close()

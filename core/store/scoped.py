@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from core.models import Frame, Scope, Segment, StoredFrame, StoredSummary, Turn, Video
+from core.models import Frame, Scope, Segment, StoredFrame, StoredSummary, Turn, Video, VideoStatus
 from core.store.catalog import Catalog, LexicalHit
 from core.store.vectors import VectorHit, VectorStore, _pymilvus_client  # noqa: F401 - re-exported
 
@@ -41,14 +41,20 @@ class ScopedStore:
         return await asyncio.get_running_loop().run_in_executor(self.vectors.executor, fn, *args)
 
     # catalog: videos
-    async def videos(self) -> list[Video]:
-        return await self.catalog.videos(self.scope)
+    async def videos(self, limit: int | None = None) -> list[Video]:
+        return await self.catalog.videos(self.scope, limit)
+
+    async def count_videos(self, status: VideoStatus | None = None) -> int:
+        return await self.catalog.count_videos(self.scope, status)
+
+    async def videos_with_prefix(self, prefix: str, limit: int = 2) -> list[Video]:
+        return await self.catalog.videos_with_prefix(self.scope, prefix, limit)
 
     async def video(self, video_id: str) -> Video | None:
         return await self.catalog.video(self.scope, video_id)
 
-    async def add_video(self, video_id: str, source: str, url: str, title: str) -> None:
-        await self.catalog.add_video(self.scope, video_id, source, url, title)
+    async def add_video(self, video_id: str, source: str, url: str, title: str, requested_by: str = "") -> None:
+        await self.catalog.add_video(self.scope, video_id, source, url, title, requested_by)
 
     async def update_video(self, video_id: str, **fields: Any) -> None:
         await self.catalog.update_video(self.scope, video_id, **fields)
@@ -67,9 +73,11 @@ class ScopedStore:
         uv = unit_vectors if unit_vectors is not None else np.zeros((0, 0), np.float32)
         await self.catalog.put_text(self.scope, video_id, segments, units, uv, language)
 
-    async def units(self, video_id: str, start: float, end: float, kind: str) -> list[tuple[Segment, np.ndarray]]:
-        """Units of `kind` lying within [start, end], each with its stored vector."""
-        return await self.catalog.units(self.scope, video_id, start, end, kind)
+    async def units(self, video_id: str, start: float, end: float, kind: str | None,
+                    limit: int | None = None) -> list[tuple[Segment, np.ndarray]]:
+        """Units of `kind` (None: any) lying within [start, end], each with its stored vector; the
+        first `limit` in time order if given."""
+        return await self.catalog.units(self.scope, video_id, start, end, kind, limit)
 
     async def put_frames(self, video_id: str, frames: list[Frame], ocr: dict[float, str],
                          vectors: np.ndarray | None) -> None:
@@ -84,8 +92,9 @@ class ScopedStore:
         await self.catalog.put_frames(self.scope, video_id,
                                       [(f.time, f.path, ocr.get(f.time, ""), b) for f, b in zip(frames, jpegs, strict=True)])
 
-    async def search_text(self, vector: np.ndarray, limit: int) -> list[VectorHit]:
-        return await self._milvus(self.vectors.search, self.vectors.text, self.partition, vector, limit, "text")
+    async def search_text(self, vector: np.ndarray, limit: int, video_id: str | None = None) -> list[VectorHit]:
+        return await self._milvus(self.vectors.search, self.vectors.text, self.partition, vector, limit, "text",
+                                  video_id)
 
     async def search_frames(self, vector: np.ndarray, limit: int) -> list[VectorHit]:
         if not self.vectors.frames:
@@ -93,17 +102,17 @@ class ScopedStore:
         return await self._milvus(self.vectors.search, self.vectors.frames, self.partition, vector,
                                   limit, "path")
 
-    async def lexical(self, query: str, limit: int) -> list[LexicalHit]:
-        """Full-text search of this channel's segments: (video_id, start, end, kind, text, score),
-        best first (BM25 on SQLite, ts_rank on PostgreSQL)."""
-        return await self.catalog.lexical(self.scope, query, limit)
+    async def lexical(self, query: str, limit: int, video_id: str | None = None) -> list[LexicalHit]:
+        """Full-text search of this channel's segments (of one video when `video_id` is given):
+        (video_id, start, end, kind, text, score), best first (BM25 on SQLite, ts_rank on PostgreSQL)."""
+        return await self.catalog.lexical(self.scope, query, limit, video_id)
 
-    async def lexical_hits(self, query: str, limit: int) -> list[VectorHit]:
+    async def lexical_hits(self, query: str, limit: int, video_id: str | None = None) -> list[VectorHit]:
         """`lexical` as first-stage candidates for `core.answer.retrieve`: each matching segment a hit."""
-        return [VectorHit(v, s, e, str(k), t, sc) for v, s, e, k, t, sc in await self.lexical(query, limit)]
+        return [VectorHit(v, s, e, str(k), t, sc) for v, s, e, k, t, sc in await self.lexical(query, limit, video_id)]
 
-    async def segments(self, video_id: str, start: float, end: float) -> list[Segment]:
-        return await self.catalog.segments(self.scope, video_id, start, end)
+    async def segments(self, video_id: str, start: float, end: float, limit: int | None = None) -> list[Segment]:
+        return await self.catalog.segments(self.scope, video_id, start, end, limit)
 
     async def frames(self, video_id: str) -> list[StoredFrame]:
         return await self.catalog.frames(self.scope, video_id)

@@ -12,6 +12,16 @@ is kept apart by:
   Milvus hashes it into a fixed set of physical partitions, so channels are unbounded. Its
   collections end in `_pk`, so the two layouts never mix.
 
+In both layouts a row's primary key carries its channel (`s_<hash>/<video>:t<n>`; `rows` gives
+back the id without it). Milvus Lite keeps one row per primary key in a whole collection: a row
+written in one partition with a key another partition already holds replaces that row, and a
+delete by key in one partition deletes the key in all of them. With keys of the video alone, a
+video id repeated in two channels (40-bit ids could be made to collide) let one channel's
+indexing and `forget` erase the other's vectors (tests/test_store.py). Rows written before keys
+carried the channel keep their old keys and are still read and deleted (a delete is by keys found
+by a query bound to the channel; Milvus Lite's one row per key means such a key is this
+channel's).
+
 `_bound` is the one place a read or delete is tied to a channel, whichever the layout: no method
 here searches, queries or deletes without it. Only `core.store.scoped.ScopedStore` calls this class,
 always with its own channel.
@@ -238,6 +248,17 @@ def _lite_key_bucket(client: Any, collection: str) -> Callable[[str], str] | Non
     return bucket
 
 
+def own_key(partition: str, row_id: str) -> str:
+    """The primary key a row of `partition` is stored under: its id with the channel in front."""
+    return f"{partition}/{row_id}"
+
+
+def video_key(partition: str, key: str) -> str:
+    """A stored primary key as `insert` was given it: without the channel (keys written before
+    they carried it are returned as they are)."""
+    return key.removeprefix(f"{partition}/")
+
+
 class VectorStore:
     """The two Milvus collections. Methods block; `ScopedStore` calls them on `self.executor`."""
 
@@ -320,8 +341,9 @@ class VectorStore:
         if not self.client.has_collection(name):
             key = self.layout == "key"
             schema = self.client.create_schema(auto_id=False, enable_dynamic_field=False)
-            # key layout: ids carry the channel (`s_<hash>/<video>:t<n>`), unique across channels
-            schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=128 if key else 64)
+            # ids carry the channel (`s_<hash>/<video>:t<n>`, 26 + 1 + 20 + 2 + digits: collections
+            # made with 64 before still hold them), so they are unique across channels
+            schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=128)
             schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
             schema.add_field("video_id", DataType.VARCHAR, max_length=32)
             schema.add_field("start", DataType.FLOAT)
@@ -400,8 +422,11 @@ class VectorStore:
     def insert(self, collection: str, partition: str, rows: list[dict[str, Any]]) -> None:
         if not rows:
             return
+        if not partition:
+            raise ValueError("a vector write needs a channel")
+        rows = [{**r, "id": own_key(partition, r["id"])} for r in rows]
         if self.layout == "key":
-            rows = [{**r, "id": f"{partition}/{r['id']}", KEY_FIELD: partition} for r in rows]
+            rows = [{**r, KEY_FIELD: partition} for r in rows]
             for i in range(0, len(rows), 512):
                 self.client.insert(collection, rows[i:i + 512])
         else:
@@ -432,7 +457,7 @@ class VectorStore:
             for partition, got in rows.items():
                 self.insert(collection, partition, got)
             return
-        keyed = [{**r, "id": f"{p}/{r['id']}", KEY_FIELD: p} for p, got in rows.items() for r in got]
+        keyed = [{**r, "id": own_key(p, r["id"]), KEY_FIELD: p} for p, got in rows.items() for r in got]
         for i in range(0, len(keyed), 2048):
             self.client.insert(collection, keyed[i:i + 2048])
         if not self._defer_flush:
@@ -457,10 +482,11 @@ class VectorStore:
     # ---- reads ----------------------------------------------------------------------------------
     @_healing
     def search(self, collection: str, partition: str, vector: np.ndarray, limit: int,
-               payload: str) -> list[VectorHit]:
+               payload: str, video_id: str | None = None) -> list[VectorHit]:
+        """The `limit` rows of one channel nearest `vector` (of one video when `video_id` is given)."""
         if self.layout == "partition" and not self._exists(collection, partition):
             return []
-        bound = self._bound(partition)
+        bound = self._bound(partition, f"video_id == {json.dumps(video_id)}" if video_id is not None else "")
         if collection in self._buckets:
             bound["partition_names"] = [self._buckets[collection](partition)]
         try:
@@ -493,10 +519,7 @@ class VectorStore:
         """Rows of one channel matching `expr` (empty: all), with `fields`. Ids come back as
         `insert` was given them, whatever the layout."""
         got = self._query(collection, partition, expr, output_fields=list(fields), limit=limit)
-        if self.layout == "key":
-            cut = len(partition) + 1
-            got = [{**r, "id": r["id"][cut:]} if "id" in r else r for r in got]
-        return got
+        return [{**r, "id": video_key(partition, r["id"])} if "id" in r else r for r in got]
 
     def video_ids(self, collection: str, partition: str) -> set[str]:
         """Every video id with vectors in this channel (the reconciler compares it to the catalog)."""
@@ -514,15 +537,17 @@ class VectorStore:
             return
         ids = ",".join(json.dumps(v) for v in video_ids)
         if self.layout == "key":
-            # The filter names the channel itself; ids carry it too, so Milvus Lite's delete of
-            # repeated primary keys in other partitions cannot reach another channel.
+            # The filter names the channel itself, and the keys carry it too.
             self.client.delete(collection, **self._bound(partition, f"video_id in [{ids}]"))
             self._settle(collection, partition)
             return
         # By primary key, after a query bound to the partition: Milvus Lite 3.2 applies a filtered
-        # delete to every partition, whatever `partition_name` says (tests/test_store.py).
+        # delete to every partition, whatever `partition_name` says, and a delete by key to every
+        # row with that key; the keys carry the channel (see the module docstring), so only this
+        # channel's rows have them.
         while True:
-            rows = self.rows(collection, partition, f"video_id in [{ids}]", ["id"])
+            rows = self._query(collection, partition, f"video_id in [{ids}]", output_fields=["id"],
+                               limit=QUERY_LIMIT)
             if rows:
                 self.client.delete(collection, ids=[r["id"] for r in rows], partition_name=partition)
                 self._settle(collection, partition)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import re
+import threading
 import unicodedata
 
 import snowballstemmer
@@ -58,9 +59,15 @@ def language_of(language: str) -> str:
     return language if language in SNOWBALL else "en"
 
 
-@functools.cache
+_STEMMERS = threading.local()  # a Snowball stemmer keeps the word it works on in itself: one per thread
+
+
 def _stemmer(language: str) -> snowballstemmer.stemmer:
-    return snowballstemmer.stemmer(SNOWBALL[language_of(language)])
+    mine: dict[str, snowballstemmer.stemmer] = _STEMMERS.__dict__.setdefault("by_language", {})
+    name = SNOWBALL[language_of(language)]
+    if name not in mine:
+        mine[name] = snowballstemmer.stemmer(name)
+    return mine[name]
 
 
 @functools.lru_cache(maxsize=65536)

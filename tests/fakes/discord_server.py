@@ -189,15 +189,17 @@ class FakeDiscord:
         return msg
 
     async def slash(self, channel: str, name: str, options: dict[str, Any] | None = None, *,
-                    permissions: int = 0x7FFFFFFF, kind: int = 2, focused: str | None = None) -> str:
-        """A user runs `/name` (kind 2) or types in an option with autocomplete (kind 4); returns the
-        interaction token, which keys the responses in `requests`."""
+                    permissions: int = 0x7FFFFFFF, kind: int = 2, focused: str | None = None,
+                    user: tuple[int, str] = (OWNER_ID, "alice")) -> str:
+        """A user (`user`: id and name; alice by default) runs `/name` (kind 2) or types in an
+        option with autocomplete (kind 4); returns the interaction token, which keys the responses
+        in `requests`."""
         token = f"tok{self.snowflake()}"
         ch = self.channel(channel)
         self._interaction_channels[token] = ch["id"]
         opts = [{"name": k, "type": 3, "value": v, **({"focused": True} if k == focused else {})}
                 for k, v in (options or {}).items()]
-        member = {"user": _user(OWNER_ID, "alice"), "roles": [], "joined_at": _now(), "deaf": False,
+        member = {"user": _user(*user), "roles": [], "joined_at": _now(), "deaf": False,
                   "mute": False, "permissions": str(permissions), "flags": 0}
         await self.dispatch("INTERACTION_CREATE", {
             "id": str(self.snowflake()), "application_id": str(BOT_ID), "type": kind, "token": token,

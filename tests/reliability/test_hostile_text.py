@@ -6,9 +6,12 @@ Each case here failed on the code before the fix it names (issue 11, items 3, 8,
 
 from __future__ import annotations
 
+import random
+import re
 import subprocess
 import sys
 import textwrap
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -64,10 +67,93 @@ def test_every_top_level_domain_is_defanged(domain: str) -> None:
 
 
 def test_numbers_abbreviations_and_mentions_read_as_before() -> None:
-    text = "v1.2.3 at 10.0.0.1, e.g. 3.14; i.e. U.S.A."
+    text = "v1.2.3 at 3.14 km, e.g. 2.5; i.e. U.S.A. (see fig. 4.1)"
     assert neutralize(text) == text
     out = neutralize("[Verify](https://evil.com/x) <@&123> @everyone <!here> www.evil.example")
-    assert out == "[Verify](hxxps://evil[.]com/x) ‹@&123› @\u200beveryone ‹!here› www[.]evil[.]example"
+    assert out == "[Verify](hxxps[:]//evil[.]com/x) ‹@&123› @\u200beveryone ‹!here› www[.]evil[.]example"
+
+
+# ---- every scheme-and-host form, wherever it starts (issue 22, item 7) -------------------------------
+@pytest.mark.parametrize("text", [
+    "xhttps://93.184.216.34/claim",  # a scheme after letters, an IP literal
+    "claim at 93.184.216.34 now",  # an IP literal alone
+    "7https://evil.example/x",  # a scheme after digits
+    "go to evil\ufe52com",  # small full stop
+    "go to evil\u2024com/x",  # one dot leader
+    "go to evil\uff0ecom",  # full-width full stop
+    "https:\u2215\u2215evil.example",  # division slashes
+    "https:\uff0f\uff0fevil.example",  # full-width solidus
+    "\uff48\uff54\uff54\uff50\uff53\uff1a//evil\uff0eexample",  # full-width scheme and colon
+    "https:\\\\evil.example",  # backslashes (browsers read them as slashes)
+    "visit xn--80ak6aa92e.xn--p1ai",  # punycode
+    "http://1572395042/",  # an integer host after ://
+    "steam://run/123",  # a scheme nobody listed
+    "[Verify your account](https://evil.example/login)",
+    "evil\u200b.example and evil\u00ad.example",  # invisible characters inside the name
+])
+def test_every_scheme_and_host_form_is_broken_wherever_it_starts(text: str) -> None:
+    out = neutralize(text)
+    assert not linkable(out), (text, out)
+
+
+def test_emoji_and_scripts_read_as_before() -> None:
+    text = "❤\ufe0f 👩\u200d🔬 ok — خانه\u200cها, 1.2.3"
+    assert neutralize(text) == text
+
+
+# What a linkifier or a browser would make of a string, written independently of core.text.safety:
+# compatibility forms, look-alike dots, slashes and colons folded, invisible characters removed.
+_LOOK = {**dict.fromkeys("\u3002\uff61\ufe52\u2024\uff0e", "."), **dict.fromkeys("\u2215\u2044\uff0f\\", "/"),
+         **dict.fromkeys("\uff1a\u2236\ufe55", ":")}
+_GONE = dict.fromkeys(map(ord, "\u200b\u2060\ufeff\u00ad"))
+_LINK = re.compile(r"[a-z][a-z0-9+.-]*:/{2}|(?:https?|ftp)s?:|[\w-]+(?:\.[\w-]+)*\.(?:[^\W\d_]{2,}|xn--[\w-]+)\b"
+                   r"|\bxn--[\w-]+\.[\w-]|\b(?:\d{1,3}|0x[0-9a-f]{1,2})(?:\.(?:\d{1,3}|0x[0-9a-f]{1,2})){3}\b", re.I)
+
+
+def linkable(text: str) -> bool:
+    folded = "".join(_LOOK.get(c, c) for c in unicodedata.normalize("NFKC", text.translate(_GONE)))
+    return bool(_LINK.search(folded))
+
+
+def hostile_strings(seed: int, n: int) -> list[str]:
+    """Generated scheme-and-host forms: a scheme (listed or not, in any case, after any prefix),
+    a separator (`://` or its look-alikes), a host (a name with look-alike dots, punycode, an IP
+    literal), and what surrounds a link in chat (markdown, angle brackets, punctuation)."""
+    rng = random.Random(seed)
+    prefixes = ["", "x", "7", "a1", "\u00e9", "_", "-", "(", "[x](", "<", '"', "\u200d", "👉", "\uff58"]
+    schemes = ["http", "https", "HTTPS", "hTtP", "ftp", "ws", "steam", "git+ssh", "\uff48\uff54\uff54\uff50\uff53"]
+    colons = [":", "\uff1a", "\u2236"]
+    slashes = ["//", "\u2215\u2215", "\uff0f\uff0f", "\\\\", "/\u2044"]
+    dots = [".", "\u3002", "\uff61", "\ufe52", "\u2024", "\uff0e"]
+    labels = ["evil", "login", "xn--80ak6aa92e", "b\u00fccher", "a-b", "pay_pal", "x1"]
+    tlds = ["com", "example", "shop", "xn--p1ai", "\u0440\u0444", "io", "COM"]
+    out = []
+    for _ in range(n):
+        dot = rng.choice(dots)
+        if rng.random() < 0.3:
+            host = dot.join(str(rng.choice([rng.randrange(256), hex(rng.randrange(256))])) for _ in range(4))
+        else:
+            host = dot.join([*rng.sample(labels, rng.randint(1, 3)), rng.choice(tlds)])
+        tail = rng.choice(["", "/", "/claim?x=1", ":8080/a", ")", ">", ".", "!"])
+        if rng.random() < 0.7:
+            link = rng.choice(schemes) + rng.choice(colons) + rng.choice(slashes) + host + tail
+        else:
+            link = host + tail  # a bare host
+        out.append(rng.choice(prefixes) + link + rng.choice(["", " now", "\n", "…"]))
+    return out
+
+
+def test_generated_hostile_links_are_all_broken() -> None:
+    """2,000 generated forms (fixed seed): nearly all are links by the checker's reading (a few
+    are not: `_253.0xff.0x27.99` is no address), none comes out linkable, and each still reads
+    (its letters are there)."""
+    texts = hostile_strings(seed=22, n=2_000)
+    links = [t for t in texts if linkable(t)]
+    assert len(links) >= 0.95 * len(texts)
+    for text in texts:
+        out = neutralize(text)
+        assert not linkable(out), (text, out)
+        assert sum(c.isalnum() for c in out) >= sum(c.isalnum() for c in text) - 8
 
 
 def test_one_line_bounds_and_neutralizes_a_video_string() -> None:

@@ -7,12 +7,15 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
+from core.answer import retrieve
 from core.errors import Refused, UserFacingError
 from core.jobs.limits import RateLimiter
-from core.models import Stage
-from core.service import JobEvent, Service
+from core.models import Kind, Scope, Segment, Stage, VideoStatus
+from core.service import JobEvent, Service, video_id_for
+from tests.backends import BACKENDS
 from tests.reliability.conftest import console
 
 POLITE = ("please", "try again")
@@ -102,3 +105,92 @@ async def test_concurrent_ingests_bounded_by_setting(rel_settings, models, short
         for s in subs:
             await asyncio.wait_for(svc.wait(s.job.id), 180)
     assert most == 1
+
+
+# ---- one question reads a bounded number of units (issue 22, item 5) ------------------------------
+FLOOD_CUES = 20_000  # a 1.1 MB WebVTT's worth, inside 6 s: 20,000 segments, 39,999 units
+
+
+async def file_flood(svc: Service, scope: Scope, dim: int) -> str:
+    """A ready 6-s video whose subtitle track has FLOOD_CUES cues, written straight into the store
+    (segments, units with vectors, 200 chunks in Milvus) as an unbounded ingest would have."""
+    rng = np.random.default_rng(22)
+
+    def unit_vectors(n: int) -> np.ndarray:
+        v = rng.standard_normal((n, dim)).astype(np.float32)
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    step = 6.0 / FLOOD_CUES
+    cues = [Segment(i * step, (i + 1) * step, f"cue {i} says gravity pulls things down", Kind.SUBTITLE)
+            for i in range(FLOOD_CUES)]
+    pairs = [Segment(a.start, b.end, f"{a.text} {b.text}", Kind.SUBTITLE) for a, b in zip(cues, cues[1:], strict=False)]
+    chunks = [Segment(cues[i].start, cues[min(i + 99, FLOOD_CUES - 1)].end, " ".join(c.text for c in cues[i:i + 100]),
+                      Kind.SUBTITLE) for i in range(0, FLOOD_CUES, 100)]
+    store, video_id = svc.store(scope), video_id_for(scope, "flood.mp4")
+    await store.add_video(video_id, "flood.mp4", "", "Subtitle flood")
+    units = cues + pairs
+    await store.put_text(video_id, chunks, unit_vectors(len(chunks)), cues, units, unit_vectors(len(units)))
+    await store.update_video(video_id, status=VideoStatus.READY, duration=6.0)
+    return video_id
+
+
+async def file_talk(svc: Service, scope: Scope, title: str, said: list[str]) -> str:
+    """A ready video of a few spoken sentences, embedded for real, written straight into the store."""
+    text = await svc.models.call_query(lambda: svc.models.text)
+    segs = [Segment(9.0 * i, 9.0 * (i + 1), s) for i, s in enumerate(said)]
+    vectors = await svc.models.call_query(text.embed, said)
+    store, video_id = svc.store(scope), video_id_for(scope, f"{title}.mp4")
+    await store.add_video(video_id, f"{title}.mp4", "", title)
+    await store.put_text(video_id, segs, vectors, segs, segs, vectors)
+    await store.update_video(video_id, status=VideoStatus.READY, duration=9.0 * len(said))
+    return video_id
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("catalog_backend", BACKENDS, indirect=True)
+async def test_a_question_naming_a_video_of_40000_units_reads_a_bounded_number(
+        rel_settings, models, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A question that names a 6-s video of 40,000 subtitle units reads at most
+    `retrieve.MAX_UNITS` units in a bounded number of catalog queries, and another channel's
+    question asked meanwhile in the same process is answered. The code before this read all
+    40,000 units and ran a query for each (on SQLite's one connection): still running after 15
+    minutes, the other channel unanswered."""
+    async with Service.open(rel_settings, models=models, chat=None) as svc:
+        flood, quiet = console("flood"), console("quiet")
+        text = await models.call_query(lambda: models.text)
+        dim = int((await models.call_query(text.embed, ["x"]))[0].shape[0])
+        flood_id = await file_flood(svc, flood, dim)
+        await file_talk(svc, flood, "Short talk", ["Apples fall from trees in autumn."])
+        quiet_id = await file_talk(svc, quiet, "Volcanoes", ["Magma rises because it is lighter than the rock around it.",
+                                                            "Shield volcanoes pour out runny basalt lava."])
+        read = {"queries": 0, "units": 0, "segments": 0}
+
+        def counting(name: str, field: str):  # noqa: ANN202 - the real query, its rows counted
+            real = getattr(svc.catalog, name)
+
+            async def counted(*args, **kw):  # noqa: ANN002, ANN003
+                got = await real(*args, **kw)
+                if args[0] == flood:
+                    read["queries"] += 1
+                    read[field] += len(got)
+                return got
+
+            monkeypatch.setattr(svc.catalog, name, counted)
+
+        counting("units", "units")
+        counting("segments", "segments")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        named = asyncio.ensure_future(svc.ask(flood, "In the subtitle flood video, what is said about gravity?"))
+        await asyncio.sleep(0)  # the named question is under way
+        other = await asyncio.wait_for(svc.ask(quiet, "Why does magma rise?"), 120)  # a hang detector
+        other_s = loop.time() - started
+        answer = await asyncio.wait_for(named, 120)
+        named_s = loop.time() - started
+    print(f"\n{FLOOD_CUES} cues named ({svc.catalog.backend}): {read['units']} units and {read['segments']} "
+          f"segments in {read['queries']} queries, "
+          f"answered in {named_s:.2f} s; the other channel's question in {other_s:.2f} s")
+    assert other.citations and other.citations[0].video_id == quiet_id
+    assert answer.citations and answer.citations[0].video_id == flood_id
+    assert read["units"] <= retrieve.MAX_UNITS and read["segments"] <= 3 * retrieve.UNITS_PER_HIT, read
+    assert read["queries"] <= 1 + 2 * (rel_settings.top_k + retrieve.NAMED_HITS) + 3, read  # + 3 moments' evidence

@@ -35,6 +35,10 @@ RANK_CAP = 200  # a word in more segments of one channel is left out of the full
 VIDEO_FIELDS = frozenset({"status", "title", "duration", "url", "error", "language"})
 TABLES = ("videos", "jobs", "segments", "units", "frames", "turns", "summaries")  # every table with a scope
 ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
+# Rows of one read of a list that grows with use (a channel's videos): a long list is read a page
+# at a time, so other channels' queries run between the pages instead of waiting behind one long
+# read (SQLite has one connection per process).
+PAGE = 500
 
 
 class Tx(Protocol):
@@ -58,10 +62,15 @@ def words(query: str, languages: Sequence[str] = ("en",), limit: int = 32) -> li
     return query_terms(query, tuple(languages), limit)
 
 
+def _limit(limit: int | None) -> str:
+    """A LIMIT clause (an int, never text from outside), or none."""
+    return "" if limit is None else f" LIMIT {int(limit)}"
+
+
 def video_from(row: Row, scope: Scope) -> Video:
     return Video(id=row["id"], scope=scope, source=row["source"], title=row["title"],
                  duration=float(row["duration"]), status=VideoStatus(row["status"]), url=row["url"],
-                 error=row["error"], language=row["language"])
+                 error=row["error"], language=row["language"], requested_by=row["requested_by"])
 
 
 def job_from(row: Row) -> Job:
@@ -92,7 +101,7 @@ class Catalog(SummaryRows, ABC):
     @abstractmethod
     async def close(self) -> None: ...
 
-    async def lexical(self, scope: Scope, query: str, limit: int) -> list[LexicalHit]:
+    async def lexical(self, scope: Scope, query: str, limit: int, video_id: str | None = None) -> list[LexicalHit]:
         """Segments of `scope` matching words of `query`, best first: (video_id, start, end, kind,
         text, score), score higher is better (SQLite: -bm25; PostgreSQL: ts_rank).
 
@@ -102,19 +111,21 @@ class Catalog(SummaryRows, ABC):
         search alone: p50 140-250 ms on SQLite, 70-80 ms on PostgreSQL; with the cap 5-10 ms and
         ~40 ms, on a loaded 2-core machine; bench/scale.py). A word that common cannot single out a
         moment anyway (the dense search ranks those); the rare word spoken once, which the
-        full-text search is there for, is always kept. Counting stops at RANK_CAP + 1."""
+        full-text search is there for, is always kept. Counting stops at RANK_CAP + 1.
+        `video_id` keeps the matches of one video only."""
         rows = await self._fetch("SELECT DISTINCT language FROM videos WHERE scope=?", (scope.key,))
         languages = ("en", *sorted({r["language"] for r in rows} - {""}))  # the words as each video's stemmer has them
         wanted = [t for t in words(query, languages) if await self._count_matches(scope, t, RANK_CAP + 1) <= RANK_CAP]
-        return await self._lexical(scope, wanted, limit) if wanted else []
+        return await self._lexical(scope, wanted, limit, video_id) if wanted else []
 
     @abstractmethod
     async def _count_matches(self, scope: Scope, term: str, most: int) -> int:
         """Segments of `scope` whose text has `term`, counted up to `most`."""
 
     @abstractmethod
-    async def _lexical(self, scope: Scope, terms: list[str], limit: int) -> list[LexicalHit]:
-        """`lexical` for these words (any of them), best first."""
+    async def _lexical(self, scope: Scope, terms: list[str], limit: int,
+                       video_id: str | None = None) -> list[LexicalHit]:
+        """`lexical` for these words (any of them), best first; of one video when `video_id` is given."""
 
     async def _notify(self, tx: Tx) -> None:  # noqa: B027 - a no-op where there is no channel
         """Wake the workers of other processes after this transaction commits (PostgreSQL)."""
@@ -169,18 +180,54 @@ class Catalog(SummaryRows, ABC):
         return await self._fetch(sql, args)
 
     # ---- videos ---------------------------------------------------------------------------------
-    async def videos(self, scope: Scope) -> list[Video]:
-        rows = await self._fetch("SELECT * FROM videos WHERE scope=? ORDER BY created", (scope.key,))
-        return [video_from(r, scope) for r in rows]
+    async def videos(self, scope: Scope, limit: int | None = None) -> list[Video]:
+        """The channel's videos, oldest first (the first `limit` of them), read PAGE rows at a time."""
+        out: list[Video] = []
+        after: tuple[float, str] | None = None
+        while limit is None or len(out) < limit:
+            n = PAGE if limit is None else min(PAGE, limit - len(out))
+            if after is None:
+                rows = await self._fetch("SELECT * FROM videos WHERE scope=? ORDER BY created, id LIMIT ?",
+                                         (scope.key, n))
+            else:
+                rows = await self._fetch(
+                    "SELECT * FROM videos WHERE scope=? AND (created>? OR (created=? AND id>?)) "
+                    "ORDER BY created, id LIMIT ?", (scope.key, after[0], after[0], after[1], n))
+            out += [video_from(r, scope) for r in rows]
+            if len(rows) < n:
+                break
+            after = (float(rows[-1]["created"]), rows[-1]["id"])
+        return out
+
+    async def count_videos(self, scope: Scope, status: VideoStatus | None = None) -> int:
+        sql, args = "SELECT COUNT(*) AS n FROM videos WHERE scope=?", [scope.key]
+        if status is not None:
+            sql += " AND status=?"
+            args.append(status.value)
+        return int((await self._fetch(sql, args))[0]["n"])
 
     async def video(self, scope: Scope, video_id: str) -> Video | None:
         rows = await self._fetch("SELECT * FROM videos WHERE scope=? AND id=?", (scope.key, video_id))
         return video_from(rows[0], scope) if rows else None
 
-    async def add_video(self, scope: Scope, video_id: str, source: str, url: str, title: str) -> None:
-        await self._run(
-            "INSERT INTO videos (id, scope, source, url, title, status, created) VALUES (?,?,?,?,?,?,?) "
-            "ON CONFLICT DO NOTHING", (video_id, scope.key, source, url, title, VideoStatus.QUEUED, time.time()))
+    async def videos_with_prefix(self, scope: Scope, prefix: str, limit: int = 2) -> list[Video]:
+        """The channel's videos whose id starts with `prefix` (at most `limit`)."""
+        pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        rows = await self._fetch("SELECT * FROM videos WHERE scope=? AND id LIKE ? ESCAPE '\\' ORDER BY id LIMIT ?",
+                                 (scope.key, pattern, limit))
+        return [video_from(r, scope) for r in rows]
+
+    async def add_video(self, scope: Scope, video_id: str, source: str, url: str, title: str,
+                        requested_by: str = "") -> None:
+        """File a video (nothing if the channel has it already: it keeps who posted it first). Who
+        posted it is written only when someone did, so that a catalog at a schema from before the
+        column (the migration tests build one) takes the operator's videos as before."""
+        async with self._tx() as tx:
+            n = await tx.run("INSERT INTO videos (id, scope, source, url, title, status, created) VALUES (?,?,?,?,?,?,?) "
+                             "ON CONFLICT DO NOTHING",
+                             (video_id, scope.key, source, url, title, VideoStatus.QUEUED, time.time()))
+            if n == 1 and requested_by:
+                await tx.run("UPDATE videos SET requested_by=? WHERE scope=? AND id=?", (requested_by, scope.key, video_id))
 
     async def update_video(self, scope: Scope, video_id: str, **fields: Any) -> None:
         if not fields:
@@ -215,17 +262,25 @@ class Catalog(SummaryRows, ABC):
                           [(scope.key, video_id, u.start, u.end, str(u.kind), u.text, np.asarray(v, np.float32).tobytes())
                            for u, v in zip(units, unit_vectors, strict=True)])
 
-    async def segments(self, scope: Scope, video_id: str, start: float, end: float) -> list[Segment]:
+    async def segments(self, scope: Scope, video_id: str, start: float, end: float,
+                       limit: int | None = None) -> list[Segment]:
+        """Segments overlapping [start, end], in time order; the first `limit` of them if given."""
         rows = await self._fetch(
             'SELECT start, "end", kind, text FROM segments WHERE scope=? AND video_id=? AND "end">? AND start<? '
-            "ORDER BY start", (scope.key, video_id, start, end))
+            "ORDER BY start" + _limit(limit), (scope.key, video_id, start, end))
         return [Segment(float(r["start"]), float(r["end"]), r["text"], Kind(r["kind"])) for r in rows]
 
     async def units(self, scope: Scope, video_id: str, start: float, end: float,
-                    kind: str) -> list[tuple[Segment, np.ndarray]]:
-        rows = await self._fetch(
-            'SELECT start, "end", kind, text, vec FROM units WHERE scope=? AND video_id=? AND kind=? AND start>=? '
-            'AND "end"<=? ORDER BY start', (scope.key, video_id, kind, start - 0.01, end + 0.01))
+                    kind: str | None, limit: int | None = None) -> list[tuple[Segment, np.ndarray]]:
+        """Units of `kind` (None: every kind) lying within [start, end], in time order, each with its
+        vector; the first `limit` of them if given (what one question reads is bounded:
+        core.answer.retrieve)."""
+        sql = 'SELECT start, "end", kind, text, vec FROM units WHERE scope=? AND video_id=? AND start>=? AND "end"<=?'
+        args: list[Any] = [scope.key, video_id, start - 0.01, end + 0.01]
+        if kind is not None:
+            sql += " AND kind=?"
+            args.append(kind)
+        rows = await self._fetch(sql + " ORDER BY start" + _limit(limit), args)
         return [(Segment(float(r["start"]), float(r["end"]), r["text"], Kind(r["kind"])),
                  np.frombuffer(bytes(r["vec"]), np.float32)) for r in rows]
 

@@ -42,6 +42,23 @@ async def fill_terms(tx: Any, batch: int = 5000) -> None:
         last = rows[-1]["id"]
 
 
+async def _add_requested_by_sqlite(tx: Any) -> None:
+    """`videos.requested_by`, unless it is there already (as `_add_terms_sqlite`)."""
+    if not any(c["name"] == "requested_by" for c in await tx.fetch("PRAGMA table_info(videos)")):
+        await tx.run("ALTER TABLE videos ADD COLUMN requested_by TEXT NOT NULL DEFAULT ''")
+
+
+# Who posted each video (the chat user id; "" for the operator's command line): `forget` is allowed
+# to that person and to the channel's admins (core.service.Service.forget). Videos indexed before
+# the column existed take the requester of their first job, which the jobs table kept; an index
+# on (scope, created, id) serves the paged read of a channel's videos (Catalog.videos).
+_BACKFILL = (
+    """UPDATE videos SET requested_by = COALESCE((SELECT j.requested_by FROM jobs j
+  WHERE j.scope = videos.scope AND j.video_id = videos.id AND j.requested_by <> ''
+  ORDER BY j.created LIMIT 1), '')""",
+    "CREATE INDEX IF NOT EXISTS videos_listed ON videos(scope, created, id)",
+)
+
 SQLITE: list[Migration] = [
     (1, (
         """CREATE TABLE IF NOT EXISTS videos (
@@ -146,6 +163,8 @@ SQLITE: list[Migration] = [
   scope TEXT NOT NULL, video_id TEXT NOT NULL, text TEXT NOT NULL, chapters TEXT NOT NULL,
   moments TEXT NOT NULL, method TEXT NOT NULL, indexed_to REAL NOT NULL DEFAULT 0, created REAL NOT NULL,
   PRIMARY KEY (scope, video_id))""",)),
+    # Who posted each video, and the index of a channel's paged list (see _BACKFILL above).
+    (8, (_add_requested_by_sqlite, *_BACKFILL)),
 ]
 
 POSTGRES: list[Migration] = [
@@ -216,4 +235,6 @@ POSTGRES: list[Migration] = [
   scope TEXT NOT NULL, video_id TEXT NOT NULL, text TEXT NOT NULL, chapters TEXT NOT NULL,
   moments TEXT NOT NULL, method TEXT NOT NULL, indexed_to DOUBLE PRECISION NOT NULL DEFAULT 0,
   created DOUBLE PRECISION NOT NULL, PRIMARY KEY (scope, video_id))""",)),
+    # Who posted each video, and the index of a channel's paged list (see _BACKFILL above).
+    (7, ("ALTER TABLE videos ADD COLUMN IF NOT EXISTS requested_by TEXT NOT NULL DEFAULT ''", *_BACKFILL)),
 ]

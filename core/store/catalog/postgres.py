@@ -268,10 +268,12 @@ class PostgresCatalog(Catalog):
             "LIMIT ?) m", (scope.key, term, most))
         return int(rows[0]["n"])
 
-    async def _lexical(self, scope: Scope, terms: list[str], limit: int) -> list[LexicalHit]:
+    async def _lexical(self, scope: Scope, terms: list[str], limit: int,
+                       video_id: str | None = None) -> list[LexicalHit]:
+        one = " AND video_id=?" if video_id is not None else ""
         rows = await self._fetch(
             'SELECT video_id, start, "end", kind, text, ts_rank(tsv, q) AS score '
-            "FROM segments, to_tsquery('simple', ?) q WHERE scope=? AND tsv @@ q ORDER BY score DESC LIMIT ?",
-            (" | ".join(terms), scope.key, limit))
+            f"FROM segments, to_tsquery('simple', ?) q WHERE scope=? AND tsv @@ q{one} ORDER BY score DESC LIMIT ?",
+            (" | ".join(terms), scope.key, *([video_id] if video_id is not None else []), limit))
         return [(r["video_id"], float(r["start"]), float(r["end"]), Kind(r["kind"]), r["text"], float(r["score"]))
                 for r in rows]

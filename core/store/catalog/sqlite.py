@@ -101,12 +101,14 @@ class SqliteCatalog(Catalog):
                                  (self._in_scope(scope, f'terms : "{term}"'), most))
         return int(rows[0]["n"])
 
-    async def _lexical(self, scope: Scope, terms: list[str], limit: int) -> list[LexicalHit]:
+    async def _lexical(self, scope: Scope, terms: list[str], limit: int,
+                       video_id: str | None = None) -> list[LexicalHit]:
         match = self._in_scope(scope, "terms : (" + " OR ".join(f'"{t}"' for t in terms) + ")")
+        one = " AND s.video_id=?" if video_id is not None else ""
         rows = await self._fetch(
             'SELECT s.video_id, s.start, s."end", s.kind, s.text, -bm25(segments_fts) AS score '
             "FROM segments_fts JOIN segments s ON s.id = segments_fts.rowid "
-            "WHERE segments_fts MATCH ? AND s.scope=? ORDER BY bm25(segments_fts) LIMIT ?",
-            (match, scope.key, limit))
+            f"WHERE segments_fts MATCH ? AND s.scope=?{one} ORDER BY bm25(segments_fts) LIMIT ?",
+            (match, scope.key, *([video_id] if video_id is not None else []), limit))
         return [(r["video_id"], float(r["start"]), float(r["end"]), Kind(r["kind"]), r["text"], float(r["score"]))
                 for r in rows]
