@@ -9,7 +9,7 @@ import pytest
 
 from core.answer.retrieve import lexical_scores, tokens
 from core.config import Settings
-from core.engines.transcribe import parse_subtitles
+from core.ingest.subtitles import parse_subtitles
 from core.errors import BadSource
 from core.ingest.chunk import chunk
 from core.ingest.fetch import UrlGuard, is_public, with_time

@@ -25,13 +25,14 @@ import numpy as np
 
 from core.config import Settings
 from core.engines.registry import Models
-from core.engines.transcribe import Transcriber, parse_subtitles
+from core.engines.transcribe import Transcriber
 from core.errors import BadSource
 from core.ingest import media
 from core.ingest.audio import transcribe_windows
 from core.ingest.chunk import chunk, units
 from core.ingest.fetch import Pace, UrlGuard, fetch
 from core.ingest.ocr import read_frames
+from core.ingest.subtitles import parse_subtitles
 from core.models import Frame, Laps, Segment, Stage
 from core.store.scoped import ScopedStore
 
