@@ -9,10 +9,10 @@ import pytest
 
 from core.answer.retrieve import lexical_scores, tokens
 from core.config import Settings
-from core.ingest.subtitles import parse_subtitles
 from core.errors import BadSource
 from core.ingest.chunk import chunk
 from core.ingest.fetch import UrlGuard, is_public, with_time
+from core.ingest.subtitles import parse_subtitles
 from core.models import Kind, Segment, fmt_time
 
 

@@ -27,7 +27,7 @@ from typing import Protocol
 import numpy as np
 
 from core.config import Settings
-from core.models import Kind, Segment
+from core.models import Segment
 
 log = logging.getLogger(__name__)
 
