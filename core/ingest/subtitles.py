@@ -119,12 +119,12 @@ def _ttml_time(value: str, tick_rate: float, frame_rate: float) -> float | None:
     m = _TTML_CLOCK.fullmatch(v)
     if m:
         h, mi, s, frac, frames = m.groups()
-        t = int(h) * 3600 + int(mi) * 60 + int(s)
+        t: float = int(h) * 3600 + int(mi) * 60 + int(s)
         if frac:
             t += float("0." + frac)
         elif frames:
             t += int(frames) / frame_rate
-        return float(t)
+        return t
     m = _OFFSET.fullmatch(v)
     if m:
         n, unit = float(m[1]), m[2]
