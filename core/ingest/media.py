@@ -126,6 +126,9 @@ async def probe(path: Path, scan_seconds: float | None = None) -> MediaInfo:
     code, out, err = await run(
         "ffprobe", "-v", "error", "-print_format", "json", "-show_format", "-show_streams",
         *input_args(path), timeout=60)
+    if code != 0 and b"exceeds specified max pixel count" in err:
+        raise BadSource(f"That video's resolution is larger than I read (at most {MAX_PIXELS / 1e6:.1f} "
+                        "megapixels a frame, e.g. 4K).")
     if code != 0:
         log.info("ffprobe refused %s: %s", path, err.decode(errors="replace")[-300:])
         refused = _REFUSED_DEMUXER.search(err)
