@@ -84,8 +84,11 @@ class FasterWhisper:
         return view
 
     def transcribe(self, wav: Path) -> list[Segment]:
+        # The samples, not the path: given a path, faster-whisper decodes it with PyAV and then
+        # runs gc.collect(), which held the GIL (and so the bot's event loop) ~1 s per window.
+        audio = read_wav(wav, wav_seconds(wav) + 1.0)
         segments, _ = self.model.transcribe(
-            str(wav), beam_size=self.beam_size, vad_filter=True,
+            audio, beam_size=self.beam_size, vad_filter=True,
             vad_parameters={"min_silence_duration_ms": 500}, condition_on_previous_text=False,
             word_timestamps=True, language=self.language)
         out: list[Segment] = []

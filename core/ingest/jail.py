@@ -20,6 +20,7 @@ outlives `Jail.__aexit__`.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -175,6 +176,10 @@ class Outcome:
 
 Handler = Callable[[dict[str, Any]], Awaitable[None]]
 
+# The outcomes of this process's last children, newest last: what `vidrag` logs per job, and what
+# the tests and benchmarks read (peak memory of the tree, the limit that ended it).
+RECENT: collections.deque[Outcome] = collections.deque(maxlen=256)
+
 
 class Jail:
     """One job's child. `async with Jail(work, limits) as jail: await jail.run(task, on_event)`."""
@@ -219,8 +224,10 @@ class Jail:
             with contextlib.suppress(Exception):
                 await asyncio.shield(asyncio.wait_for(self._proc.wait(), 10))
         if self._cgroup is not None:
-            self.outcome.peak_mb = await asyncio.to_thread(self._cgroup.peak) / 2**20
+            self.outcome.peak_mb = round(await asyncio.to_thread(self._cgroup.peak) / 2**20, 1)
             await asyncio.shield(asyncio.to_thread(self._cgroup.remove))
+        if self._proc is not None:
+            RECENT.append(self.outcome)
 
     async def run(self, task: dict[str, Any], on_event: Handler) -> None:
         """Start the child on `task` and hand each event to `on_event` as it comes, until "done";
@@ -320,6 +327,7 @@ class Jail:
         tail = self._stderr.decode(errors="replace")[-2000:]
         if self._reason:
             log.info("jailed ingest stopped: %s", self._reason)
+            self.outcome.limit = self.outcome.limit or "stopped"
             raise BadSource(self._reason)
         if oom:
             self.outcome.limit = "memory"
