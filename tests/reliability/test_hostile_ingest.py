@@ -39,8 +39,10 @@ STALL_S = 0.5
 RSS_GROWTH_MB = 100
 
 
-def figures(case: str, stall: float, rss: float, tree: float | None = None) -> None:
-    print(f"\nHOSTILE {case} stall={stall:.3f}s rss+={rss:.0f}MB tree={'-' if tree is None else f'{tree:.0f}MB'}")
+def figures(case: str, run: Run) -> None:
+    tree = "-" if run.tree is None else f"{run.tree:.0f}MB"
+    print(f"\nHOSTILE {case} stall={run.stall:.3f}s rss+={run.rss:.0f}MB tree={tree} "
+          f"(sampled {run.tree_sampled:.0f}MB) {run.seconds:.1f}s")
 
 
 @pytest.fixture
@@ -61,7 +63,8 @@ class Run:
         self.error: str | None = None
         self.video: Video | None = None
         self.stall = self.rss = 0.0
-        self.tree: float | None = None
+        self.tree: float | None = None  # the jailed tree's peak, from its cgroup
+        self.tree_sampled = 0.0  # the bot's descendants' peak, sampled
         self.segments: list = []
         self.units = 0
         self.frames: list = []
@@ -91,7 +94,7 @@ class Run:
                 outcomes = list(jail.RECENT)[seen:]
                 self.tree = max((o.peak_mb for o in outcomes), default=None)
                 self.left = hostile.processes_in(self.settings.data_dir)
-        self.stall, self.rss = lag.worst, rss.growth
+        self.stall, self.rss, self.tree_sampled = lag.worst, rss.growth, rss.tree_peak
         return self
 
 
@@ -108,7 +111,7 @@ async def test_quadratic_subtitles_neither_stall_nor_hold_the_worker(rel_setting
     server.files.update({"lecture.mp4": short_lectures["volcano"], "c.vtt": hostile.quadratic_vtt().encode(),
                          "page.html": page_with_captions("lecture.mp4", "c.vtt", "Volcanoes")})
     run = await Run(rel_settings, models).submit(f"{server.base}/page.html")
-    figures("quadratic-vtt", run.stall, run.rss, run.tree)
+    figures("quadratic-vtt", run)
     assert run.error is None, run.error
     assert [s.text for s in run.segments if s.kind == Kind.SUBTITLE] == ["Magma rises."]
     assert_bounded(run)
@@ -120,7 +123,7 @@ async def test_dash_manifest_of_billions_of_fragments_ends_at_the_memory_limit(r
                                                                              server) -> None:
     server.files["bomb.mpd"] = hostile.DASH_BOMB
     run = await Run(rel_settings, models).submit(f"{server.base}/bomb.mpd")
-    figures("dash-bomb", run.stall, run.rss, run.tree)
+    figures("dash-bomb", run)
     assert len(hostile.DASH_BOMB) < 600
     assert run.error is not None and "more memory than I allow" in run.error, run.error
     assert run.tree is not None and run.tree <= rel_settings.max_ingest_mb + 1
@@ -133,11 +136,11 @@ async def test_million_fragment_manifest_frees_the_slot_at_the_deadline(rel_sett
                                                                        short_lectures) -> None:
     server.files.update({"many.mpd": hostile.DASH_MILLION, "s1.m4s": b"\0" * 4096,
                          "lecture.mp4": short_lectures["volcano"]})
-    limits = replace(rel_settings, download_timeout_seconds=5.0, min_download_kbps=0.01, download_grace_seconds=2.0)
+    limits = replace(rel_settings, download_timeout_seconds=8.0, download_grace_seconds=30.0)
     run = await Run(limits, models).submit(f"{server.base}/many.mpd", wait_s=60, then=f"{server.base}/lecture.mp4")
     asked = len(server.requests)
     await asyncio.sleep(1.0)
-    figures("million-fragments", run.stall, run.rss, run.tree)
+    figures("million-fragments", run)
     assert run.error is not None and "longer than my limit" in run.error, run.error
     assert len(server.requests) == asked  # nothing walks the fragments after the job ended
     assert_bounded(run)
@@ -149,17 +152,17 @@ async def test_parameter_set_switch_to_6000x6000_is_never_decoded(rel_settings, 
                                                                 tmp_path: Path) -> None:
     video = await asyncio.to_thread(hostile.size_switch, tmp_path / "switch.ts", short_lectures["volcano"], tmp_path)
     run = await Run(rel_settings, models).submit(str(video))
-    figures("sps-switch-6000", run.stall, run.rss, run.tree)
+    figures("sps-switch-6000", run)
     assert run.error is None, run.error
     assert run.frames and not await asyncio.to_thread(greys, run.frames)  # the lecture's frames only
-    assert run.tree is not None and run.tree < 400, run.tree  # no 6000×6000 picture was ever held
+    assert run.tree_sampled < 400, run.tree_sampled  # no 6000×6000 picture was ever held
     assert_bounded(run)
 
 
 async def test_only_the_first_video_stream_is_read(rel_settings, models, short_lectures, tmp_path: Path) -> None:
     video = await asyncio.to_thread(hostile.second_stream, tmp_path / "two.mkv", short_lectures["volcano"])
     run = await Run(rel_settings, models).submit(str(video))
-    figures("second-stream-8000", run.stall, run.rss, run.tree)
+    figures("second-stream-8000", run)
     assert run.error is None, run.error
     sizes = await asyncio.to_thread(lambda: {Image.open(f.path).size for f in run.frames})
     assert sizes == {(640, 360)}, sizes  # the lecture's frames, not the 8000×8000 grey stream's
@@ -175,7 +178,7 @@ async def test_subtitle_cues_are_bounded_per_minute_and_inside_the_video(rel_set
     server.files.update({"lecture.mp4": short_lectures["volcano"], "c.vtt": cues,
                          "page.html": page_with_captions("lecture.mp4", "c.vtt", "Volcanoes")})
     run = await Run(rel_settings, models).submit(f"{server.base}/page.html", wait_s=90)
-    figures("20000-cues", run.stall, run.rss, run.tree)
+    figures("20000-cues", run)
     assert len(cues) > 10**6
     assert run.error is None and run.video is not None, run.error
     subs = [s for s in run.segments if s.kind == Kind.SUBTITLE]
@@ -192,17 +195,17 @@ async def test_cover_art_is_never_decoded(rel_settings, models, short_lectures, 
     video = await asyncio.to_thread(hostile.with_covers, tmp_path / "covers.mp4", short_lectures["volcano"],
                                     tmp_path, 12000, 4)
     run = await Run(rel_settings, models).submit(str(video))
-    figures("covers-4x12000", run.stall, run.rss, run.tree)
+    figures("covers-4x12000", run)
     assert video.stat().st_size < 16 * 2**20
     assert run.error is None, run.error
-    assert run.tree is not None and run.tree < 400, run.tree  # each cover is 576 MB decoded
+    assert run.tree_sampled < 400, run.tree_sampled  # each cover is 576 MB decoded
     assert_bounded(run)
 
 
 # -- case 10: a long link in any message, matched by yt-dlp's quadratic patterns -------------------
 
 async def test_a_long_link_in_a_message_does_not_stall_the_loop() -> None:
-    link = "https://www.youtube.com/" + "a/" * 10_000
+    link = "https://www.youtube.com/" + "?a" * 10_000  # YoutubePlaylist's pattern: 7 s for this one
     msg = Incoming(Scope("slack", "T1", "C1"), f"look {link}", links=(link,))
     await asyncio.to_thread(is_video_link, "https://example.org/warm-up")  # yt-dlp's extractors load once
     async with LoopLag() as lag:
