@@ -38,6 +38,7 @@ from typing import Any, TextIO
 
 from core.errors import BadSource
 from core.ingest import media
+from core.ingest.stops import LimitHit
 from core.ingest.subtitles import bound, parse_subtitles
 
 log = logging.getLogger("vidrag.jail")
@@ -160,7 +161,7 @@ async def _main(task: dict[str, Any], emit: Events, listener: socket.socket | No
     proxy_url = f"http://127.0.0.1:{listener.getsockname()[1]}" if listener is not None else ""
     try:
         await work(task, emit, proxy_url)
-    except media.LimitHit as e:
+    except LimitHit as e:
         emit("error", message=e.message, limit=e.kind, internal=False)
         return 2
     except BadSource as e:

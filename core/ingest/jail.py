@@ -35,7 +35,7 @@ from typing import Any
 
 from core.config import Settings
 from core.errors import BadSource
-from core.ingest.media import LIMIT_MESSAGES, LimitHit
+from core.ingest.stops import LIMIT_MESSAGES, LimitHit
 
 log = logging.getLogger(__name__)
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import NO_SPACE, BadSource, DiskFull
+from core.ingest.stops import LimitHit
 from core.models import Frame
 
 log = logging.getLogger(__name__)
@@ -46,24 +47,6 @@ _REFUSED_DEMUXER = re.compile(rb"\[(\w+) @ [^\]]*\] Format not on whitelist")
 
 MAX_PIXELS = 3840 * 2160  # of any picture a decoder opens; the jailed child sets MAX_VIDEO_PIXELS
 MAX_STREAMS = 32  # a file with more streams is refused at probe (each one is opened to describe it)
-
-
-class LimitHit(BadSource):
-    """A program of the ingest was stopped by a limit of the jail: `kind` is "memory", "cpu" or
-    "file"."""
-
-    def __init__(self, kind: str) -> None:
-        super().__init__(LIMIT_MESSAGES[kind])
-        self.kind = kind
-
-
-LIMIT_MESSAGES = {
-    "memory": "That video needed more memory than I allow, so I stopped reading it.",
-    "cpu": "That video needed more processing time than I allow, so I stopped reading it.",
-    "time": "That video took longer to read than I allow, so I stopped.",
-    "file": "That video would have written more to disk than I allow, so I stopped reading it.",
-    "crash": "Reading that file crashed my video reader; it may be corrupt or made to do that.",
-}
 
 
 @dataclass(frozen=True)
