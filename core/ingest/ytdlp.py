@@ -21,6 +21,7 @@ from typing import Any
 from core.errors import BadSource
 from core.ingest.guard import BAD_REDIRECT
 from core.ingest.proxy import too_big
+from core.ingest.stops import LimitHit
 from core.text.links import MAX_LINK_CHARS, has_video_suffix
 
 log = logging.getLogger(__name__)
@@ -127,6 +128,8 @@ def download(url: str, work: Path, max_bytes: int, max_seconds: float, proxy: st
                             "I don't fetch myself), so I can't index it.") from e
         if any(m in msg for m in ("Invalid IPv6 URL", "Invalid URL", "InvalidURL", "nonnumeric port")):
             raise BadSource(BAD_REDIRECT) from e
+        if "File too large" in msg:  # RLIMIT_FSIZE of the jail
+            raise LimitHit("file") from e
         raise BadSource("I couldn't download that video (the site refused or it is private).") from e
     if info is None:
         raise BadSource(f"That video is longer than my limit of {int(max_seconds // 60)} minutes, or larger "
