@@ -35,6 +35,7 @@ from typing import Any
 
 from core.config import Settings
 from core.errors import BadSource
+from core.ingest.cgroup import Cgroup
 from core.ingest.stops import LIMIT_MESSAGES, LimitHit
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,6 @@ log = logging.getLogger(__name__)
 EVENT_LINE_MAX = 1 << 20  # bytes of one event line; a longer one ends the job
 STDERR_KEPT = 64 * 1024  # of the child's stderr, the last bytes kept for the log
 ROOT = Path(__file__).resolve().parents[2]  # where `core` is imported from
-_CGROUP_V1 = Path("/sys/fs/cgroup/memory")
 
 
 @dataclass(frozen=True)
@@ -73,85 +73,6 @@ def child_settings(s: Settings) -> dict[str, Any]:
             "max_video_pixels": s.max_video_pixels, "max_segments_per_minute": s.max_segments_per_minute,
             "max_segment_chars": s.max_segment_chars, "seconds_base": s.ingest_seconds_base,
             "seconds_per_minute": s.ingest_seconds_per_minute}
-
-
-class Cgroup:
-    """A memory cgroup (v1) for one job's tree under this process's own, or nothing where one
-    cannot be made (not root, no v1 memory controller): `path` is None then."""
-
-    _made = 0
-
-    def __init__(self, limit: int) -> None:
-        self.path: Path | None = None
-        try:
-            own = next(line.split(":", 2)[2].strip() for line in Path("/proc/self/cgroup").read_text().splitlines()
-                       if line.split(":", 2)[1] == "memory")
-            Cgroup._made += 1
-            path = _CGROUP_V1 / own.lstrip("/") / f"vidrag-{os.getpid()}-{Cgroup._made}"
-            path.mkdir()
-        except (OSError, StopIteration, IndexError):
-            return
-        try:
-            (path / "memory.limit_in_bytes").write_text(str(limit))
-            with contextlib.suppress(OSError):
-                (path / "memory.memsw.limit_in_bytes").write_text(str(limit))
-        except OSError:
-            with contextlib.suppress(OSError):
-                path.rmdir()
-            return
-        self.path = path
-
-    def add(self, pid: int) -> bool:
-        if self.path is None:
-            return False
-        try:
-            (self.path / "cgroup.procs").write_text(str(pid))
-            return True
-        except OSError:
-            return False
-
-    def _read(self, name: str) -> str:
-        if self.path is None:
-            return ""
-        try:
-            return (self.path / name).read_text()
-        except OSError:
-            return ""
-
-    def pids(self) -> list[int]:
-        return [int(p) for p in self._read("cgroup.procs").split()]
-
-    def oom_kills(self) -> int:
-        for line in self._read("memory.oom_control").splitlines():
-            if line.startswith("oom_kill "):
-                return int(line.split()[1])
-        return 0
-
-    def peak(self) -> int:
-        """The tree's peak memory, page cache of its files included (bytes)."""
-        return int(self._read("memory.max_usage_in_bytes").strip() or 0)
-
-    def kill_all(self) -> None:
-        for _ in range(50):
-            pids = self.pids()
-            if not pids:
-                return
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, signal.SIGKILL)
-            time.sleep(0.01)
-
-    def remove(self) -> None:
-        if self.path is None:
-            return
-        self.kill_all()
-        for _ in range(100):
-            try:
-                self.path.rmdir()
-                return
-            except OSError:
-                time.sleep(0.01)
-        log.warning("could not remove the cgroup %s", self.path)
 
 
 def child_env() -> dict[str, str]:

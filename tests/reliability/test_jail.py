@@ -24,9 +24,10 @@ import pytest
 from core.config import Settings
 from core.errors import BadSource
 from core.ingest import results
+from core.ingest.cgroup import Cgroup
 from core.ingest.fetch import SOCKET, fetch, fetched, way_out
 from core.ingest.guard import UrlGuard
-from core.ingest.jail import Cgroup, Jail, Limits
+from core.ingest.jail import Jail, Limits
 from core.ingest.proxy import Pace
 from tests.fakes.media_server import FakeMediaServer, Stream
 from tests.reliability import hostile
