@@ -93,6 +93,7 @@ class Outcome:
     peak_mb: float = 0.0
     jail: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    startup: float = 0.0  # seconds from the spawn to the jail shut (interpreter, limits, namespaces)
 
 
 Handler = Callable[[dict[str, Any]], Awaitable[None]]
@@ -182,6 +183,7 @@ class Jail:
                     break
                 kind = event.get("event")
                 if kind == "jail":
+                    self.outcome.startup = round(time.monotonic() - started, 3)
                     self.outcome.jail = {k: v for k, v in event.items() if k != "event"}
                     self.outcome.jail["cgroup"] = in_cgroup
                 elif kind == "error":

@@ -142,6 +142,7 @@ async def ingest(video_id: str, source: str, store: ScopedStore, models: Models,
             if kind == "fetched":
                 got = fetched(workdir, event)
                 title, url = got.title, got.url
+                proxy.finish()
                 lap("fetch")
             elif kind == "stage":
                 if event.get("stage") == "probe":

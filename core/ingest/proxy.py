@@ -59,6 +59,7 @@ class GuardProxy:
         self.refused: list[str] = []
         self.received = 0
         self.stopped = ""
+        self.finished = False  # the download is over: no new connection, no more watching
         self.url = ""
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
@@ -82,8 +83,10 @@ class GuardProxy:
         less than `pace.min_rate` bytes a second."""
         start = time.monotonic()
         seen: collections.deque[tuple[float, int]] = collections.deque([(start, 0)])
-        while not self.stopped:
+        while not self.stopped and not self.finished:
             await asyncio.sleep(min(1.0, pace.grace / 4, pace.deadline / 4))
+            if self.finished:
+                return
             now = time.monotonic()
             seen.append((now, self.received))
             while len(seen) > 1 and seen[1][0] <= now - pace.grace:
@@ -94,6 +97,14 @@ class GuardProxy:
             elif now - start >= pace.grace and self.received - seen[0][1] < pace.min_rate * pace.grace:
                 self.stop(f"That server sends too slowly (under {pace.min_rate / 1024:g} KB/s), so I "
                           "stopped the download.")
+
+    def finish(self) -> None:
+        """The download is over (the jailed child has its file): refuse new connections and stop
+        watching the pace, so that the minutes the child then spends decoding, with no byte
+        coming, are not taken for a stalled download."""
+        self.finished = True
+        if self._server is not None:
+            self._server.close()
 
     async def __aenter__(self) -> GuardProxy:
         if self.unix is not None:  # the jailed ingest's way out (core/ingest/jail.py): a socket file

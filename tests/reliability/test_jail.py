@@ -289,3 +289,19 @@ def test_subtitles_come_back_bounded_whatever_the_child_wrote(tmp_path: Path) ->
         (job / "s.json").write_text(json.dumps(lie))
         with pytest.raises(BadSource):
             results.subtitles(job, "s.json", 30.0, SETTINGS)
+
+
+async def test_a_finished_download_is_not_taken_for_a_stalled_one(tmp_path: Path) -> None:
+    """Once the child has its file, it decodes for minutes with no byte coming through the proxy:
+    the pace no longer applies (it cut a 90-minute video's decoding after the grace window)."""
+    from core.ingest.proxy import GuardProxy
+
+    async with GuardProxy(GUARD, 2**20) as proxy:
+        watch = asyncio.create_task(proxy.watch(Pace(60.0, 1024, 0.4)))
+        proxy.finish()
+        await asyncio.sleep(1.5)
+        assert proxy.stopped == "" and watch.done()
+    async with GuardProxy(GUARD, 2**20) as proxy:  # and unfinished, the same silence is a stall
+        watch = asyncio.create_task(proxy.watch(Pace(60.0, 1024, 0.4)))
+        await asyncio.sleep(1.5)
+        assert "too slowly" in proxy.stopped
