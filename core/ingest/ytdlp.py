@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,9 +41,17 @@ class Fetched:
 
 @functools.cache
 def _site_extractors() -> list[Any]:
+    """yt-dlp's site extractors, each pattern compiled. A pattern compiles on its first use, and
+    the ~1,800 of them took 0.7-0.9 s on one thread: under load that held the GIL long enough to
+    stall the event loop 1.1 s (found by tests/reliability/test_fuzz.py). Compiled here one at a
+    time, the GIL let go after each."""
     from yt_dlp.extractor import gen_extractor_classes
 
-    return [ie for ie in gen_extractor_classes() if ie.ie_key() != "Generic"]
+    extractors = [ie for ie in gen_extractor_classes() if ie.ie_key() != "Generic"]
+    for ie in extractors:
+        ie.suitable("https://example.invalid/")
+        time.sleep(0)
+    return extractors
 
 
 def is_video_link(url: str) -> bool:

@@ -270,6 +270,9 @@ def warm_models(models, short_lectures, tmp_path_factory: pytest.TempPathFactory
                     source = f"{server.base}/{name}"
                     await svc.wait((await svc.submit(Scope("console", "local", "warm"), source)).job.id)
                 await svc.ask(Scope("console", "local", "warm"), "What does yeast feed on?")
+            from core.ingest.ytdlp import is_video_link
+
+            await asyncio.to_thread(is_video_link, "https://example.org/warm")  # yt-dlp's ~1,800 patterns compile
         finally:
             await server.stop()
 
