@@ -28,6 +28,10 @@ from core.text.links import MAX_LINK_CHARS, has_video_suffix
 log = logging.getLogger(__name__)
 
 SUBTITLE_SUFFIXES = (".vtt", ".srt", ".ttml")
+# What yt-dlp raises, besides its own errors, when a page or manifest is malformed (found by
+# tests/reliability/test_fuzz.py); MemoryError is not here: it is the jail's memory limit.
+MALFORMED = (UnicodeError, ValueError, KeyError, IndexError, TypeError, AttributeError, OverflowError,
+             RecursionError, ZeroDivisionError, AssertionError)
 
 
 @dataclass
@@ -123,6 +127,12 @@ def download(url: str, work: Path, max_bytes: int, max_seconds: float, proxy: st
     try:
         with yt_dlp.YoutubeDL(opts) as ydl:
             info = ydl.extract_info(url, download=True)
+    except MALFORMED as e:  # yt-dlp's own code failing on what the site served (a fragment's host
+        # that IDNA cannot encode raised a bare UnicodeError): the page's fault, said once, not retried
+        log.info("yt-dlp failed on %s: %s: %s", url, type(e).__name__, e)
+        if "__too_big__" in sizes:
+            raise BadSource(too_big_msg) from e
+        raise BadSource("I couldn't read a video at that link (its page or playlist is malformed).") from e
     except yt_dlp.utils.YoutubeDLError as e:  # DownloadError, and a RequestError let out of extraction
         msg = f"{type(e).__name__}: {e}"
         log.info("yt-dlp refused %s: %s", url, msg)
