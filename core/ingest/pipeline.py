@@ -146,6 +146,8 @@ async def ingest(video_id: str, source: str, store: ScopedStore, models: Models,
                 lap("fetch")
             elif kind == "stage":
                 if event.get("stage") == "probe":
+                    if "fetch" not in stages:  # a local file: the child's start is the fetch
+                        lap("fetch")
                     await report(Stage.PROBE, 0.0, "")
             elif kind == "probed":
                 info = results.probed(event, settings)
