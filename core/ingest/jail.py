@@ -155,7 +155,7 @@ class Jail:
         """Start the child on `task` and hand each event to `on_event` as it comes, until "done";
         raise BadSource with the child's reason, or the limit or deadline that ended it."""
         started = time.monotonic()
-        task = {**task, "work": str(self.work), "writable": [str(self.work)],
+        task = {**task, "work": str(self.work), "writable": [str(self.work)], "parent": os.getpid(),
                 "readable": [str(p) for p in self.readable],
                 "limits": {"as": self.limits.memory, "cpu": self.limits.cpu, "fsize": self.limits.file,
                            "nofile": self.limits.open_files}}

@@ -13,7 +13,9 @@ line on stdin), then, before any work,
    exist, it may connect to no TCP port but the forwarder's, and (ABI 6) may signal no process
    and reach no abstract socket outside its own tree;
 4. drops every capability (bounding set included, so the programs it starts get none either),
-   with `no_new_privs` set;
+   with `no_new_privs` set; and it dies with the bot (`PR_SET_PDEATHSIG`), so a bot killed
+   without time to clean up leaves no child (the programs it was running end with their limits,
+   or when the next bot sweeps the dead one's cgroup);
 
 and only then imports the work (core/ingest/child.py). Each step that the platform does not
 allow is skipped and named in the `jail` event, so the parent can log what held; the limits of
@@ -30,6 +32,7 @@ import fcntl
 import json
 import os
 import resource
+import signal
 import socket
 import struct
 import sys
@@ -197,6 +200,7 @@ def _allow(ruleset: int, path: str, rights: int) -> None:
 # -- capabilities ---------------------------------------------------------------------------------
 
 _PR_CAPBSET_DROP, _PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL = 24, 47, 4
+_PR_SET_PDEATHSIG = 1
 
 
 class _CapHeader(ctypes.Structure):
@@ -227,6 +231,9 @@ def drop_capabilities() -> bool:
 def shut(task: dict[str, Any]) -> tuple[dict[str, Any], socket.socket | None]:
     """Apply the jail to this process (the steps of the module's docstring); what held, and the
     listening socket of the forwarder when the task has a proxy."""
+    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # dies with the bot (a SIGKILLed bot too)
+    if os.getppid() != task.get("parent", os.getppid()):
+        os._exit(1)  # the bot died before that was set
     set_limits(task["limits"])
     netns = enter_empty_network()
     listener = None

@@ -68,6 +68,11 @@ def connect(port):
 attempt("connect_forwarder", lambda: connect(listener.getsockname()[1]))
 attempt("connect_bot_port", lambda: connect(int(sys.argv[4])))
 attempt("signal_parent", lambda: os.kill(os.getppid(), 0))
+import ctypes, signal
+libc = ctypes.CDLL(None)
+sig = ctypes.c_int(0)
+libc.prctl(2, ctypes.byref(sig), 0, 0, 0)  # PR_GET_PDEATHSIG
+out["pdeathsig"] = sig.value
 status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
 out["cap_eff"], out["cap_bnd"] = status["CapEff"].strip(), status["CapBnd"].strip()
 out["limits"] = {name: resource.getrlimit(getattr(resource, name))[1]
@@ -132,6 +137,10 @@ def test_the_child_has_no_capability_and_signals_nothing_outside(probed: dict) -
     assert probed["signal_parent"] == "EPERM"
 
 
+def test_the_child_dies_with_the_bot(probed: dict) -> None:
+    assert probed["pdeathsig"] == 9  # SIGKILL when its parent, the bot, dies
+
+
 def test_the_childs_limits_are_set(probed: dict) -> None:
     assert probed["limits"] == {"RLIMIT_AS": 1536 * 2**20, "RLIMIT_CPU": 65, "RLIMIT_FSIZE": 2**20,
                                 "RLIMIT_NOFILE": 64, "RLIMIT_CORE": 0}
@@ -151,13 +160,18 @@ GUARD = UrlGuard(frozenset({"127.0.0.1"}))
 LIMITS = Limits(memory=1536 * 2**20, cpu=120, file=64 * 2**20, open_files=256)
 
 
-def cgroups() -> list[str]:
-    own = Cgroup(1)  # made and removed at once: it names our own cgroup's folder
+def cgroup_folder() -> Path | None:
+    """The folder our jails' cgroups are made in (None without cgroups)."""
+    own = Cgroup(1)  # made and removed at once: it names the folder
     if own.path is None:
-        return []
-    parent = own.path.parent
+        return None
     own.remove()
-    return sorted(p.name for p in parent.glob(f"vidrag-{os.getpid()}-*"))
+    return own.path.parent
+
+
+def cgroups(pid: int | None = None) -> list[str]:
+    folder = cgroup_folder()
+    return sorted(p.name for p in folder.glob(f"vidrag-{pid or os.getpid()}-*")) if folder else []
 
 
 async def test_past_its_deadline_the_child_is_killed_with_its_programs(server, tmp_path: Path) -> None:
@@ -305,3 +319,55 @@ async def test_a_finished_download_is_not_taken_for_a_stalled_one(tmp_path: Path
         watch = asyncio.create_task(proxy.watch(Pace(60.0, 1024, 0.4)))
         await asyncio.sleep(1.5)
         assert "too slowly" in proxy.stopped
+
+
+BOT = r"""
+import asyncio, sys
+from pathlib import Path
+from core.ingest.jail import Jail, Limits
+from core.ingest.jail import child_settings
+from core.config import Settings
+
+async def main():
+    video = Path(sys.argv[1])
+    async with Jail(Path(sys.argv[2]), Limits(2**31, 600, 2**30, 256), readable=(video,)) as jail:
+        async def nothing(event): pass
+        await jail.run({"steps": ["fetch", "probe", "decode"], "source": str(video), "local": True, "proxy": "",
+                        "max_bytes": 2**30, "settings": child_settings(Settings())}, nothing)
+asyncio.run(main())
+"""
+
+
+def launchers(work: Path) -> list[int]:
+    """The jailed children (the launcher's process, not its programs) working in `work`."""
+    out = []
+    for pid in hostile.processes_in(work):
+        try:
+            if b"core.ingest.sandbox" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                out.append(pid)
+        except OSError:
+            pass
+    return out
+
+
+async def test_what_a_killed_bot_left_is_swept(tmp_path: Path) -> None:
+    """SIGKILL gives the bot no time to clean up: its child dies with it (PDEATHSIG, checked
+    above), and the next bot's sweep kills what the child was running and removes the dead bot's
+    cgroup."""
+    video = tmp_path / "allkey.mp4"  # every frame a keyframe: minutes of decoding to cut frames from
+    await asyncio.to_thread(hostile.ffmpeg, "-f", "lavfi", "-i", "testsrc2=s=640x360:r=25:d=120", "-c:v", "libx264",
+                            "-preset", "ultrafast", "-g", "1", str(video))
+    work = tmp_path / "job"
+    bot = await asyncio.create_subprocess_exec(sys.executable, "-c", BOT, str(video), str(work), cwd=str(ROOT))
+    try:
+        assert await asyncio.to_thread(hostile.wait_until, lambda: len(hostile.processes_in(work)) >= 2, 30)
+        left = cgroups(bot.pid)
+    finally:
+        bot.kill()
+        await bot.wait()
+    assert await asyncio.to_thread(hostile.wait_until, lambda: launchers(work) == [], 5)
+    folder = cgroup_folder()
+    assert folder is not None and left and cgroups(bot.pid) == left  # cgroups are made here: the sweep is tested
+    await asyncio.to_thread(Cgroup.sweep, folder)
+    assert cgroups(bot.pid) == []
+    assert await asyncio.to_thread(hostile.wait_until, lambda: hostile.processes_in(work) == [], 5)
