@@ -97,8 +97,8 @@ class Settings:
     # (subtitle cues, speech) are kept inside its length, at most MAX_SEGMENTS_PER_MINUTE per
     # minute of it and MAX_SEGMENT_CHARS characters each
     max_ingest_mb: float = 1536.0
-    ingest_seconds_base: float = 60.0
-    ingest_seconds_per_minute: float = 10.0
+    ingest_seconds_base: float = 120.0
+    ingest_seconds_per_minute: float = 20.0
     max_ingest_files: int = 256
     max_segments_per_minute: int = 60
     max_segment_chars: int = 500

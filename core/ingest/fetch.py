@@ -157,7 +157,7 @@ async def fetch(source: str, work: Path, guard: UrlGuard, *, max_bytes: int, max
     await asyncio.to_thread(guard.check, src)  # getaddrinfo: never on the loop
     if headers is not None:  # a chat attachment: a plain file download with the bot's token, here
         return await fetch_attachment(src, work, guard, max_bytes, headers, pace)
-    limits = limits or Limits(memory=1536 * 2**20, cpu=int(60 + 10 * max_seconds / 60),
+    limits = limits or Limits(memory=1536 * 2**20, cpu=int(120 + 20 * max_seconds / 60),
                               file=max_bytes + PAGE_ALLOWANCE, open_files=256)
     got: dict[str, Any] = {}
 
