@@ -371,3 +371,19 @@ async def test_what_a_killed_bot_left_is_swept(tmp_path: Path) -> None:
     await asyncio.to_thread(Cgroup.sweep, folder)
     assert cgroups(bot.pid) == []
     assert await asyncio.to_thread(hostile.wait_until, lambda: hostile.processes_in(work) == [], 5)
+
+
+async def test_forgetting_a_video_mid_ingest_kills_its_child(rel_settings, models, server) -> None:
+    from core.models import Scope
+    from core.service import Service
+
+    server.streams["slow.mp4"] = Stream("video/mp4", b"\0" * 1024, delay=0.5, total=10**8)
+    scope = Scope("console", "local", "forget-mid-ingest")
+    async with Service.open(replace(rel_settings, allow_hosts=("127.0.0.1",)), models=models, chat=None) as svc:
+        svc.start_workers(1)
+        sub = await svc.submit(scope, f"{server.base}/slow.mp4")
+        work = svc.workdir(scope, sub.job.video_id)
+        assert await asyncio.to_thread(hostile.wait_until, lambda: hostile.processes_in(work) != [], 30)
+        await svc.forget(scope, sub.job.video_id)
+        assert await asyncio.to_thread(hostile.wait_until, lambda: hostile.processes_in(work) == [], 5)
+        assert await svc.videos(scope) == []
