@@ -13,7 +13,7 @@ starts transcribing while the frames are still being cut:
     {"event": "audio", "path": "audio.wav"}               ("" when there is no sound track)
     {"event": "frames", "frames": [[time, "frames/k000001.jpg"], …]}
     {"event": "done"}
-    {"event": "error", "message": …, "limit": "memory" | "cpu" | "file" | "", "internal": bool}
+    {"event": "error", "message": …, "limit": "memory" | "cpu" | "file" | "disk" | "", "internal": bool}
 
 Paths are relative to the job folder. The parent believes none of it until it has checked it
 (core/ingest/results.py).
@@ -36,7 +36,7 @@ import traceback
 from pathlib import Path
 from typing import Any, TextIO
 
-from core.errors import BadSource
+from core.errors import BadSource, disk_full
 from core.ingest import media
 from core.ingest.stops import LimitHit
 from core.ingest.subtitles import bound, parse_subtitles
@@ -161,24 +161,31 @@ async def _main(task: dict[str, Any], emit: Events, listener: socket.socket | No
     proxy_url = f"http://127.0.0.1:{listener.getsockname()[1]}" if listener is not None else ""
     try:
         await work(task, emit, proxy_url)
-    except LimitHit as e:
-        emit("error", message=e.message, limit=e.kind, internal=False)
+    except Exception as e:  # a full disk first, whatever it was wrapped in (ffmpeg's, yt-dlp's, Python's)
+        if disk_full(e) is None:
+            return _failed(e, emit)
+        emit("error", message="", limit="disk", internal=False)
         return 2
-    except BadSource as e:
-        emit("error", message=e.message, limit="", internal=False)
-        return 2
-    except MemoryError:
-        emit("error", message="", limit="memory", internal=False)
-        return 2
-    except Exception:
-        traceback.print_exc(file=sys.stderr)
-        emit("error", message="", limit="", internal=True)
-        return 3
     finally:
         if server is not None:
             server.close()
     emit("done")
     return 0
+
+
+def _failed(e: Exception, emit: Events) -> int:
+    """Tell the bot why the work stopped: a limit, the video's fault, or (exit 3) a bug."""
+    if isinstance(e, LimitHit):
+        emit("error", message=e.message, limit=e.kind, internal=False)
+    elif isinstance(e, BadSource):
+        emit("error", message=e.message, limit="", internal=False)
+    elif isinstance(e, MemoryError):  # RLIMIT_AS, met in Python
+        emit("error", message="", limit="memory", internal=False)
+    else:
+        traceback.print_exception(e, file=sys.stderr)
+        emit("error", message="", limit="", internal=True)
+        return 3
+    return 2
 
 
 def main(task: dict[str, Any], out: TextIO, listener: socket.socket | None) -> int:

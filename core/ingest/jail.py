@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from core.config import Settings
-from core.errors import BadSource
+from core.errors import BadSource, DiskFull
 from core.ingest.cgroup import Cgroup
 from core.ingest.stops import LIMIT_MESSAGES, LimitHit
 
@@ -256,6 +256,8 @@ class Jail:
             self.outcome.limit = "memory"
             raise LimitHit("memory")
         if error is not None:
+            if error.get("limit") == "disk":  # DATA_DIR is full: the job waits for room (core/jobs)
+                raise DiskFull(str(self.work))
             if error.get("limit") in LIMIT_MESSAGES:
                 self.outcome.limit = str(error["limit"])
                 raise LimitHit(self.outcome.limit)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.errors import BadSource
+from core.errors import BadSource, disk_full
 from core.ingest.guard import BAD_REDIRECT
 from core.ingest.proxy import too_big
 from core.ingest.stops import LimitHit
@@ -136,6 +136,8 @@ def download(url: str, work: Path, max_bytes: int, max_seconds: float, proxy: st
     except yt_dlp.utils.YoutubeDLError as e:  # DownloadError, and a RequestError let out of extraction
         msg = f"{type(e).__name__}: {e}"
         log.info("yt-dlp refused %s: %s", url, msg)
+        if (full := disk_full(e)) is not None:  # the disk's fault, not the link's
+            raise full from e
         if "__too_big__" in sizes:
             raise BadSource(too_big_msg) from e
         if "Unsupported URL" in msg:
