@@ -33,9 +33,9 @@ from core.chat.incoming import (
 from core.chat.present import PLAIN
 from core.config import Settings
 from core.errors import APOLOGY, Unavailable, UserFacingError
-from core.ingest.fetch import looks_like_url
 from core.models import Answer, JobStatus, Progress, Scope, Stage, Summary, fmt_time
 from core.service import Service
+from core.text.links import looks_like_url
 
 log = logging.getLogger("vidrag")
 

@@ -53,9 +53,9 @@ from core.chat import present
 from core.chat.incoming import COMMANDS, Action, Attachment, Decision, Incoming, Source, decide, run_command
 from core.config import Settings
 from core.errors import APOLOGY, Forbidden, UserFacingError
-from core.ingest.fetch import has_video_suffix
 from core.models import Answer, Progress, Scope, Stage, Summary, Video, fmt_time
 from core.service import JobEvent, Service
+from core.text.links import has_video_suffix
 from core.text.safety import one_line
 
 log = logging.getLogger(__name__)

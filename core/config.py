@@ -89,6 +89,19 @@ class Settings:
     max_video_pixels: int = 3840 * 2160
     max_title_chars: int = 300
     max_question_chars: int = 1000
+    # -- the jail: one child process per ingest reads what a member posted (core/ingest/jail.py).
+    # MAX_INGEST_MB bounds its process tree's memory (a cgroup where one can be made) and each
+    # process's address space; CPU seconds per process and the wall clock of reading a video are
+    # INGEST_SECONDS_BASE plus INGEST_SECONDS_PER_MINUTE per minute of it (the download has its
+    # own, above); MAX_INGEST_FILES open files per process; segments derived from a video
+    # (subtitle cues, speech) are kept inside its length, at most MAX_SEGMENTS_PER_MINUTE per
+    # minute of it and MAX_SEGMENT_CHARS characters each
+    max_ingest_mb: float = 1536.0
+    ingest_seconds_base: float = 120.0
+    ingest_seconds_per_minute: float = 20.0
+    max_ingest_files: int = 256
+    max_segments_per_minute: int = 60
+    max_segment_chars: int = 500
     allow_hosts: tuple[str, ...] = ()  # hosts exempt from the private-address guard (tests)
     ingest_workers: int = 1  # ingests run at once in this process (the concurrency bound)
     job_lease_seconds: float = 120.0  # a job whose worker stops renewing is taken up again after this

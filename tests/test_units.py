@@ -9,11 +9,12 @@ import pytest
 
 from core.answer.retrieve import lexical_scores, tokens
 from core.config import Settings
-from core.engines.transcribe import parse_subtitles
 from core.errors import BadSource
 from core.ingest.chunk import chunk
-from core.ingest.fetch import UrlGuard, is_public, with_time
+from core.ingest.guard import UrlGuard, is_public
+from core.ingest.subtitles import parse_subtitles
 from core.models import Kind, Segment, fmt_time
+from core.text.links import with_time
 
 
 def test_chunks_are_about_30s_overlap_and_keep_times() -> None:
@@ -134,7 +135,8 @@ def test_env_example_lists_every_setting() -> None:
 
 
 def test_video_links_are_told_from_other_links_for_every_adapter() -> None:
-    from core.ingest.fetch import has_video_suffix, is_video_link
+    from core.ingest.ytdlp import is_video_link
+    from core.text.links import has_video_suffix
 
     assert is_video_link("https://www.youtube.com/watch?v=dQw4w9WgXcQ")
     assert is_video_link("https://vimeo.com/76979871")

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 from core.answer.retrieve import UNITS_PER_HIT, Moment, retrieve
 from core.config import Settings
 from core.errors import UserFacingError
-from core.ingest.fetch import with_time
 from core.models import Answer, Citation, FrameRef, Kind, StoredFrame, Turn, Video, VideoStatus, fmt_time
 from core.store.scoped import ScopedStore
+from core.text.links import with_time
 from core.text.safety import one_line
 from core.text.words import NAMES, language_of_text
 

@@ -39,8 +39,9 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from core.chat import present
-from core.ingest.fetch import has_video_suffix, is_video_link
+from core.ingest.ytdlp import is_video_link
 from core.models import Scope, VideoStatus
+from core.text.links import has_video_suffix
 
 if TYPE_CHECKING:
     from core.service import Service

@@ -10,17 +10,13 @@ multilingual model (Whisper base, bundled; `WHISPER_MULTILINGUAL_MODEL`) detects
 the first 30 s of speech, once per video; English goes to the English model (tiny.en: as fast and
 as accurate as before) and any other language to the multilingual one. tiny.en would turn Italian
 speech into English-sounding noise.
-
-Also parses WebVTT/SRT subtitles, which are used instead of transcribing when a site has them.
 """
 
 from __future__ import annotations
 
 import copy
-import html
 import importlib
 import logging
-import re
 import shutil
 import sys
 import threading
@@ -31,7 +27,7 @@ from typing import Protocol
 import numpy as np
 
 from core.config import Settings
-from core.models import Kind, Segment
+from core.models import Segment
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +84,11 @@ class FasterWhisper:
         return view
 
     def transcribe(self, wav: Path) -> list[Segment]:
+        # The samples, not the path: given a path, faster-whisper decodes it with PyAV and then
+        # runs gc.collect(), which held the GIL (and so the bot's event loop) ~1 s per window.
+        audio = read_wav(wav, wav_seconds(wav) + 1.0)
         segments, _ = self.model.transcribe(
-            str(wav), beam_size=self.beam_size, vad_filter=True,
+            audio, beam_size=self.beam_size, vad_filter=True,
             vad_parameters={"min_silence_duration_ms": 500}, condition_on_previous_text=False,
             word_timestamps=True, language=self.language)
         out: list[Segment] = []
@@ -352,33 +351,3 @@ def multilingual_model(settings: Settings) -> str | None:
         return chosen
     path = bundled_multilingual()
     return str(path) if path else None
-
-
-_CUE_TIME = re.compile(
-    r"(?:(\d+):)?(\d{1,2}):(\d{2})[.,](\d{3})\s*-->\s*(?:(\d+):)?(\d{1,2}):(\d{2})[.,](\d{3})")
-_TAG = re.compile(r"<[^>]+>")
-
-
-def parse_subtitles(text: str) -> list[Segment]:
-    """WebVTT or SRT cues as segments; tags stripped, and the rolling repeats of YouTube's
-    automatic captions (each cue repeating the previous line) removed."""
-    segments: list[Segment] = []
-    lines = text.splitlines()
-    i = 0
-    while i < len(lines):
-        m = _CUE_TIME.search(lines[i])
-        if not m:
-            i += 1
-            continue
-        g = m.groups()
-        start = int(g[0] or 0) * 3600 + int(g[1]) * 60 + int(g[2]) + int(g[3]) / 1000
-        end = int(g[4] or 0) * 3600 + int(g[5]) * 60 + int(g[6]) + int(g[7]) / 1000
-        i += 1
-        body = []
-        while i < len(lines) and lines[i].strip():
-            body.append(html.unescape(_TAG.sub("", lines[i])).strip())
-            i += 1
-        for line in body:
-            if line and not (segments and line in segments[-1].text.splitlines()):
-                segments.append(Segment(start, end, line, Kind.SUBTITLE))
-    return [s for s in segments if s.end > s.start]

@@ -9,6 +9,14 @@ every call opens its one input through `input_args`: only the demuxers of single
 (`CONTAINERS`; none of them opens another file or URL named inside the file — the mov demuxer's
 external references stay off), only the `file` protocol, the format found at probe forced with
 `-f`, and reading cut at the length limit with `-t`, whatever the header says.
+
+And whatever the header says about sizes: every decoder ffprobe or ffmpeg opens refuses a picture
+over `MAX_PIXELS` (`-max_pixels`, checked again at each parameter-set change: a 640×360 H.264
+stream switching to 6000×6000 made one ffmpeg peak at ~6 GB), cover art included (ffprobe and
+ffmpeg decode attached pictures to describe them: four 16000×16000 PNG covers cost ~3 GB per
+process), and only the first video stream that is not an attached picture is ever decoded
+(`V:0`). These run inside the jailed child (core/ingest/child.py), whose limits bound what is left;
+a program killed by one of them is a `LimitHit`.
 """
 
 from __future__ import annotations
@@ -17,10 +25,12 @@ import asyncio
 import json
 import logging
 import re
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import NO_SPACE, BadSource, DiskFull
+from core.ingest.stops import LimitHit
 from core.models import Frame
 
 log = logging.getLogger(__name__)
@@ -33,6 +43,10 @@ CONTAINERS = ("mov", "matroska", "avi", "flv", "mpegts", "mpeg", "ogg", "asf", "
 _LIST_MARKERS = (b"#EXTM3U", b"ffconcat", b"<?xml", b"<MPD", b"file ")
 _LIST_DEMUXERS = {"hls", "dash", "concat", "ffconcat", "tee", "image2", "image2pipe", "mpl2", "lavfi"}
 _REFUSED_DEMUXER = re.compile(rb"\[(\w+) @ [^\]]*\] Format not on whitelist")
+
+
+MAX_PIXELS = 3840 * 2160  # of any picture a decoder opens; the jailed child sets MAX_VIDEO_PIXELS
+MAX_STREAMS = 32  # a file with more streams is refused at probe (each one is opened to describe it)
 
 
 @dataclass(frozen=True)
@@ -49,7 +63,7 @@ def input_args(path: Path, fmt: str = "", limit: float | None = None) -> list[st
     """The options and `-i` of one hostile input: container demuxers and the file protocol only,
     `fmt` forced when known, and no more than `limit` seconds read (ffmpeg only; ffprobe has
     `-read_intervals` instead)."""
-    args = ["-protocol_whitelist", "file", "-format_whitelist", ",".join(CONTAINERS)]
+    args = ["-protocol_whitelist", "file", "-format_whitelist", ",".join(CONTAINERS), "-max_pixels", str(MAX_PIXELS)]
     if fmt:
         args += ["-f", fmt]
     if limit is not None:
@@ -57,7 +71,12 @@ def input_args(path: Path, fmt: str = "", limit: float | None = None) -> list[st
     return [*args, "-i", f"file:{path.absolute()}"]
 
 
+_LIMIT_SIGNALS = {signal.SIGKILL: "memory", signal.SIGXCPU: "cpu", signal.SIGXFSZ: "file"}
+
+
 async def run(*args: str, timeout: float = 3600) -> tuple[int, bytes, bytes]:  # noqa: ASYNC109
+    """Run a program to its end; a limit of the jail that stopped it raises `LimitHit` (SIGKILL
+    is the memory cgroup's OOM kill: the jail kills nothing else while the child lives)."""
     proc = await asyncio.create_subprocess_exec(
         *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         stdin=asyncio.subprocess.DEVNULL)
@@ -67,9 +86,14 @@ async def run(*args: str, timeout: float = 3600) -> tuple[int, bytes, bytes]:  #
         proc.kill()
         await proc.wait()
         raise
-    if proc.returncode and any(s.encode() in err for s in NO_SPACE):  # the disk's fault, not the video's
+    code = proc.returncode or 0
+    if code < 0 and -code in _LIMIT_SIGNALS:
+        raise LimitHit(_LIMIT_SIGNALS[signal.Signals(-code)])
+    if code != 0 and b"Cannot allocate memory" in err[-4096:]:
+        raise LimitHit("memory")
+    if code and any(s.encode() in err for s in NO_SPACE):  # the disk's fault, not the video's
         raise DiskFull(args[-1].removeprefix("file:"))
-    return proc.returncode or 0, out, err
+    return code, out, err
 
 
 PLAYLIST = ("That file is a playlist or a list of other files, not a video; I only read single "
@@ -85,6 +109,9 @@ async def probe(path: Path, scan_seconds: float | None = None) -> MediaInfo:
     code, out, err = await run(
         "ffprobe", "-v", "error", "-print_format", "json", "-show_format", "-show_streams",
         *input_args(path), timeout=60)
+    if code != 0 and b"exceeds specified max pixel count" in err:
+        raise BadSource(f"That video's resolution is larger than I read (at most {MAX_PIXELS / 1e6:.1f} "
+                        "megapixels a frame, e.g. 4K).")
     if code != 0:
         log.info("ffprobe refused %s: %s", path, err.decode(errors="replace")[-300:])
         refused = _REFUSED_DEMUXER.search(err)
@@ -97,6 +124,8 @@ async def probe(path: Path, scan_seconds: float | None = None) -> MediaInfo:
     if container not in CONTAINERS:  # the whitelist already holds ffmpeg to these; this keeps `-f` honest
         raise BadSource(PLAYLIST)
     streams = info.get("streams", [])
+    if len(streams) > MAX_STREAMS:
+        raise BadSource(f"That file holds {len(streams)} streams; I read files of at most {MAX_STREAMS}.")
     video = [s for s in streams if s.get("codec_type") == "video"
              and not s.get("disposition", {}).get("attached_pic")]
     if not video:
@@ -127,7 +156,7 @@ def _starts_like_a_list(path: Path) -> bool:
 async def last_packet_time(path: Path, fmt: str, up_to: float) -> float:
     """The time of the last video packet within the first `up_to` seconds, by demuxing alone
     (0.1 s for an hour of a small video): the length the file really has, not the one it claims."""
-    code, out, _ = await run("ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
+    code, out, _ = await run("ffprobe", "-v", "error", "-select_streams", "V:0", "-show_entries",
                              "packet=pts_time", "-of", "csv=p=0", "-read_intervals", f"%+{up_to:.3f}",
                              *input_args(path, fmt), timeout=300)
     times = [_float(t) for t in out.decode(errors="replace").split()] if code == 0 else []
@@ -156,7 +185,7 @@ async def keyframes(path: Path, out_dir: Path, width: int = 640, *, fmt: str = "
     cap = ["-frames:v", str(max_frames)] if max_frames is not None else []
     code, _, err = await run(
         "ffmpeg", "-v", "info", "-nostdin", "-y", "-skip_frame", "nokey", *input_args(path, fmt, limit),
-        "-an", "-sn", "-vf", chain, "-fps_mode", "passthrough", *cap,
+        "-map", "0:V:0", "-an", "-sn", "-dn", "-vf", chain, "-fps_mode", "passthrough", *cap,
         "-q:v", "4", str(out_dir / "k%06d.jpg"))
     if code != 0:
         raise BadSource("I couldn't decode the frames of that video; it may be corrupt.")
@@ -189,7 +218,7 @@ async def frames_at(path: Path, times: list[float], out_dir: Path, width: int = 
         outs = []
         for i, t in enumerate(chunk):
             out = out_dir / f"s{int(round(t * 1000)):09d}.jpg"
-            args += ["-map", f"{i}:v:0", "-frames:v", "1", "-vf", f"scale='min({width},iw)':-2",
+            args += ["-map", f"{i}:V:0", "-frames:v", "1", "-vf", f"scale='min({width},iw)':-2",
                      "-q:v", "4", str(out)]
             outs.append((t, out))
         code, _, err = await run(*args)
@@ -224,7 +253,7 @@ async def packets(path: Path, *, fmt: str = "", limit: float | None = None) -> l
     """The video stream's packets (time, bytes, keyframe?) in the first `limit` seconds, read by
     demuxing alone: 0.2 s for 10 minutes of 720p. Empty when ffprobe cannot list them."""
     interval = ["-read_intervals", f"%+{limit:.3f}"] if limit is not None else []
-    code, out, _ = await run("ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
+    code, out, _ = await run("ffprobe", "-v", "error", "-select_streams", "V:0", "-show_entries",
                              "packet=pts_time,size,flags", "-of", "csv=p=0", *interval,
                              *input_args(path, fmt), timeout=300)
     result = []
@@ -313,7 +342,7 @@ async def extract_audio(path: Path, wav: Path, *, fmt: str = "", limit: float | 
     """16 kHz mono PCM, what every whisper backend wants; no more than `limit` seconds of it
     (a sound track longer than the video it came with is cut, never transcribed whole)."""
     code, _, err = await run(
-        "ffmpeg", "-v", "error", "-nostdin", "-y", *input_args(path, fmt, limit), "-vn", "-ac", "1", "-ar", "16000",
+        "ffmpeg", "-v", "error", "-nostdin", "-y", *input_args(path, fmt, limit), "-map", "0:a:0", "-vn", "-ac", "1", "-ar", "16000",
         "-c:a", "pcm_s16le", str(wav))
     if code != 0:
         log.warning("audio extraction failed: %s", err.decode(errors="replace")[-300:])

@@ -25,15 +25,20 @@ import numpy as np
 
 from core.config import Settings
 from core.engines.registry import Models
-from core.engines.transcribe import Transcriber, parse_subtitles
+from core.engines.transcribe import Transcriber
 from core.errors import BadSource
-from core.ingest import media
+from core.ingest import media, results
 from core.ingest.audio import transcribe_windows
 from core.ingest.chunk import chunk, units
-from core.ingest.fetch import Pace, UrlGuard, fetch
+from core.ingest.fetch import SOCKET, fetch, fetched, refusal, way_out
+from core.ingest.guard import UrlGuard
+from core.ingest.jail import Jail, Limits, child_settings
 from core.ingest.ocr import read_frames
+from core.ingest.proxy import Pace
+from core.ingest.subtitles import bound
 from core.models import Frame, Laps, Segment, Stage
 from core.store.scoped import ScopedStore
+from core.text.links import looks_like_url
 
 log = logging.getLogger(__name__)
 
@@ -70,29 +75,41 @@ async def ingest(video_id: str, source: str, store: ScopedStore, models: Models,
                  workdir: Path, report: Report, headers: dict[str, str] | None = None,
                  allow_local: bool = False, guard: UrlGuard | None = None) -> IngestResult:
     """Index `source` as `video_id` in `store`'s scope. Vectors of an earlier attempt are dropped
-    first, so a retried job never leaves duplicates."""
+    first, so a retried job never leaves duplicates.
+
+    Everything that reads the posted bytes runs in a jailed child (core/ingest/jail.py): the
+    download, the probe, the subtitles, the sound track and the frames. Its results are checked
+    (core/ingest/results.py) and each lane starts as soon as its input is announced: the
+    transcription when the sound track is written, OCR and CLIP when the frames are."""
     guard = guard or UrlGuard(frozenset(settings.allow_hosts))
     lap = Laps()
     stages = lap.stages
-
+    max_bytes = int(settings.max_download_mb * 2**20)
+    pace = Pace(settings.download_timeout_seconds, settings.min_download_kbps * 1024, settings.download_grace_seconds)
     download = workdir / "download"
+    lanes: dict[str, asyncio.Future[Any]] = {}
     await report(Stage.FETCH, 0.0, "")
     try:
-        limit = settings.max_video_minutes * 60
-        got = await fetch(source, download, guard, max_bytes=int(settings.max_download_mb * 2**20),
-                          max_seconds=limit, headers=headers, allow_local=allow_local,
-                          pace=Pace(settings.download_timeout_seconds, settings.min_download_kbps * 1024,
-                                    settings.download_grace_seconds))
-        lap("fetch")
-        await report(Stage.PROBE, 0.0, "")
-        info = await media.probe(got.path, scan_seconds=limit + 1)
-        check_limits(info, settings)
-        title = clean_title(got.title if got.url else info.title, settings.max_title_chars)
-        await store.update_video(video_id, title=title, duration=info.duration, url=got.url)
-        lap("probe")
+        workdir.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(workdir / "frames", ignore_errors=True)
+        src, local, title, url = source.strip(), False, "", ""
+        readable: tuple[Path, ...] = ()
+        if headers is not None:  # an attachment: downloaded here with the bot's token, read in the jail
+            got = await fetch(src, download, guard, max_bytes=max_bytes, max_seconds=settings.max_video_minutes * 60,
+                              headers=headers, pace=pace)
+            src, local, title = str(got.path.relative_to(workdir)), True, got.title
+        elif not looks_like_url(src):
+            if not allow_local:
+                raise BadSource("Send me a video link (http or https) or upload a video file.")
+            path = Path(src).expanduser()
+            if not path.is_file():
+                raise BadSource(f"I can't find the file `{src}`.")
+            src, local, title, readable = str(path.resolve()), True, path.stem, (path.resolve(),)
+        else:
+            await asyncio.to_thread(guard.check, src)  # getaddrinfo: never on the loop
+        info: media.MediaInfo | None = None
+        lane_started = time.perf_counter()
 
-        # Two lanes at once; each records its own stage times (they overlap), and "lanes" is the
-        # wall time of both, so fetch + probe + lanes + embed + store is the whole ingest.
         async def timed(name: str, work: Awaitable[Any]) -> Any:
             t = time.perf_counter()
             try:
@@ -100,42 +117,85 @@ async def ingest(video_id: str, source: str, store: ScopedStore, models: Models,
             finally:
                 stages[name] = round(time.perf_counter() - t, 3)
 
-        async def speech_lane() -> Speech:
-            if got.subtitles is not None:
-                return Speech(parse_subtitles(got.subtitles.read_text(errors="replace")))
-            if not info.has_audio:
+        async def transcribe(wav: Path | None) -> Speech:
+            if wav is None:
                 return Speech([])
-            wav = await timed("audio", media.extract_audio(got.path, workdir / "audio.wav", fmt=info.format,
-                                                           limit=info.duration + 1.0))
             await report(Stage.TRANSCRIBE, 0.0, title)
             heard: Speech = await timed("transcribe", models.call(lambda: hear(models.transcriber, wav, workdir)))
             return heard
 
-        async def screen_lane() -> tuple[list[Frame], list[Segment], dict[float, str], np.ndarray | None]:
-            frames_dir = workdir / "frames"
-            shutil.rmtree(frames_dir, ignore_errors=True)
-            frames = await timed("frames", media.extract_frames(
-                got.path, frames_dir, info.duration, settings.frame_interval, settings.max_frames_per_minute,
-                fmt=info.format, pixels=info.width * info.height))
+        async def screen(frames: list[Frame]) -> tuple[list[Frame], list[Segment], dict[float, str], np.ndarray | None]:
+            assert info is not None
+            duration = info.duration
             ocr_segments: list[Segment] = []
             ocr_text: dict[float, str] = {}
             if settings.ocr:
                 await report(Stage.OCR, 0.0, title)
                 ocr_segments, ocr_text = await timed("ocr", models.call_screen(
-                    lambda: read_frames(models.ocr, frames, info.duration)))
+                    lambda: read_frames(models.ocr, frames, duration)))
             image_vectors = await timed("clip", _embed_frames(models, frames))
             return frames, ocr_segments, ocr_text, image_vectors
 
-        await report(Stage.FRAMES, 0.0, title)
-        heard_lane, screen = asyncio.ensure_future(speech_lane()), asyncio.ensure_future(screen_lane())
-        try:
-            heard, (frames, ocr_segments, ocr_text, image_vectors) = await asyncio.gather(heard_lane, screen)
-        except BaseException:
-            for t in (heard_lane, screen):
-                t.cancel()
-            await asyncio.gather(heard_lane, screen, return_exceptions=True)
-            raise
-        speech = heard.segments
+        async def on_event(event: dict[str, Any]) -> None:
+            nonlocal info, title, url, lane_started
+            kind = event["event"]
+            if kind == "fetched":
+                got = fetched(workdir, event)
+                title, url = got.title, got.url
+                proxy.finish()
+                lap("fetch")
+            elif kind == "stage":
+                if event.get("stage") == "probe":
+                    if "fetch" not in stages:  # a local file: the child's start is the fetch
+                        lap("fetch")
+                    await report(Stage.PROBE, 0.0, "")
+            elif kind == "probed":
+                info = results.probed(event, settings)
+                check_limits(info, settings)
+                title = clean_title(title if url else info.title, settings.max_title_chars)
+                await store.update_video(video_id, title=title, duration=info.duration, url=url)
+                jail.deadline_in(settings.ingest_seconds_base + settings.ingest_seconds_per_minute * info.duration / 60)
+                if "fetch" not in stages:
+                    lap("fetch")
+                lap("probe")
+                lane_started = time.perf_counter()
+                await report(Stage.FRAMES, 0.0, title)
+            elif info is None:
+                raise BadSource(results.UNREADABLE)  # nothing comes before the probe
+            elif kind == "subtitles" and "speech" not in lanes:
+                cues = await asyncio.to_thread(results.subtitles, workdir, event.get("path"), info.duration, settings)
+                lanes["speech"] = asyncio.ensure_future(asyncio.sleep(0, Speech(cues)))
+            elif kind == "audio" and "speech" not in lanes:
+                wav = await asyncio.to_thread(results.audio, workdir, event.get("path"), info.duration)
+                stages["audio"] = round(time.perf_counter() - lane_started, 3)
+                lanes["speech"] = asyncio.ensure_future(transcribe(wav))
+            elif kind == "frames" and "screen" not in lanes:
+                frames = await asyncio.to_thread(results.frames, event, workdir, info.duration, settings)
+                stages["frames"] = round(time.perf_counter() - lane_started, 3)
+                if not frames:
+                    raise BadSource("I couldn't decode any frame of that video; it may be corrupt.")
+                lanes["screen"] = asyncio.ensure_future(screen(frames))
+
+        limits = Limits.from_settings(settings)
+        async with Jail(workdir, limits, readable=readable,
+                        deadline=settings.download_timeout_seconds + limits.cpu) as jail, \
+                way_out(guard, workdir, max_bytes, None if local else pace, jail) as proxy:
+            task = {"steps": ["fetch", "probe", "decode"], "source": src, "local": local, "proxy": SOCKET,
+                    "max_bytes": max_bytes, "settings": child_settings(settings)}
+            try:
+                await jail.run(task, on_event)
+            except BadSource as e:
+                raise (refusal(proxy) or e) from e
+            if proxy.stopped:
+                raise BadSource(proxy.stopped)
+        log.info("jailed ingest of %s: %s", video_id, jail.outcome)
+        if info is None or "screen" not in lanes:
+            raise BadSource(results.UNREADABLE)
+        speech_lane = lanes.get("speech") or asyncio.ensure_future(asyncio.sleep(0, Speech([])))
+        heard, (frames, ocr_segments, ocr_text, image_vectors) = await asyncio.gather(speech_lane, lanes["screen"])
+        speech = bound(heard.segments, info.duration, settings.max_segments_per_minute, settings.max_segment_chars)
+        ocr_segments = bound(ocr_segments, info.duration, settings.max_frames_per_minute,
+                             OCR_CHARS_PER_SEGMENT * settings.max_segment_chars)
         lap("lanes")
         if not speech and not ocr_segments:
             raise BadSource("I found no speech and no readable text in that video, so there is "
@@ -157,10 +217,20 @@ async def ingest(video_id: str, source: str, store: ScopedStore, models: Models,
         await store.put_frames(video_id, frames, ocr_text, image_vectors)
         lap("store")
         counts = {"frames": len(frames), "speech": len(speech), "ocr": len(ocr_segments), "chunks": len(chunks)}
-        return IngestResult(title, info.duration, got.url, heard.language, stages, counts)
+        return IngestResult(title, info.duration, url, heard.language, stages, counts)
     finally:
+        for t in lanes.values():
+            t.cancel()
+        if lanes:
+            await asyncio.gather(*lanes.values(), return_exceptions=True)
         shutil.rmtree(download, ignore_errors=True)
-        (workdir / "audio.wav").unlink(missing_ok=True)
+        for name in ("audio.wav", "subtitles.json", SOCKET):
+            (workdir / name).unlink(missing_ok=True)
+
+
+# On-screen text of one slide may run longer than a spoken segment: its cap is this many times
+# MAX_SEGMENT_CHARS.
+OCR_CHARS_PER_SEGMENT = 4
 
 
 def check_limits(info: media.MediaInfo, settings: Settings) -> None:

@@ -21,7 +21,8 @@ import pytest
 from core.config import Settings
 from core.errors import BadSource, UserFacingError
 from core.ingest import media
-from core.ingest.fetch import UrlGuard, download_file, fetch
+from core.ingest.fetch import download_file, fetch
+from core.ingest.guard import UrlGuard
 from core.models import Scope
 from core.service import Service
 from tests.fakes.media_server import FakeMediaServer, Stream, page_with_captions

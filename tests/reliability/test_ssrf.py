@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from core.errors import BadSource
-from core.ingest.fetch import UrlGuard, download_file, fetch, is_public, system_resolver
+from core.ingest.fetch import download_file, fetch
+from core.ingest.guard import UrlGuard, is_public, system_resolver
 from tests.fakes.media_server import FakeMediaServer
 
 DNS = {
