@@ -325,6 +325,8 @@ RULES: dict[str, Rule] = {
     "download_timeout_seconds": POSITIVE, "min_download_kbps": Number(0), "download_grace_seconds": POSITIVE,
     "max_video_side": Number(16), "max_video_pixels": Number(256), "max_title_chars": Number(8),
     "max_question_chars": Number(8),
+    "max_ingest_mb": Number(256), "ingest_seconds_base": POSITIVE, "ingest_seconds_per_minute": POSITIVE,
+    "max_ingest_files": Number(16), "max_segments_per_minute": Number(1), "max_segment_chars": Number(16),
     "allow_hosts": ANY,
     "ingest_workers": Number(0, 64),
     "job_lease_seconds": POSITIVE, "job_max_attempts": COUNT,
