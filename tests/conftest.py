@@ -224,7 +224,7 @@ INDEXING_FIXTURES = frozenset({"indexed_lectures", "link_posted", "file_shared",
                                "both", "crash_runs"})
 SLOW_MODULES = frozenset({"test_cli", "test_cli_recovery", "test_architecture", "test_footprint", "test_backends",
                           "test_two_hosts", "test_crash_resume", "test_store", "test_vectors", "test_roles",
-                          "test_eval", "test_languages", "test_screen", "test_hostile_media"})
+                          "test_eval", "test_languages", "test_screen", "test_hostile_media", "test_fuzz_parsers"})
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -251,3 +251,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for first in firsts.values():
         if not first.get_closest_marker("timeout"):
             first.add_marker(pytest.mark.timeout(300))
+
+
+# -- figures --------------------------------------------------------------------------------------
+# What the measuring tests found (the fuzzer's inputs and stalls, the chaos test's recovery times),
+# shown in the run's summary under "figures" whether or not pytest captured their output, so that
+# a CI log holds them. xdist workers keep their own: the measuring tests are `alone`, run without it.
+_FIGURES: list[str] = []
+
+
+@pytest.fixture
+def figures():  # noqa: ANN201 - returns list.append
+    """`figures(line)` keeps a line of measurements for the run's summary."""
+    return _FIGURES.append
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001 - pytest's TerminalReporter
+    if _FIGURES:
+        terminalreporter.section("figures")
+        for line in _FIGURES:
+            terminalreporter.write_line(line)

@@ -27,7 +27,7 @@ The link rule is written for forms nobody listed, not as a list of cases (issue 
   and variation selectors stay (emoji need them) but count as part of a name.
 
 Known schemes without `//` (`mailto:`, `javascript:`, `data:`, …) are broken with a zero-width
-space after their first letter, as before. What is lost: four-part version numbers and bare IP
+space after their first letter, as before. What is lost: version numbers of four parts or more and bare IP
 addresses read `10[.]0[.]0[.]1`; three-part versions, decimals and `e.g.` read as written.
 
 Every pattern here runs in time linear in its input: these functions run on the event loop for
@@ -57,6 +57,7 @@ _OTHER_SCHEME = re.compile(r"\b(?:file|mailto|tel|javascript|vbscript|data|sms|c
 # one 100 KB label, ...).
 _DOTTED = re.compile(r"(?<![\w-])[\w-]++(?:\.[\w-]++)+")
 _IP_LABEL = re.compile(r"\d+|0x[0-9a-f]+", re.I)
+_JOINED = re.compile(r"[-_]")
 # Control characters (a terminal obeys ESC sequences, OSC 52 writes the clipboard) and bidi
 # overrides (they make "exe.mp4" read as "4pm.exe") are dropped, and so are invisible characters
 # that split a name for a linkifier but not for a browser; tab and line breaks stay.
@@ -99,11 +100,26 @@ def _is_tld(label: str) -> bool:
 
 def _is_host(name: str) -> bool:
     """Whether a dotted name (folded) names a host: a TLD-shaped label after the first
-    (`evil.com.x` too), an `xn--` label anywhere, or four numbers (an IPv4 literal). Version
-    numbers, decimals and `e.g.` are not."""
+    (`evil.com.x` too), an `xn--` label anywhere, or four numbers in a row (an IPv4 literal, also
+    inside a longer run or joined to other text by `-`: a linkifier finds `0.131.0x34.0x86` in
+    `7-0.0.131.0x34.0x86` and `1.2.3.4` in `1.2.3.4-x`, as the parser-tier fuzzer showed). Three-part versions, decimals and `e.g.` are not."""
     labels = name.split(".")
-    return (any(_is_tld(label) for label in labels[1:]) or any(label.lower().startswith("xn--") for label in labels)
-            or (len(labels) == 4 and all(_IP_LABEL.fullmatch(label.strip("-_")) for label in labels)))
+    # a label's part before a '-' counts too: a linkifier reads "7x1.exam-1.0x90" as "7x1.exam"
+    if any(_is_tld(label) or _is_tld(label.split("-", 1)[0]) for label in labels[1:]) \
+            or any(label.lower().startswith("xn--") for label in labels):
+        return True
+    run = 0  # numbers in a row; a label joined to a number by '-' or '_' ends or starts a run
+    for label in labels:
+        if _IP_LABEL.fullmatch(label.strip("-_")):
+            run += 1
+        else:
+            parts = _JOINED.split(label)
+            if run >= 3 and _IP_LABEL.fullmatch(parts[0]):  # "1.2.3.4-x": a linkifier stops at '-'
+                return True
+            run = 1 if _IP_LABEL.fullmatch(parts[-1]) else 0  # "x-1.2.3.4"
+        if run >= 4:
+            return True
+    return False
 
 
 def _defang_links(text: str) -> str:

@@ -114,12 +114,12 @@ def servers(tmp_path: Path) -> Iterator[tuple[PrivatePostgres, NetnsMilvus, str]
 
 @pytest.mark.timeout(900)  # ten ingests by two workers on two cores, a Milvus server started twice
 async def test_servers_restarted_killed_and_a_worker_stopped_lose_nothing_and_index_nothing_twice(
-        servers: tuple[PrivatePostgres, NetnsMilvus, str], tmp_path: Path, short_lectures) -> None:
+        servers: tuple[PrivatePostgres, NetnsMilvus, str], tmp_path: Path, short_lectures, figures) -> None:
     pg, milvus, url = servers
     tag = uuid.uuid4().hex[:8]
     workers: list[Worker] = []
     runner: web.AppRunner | None = None
-    figures: dict[str, str] = {}
+    found: dict[str, str] = {}
     try:
         scopes = {ch: Scope("discord", f"chaos-{tag}", ch) for ch in CHANNELS}
         probe = Scope("discord", f"chaos-{tag}", "probe")
@@ -178,7 +178,7 @@ async def test_servers_restarted_killed_and_a_worker_stopped_lose_nothing_and_in
             kept = await snapshot()
             same = sum((kept[i]["worker"], kept[i]["attempts"]) == held or kept[i]["status"] == "done"
                        for i, held in running.items())
-            figures["postgres restart"] = (f"restart took {restart_s:.1f} s; questions answered again "
+            found["postgres restart"] = (f"restart took {restart_s:.1f} s; questions answered again "
                                            f"{answered_s:.1f} s after it began ({chat.unavailable} answered "
                                            f"'unavailable' meanwhile); jobs running then that kept their lease: "
                                            f"{same}/{len(running)}, none handed over or restarted")
@@ -211,7 +211,7 @@ async def test_servers_restarted_killed_and_a_worker_stopped_lose_nothing_and_in
             after = await snapshot()
             assert all((after[i]["worker"], after[i]["attempts"]) == (before[i]["worker"], before[i]["attempts"])
                        for i in touched), (before, after)
-            figures["milvus kill"] = (f"a question while it was down answered 'unavailable' in "
+            found["milvus kill"] = (f"a question while it was down answered 'unavailable' in "
                                       f"{unavailable_s:.1f} s ({chat.unavailable - was} such answers in all); "
                                       f"questions answered again {back_s:.1f} s after "
                                       f"the kill (server restarted 3 s after it, healthy "
@@ -255,7 +255,7 @@ async def test_servers_restarted_killed_and_a_worker_stopped_lose_nothing_and_in
             exit_s = time.monotonic() - t0
             restart_job_s = await taken
             assert code == 0, await tails([victim])
-            figures["worker SIGTERM"] = (f"a question right after it answered in {asked_s:.2f} s; the worker "
+            found["worker SIGTERM"] = (f"a question right after it answered in {asked_s:.2f} s; the worker "
                                          f"exited in {exit_s:.1f} s (status 0); its job was taken up by the other "
                                          f"worker {restart_job_s:.2f} s after the signal (the lease alone would "
                                          f"have held it {LEASE_S:.0f} s here, 120 s by default)")
@@ -298,8 +298,9 @@ async def test_servers_restarted_killed_and_a_worker_stopped_lose_nothing_and_in
                         and cat["segments"] > 0 and cat["jobs"] == 1)
                 if not once:
                     twice.append((name, text_n, frame_n, cat))
-            figures["indexed twice"] = f"{len(twice)} of {len(jobs)} videos {twice or ''}"
-            print("\nCHAOS " + "\nCHAOS ".join(f"{k}: {v}" for k, v in figures.items()))
+            found["indexed twice"] = f"{len(twice)} of {len(jobs)} videos {twice or ''}"
+            for k, v in found.items():
+                figures(f"CHAOS {k}: {v}")
             assert twice == []
             await stop_all(workers)
     finally:

@@ -231,7 +231,7 @@ def fuzz_settings(settings: Settings) -> Settings:
                    ingest_seconds_base=15, ingest_seconds_per_minute=10)
 
 
-async def test_fuzz_ingest_and_text(rel_settings, models, seeds, tmp_path: Path) -> None:
+async def test_fuzz_ingest_and_text(rel_settings, models, seeds, tmp_path: Path, figures) -> None:
     rng = random.Random(SEED)
     settings = fuzz_settings(rel_settings)
     canary = tmp_path / "canary"
@@ -306,13 +306,14 @@ async def test_fuzz_ingest_and_text(rel_settings, models, seeds, tmp_path: Path)
     finally:
         await site.stop()
         await forbidden.stop()
-    print(f"\nFUZZ seed={SEED} budget={BUDGET_S:g}s inputs={sum(tried.values())} {dict(sorted(tried.items()))}")
-    print(f"FUZZ longest stall {worst['stall']:.3f} s, largest RSS growth {worst['rss']:.0f} MB, "
-          f"largest jailed tree {worst['tree']:.0f} MB, answers elsewhere: {len(asker.times)}, "
-          f"slowest {max(asker.times, default=0):.2f} s")
-    print(f"FUZZ ended: {dict(sorted(ended.items()))}")
-    for reason, n in reasons.most_common():
-        print(f"FUZZ   {n:4d} × {reason}")
+    lines = [f"FUZZ seed={SEED} budget={BUDGET_S:g}s inputs={sum(tried.values())} {dict(sorted(tried.items()))}",
+             f"FUZZ longest stall {worst['stall']:.3f} s, largest RSS growth {worst['rss']:.0f} MB, "
+             f"largest jailed tree {worst['tree']:.0f} MB, answers elsewhere: {len(asker.times)}, "
+             f"slowest {max(asker.times, default=0):.2f} s",
+             f"FUZZ ended: {dict(sorted(ended.items()))}",
+             *(f"FUZZ   {n:4d} × {reason}" for reason, n in reasons.most_common())]
+    for line in lines:
+        figures(line)
     assert sum(tried.values()) >= 5
     assert asker.times and max(asker.times) < 30
 

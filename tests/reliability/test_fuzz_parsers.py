@@ -1,0 +1,95 @@
+"""The fuzzer's fast tier: the parsers themselves, thousands of inputs a run.
+
+tests/reliability/test_fuzz.py sends each hostile input through the whole bot (the jailed child,
+the proxy, the catalog) and checks the process from outside; an ingest costs seconds, so it tries
+a dozen inputs a minute. Here the same mutations (`mutate_text`, the same seeds) go straight to
+the code that reads them — the subtitle parsers and their bounds (in the jailed child), the text
+that reaches a channel (`neutralize`, `one_line`) — for a time budget (`VIDRAG_FUZZ_PARSER_SECONDS`,
+default 15 s, the sequence from `VIDRAG_FUZZ_SEED`), asserting for each input what must hold
+whatever it is: no exception, segments inside the video and within the per-minute and per-segment
+bounds, no linkable text out of `neutralize`, one short line out of `one_line`.
+
+Speed is printed, not asserted (the machines are noisy): for each parser the slowest input and its
+size, so that a parser gone quadratic shows in the run's figures (the "figures" section; today
+`neutralize` reads ~0.2 s per 100 K characters; what reaches it is bounded far below that).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+
+from core.ingest.subtitles import MAX_CUES, bound, parse_subtitles, parse_ttml
+from core.text.safety import TITLE_LIMIT, neutralize, one_line
+from tests.reliability import hostile
+from tests.reliability.test_fuzz import SEED, mutate_text, subtitle_input
+from tests.reliability.test_hostile_text import hostile_strings, linkable
+
+BUDGET_S = float(os.environ.get("VIDRAG_FUZZ_PARSER_SECONDS") or 15)
+DURATION = 6.0  # the video the subtitles belong to, as in the hostile cases
+PER_MINUTE, MAX_CHARS = 60, 500
+TEXT_CHARS = 64_000
+SUBTITLE_CHARS = 2_000_000
+
+
+def _mutated(rng: random.Random, text: str, rounds: int, cap: int) -> str:
+    """`mutate_text` a round at a time, each round given at most 4 K characters of what the last
+    made and the result cut to `cap`: its repeats (a line 20,000 times, a run of 50,000) compound
+    over rounds into gigabytes otherwise. The last round's repeats make the large inputs."""
+    for _ in range(rounds):
+        text = mutate_text(rng, text[:4000], 1)[:cap]
+    return text
+
+
+def _subtitles(rng: random.Random) -> tuple[str, str]:
+    """A subtitle file: the whole-bot fuzzer's (quadratic lines, 20,000 cues, an entity bomb) one
+    time in five, else a small valid file of any of the three formats, mutated, at most 2 MB."""
+    if rng.random() < 0.2:
+        ext, data = subtitle_input(rng)
+        return ext, data.decode("utf-8", "replace")
+    cues = [(i * rng.choice([0.3, 5.0, 1e6]), i * 0.3 + rng.choice([0.5, -1.0, 1e9]),
+             rng.choice(["Magma rises.", "<b>tides</b> &amp; moons", "line", "<i>x</i" * 50])) for i in range(8)]
+    ext = rng.choice(["vtt", "srt", "ttml"])
+    text = {"vtt": hostile.vtt, "srt": hostile.srt, "ttml": hostile.ttml}[ext](cues)
+    return ext, _mutated(rng, text, rng.randint(1, 6), SUBTITLE_CHARS)
+
+
+def _chat_text(rng: random.Random) -> str:
+    """A chat message or a video's title, at most 64 K characters (a Slack message holds 40 K, a
+    Discord one 4 K; titles are cut far below that before anything reads them)."""
+    pieces = [*hostile_strings(rng.randrange(2**31), 8), "<@U123>", "@everyone", "<!channel>", "\u202e" * 100,
+              "[Verify](https://evil.example/login)", "https://www.youtube.com/" + "?a" * rng.choice([10, 2000])]
+    seed = " ".join(rng.choice(pieces) for _ in range(rng.randint(1, 12)))
+    return _mutated(rng, seed[:4000], rng.randint(0, 4), TEXT_CHARS)
+
+
+def test_parsers_hold_their_bounds_on_mutated_input(figures) -> None:
+    rng = random.Random(SEED)
+    tried = {"subtitles": 0, "text": 0}
+    slowest = {"subtitles": (0.0, 0), "text": (0.0, 0)}  # the slowest input: seconds, characters
+    started = time.monotonic()
+    while time.monotonic() - started < BUDGET_S:
+        if rng.random() < 0.5:
+            ext, text = _subtitles(rng)
+            t = time.perf_counter()
+            cues = parse_ttml(text) if ext == "ttml" else parse_subtitles(text)
+            kept = bound(cues, DURATION, PER_MINUTE, MAX_CHARS)
+            took = time.perf_counter() - t
+            kind = "subtitles"
+            assert len(cues) <= MAX_CUES, (ext, len(text))
+            assert len(kept) <= PER_MINUTE * (int(DURATION // 60) + 1), len(kept)
+            assert all(0 <= s.start < s.end <= DURATION and len(s.text) <= MAX_CHARS for s in kept), kept[:3]
+        else:
+            text = _chat_text(rng)
+            t = time.perf_counter()
+            out, line = neutralize(text), one_line(text)
+            took = time.perf_counter() - t
+            kind = "text"
+            assert not linkable(out), (text[:200], out[:200])
+            assert "\n" not in line and len(line) <= TITLE_LIMIT + 1 and not linkable(line), line[:200]
+        tried[kind] += 1
+        slowest[kind] = max(slowest[kind], (took, len(text)))
+    figures(f"FUZZ parsers seed={SEED} budget={BUDGET_S:g}s inputs={sum(tried.values())} {tried}; slowest: "
+            + ", ".join(f"{k} {s:.2f} s for {n / 1000:.0f} K characters" for k, (s, n) in slowest.items()))
+    assert min(tried.values()) >= 3, tried
