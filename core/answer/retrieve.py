@@ -15,10 +15,12 @@ narrowed to the words that answer, and fused by time.
    lexical evidence (the IDF-weighted share of the asked words it contains; its own video's title
    words excluded — they name the video's topic, present on every slide, not the moment; each
    unit's words stemmed in its video's language, the question's in every language of the
-   channel), and how strongly the question names its video (IDF over the channel's titles). For
-   a question that asks for an explanation (why, how, what happens), a unit on the video's
-   cover — a slide that repeats most of the title, and what is said over it — loses a share of
-   its score: it repeats the question's topic without explaining it. Each hit keeps its best
+   channel), and how strongly the question names its video (IDF over the channel's titles). A
+   unit on the video's cover — a slide that repeats most of the title, and what is said over it
+   — loses a share of its score: it repeats the question's topic without answering it. It keeps
+   what its words beyond the title match of the question, unless the question asks for an
+   explanation (why, how, what happens), which a cover never gives; a question about the video
+   itself ("what is this video about?") loses nothing there. Each hit keeps its best
    unit, so a citation spans the evidence, and the best segment within it as its focus (the
    frame shown).
 5. Add agreement by time: a different signal (on-screen text vs. speech) overlapping the moment
@@ -41,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from core.answer.cover import cover_spans, explains, share_within
+from core.answer.cover import about_the_video, cover_spans, discount, share_within
 from core.answer.naming import Naming, Titles, name_tokens
 from core.answer.reads import (
     HIT_UNITS,
@@ -73,9 +75,10 @@ NAME_FULL = 2.5  # naming strength (IDF units over titles) that counts in full: 
 NAME_EXPAND = 1.0  # a video named at least this strongly (in a naming or title phrase) gives all its units
 TITLE_WEIGHT = 0.5  # penalty per unit of similarity to the video's title above TITLE_FLOOR
 TITLE_FLOOR = 0.3
-# An explaining question ("why", "how", "what happens") is not answered by the cover (a slide that
-# repeats most of the video's title, and what is said over it: core.answer.cover). A unit loses
-# COVER_WEIGHT times the share of its time spent on one.
+# A question is not answered by the cover (a slide that repeats most of the video's title, and what
+# is said over it: core.answer.cover) unless it asks about the video itself. A unit loses
+# COVER_WEIGHT times the share of its time spent on one, times `discount` (1 for an explaining
+# question, else the share of the asked words it lacks).
 COVER_WEIGHT = 0.3  # eval/naming tune split: recall@1 0.893 → 0.964, frame 0.821 → 0.893 (0.15: 0.929; 0.5: as 0.3)
 AGREE_WEIGHT = 0.25  # share of an overlapping, different signal's score added to a moment
 FRAME_WEIGHT = 1.0  # a CLIP frame hit inside a moment adds FRAME_WEIGHT / (RRF_K + rank)
@@ -196,13 +199,13 @@ async def retrieve(store: ScopedStore, question: str, text: TextEmbedder, image:
         for u, v in zip(missing, await call(text.embed, [u.text for u in missing]), strict=True):
             u.vector = v
     title_vecs = dict(zip(vids, await title_vectors([titles.get(v, "") for v in vids]), strict=True))
-    covers = await cover_spans(store, vids, titles) if COVER_WEIGHT and explains(asked) else {}
+    covers = await cover_spans(store, vids, titles) if COVER_WEIGHT and not about_the_video(question) else {}
     # scoring is CPU work (up to ~2,000 units, each moment against the others): off the event loop
-    return await asyncio.to_thread(_rank, asked, naming, best, titles, title_vecs, covers, video_languages, qv,
+    return await asyncio.to_thread(_rank, question, asked, naming, best, titles, title_vecs, covers, video_languages, qv,
                                    hits, rrf, dense, units, frame_hits, keep)
 
 
-def _rank(asked: str, naming: Naming, best: tuple[str, float] | None, titles: dict[str, str],
+def _rank(question: str, asked: str, naming: Naming, best: tuple[str, float] | None, titles: dict[str, str],
           title_vecs: dict[str, np.ndarray], covers: dict[str, list[tuple[float, float]]],
           video_languages: dict[str, str], qv: np.ndarray, hits: list[VectorHit], rrf: list[float],
           dense: list[VectorHit], units: list[Unit], frame_hits: list[VectorHit], keep: int) -> list[Moment]:
@@ -226,7 +229,7 @@ def _rank(asked: str, naming: Naming, best: tuple[str, float] | None, titles: di
             u.score -= TITLE_WEIGHT * max(0.0, restate - TITLE_FLOOR)
             u.why += (f"title:{restate:.2f}",)
         if covers.get(h.video_id):
-            on_cover = share_within(u.start, u.end, covers[h.video_id])
+            on_cover = share_within(u.start, u.end, covers[h.video_id]) * discount(question, x)
             u.score -= COVER_WEIGHT * on_cover
             u.why += (f"cover:{on_cover:.2f}",) if on_cover else ()
     top: dict[int, Unit] = {}
