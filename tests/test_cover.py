@@ -70,9 +70,10 @@ def test_the_cover_is_the_slide_that_repeats_the_most_of_the_title() -> None:
     shown = [(0.0, 6.5, "Acids, bases and pH\nChemistry 1B - Lecture 11"),
              (6.5, 11.6, "Definitions\nBronsted-Lowry acid: proton donor\nbase: proton acceptor"),
              (11.6, 20.8, "The pH scale\npH = -log10[H+]"),
+             (36.9, 45.8, "Buffers\nweak acid + its conjugate base\nresists changes in pH"),
              (60.0, 66.0, "Acids, bases and pH\nThanks for watching")]
-    # two of the title's three words on a content slide do not make it a cover; a closing slide
-    # that shows the whole title again is one
+    # two of the title's three words on a content slide do not make it a cover, nor all three
+    # under a heading of the slide's own; a closing slide that shows the whole title again is one
     assert covers("Acids, bases and pH", shown) == [(0.0, 6.5), (60.0, 66.0)]
 
 

@@ -7,14 +7,15 @@ how, what happens; in any language vidrag transcribes) is never answered there. 
 discounts a moment by the share of its time spent on a cover (core.answer.retrieve,
 COVER_WEIGHT), times `discount`.
 
-A cover is found by its words, in any language: the on-screen text spans that hold the most of
-the video's title words, at least COVER_SHARE of them (the title slide; a closing slide that
-shows the title again).
+A cover is found by its words, in any language: the on-screen text spans headed by a title word
+that hold the most of the video's title words, at least COVER_SHARE of them (the title slide; a
+closing slide that shows the title again).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 
 from core.answer.naming import name_tokens
@@ -82,20 +83,23 @@ def discount(question: str, beyond: float) -> float:
     return 1.0 if explains(question) else max(0.0, 1.0 - beyond)
 
 
-def _words(text: str) -> set[str]:
+@functools.lru_cache(maxsize=8192)  # a channel's slides come back question after question
+def _words(text: str) -> frozenset[str]:
     """Title-comparable words without the function words of any language vidrag transcribes
     ("Die Geschichte der Eisenbahn" and "Die Eisenbahn" share "eisenbahn", not "die")."""
-    return {t for t in name_tokens(text) if t not in _FUNCTION}
+    return frozenset(t for t in name_tokens(text) if t not in _FUNCTION)
 
 
 def covers(title: str, shown: list[tuple[float, float, str]]) -> list[tuple[float, float]]:
-    """Of a video's on-screen text spans (start, end, text), its cover spans: those that repeat
-    the most of its title's words, at least COVER_SHARE of them — the title slide, and a closing
-    slide that shows the title again; not a slide that happens to hold two of the title's three
-    words ("acid: proton donor, base: proton acceptor" in "Acids, bases and pH") beside a cover
-    that holds all three."""
+    """Of a video's on-screen text spans (start, end, text), its cover spans: those whose heading
+    (first line) holds a title word and that repeat the most of the title's words, at least
+    COVER_SHARE of them — the title slide, and a closing slide that shows the title again. Not a
+    slide whose lines happen to hold the title's words under a heading of its own ("Buffers —
+    weak acid + its conjugate base resists changes in pH" in "Acids, bases and pH"), nor one
+    that holds fewer of them than the cover ("Definitions — acid: proton donor, base: …")."""
     want = _words(title)
-    held = [(len(want & _words(text)), start, end) for start, end, text in shown]
+    held = [(len(want & _words(text)), start, end) for start, end, text in shown
+            if want & _words(text.strip().split("\n", 1)[0])]
     most = max((n for n, _, _ in held), default=0)
     if not want or most < COVER_SHARE * len(want):
         return []
