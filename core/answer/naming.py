@@ -160,8 +160,13 @@ def phrase_tokens(text: str) -> set[str]:
     """The text's title phrases, as "word~number": a word beside a number, version, year or roman
     numeral ("Apollo 11", "Python 3.12", "WWDC 2024", "the 2024 keynote", "World War II", "season
     two"), an ordinal beside a marker ("the second season") or after "<word> the" ("Henry the
-    Eighth"). In either order, so "the 2024 keynote" is the phrase of "Keynote 2024"."""
+    Eighth"). In either order, so "the 2024 keynote" is the phrase of "Keynote 2024"; and a number
+    pairs with each word of the name beside it (up to NAME_RUN words, up to a stop word or a
+    mark), so "the 2010 World Cup" is "World Cup 2010" and "the 1903 Tour" is "Tour de France 1903"."""
     return set(_phrases(text))
+
+
+NAME_RUN = 3  # words of a name beside its number ("Tour de France 1903")
 
 
 def _phrases(text: str) -> dict[str, list[tuple[int, int]]]:
@@ -177,12 +182,29 @@ def _phrases(text: str) -> dict[str, list[tuple[int, int]]]:
         if t.kind not in ("num", "ord"):
             continue
         kinds = ("marker",) if t.kind == "ord" else ("marker", "word")
-        for j in (i - 1, i + 1):
-            if 0 <= j < len(toks) and toks[j].kind in kinds:
+        for step in (-1, 1):
+            j = i + step
+            while 0 <= j < len(toks) and toks[j].kind in kinds and abs(j - i) <= NAME_RUN:
                 add(toks[j], t, toks[j])
+                if toks[j].kind == "marker":  # "part 2", "season 1": the marker alone
+                    break
+                j += step
         if t.kind == "ord" and i >= 2 and toks[i - 1].value == "the" and toks[i - 2].kind in ("word", "marker"):
             add(toks[i - 2], t, toks[i - 2])
     return out
+
+
+def _cut(text: str, spans: list[tuple[int, int]]) -> str:
+    """`text` without `spans` (which may overlap), each replaced by a space."""
+    merged: list[list[int]] = []
+    for a, b in sorted(spans):
+        if merged and a <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    for a, b in reversed(merged):
+        text = text[:a] + " " + text[b:]
+    return text
 
 
 def _contradicts(asked: set[str], title: set[str]) -> bool:
@@ -288,8 +310,7 @@ class Titles:
         # have crash detection?" matches the video's title slide best, not the moment that answers.
         asked_about = rest
         held = titled | {p for p in around if _marked(p) and any(p in pairs for pairs in self.pairs.values())}
-        for a, b in sorted((sp for p in held for sp in located[p]), reverse=True):
-            asked_about = asked_about[:a] + " " + asked_about[b:]
+        asked_about = _cut(asked_about, [sp for p in held for sp in located[p]])
         if held and tokens(asked_about):
             rest = asked_about
         content = re.sub(r"^[\s,:;.-]+", "", " ".join(rest.split())) if rest != question else question
