@@ -16,11 +16,14 @@ narrowed to the words that answer, and fused by time.
    words excluded — they name the video's topic, present on every slide, not the moment; each
    unit's words stemmed in its video's language, the question's in every language of the
    channel), and how strongly the question names its video (IDF over the channel's titles). A
-   unit on the video's cover — a slide that repeats most of the title, and what is said over it
-   — loses a share of its score: it repeats the question's topic without answering it. It keeps
-   what its words beyond the title match of the question, unless the question asks for an
-   explanation (why, how, what happens), which a cover never gives; a question about the video
-   itself ("what is this video about?") loses nothing there. Each hit keeps its best
+   unit that restates its video's title loses a share of its score (its similarity to the title
+   above a floor); so does a unit on the video's cover — a slide that repeats most of the
+   title, and what is said over it — which repeats the question's topic without answering it.
+   It keeps what its words beyond the title match of the question, unless the question asks for
+   an explanation (why, how, what happens), which a cover never gives; a question about the
+   video itself ("what is this video about?") loses nothing there. Where the title cannot be
+   compared with a unit (a video in another language, embedded on the multilingual side), a
+   unit on the cover is taken to restate it. Each hit keeps its best
    unit, so a citation spans the evidence, and the best segment within it as its focus (the
    frame shown).
 5. Add agreement by time: a different signal (on-screen text vs. speech) overlapping the moment
@@ -224,12 +227,15 @@ def _rank(question: str, asked: str, naming: Naming, best: tuple[str, float] | N
         u.score = (UNIT_WEIGHT * d + (1 - UNIT_WEIGHT) * context[u.hit] + LEX_WEIGHT * x
                    + NAME_WEIGHT * named + FUSE_WEIGHT * rrf[u.hit])
         u.why = (f"{h.kind}#{u.hit}", f"dense:{d:.2f}", f"lex:{x:.2f}", f"name:{named:.2f}", f"rrf:{rrf[u.hit]:.3f}")
+        on_cover = share_within(u.start, u.end, covers[h.video_id]) if covers.get(h.video_id) else 0.0
         if titles.get(h.video_id) and TITLE_WEIGHT:
             restate = float(u.vector @ title_vecs[h.video_id])
+            if lang[h.video_id] not in ENGLISH:  # its title, on the English side, cannot be compared:
+                restate = max(restate, on_cover)  # its cover restates it
             u.score -= TITLE_WEIGHT * max(0.0, restate - TITLE_FLOOR)
             u.why += (f"title:{restate:.2f}",)
-        if covers.get(h.video_id):
-            on_cover = share_within(u.start, u.end, covers[h.video_id]) * discount(question, x)
+        if on_cover:
+            on_cover *= discount(question, x)
             u.score -= COVER_WEIGHT * on_cover
             u.why += (f"cover:{on_cover:.2f}",) if on_cover else ()
     top: dict[int, Unit] = {}
@@ -280,8 +286,10 @@ def _context(hits: list[VectorHit], dense_keys: set[tuple[str, str, float, float
 
 
 def _topic(title: str, language: str) -> set[str]:
-    """A title's words as a video's passages are stemmed: its topic, present on every slide."""
-    words = {t for t in name_tokens(title) if t.isalpha()}
+    """A title's words as a video's passages are stemmed: its topic, present on every slide. Its
+    numbers too ("1903" of "Le Tour de France 1903", "2010" of "World Cup 2010"): they name the
+    video, not a moment in it."""
+    words = {t for t in name_tokens(title) if t.isalpha() or t.isdigit()}
     return words if language in ENGLISH else words | {t for t in tokens(title, language) if t.isalpha()}
 
 
