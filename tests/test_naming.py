@@ -96,6 +96,30 @@ def test_a_number_names_with_any_word_of_the_name_beside_it(question: str, video
     assert set(named.scores) == {video}, named.scores  # the sibling with the other number is not named
 
 
+@pytest.mark.parametrize(("question", "video"), [
+    ("Eurovision '74: who won?", "v_e74"),              # a year as people write it
+    ("What was built for Expo 70?", "v_x70"),           # two digits beside the title's word
+    ("Which pavilion opened the ’67 fair?", "v_x67"),   # a short year alone hints, as a year does
+])
+def test_a_year_shortened_to_two_digits_names_its_video(question: str, video: str) -> None:
+    titles = Titles({"v_e74": "Eurovision 1974 in three minutes", "v_e88": "Eurovision 1988 in three minutes",
+                     "v_x67": "Expo 1967 in Montreal", "v_x70": "Expo 1970 in Osaka",
+                     "v_ap11": "Apollo 11: the Moon landing"})
+    named = titles.naming(question)
+    assert max(named.scores, key=named.scores.__getitem__) == video, named.scores
+    assert all(not v.startswith(video[:3]) or v == video for v in named.scores), named.scores  # not its sibling
+
+
+@pytest.mark.parametrize(("question", "ruled_out"), [
+    ("Who flew the command module of Apollo 11?", {"v_ap13"}),
+    ("What changed in the parser of Python 3.10?", {"v_py39"}),
+    ("Why did Apollo 12 fail?", set()),             # no title holds "Apollo 12": neither is held back
+    ("What is new in Python 3.11?", set()),
+])
+def test_a_sibling_is_ruled_out_only_by_a_phrase_another_title_holds(question: str, ruled_out: set[str]) -> None:
+    assert set(TITLES.naming(question).ruled_out) == ruled_out
+
+
 def test_a_question_that_names_both_siblings_names_both() -> None:
     scores = TITLES.naming("What did Apollo 13 learn from Apollo 11?").scores
     assert scores.get("v_ap11") and scores.get("v_ap13")

@@ -73,7 +73,7 @@ __all__ = ["HIT_UNITS", "MAX_UNITS", "NAMED_HITS", "NAMED_SPAN", "NAMED_UNITS", 
 
 UNIT_WEIGHT = 0.7  # a unit's own similarity, against its whole chunk's as context
 LEX_WEIGHT = 0.5  # lexical evidence, 0..1, scaled (0.3 → 0.5: recall@1 0.853 → 0.863 on eval/)
-NAME_WEIGHT = 0.3  # the named video's units gain this much; other named videos in proportion
+NAME_WEIGHT = 0.3  # the named video's units gain this much, other named videos in proportion; a ruled-out sibling loses it
 NAME_FULL = 2.5  # naming strength (IDF units over titles) that counts in full: ~one word unique to a title
 NAME_EXPAND = 1.0  # a video named at least this strongly (in a naming or title phrase) gives all its units
 TITLE_WEIGHT = 0.5  # penalty per unit of similarity to the video's title above TITLE_FLOOR
@@ -223,7 +223,8 @@ def _rank(question: str, asked: str, naming: Naming, best: tuple[str, float] | N
     context = _context(hits, {hit_key(h) for h in dense}, units, dense_of)
     for u, d, x in zip(units, dense_of, lex, strict=True):
         h = hits[u.hit]
-        named = naming.scores.get(h.video_id, 0.0) / strongest
+        # the video named gains NAME_WEIGHT, a sibling the question rules out loses as much
+        named = -1.0 if h.video_id in naming.ruled_out else naming.scores.get(h.video_id, 0.0) / strongest
         u.score = (UNIT_WEIGHT * d + (1 - UNIT_WEIGHT) * context[u.hit] + LEX_WEIGHT * x
                    + NAME_WEIGHT * named + FUSE_WEIGHT * rrf[u.hit])
         u.why = (f"{h.kind}#{u.hit}", f"dense:{d:.2f}", f"lex:{x:.2f}", f"name:{named:.2f}", f"rrf:{rrf[u.hit]:.3f}")
