@@ -40,7 +40,12 @@ eval/naming/ (20 short videos: siblings whose titles differ only by a number —
 Python 3.11 / 3.12, WWDC 2023 / 2024, Henry VII / VIII —, unrelated videos, an Italian and a
 Spanish one, all asked in English) use them. eval/naming/'s "report" half is held out: other
 topics and other phrasings than its "tune" half, and no weight or rule is set by looking at it;
-a change that raises "tune" and lowers "report" is no improvement.
+a change that raises "tune" and lowers "report" is no improvement. eval/naming2/ to
+eval/naming5/ are held out whole ("report" only), each written before it was first run, on other
+topics and templates again (eval/naming3/: Django 4.2 / 5.0, World Cup 2010 / 2014, Ramesses
+II / III, Shrek and Shrek 2, and lectures in French, Italian, Spanish and German asked in English);
+once a change is made from what one shows it is seen, and the next one is the held-out figure
+(eval/naming5/, after changes made from eval/naming3/ and eval/naming4/).
 """
 
 from __future__ import annotations

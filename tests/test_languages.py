@@ -27,6 +27,8 @@ from core.store.vectors import collection_names
 from tests.conftest import console
 
 PIZZA = synth.Lecture("La pizza napoletana", [
+    synth.Slide("La pizza napoletana", ("Lezione di cucina",),  # the cover: the title again
+                "Benvenuti. Oggi impariamo a preparare la vera pizza napoletana nel forno di casa.", voice="it"),
     synth.Slide("L'impasto", ("farina, acqua, sale",),
                 "Per l'impasto servono farina, acqua, sale e pochissimo lievito.", voice="it"),
     synth.Slide("La cottura", ("forno al massimo",),
@@ -80,7 +82,7 @@ async def test_italian_lecture_is_heard_in_italian_and_found_in_italian_and_engl
     segments = await service.store(scope).segments(video.id, 0, 1e9)
     said = " ".join(s.text for s in segments if s.kind.value == "speech").lower()
     assert "pizza" in said and "minuti" in said  # Italian words, not tiny.en's English-sounding noise
-    cooking = PIZZA.times[1]
+    cooking = PIZZA.times[2]
     for question in ("Quanto tempo cuoce la pizza nel forno?", "How many minutes does the pizza bake?"):
         answer = await service.ask(scope, question)
         cited = answer.citations[0]
@@ -95,6 +97,34 @@ async def test_without_an_llm_an_english_question_gets_the_italian_quote_and_the
     first = answer.text.splitlines()[1]  # the best moment's line
     assert "minuti" in first.lower()  # what was said, in the video's language
     assert "on screen: “La cottura" in first  # and the slide on screen then: its heading beside the quote
+
+
+@pytest.mark.timeout(120)
+async def test_an_english_question_of_fact_is_answered_where_it_is_said_not_on_the_cover(italian: Italian) -> None:
+    """Multilingual-e5 puts "pizza" in the question close to the cover, which says nothing but
+    the title and a welcome: its words beyond the title answer nothing asked, so it loses its
+    place to the slide that answers, whatever the question word (not only why and how)."""
+    cooking = PIZZA.times[2]
+    answer = await italian.service.ask(italian.scope, "Where is the pizza baked?")
+    cited, frame = answer.citations[0], answer.frame
+    assert cited.start <= cooking[1] + 0.5 and cited.end >= cooking[0] - 0.5, answer.text
+    assert frame is not None and cooking[0] - 0.5 <= frame.time <= cooking[1] + 0.5, answer.text
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(("question", "slide"), [
+    ("What goes into a Neapolitan pizza?", 1),
+    ("What is a Neapolitan pizza baked on?", 2),
+])
+async def test_a_question_that_names_the_topic_in_english_is_not_answered_by_the_cover(
+        italian: Italian, question: str, slide: int) -> None:
+    """"Neapolitan pizza" is the title, "La pizza napoletana", in English: multilingual-e5 finds
+    it on the cover before anything the lecture says. The title, embedded on the English side,
+    cannot be compared with Italian passages; the cover restates it, and takes the penalty of a
+    passage that restates its title."""
+    answer = await italian.service.ask(italian.scope, question)
+    cited, (a, b) = answer.citations[0], PIZZA.times[slide]
+    assert cited.start <= b + 0.5 and cited.end >= a - 0.5, answer.text
 
 
 @pytest.mark.timeout(120)

@@ -82,6 +82,44 @@ def test_a_number_that_is_content_names_no_video(question: str) -> None:
     assert named.scores == without.scores  # the number changed nothing ("Moon" may hint, as before)
 
 
+@pytest.mark.parametrize(("question", "video"), [
+    ("Which two teams played the final of the 2010 World Cup?", "v_wc10"),  # the number before the name
+    ("Who won the World Cup 2014 final?", "v_wc14"),
+    ("How many stages did the 1903 Tour have?", "v_tour03"),               # one word of a longer name
+    ("What did the 2004 Tour de France add?", "v_tour04"),
+])
+def test_a_number_names_with_any_word_of_the_name_beside_it(question: str, video: str) -> None:
+    titles = Titles({"v_wc10": "World Cup 2010: the final", "v_wc14": "World Cup 2014: the final",
+                     "v_tour03": "Le Tour de France 1903", "v_tour04": "Le Tour de France 2004",
+                     "v_bees": "Keeping bees in the city"})
+    named = titles.naming(question)
+    assert set(named.scores) == {video}, named.scores  # the sibling with the other number is not named
+
+
+@pytest.mark.parametrize(("question", "video"), [
+    ("Eurovision '74: who won?", "v_e74"),              # a year as people write it
+    ("What was built for Expo 70?", "v_x70"),           # two digits beside the title's word
+    ("Which pavilion opened the ’67 fair?", "v_x67"),   # a short year alone hints, as a year does
+])
+def test_a_year_shortened_to_two_digits_names_its_video(question: str, video: str) -> None:
+    titles = Titles({"v_e74": "Eurovision 1974 in three minutes", "v_e88": "Eurovision 1988 in three minutes",
+                     "v_x67": "Expo 1967 in Montreal", "v_x70": "Expo 1970 in Osaka",
+                     "v_ap11": "Apollo 11: the Moon landing"})
+    named = titles.naming(question)
+    assert max(named.scores, key=named.scores.__getitem__) == video, named.scores
+    assert all(not v.startswith(video[:3]) or v == video for v in named.scores), named.scores  # not its sibling
+
+
+@pytest.mark.parametrize(("question", "ruled_out"), [
+    ("Who flew the command module of Apollo 11?", {"v_ap13"}),
+    ("What changed in the parser of Python 3.10?", {"v_py39"}),
+    ("Why did Apollo 12 fail?", set()),             # no title holds "Apollo 12": neither is held back
+    ("What is new in Python 3.11?", set()),
+])
+def test_a_sibling_is_ruled_out_only_by_a_phrase_another_title_holds(question: str, ruled_out: set[str]) -> None:
+    assert set(TITLES.naming(question).ruled_out) == ruled_out
+
+
 def test_a_question_that_names_both_siblings_names_both() -> None:
     scores = TITLES.naming("What did Apollo 13 learn from Apollo 11?").scores
     assert scores.get("v_ap11") and scores.get("v_ap13")
@@ -96,9 +134,10 @@ def test_a_year_a_title_carries_hints_at_it_without_the_word() -> None:
 @pytest.mark.parametrize(("text", "phrases"), [
     ("Apollo 11 - the first Moon landing", {"apollo~11"}),   # a spaced dash ends the phrase
     ("What's new in Python 3.12", {"python~3.12"}),
-    ("World War II in five minutes", {"war~2", "minut~5"}),
+    ("World War II in five minutes", {"war~2", "world~2", "minut~5"}),  # the name beside it, word by word
     ("Henry VIII's six wives", {"henri~8", "wive~6"}),
-    ("WWDC 2024 keynote recap", {"wwdc~2024", "keynot~2024"}),
+    ("WWDC 2024 keynote recap", {"wwdc~2024", "keynot~2024", "recap~2024"}),
+    ("Le Tour de France 1903", {"tour~1903", "de~1903", "franc~1903"}),  # up to three words
     ("Linear Algebra Ep. 3 - Determinants", {"episode~3"}),
     ("iPhone-15 review", {"iphon~15", "review~15"}),  # a number pairs with both neighbours
     ("nineteen sixty-nine", set()),
@@ -121,9 +160,11 @@ def test_numbers_read_every_usual_way() -> None:
     ("Does the iPhone 15 have a USB port?", "Does the have a USB port?"),
     ("Who flew the command module of Apollo 11?", "Who flew the command module of ?"),
     ("Which dish opens season 2?", "Which dish opens ?"),
+    ("Who scored in the 2010 World Cup final?", "Who scored in the final?"),  # the whole name, once
     ("What happened in 1969?", "What happened in 1969?"),  # no title holds it: content
     ("What is Python 3.10?", "What is Python 3.10?"),       # nothing would be left to ask
 ])
 def test_what_is_asked_is_the_question_without_its_title_phrase(question: str, asked: str) -> None:
-    titles = Titles(CHANNEL | {"v_ip14": "iPhone 14 review", "v_ip15": "iPhone 15 review"})
+    titles = Titles(CHANNEL | {"v_ip14": "iPhone 14 review", "v_ip15": "iPhone 15 review",
+                               "v_wc10": "World Cup 2010: the final", "v_wc14": "World Cup 2014: the final"})
     assert titles.naming(question).content == asked

@@ -160,8 +160,13 @@ def phrase_tokens(text: str) -> set[str]:
     """The text's title phrases, as "word~number": a word beside a number, version, year or roman
     numeral ("Apollo 11", "Python 3.12", "WWDC 2024", "the 2024 keynote", "World War II", "season
     two"), an ordinal beside a marker ("the second season") or after "<word> the" ("Henry the
-    Eighth"). In either order, so "the 2024 keynote" is the phrase of "Keynote 2024"."""
+    Eighth"). In either order, so "the 2024 keynote" is the phrase of "Keynote 2024"; and a number
+    pairs with each word of the name beside it (up to NAME_RUN words, up to a stop word or a
+    mark), so "the 2010 World Cup" is "World Cup 2010" and "the 1903 Tour" is "Tour de France 1903"."""
     return set(_phrases(text))
+
+
+NAME_RUN = 3  # words of a name beside its number ("Tour de France 1903")
 
 
 def _phrases(text: str) -> dict[str, list[tuple[int, int]]]:
@@ -177,12 +182,29 @@ def _phrases(text: str) -> dict[str, list[tuple[int, int]]]:
         if t.kind not in ("num", "ord"):
             continue
         kinds = ("marker",) if t.kind == "ord" else ("marker", "word")
-        for j in (i - 1, i + 1):
-            if 0 <= j < len(toks) and toks[j].kind in kinds:
+        for step in (-1, 1):
+            j = i + step
+            while 0 <= j < len(toks) and toks[j].kind in kinds and abs(j - i) <= NAME_RUN:
                 add(toks[j], t, toks[j])
+                if toks[j].kind == "marker":  # "part 2", "season 1": the marker alone
+                    break
+                j += step
         if t.kind == "ord" and i >= 2 and toks[i - 1].value == "the" and toks[i - 2].kind in ("word", "marker"):
             add(toks[i - 2], t, toks[i - 2])
     return out
+
+
+def _cut(text: str, spans: list[tuple[int, int]]) -> str:
+    """`text` without `spans` (which may overlap), each replaced by a space."""
+    merged: list[list[int]] = []
+    for a, b in sorted(spans):
+        if merged and a <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    for a, b in reversed(merged):
+        text = text[:a] + " " + text[b:]
+    return text
 
 
 def _contradicts(asked: set[str], title: set[str]) -> bool:
@@ -196,6 +218,27 @@ def _contradicts(asked: set[str], title: set[str]) -> bool:
 def _marked(phrase: str) -> bool:
     """Whether a title phrase is a marker's ("part~2", "season~1") rather than a word's."""
     return phrase.split("~")[0] in _MARKER_WORDS
+
+
+_SHORT_YEAR = re.compile(r"(?<!\w)['’](\d\d)\b")  # "'74", "’70": a year as people write it
+
+
+def _with_short_years(phrases: set[str]) -> set[str]:
+    """A title's phrases and, for each with a year of 1900-2099, the year's last two digits
+    ("expo~1970" → also "expo~70"): "Expo 70" and "Eurovision '74" name the videos titled
+    "Expo 1970" and "Eurovision 1974"."""
+    short = set()
+    for p in phrases:
+        word, _, num = p.partition("~")
+        if num.isdigit() and 1900 <= int(num) <= 2099:
+            short.add(f"{word}~{num[2:]}")
+    return phrases | short
+
+
+def _short_years(text: str) -> set[str]:
+    """The years an apostrophe shortens in `text` ("the '67 fair": 1967 or 2067), as bare
+    years that hint at a title carrying one."""
+    return {f"{c}{m.group(1)}" for m in _SHORT_YEAR.finditer(text) for c in ("19", "20")}
 
 
 def _bare_name(t: str) -> bool:
@@ -214,6 +257,9 @@ class Naming:
     phrases: tuple[str, ...]  # the naming phrases found in the question
     content: str  # the question without them: what is asked
     titled: tuple[str, ...] = ()  # title phrases ("apollo~11") the question holds, anywhere in it
+    # videos the question rules out: siblings whose title pairs its title phrase's word with
+    # another number ("Apollo 13" when "Apollo 11" is asked about)
+    ruled_out: tuple[str, ...] = ()
 
     def best(self) -> tuple[str, float] | None:
         return max(self.scores.items(), key=lambda kv: kv[1]) if self.scores else None
@@ -226,7 +272,7 @@ class Titles:
         self.titles = titles
         # every phrase, for telling a sibling apart; only a word's phrases ("apollo~11") count as
         # names of their own: "part 2" is as much the cooking series' as the gardening one's
-        self.pairs = {vid: phrase_tokens(t) for vid, t in titles.items()}
+        self.pairs = {vid: _with_short_years(phrase_tokens(t)) for vid, t in titles.items()}
         self.tokens = {vid: set(name_tokens(t)) | {p for p in self.pairs[vid] if not _marked(p)}
                        for vid, t in titles.items()}
         n = len(titles)
@@ -267,16 +313,22 @@ class Titles:
         # A numbered marker anywhere ("... in season 2?") names as it would in a naming phrase.
         explicit = set(name_tokens(named)) | phrase_tokens(named) | {w for p in around if _marked(p)
                                                                       for w in p.split("~")}
-        implicit = {t for t in name_tokens(rest) if _bare_name(t)} - explicit
+        implicit = ({t for t in name_tokens(rest) if _bare_name(t)} | _short_years(rest)) - explicit
         # A title phrase names its video wherever it stands ("Who flew the command module of
         # Apollo 11?"), in full: it is what tells "Apollo 11" from "Apollo 13", whose titles share
         # every other word. A phrase no title holds ("in 1969") names nothing.
         titled = {t for t in around if self.idf.get(t, 0) > 0} - explicit
         asked = {t for t in explicit | around if "~" in t}
         scores: dict[str, float] = {}
+        ruled_out: list[str] = []
+        # A sibling is ruled out only by a phrase another title holds: "Ubuntu twenty two" (read
+        # "ubuntu~22") names neither "Ubuntu 22.04" nor "Ubuntu 24.04", and holds neither back.
+        held_by_title = {p for p in asked if any(p in pairs for pairs in self.pairs.values())}
         low = question.lower()
         for vid, toks in self.tokens.items():
             if _contradicts(asked, self.pairs[vid]):  # "Apollo 13" asked, "Apollo 11" in this title
+                if _contradicts(held_by_title, self.pairs[vid]):
+                    ruled_out.append(vid)
                 continue
             s = sum(self.idf.get(t, 0.0) for t in (explicit | titled) & toks)
             s += IMPLICIT * sum(self.idf.get(t, 0.0) for t in implicit & toks)
@@ -288,13 +340,13 @@ class Titles:
         # have crash detection?" matches the video's title slide best, not the moment that answers.
         asked_about = rest
         held = titled | {p for p in around if _marked(p) and any(p in pairs for pairs in self.pairs.values())}
-        for a, b in sorted((sp for p in held for sp in located[p]), reverse=True):
-            asked_about = asked_about[:a] + " " + asked_about[b:]
+        asked_about = _cut(asked_about, [sp for p in held for sp in located[p]])
         if held and tokens(asked_about):
             rest = asked_about
         content = re.sub(r"^[\s,:;.-]+", "", " ".join(rest.split())) if rest != question else question
         phrases = tuple(question[a:b].strip() for a, b in spans)
-        return Naming(scores, phrases, content if len(content.split()) >= 2 else question, tuple(sorted(titled)))
+        return Naming(scores, phrases, content if len(content.split()) >= 2 else question, tuple(sorted(titled)),
+                      tuple(ruled_out))
 
 
 def title_from_source(source: str) -> str:

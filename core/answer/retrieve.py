@@ -15,10 +15,15 @@ narrowed to the words that answer, and fused by time.
    lexical evidence (the IDF-weighted share of the asked words it contains; its own video's title
    words excluded — they name the video's topic, present on every slide, not the moment; each
    unit's words stemmed in its video's language, the question's in every language of the
-   channel), and how strongly the question names its video (IDF over the channel's titles). For
-   a question that asks for an explanation (why, how, what happens), a unit on the video's
-   cover — a slide that repeats most of the title, and what is said over it — loses a share of
-   its score: it repeats the question's topic without explaining it. Each hit keeps its best
+   channel), and how strongly the question names its video (IDF over the channel's titles). A
+   unit that restates its video's title loses a share of its score (its similarity to the title
+   above a floor); so does a unit on the video's cover — a slide that repeats most of the
+   title, and what is said over it — which repeats the question's topic without answering it.
+   It keeps what its words beyond the title match of the question, unless the question asks for
+   an explanation (why, how, what happens), which a cover never gives; a question about the
+   video itself ("what is this video about?") loses nothing there. Where the title cannot be
+   compared with a unit (a video in another language, embedded on the multilingual side), a
+   unit on the cover is taken to restate it. Each hit keeps its best
    unit, so a citation spans the evidence, and the best segment within it as its focus (the
    frame shown).
 5. Add agreement by time: a different signal (on-screen text vs. speech) overlapping the moment
@@ -41,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from core.answer.cover import cover_spans, explains, share_within
+from core.answer.cover import about_the_video, cover_spans, discount, share_within
 from core.answer.naming import Naming, Titles, name_tokens
 from core.answer.reads import (
     HIT_UNITS,
@@ -68,14 +73,15 @@ __all__ = ["HIT_UNITS", "MAX_UNITS", "NAMED_HITS", "NAMED_SPAN", "NAMED_UNITS", 
 
 UNIT_WEIGHT = 0.7  # a unit's own similarity, against its whole chunk's as context
 LEX_WEIGHT = 0.5  # lexical evidence, 0..1, scaled (0.3 → 0.5: recall@1 0.853 → 0.863 on eval/)
-NAME_WEIGHT = 0.3  # the named video's units gain this much; other named videos in proportion
+NAME_WEIGHT = 0.3  # the named video's units gain this much, other named videos in proportion; a ruled-out sibling loses it
 NAME_FULL = 2.5  # naming strength (IDF units over titles) that counts in full: ~one word unique to a title
 NAME_EXPAND = 1.0  # a video named at least this strongly (in a naming or title phrase) gives all its units
 TITLE_WEIGHT = 0.5  # penalty per unit of similarity to the video's title above TITLE_FLOOR
 TITLE_FLOOR = 0.3
-# An explaining question ("why", "how", "what happens") is not answered by the cover (a slide that
-# repeats most of the video's title, and what is said over it: core.answer.cover). A unit loses
-# COVER_WEIGHT times the share of its time spent on one.
+# A question is not answered by the cover (a slide that repeats most of the video's title, and what
+# is said over it: core.answer.cover) unless it asks about the video itself. A unit loses
+# COVER_WEIGHT times the share of its time spent on one, times `discount` (1 for an explaining
+# question, else the share of the asked words it lacks).
 COVER_WEIGHT = 0.3  # eval/naming tune split: recall@1 0.893 → 0.964, frame 0.821 → 0.893 (0.15: 0.929; 0.5: as 0.3)
 AGREE_WEIGHT = 0.25  # share of an overlapping, different signal's score added to a moment
 FRAME_WEIGHT = 1.0  # a CLIP frame hit inside a moment adds FRAME_WEIGHT / (RRF_K + rank)
@@ -196,13 +202,13 @@ async def retrieve(store: ScopedStore, question: str, text: TextEmbedder, image:
         for u, v in zip(missing, await call(text.embed, [u.text for u in missing]), strict=True):
             u.vector = v
     title_vecs = dict(zip(vids, await title_vectors([titles.get(v, "") for v in vids]), strict=True))
-    covers = await cover_spans(store, vids, titles) if COVER_WEIGHT and explains(asked) else {}
+    covers = await cover_spans(store, vids, titles) if COVER_WEIGHT and not about_the_video(question) else {}
     # scoring is CPU work (up to ~2,000 units, each moment against the others): off the event loop
-    return await asyncio.to_thread(_rank, asked, naming, best, titles, title_vecs, covers, video_languages, qv,
+    return await asyncio.to_thread(_rank, question, asked, naming, best, titles, title_vecs, covers, video_languages, qv,
                                    hits, rrf, dense, units, frame_hits, keep)
 
 
-def _rank(asked: str, naming: Naming, best: tuple[str, float] | None, titles: dict[str, str],
+def _rank(question: str, asked: str, naming: Naming, best: tuple[str, float] | None, titles: dict[str, str],
           title_vecs: dict[str, np.ndarray], covers: dict[str, list[tuple[float, float]]],
           video_languages: dict[str, str], qv: np.ndarray, hits: list[VectorHit], rrf: list[float],
           dense: list[VectorHit], units: list[Unit], frame_hits: list[VectorHit], keep: int) -> list[Moment]:
@@ -217,16 +223,20 @@ def _rank(asked: str, naming: Naming, best: tuple[str, float] | None, titles: di
     context = _context(hits, {hit_key(h) for h in dense}, units, dense_of)
     for u, d, x in zip(units, dense_of, lex, strict=True):
         h = hits[u.hit]
-        named = naming.scores.get(h.video_id, 0.0) / strongest
+        # the video named gains NAME_WEIGHT, a sibling the question rules out loses as much
+        named = -1.0 if h.video_id in naming.ruled_out else naming.scores.get(h.video_id, 0.0) / strongest
         u.score = (UNIT_WEIGHT * d + (1 - UNIT_WEIGHT) * context[u.hit] + LEX_WEIGHT * x
                    + NAME_WEIGHT * named + FUSE_WEIGHT * rrf[u.hit])
         u.why = (f"{h.kind}#{u.hit}", f"dense:{d:.2f}", f"lex:{x:.2f}", f"name:{named:.2f}", f"rrf:{rrf[u.hit]:.3f}")
+        on_cover = share_within(u.start, u.end, covers[h.video_id]) if covers.get(h.video_id) else 0.0
         if titles.get(h.video_id) and TITLE_WEIGHT:
             restate = float(u.vector @ title_vecs[h.video_id])
+            if lang[h.video_id] not in ENGLISH:  # its title, on the English side, cannot be compared:
+                restate = max(restate, on_cover)  # its cover restates it
             u.score -= TITLE_WEIGHT * max(0.0, restate - TITLE_FLOOR)
             u.why += (f"title:{restate:.2f}",)
-        if covers.get(h.video_id):
-            on_cover = share_within(u.start, u.end, covers[h.video_id])
+        if on_cover:
+            on_cover *= discount(question, x)
             u.score -= COVER_WEIGHT * on_cover
             u.why += (f"cover:{on_cover:.2f}",) if on_cover else ()
     top: dict[int, Unit] = {}
@@ -277,8 +287,10 @@ def _context(hits: list[VectorHit], dense_keys: set[tuple[str, str, float, float
 
 
 def _topic(title: str, language: str) -> set[str]:
-    """A title's words as a video's passages are stemmed: its topic, present on every slide."""
-    words = {t for t in name_tokens(title) if t.isalpha()}
+    """A title's words as a video's passages are stemmed: its topic, present on every slide. Its
+    numbers too ("1903" of "Le Tour de France 1903", "2010" of "World Cup 2010"): they name the
+    video, not a moment in it."""
+    words = {t for t in name_tokens(title) if t.isalpha() or t.isdigit()}
     return words if language in ENGLISH else words | {t for t in tokens(title, language) if t.isalpha()}
 
 
