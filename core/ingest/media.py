@@ -343,7 +343,7 @@ async def extract_audio(path: Path, wav: Path, *, fmt: str = "", limit: float | 
     (a sound track longer than the video it came with is cut, never transcribed whole)."""
     code, _, err = await run(
         "ffmpeg", "-v", "error", "-nostdin", "-y", *input_args(path, fmt, limit), "-map", "0:a:0", "-vn", "-ac", "1", "-ar", "16000",
-        "-c:a", "pcm_s16le", str(wav))
+        "-map_metadata", "-1", "-fflags", "+bitexact", "-c:a", "pcm_s16le", str(wav))  # a bare WAV: no title chunk
     if code != 0:
         log.warning("audio extraction failed: %s", err.decode(errors="replace")[-300:])
         raise BadSource("I couldn't read the sound track of that video; it may be corrupt.")
