@@ -249,7 +249,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if INDEXING_FIXTURES & set(getattr(item, "fixturenames", ())):
             firsts.setdefault(getattr(item, "module", None), item)
     for first in firsts.values():
-        if not first.get_closest_marker("timeout"):
+        mark = first.get_closest_marker("timeout")
+        if mark is None or (mark.args and mark.args[0] < 300):
             first.add_marker(pytest.mark.timeout(300))
 
 

@@ -21,6 +21,10 @@ from core.service import Service, video_id_for
 from tests.conftest import ffmpeg
 from tests.fakes.discord_server import GUILD_ID, OWNER_ID, FakeDiscord
 
+# Tests here index a video through the platform fake, in the jailed child, inside their own time:
+# on a loaded machine (CI, or two cores shared) one ingest has taken over 60 s
+pytestmark = pytest.mark.timeout(180)
+
 BOB = 410000000000000099  # a member who posted nothing and, in these tests, manages nothing
 
 

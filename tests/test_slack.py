@@ -32,6 +32,10 @@ from core.service import JobEvent, Service, video_id_for
 from tests.fakes.serve import serve
 from tests.fakes.slack_api import ADMIN, APP_TOKEN, BOT_TOKEN, BOT_USER, MEMBER, TEAM, FakeSlackAPI
 
+# Tests here index a video through the platform fake, in the jailed child, inside their own time:
+# on a loaded machine (CI, or two cores shared) one ingest has taken over 60 s
+pytestmark = pytest.mark.timeout(180)
+
 SECRET = "fake-signing-secret"
 LECTURE, BREAD = "C0LECTURE", "C0BREAD"
 LINK_NAME = "%3C%21channel%3E%20volcanoes.mp4"  # yt-dlp titles it "<!channel> volcanoes"
