@@ -166,7 +166,11 @@ async def test_only_the_first_video_stream_is_read(rel_settings, models, short_l
     run = await Run(rel_settings, models).submit(str(video))
     figures("second-stream-8000", run)
     assert run.error is None, run.error
-    sizes = await asyncio.to_thread(lambda: {Image.open(f.path).size for f in run.frames})
+    def size(path: str) -> tuple[int, int]:
+        with Image.open(path) as im:
+            return im.size
+
+    sizes = await asyncio.to_thread(lambda: {size(f.path) for f in run.frames})
     assert sizes == {(640, 360)}, sizes  # the lecture's frames, not the 8000×8000 grey stream's
     assert not await asyncio.to_thread(greys, run.frames)
     assert_bounded(run)
