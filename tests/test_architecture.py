@@ -122,8 +122,8 @@ def test_no_import_cycle() -> None:
             visit(m)
 
 
-# Being split: vectors (layouts and the client), the catalog's base (videos and jobs apart from timed text).
-PENDING_LONG = {"core.store.vectors", "core.store.catalog.base"}
+# Being split: the catalog's base (videos and jobs apart from timed text).
+PENDING_LONG = {"core.store.catalog.base"}
 
 
 def test_no_core_module_is_too_long() -> None:
