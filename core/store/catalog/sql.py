@@ -1,0 +1,39 @@
+"""What every part of the catalog's SQL runs on: a row, a transaction, and the primitives a
+backend supplies (`_fetch`, `_run`, `_tx`). `Catalog` and the tables' mixins (`videos`, `jobs`)
+are written against these alone.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
+
+Row = Mapping[str, Any]
+
+
+class Tx(Protocol):
+    """One open transaction."""
+
+    async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Row]: ...
+
+    async def run(self, sql: str, args: Sequence[Any] = ()) -> int: ...
+
+    async def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """`sql` once per row of arguments, in one call to the driver (executemany)."""
+        ...
+
+
+class Primitives(ABC):
+    """The backend's primitives, as the catalog's SQL calls them."""
+
+    @abstractmethod
+    async def _fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Row]: ...
+
+    @abstractmethod
+    async def _run(self, sql: str, args: Sequence[Any] = ()) -> int: ...
+
+    @abstractmethod
+    def _tx(self) -> AbstractAsyncContextManager[Tx]:
+        """A transaction that takes the write lock at once (SQLite BEGIN IMMEDIATE)."""
