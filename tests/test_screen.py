@@ -70,7 +70,7 @@ def test_unchanged_frames_are_read_once_and_merged(tmp_path: Path) -> None:
 
 
 def test_change_points_and_motion_from_packet_sizes() -> None:
-    from core.ingest.media import Packet, change_points, motion_threshold, moving_between
+    from core.ingest.frames import Packet, change_points, motion_threshold, moving_between
 
     still = [Packet(i * 0.04, 60, False) for i in range(1, 250)]
     pkts = sorted([Packet(0.0, 20000, True), Packet(10.0, 20000, True), *still,
@@ -84,7 +84,7 @@ def test_change_points_and_motion_from_packet_sizes() -> None:
 async def test_moving_picture_is_sampled_every_interval_and_still_slides_are_not(tmp_path: Path) -> None:
     """A 20-s moving test pattern whose keyframes are 10 s apart gets a frame near every 5 s; a
     still slide of the same length keeps just its keyframes (no seek decodes a GOP for nothing)."""
-    from core.ingest.media import extract_frames
+    from core.ingest.frames import extract_frames
     from tests.conftest import ffmpeg
 
     moving = tmp_path / "moving.mp4"

@@ -38,6 +38,7 @@ from typing import Any, TextIO
 
 from core.errors import BadSource, disk_full
 from core.ingest import media
+from core.ingest.frames import extract_frames
 from core.ingest.stops import LimitHit
 from core.ingest.subtitles import bound, parse_subtitles
 
@@ -142,7 +143,7 @@ async def work(task: dict[str, Any], emit: Events, proxy_url: str) -> None:
             emit("audio", path="")
 
     async def frames() -> None:
-        got = await media.extract_frames(path, job / "frames", info.duration, float(s["frame_interval"]),
+        got = await extract_frames(path, job / "frames", info.duration, float(s["frame_interval"]),
                                          int(s["max_frames_per_minute"]), fmt=info.format,
                                          pixels=info.width * info.height)
         emit("frames", frames=[[f.time, str(Path(f.path).relative_to(job))] for f in got])

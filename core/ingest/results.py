@@ -23,7 +23,7 @@ from core.ingest.fetch import inside
 from core.ingest.subtitles import bound
 from core.models import Frame, Kind, Segment
 
-FRAME_WIDTH = 640  # what media.extract_frames scales to
+FRAME_WIDTH = 640  # what frames.extract_frames scales to
 FRAME_BYTES = 4 * 2**20
 _FRAME_NAME = re.compile(r"frames/(k\d{6}|s\d{9})\.jpg")
 SUBTITLE_JSON_BYTES = 64 * 2**20

@@ -22,6 +22,7 @@ from core.config import Settings
 from core.errors import BadSource, UserFacingError
 from core.ingest import media
 from core.ingest.fetch import download_file, fetch
+from core.ingest.frames import extract_frames
 from core.ingest.guard import UrlGuard
 from core.models import Scope
 from core.service import Service
@@ -259,7 +260,7 @@ async def test_all_keyframe_video_writes_a_bounded_number_of_frames(tmp_path: Pa
     async with LoopLag() as lag:
         info = await media.probe(video, scan_seconds=61)
         watcher = asyncio.create_task(count())
-        frames = await media.extract_frames(video, out, info.duration, 5.0, 30, fmt=info.format)
+        frames = await extract_frames(video, out, info.duration, 5.0, 30, fmt=info.format)
         watcher.cancel()
     most = max(most, len(list(out.glob("*.jpg"))))
     figures("all-keyframes", lag.worst)
