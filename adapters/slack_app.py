@@ -38,8 +38,8 @@ import os
 import re
 import secrets
 from collections import OrderedDict
-from collections.abc import Coroutine, Mapping
-from typing import Any
+from collections.abc import Awaitable, Coroutine, Mapping
+from typing import Any, TypeVar
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
@@ -59,6 +59,7 @@ from core.text.links import has_video_suffix
 from core.text.safety import one_line
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 SECTION_LIMIT = 3000  # characters in one section block's text (Slack's limit)
 SECTIONS_PER_MESSAGE = 10  # 30,000 characters: under the 40,000 of a message and its 50 blocks
@@ -395,16 +396,22 @@ class SlackBot:
 
     async def _post_summary(self, scope: Scope, root: str, video: str | None) -> None:
         """The video's summary and chapters in the thread (or why there are none)."""
+        summary = await self._or_why(scope, root, "the summary", self.service.summary(scope, video, thread=root))
+        if summary is not None:
+            await self._post(scope.channel, root, present.summary_title(STYLE, summary), summary_blocks(summary))
+
+    async def _or_why(self, scope: Scope, root: str, doing: str, work: Awaitable[T]) -> T | None:
+        """What `work` returns; or None, once the thread of `root` is told why it failed: a
+        `UserFacingError`'s message as it is, anything else logged (as `doing` failing) and
+        answered with the apology."""
         try:
-            summary = await self.service.summary(scope, video, thread=root)
+            return await work
         except UserFacingError as e:
             await self._post(scope.channel, root, escape(e.message))
-            return
         except Exception:
-            log.exception("the summary in %s failed", scope.key)
+            log.exception("%s in %s failed", doing, scope.key)
             await self._post(scope.channel, root, APOLOGY)
-            return
-        await self._post(scope.channel, root, present.summary_title(STYLE, summary), summary_blocks(summary))
+        return None
 
     async def _follow(self, channel: str, ts: str, waiter: asyncio.Future[Video], latest: list[Progress],
                       changed: asyncio.Event, name: str) -> None:
@@ -437,14 +444,9 @@ class SlackBot:
             else:
                 await self.client.chat_postEphemeral(channel=scope.channel, user=user, text=escape(e.message))
             return
-        try:
-            answer = await self.service.ask(scope, question, thread=root, user=user, admitted=True)
-        except UserFacingError as e:
-            await self._post(scope.channel, root, escape(e.message))
-            return
-        except Exception:
-            log.exception("answering in %s failed", scope.key)
-            await self._post(scope.channel, root, APOLOGY)
+        answer = await self._or_why(scope, root, "answering",
+                                    self.service.ask(scope, question, thread=root, user=user, admitted=True))
+        if answer is None:
             return
         for m in answer_messages(answer):
             await self._post(scope.channel, root, m["text"], m["blocks"])
