@@ -16,6 +16,7 @@ from __future__ import annotations
 import errno
 import logging
 import time
+from collections.abc import Iterator
 
 APOLOGY = "Sorry, something went wrong on my side. The details are in the bot's log."
 UNAVAILABLE = "The index is unavailable right now, try again in a minute."
@@ -79,6 +80,19 @@ def disk_full(exc: BaseException | None) -> DiskFull | None:
     of exception groups): a full disk shows up as an OSError with ENOSPC or EDQUOT (Python writing
     a file), SQLite's "database or disk is full", or the OS's sentence in a message (ffmpeg and
     yt-dlp print "No space left on device"), often wrapped in an error that blames the video."""
+    for e in chain(exc):
+        if isinstance(e, DiskFull):
+            return e
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return DiskFull(str(e.filename or ""))
+        if any(s in str(e) for s in NO_SPACE):
+            return DiskFull()
+    return None
+
+
+def chain(exc: BaseException | None) -> Iterator[BaseException]:
+    """`exc` and every exception behind it, each once: causes, contexts, the members of
+    exception groups."""
     seen: set[int] = set()
     todo: list[BaseException | None] = [exc]
     while todo:
@@ -86,14 +100,8 @@ def disk_full(exc: BaseException | None) -> DiskFull | None:
         if e is None or id(e) in seen:
             continue
         seen.add(id(e))
-        if isinstance(e, DiskFull):
-            return e
-        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
-            return DiskFull(str(e.filename or ""))
-        if any(s in str(e) for s in NO_SPACE):
-            return DiskFull()
+        yield e
         todo += [e.__cause__, e.__context__, *getattr(e, "exceptions", ())]
-    return None
 
 
 class Outage:

@@ -138,6 +138,17 @@ def inside(work: Path, rel: object) -> Path:
     return path
 
 
+def local_file(src: str, allow_local: bool) -> Path:
+    """The file on this machine that `src` names (the console's own videos), as written; `BadSource`
+    where files are not taken by name (a chat) or there is no such file."""
+    if not allow_local:
+        raise BadSource("Send me a video link (http or https) or upload a video file.")
+    path = Path(src).expanduser()
+    if not path.is_file():
+        raise BadSource(f"I can't find the file `{src}`.")
+    return path
+
+
 async def fetch(source: str, work: Path, guard: UrlGuard, *, max_bytes: int, max_seconds: float,
                 headers: dict[str, str] | None = None, allow_local: bool = False,
                 pace: Pace | None = None, limits: Limits | None = None) -> Fetched:
@@ -148,11 +159,7 @@ async def fetch(source: str, work: Path, guard: UrlGuard, *, max_bytes: int, max
     work.mkdir(parents=True, exist_ok=True)
     src = source.strip()
     if not looks_like_url(src):
-        if not allow_local:
-            raise BadSource("Send me a video link (http or https) or upload a video file.")
-        path = Path(src).expanduser()
-        if not path.is_file():
-            raise BadSource(f"I can't find the file `{src}`.")
+        path = local_file(src, allow_local)
         return Fetched(path=path.resolve(), title=path.stem, url="")
     await asyncio.to_thread(guard.check, src)  # getaddrinfo: never on the loop
     if headers is not None:  # a chat attachment: a plain file download with the bot's token, here

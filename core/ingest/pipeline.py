@@ -30,7 +30,7 @@ from core.errors import BadSource
 from core.ingest import media, results
 from core.ingest.audio import transcribe_windows
 from core.ingest.chunk import chunk, units
-from core.ingest.fetch import SOCKET, fetch, fetched, refusal, way_out
+from core.ingest.fetch import SOCKET, fetch, fetched, local_file, refusal, way_out
 from core.ingest.guard import UrlGuard
 from core.ingest.jail import Jail, Limits, child_settings
 from core.ingest.ocr import read_frames
@@ -99,11 +99,7 @@ async def ingest(video_id: str, source: str, store: ScopedStore, models: Models,
                               headers=headers, pace=pace)
             src, local, title = str(got.path.relative_to(workdir)), True, got.title
         elif not looks_like_url(src):
-            if not allow_local:
-                raise BadSource("Send me a video link (http or https) or upload a video file.")
-            path = Path(src).expanduser()
-            if not path.is_file():
-                raise BadSource(f"I can't find the file `{src}`.")
+            path = local_file(src, allow_local)
             src, local, title, readable = str(path.resolve()), True, path.stem, (path.resolve(),)
         else:
             await asyncio.to_thread(guard.check, src)  # getaddrinfo: never on the loop

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from core.errors import Outage, Unavailable
+from core.errors import Outage, Unavailable, chain
 from core.store.lite_lock import is_lite
 
 # What pymilvus says when the server, not the request, is the trouble (lower case): down, starting,
@@ -43,13 +43,7 @@ T = TypeVar("T")
 
 def connection_lost(e: BaseException) -> bool:
     """Did `e` (or what caused it) come from the server being unreachable or not ready?"""
-    seen: set[int] = set()
-    todo: list[BaseException | None] = [e]
-    while todo:
-        x = todo.pop()
-        if x is None or id(x) in seen:
-            continue
-        seen.add(id(x))
+    for x in chain(e):
         if isinstance(x, Unavailable):
             return False  # reported already, by an inner call
         code = getattr(x, "code", None)
@@ -59,7 +53,6 @@ def connection_lost(e: BaseException) -> bool:
                     return True
         if type(x).__module__.startswith(("pymilvus", "grpc")) and any(g in str(x).lower() for g in GONE):
             return True
-        todo += [x.__cause__, x.__context__]
     return False
 
 
