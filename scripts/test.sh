@@ -56,7 +56,7 @@ else
   echo "--- ${SERVER[*]} (ran beside the run above)"
   cat "$side/log"
   rm -rf "$side"
-  "${PYTEST[@]}" -m alone "$@"
+  "${PYTEST[@]}" -m alone --durations=8 "$@"  # the slowest alone tests named: they set the run's length
   codes+=($?)
 fi
 # pytest's exit 5 is "no tests collected": fine for one run (a -k that matches none of its tests),
