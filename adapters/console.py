@@ -19,6 +19,7 @@ from pathlib import Path
 from types import ModuleType
 
 from core import logs  # first: it quiets gRPC before anything imports it
+from core.answer import picture as pictures
 from core.chat import present
 from core.chat.incoming import (
     COMMANDS,
@@ -205,6 +206,15 @@ async def chat(svc: Service, sc: Scope) -> int:
             print(e.message)
 
 
+def read_picture(path: Path) -> bytes:
+    """At most one byte more than a picture may hold, so a huge file is refused unread."""
+    try:
+        with path.open("rb") as f:
+            return f.read(pictures.MAX_BYTES + 1)
+    except OSError as e:
+        raise UserFacingError(f"I can't read the file `{path}`.") from e
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vidrag", description="Talk to your videos.")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -213,8 +223,11 @@ def parser() -> argparse.ArgumentParser:
                         ("chat", "interactive console"), ("wipe", "delete everything of a channel"),
                         ("demo", "make a short lecture, index it and ask about it")]:
         s = sub.add_parser(name, help=help_)
-        if name in ("ingest", "ask", "forget"):
-            s.add_argument({"ingest": "source", "ask": "question", "forget": "video"}[name])
+        if name in ("ingest", "forget"):
+            s.add_argument({"ingest": "source", "forget": "video"}[name])
+        if name == "ask":
+            s.add_argument("question", nargs="?", default="")
+            s.add_argument("--image", type=Path, help="a screenshot (JPEG, PNG or WebP): find the moments it shows")
         s.add_argument("--channel", default="general")
         if name in ("ingest", "ask", "videos"):
             s.add_argument("--json", action="store_true", help="print one JSON object")
@@ -278,6 +291,9 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
                   + ("." if runs_jobs else f": `vidrag ingest {job.source}` finishes it."), file=sys.stderr)
         if args.cmd == "ingest":
             return await ingest(svc, sc, args.source, args.json)
+        if args.cmd == "ask" and args.image is not None:
+            print_answer(await svc.ask_image(sc, await asyncio.to_thread(read_picture, args.image)), args.json)
+            return 0
         if args.cmd == "ask":
             try:
                 named = summary_request(args.question)

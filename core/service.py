@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from core.answer import summary as summaries
 from core.answer.compose import ChatModel, compose, make_chat
 from core.answer.naming import title_from_source
+from core.answer.shown import answer_picture
 from core.config import Settings
 from core.engines.registry import Models
 from core.errors import APOLOGY, DiskFull, NotFound, Refused, Unavailable, UserFacingError, disk_full
@@ -255,6 +256,19 @@ class Service(Library):
                 if disk_full(e) is None:
                     raise
                 log.warning("a full disk kept the turn of thread %s from being saved: %s", thread, e)
+        return answer
+
+    async def ask_image(self, scope: Scope, image: bytes, *, thread: str | None = None, user: str = "") -> Answer:
+        """The moments of `scope`'s videos that the posted picture `image` shows (a screenshot),
+        or a sentence saying none does (core/answer/shown.py). Counts as a question."""
+        if user:
+            self.limits.take_question(scope, user)
+        store = self.store(scope)
+        answer = await answer_picture(store, image, self.models, self.settings.data_dir / "asked",
+                                      self.settings.ocr, self.settings.frame_interval)
+        answer = Answer(neutralize(answer.text), answer.citations, answer.frame)
+        if thread:
+            await store.add_turn(thread, "(a picture)", answer.text)
         return answer
 
     # ---- what a video is about ------------------------------------------------------------------

@@ -18,6 +18,7 @@ import numpy as np
 
 from core.models import Frame, Scope, Segment, StoredFrame, StoredSummary, Turn, Video, VideoStatus
 from core.store.catalog import Catalog, LexicalHit
+from core.store.phash import hash_jpegs
 from core.store.vectors import VectorHit, VectorStore, _pymilvus_client  # noqa: F401 - re-exported
 
 log = logging.getLogger(__name__)
@@ -89,8 +90,9 @@ class ScopedStore:
                     for i, (f, v) in enumerate(zip(frames, vectors, strict=True))]
             await self._milvus(self.vectors.insert, self.vectors.frames, self.partition, rows)
         jpegs = await asyncio.to_thread(lambda: [_read(f.path) for f in frames])
-        await self.catalog.put_frames(self.scope, video_id,
-                                      [(f.time, f.path, ocr.get(f.time, ""), b) for f, b in zip(frames, jpegs, strict=True)])
+        hashes = await asyncio.to_thread(hash_jpegs, jpegs)  # what a posted screenshot is matched by
+        await self.catalog.put_frames(self.scope, video_id, [(f.time, f.path, ocr.get(f.time, ""), b, h)
+                                                             for f, b, h in zip(frames, jpegs, hashes, strict=True)])
 
     async def search_text(self, vector: np.ndarray, limit: int, video_id: str | None = None) -> list[VectorHit]:
         return await self._milvus(self.vectors.search, self.vectors.text, self.partition, vector, limit, "text",
@@ -114,8 +116,16 @@ class ScopedStore:
     async def segments(self, video_id: str, start: float, end: float, limit: int | None = None) -> list[Segment]:
         return await self.catalog.segments(self.scope, video_id, start, end, limit)
 
+    async def frame_hashes(self) -> list[tuple[str, float, int]]:
+        """(video id, time, perceptual hash) of every hashed frame of this channel."""
+        return await self.catalog.frame_hashes(self.scope)
+
     async def frames(self, video_id: str) -> list[StoredFrame]:
         return await self.catalog.frames(self.scope, video_id)
+
+    async def frame_jpeg(self, video_id: str, time: float) -> bytes | None:
+        """The stored JPEG bytes of the frame at `time`, or None."""
+        return await self.catalog.frame_jpeg(self.scope, video_id, time)
 
     async def frame_file(self, video_id: str, time: float, path: str) -> Path | None:
         """A local file of the frame at `time`: `path` when this host wrote it, else a copy written

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from core.store.phash import fill_phash
 from core.text.words import terms
 
 Step = str | Callable[[Any], Awaitable[None]]  # a statement, or a step in Python given the open transaction
@@ -46,6 +47,12 @@ async def _add_requested_by_sqlite(tx: Any) -> None:
     """`videos.requested_by`, unless it is there already (as `_add_terms_sqlite`)."""
     if not any(c["name"] == "requested_by" for c in await tx.fetch("PRAGMA table_info(videos)")):
         await tx.run("ALTER TABLE videos ADD COLUMN requested_by TEXT NOT NULL DEFAULT ''")
+
+
+async def _add_phash_sqlite(tx: Any) -> None:
+    """`frames.phash`, unless it is there already (as `_add_terms_sqlite`)."""
+    if not any(c["name"] == "phash" for c in await tx.fetch("PRAGMA table_info(frames)")):
+        await tx.run("ALTER TABLE frames ADD COLUMN phash INTEGER")
 
 
 # Who posted each video (the chat user id; "" for the operator's command line): `forget` is allowed
@@ -165,6 +172,9 @@ SQLITE: list[Migration] = [
   PRIMARY KEY (scope, video_id))""",)),
     # Who posted each video, and the index of a channel's paged list (see _BACKFILL above).
     (8, (_add_requested_by_sqlite, *_BACKFILL)),
+    # Each frame's perceptual hash (core/store/phash.py), what a posted screenshot is matched
+    # against; the frames stored before it are hashed from their JPEG bytes here.
+    (9, (_add_phash_sqlite, fill_phash)),
 ]
 
 POSTGRES: list[Migration] = [
@@ -237,4 +247,6 @@ POSTGRES: list[Migration] = [
   created DOUBLE PRECISION NOT NULL, PRIMARY KEY (scope, video_id))""",)),
     # Who posted each video, and the index of a channel's paged list (see _BACKFILL above).
     (7, ("ALTER TABLE videos ADD COLUMN IF NOT EXISTS requested_by TEXT NOT NULL DEFAULT ''", *_BACKFILL)),
+    # Each frame's perceptual hash (see SQLite's migration 9).
+    (8, ("ALTER TABLE frames ADD COLUMN IF NOT EXISTS phash BIGINT", fill_phash)),
 ]

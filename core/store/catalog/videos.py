@@ -144,12 +144,18 @@ class VideoRows(Primitives):
 
     # ---- frames ---------------------------------------------------------------------------------
     async def put_frames(self, scope: Scope, video_id: str,
-                         frames: Sequence[tuple[float, str, str, bytes | None]]) -> None:
-        """Replace a video's frames: (time, path where it was written, OCR text, JPEG bytes)."""
+                         frames: Sequence[tuple[Any, ...]]) -> None:
+        """Replace a video's frames: (time, path where it was written, OCR text, JPEG bytes[, perceptual hash])."""
         async with self._tx() as tx:
             await tx.run("DELETE FROM frames WHERE scope=? AND video_id=?", (scope.key, video_id))
-            await tx.many('INSERT INTO frames (scope, video_id, "time", path, ocr, jpeg) VALUES (?,?,?,?,?,?)',
-                          [(scope.key, video_id, t, path, ocr, jpeg) for t, path, ocr, jpeg in frames])
+            await tx.many('INSERT INTO frames (scope, video_id, "time", path, ocr, jpeg, phash) VALUES (?,?,?,?,?,?,?)',
+                          [(scope.key, video_id, *f[:4], f[4] if len(f) > 4 else None) for f in frames])
+
+    async def frame_hashes(self, scope: Scope) -> list[tuple[str, float, int]]:
+        """(video id, time, perceptual hash) of every hashed frame of `scope`."""
+        rows = await self._fetch('SELECT video_id, "time", phash FROM frames WHERE scope=? AND phash IS NOT NULL',
+                                 (scope.key,))
+        return [(r["video_id"], float(r["time"]), int(r["phash"])) for r in rows]
 
     async def frames(self, scope: Scope, video_id: str) -> list[StoredFrame]:
         rows = await self._fetch('SELECT "time", path, ocr FROM frames WHERE scope=? AND video_id=? ORDER BY "time"',
