@@ -259,17 +259,10 @@ class Service(Library):
         return answer
 
     async def ask_image(self, scope: Scope, image: bytes, *, thread: str | None = None, user: str = "") -> Answer:
-        """The moments of `scope`'s videos that the posted picture `image` shows (a screenshot),
-        or a sentence saying none does (core/answer/shown.py). Counts as a question."""
+        """The moments of `scope`'s videos a posted picture shows, or a sentence saying none does."""
         if user:
-            self.limits.take_question(scope, user)
-        store = self.store(scope)
-        answer = await answer_picture(store, image, self.models, self.settings.data_dir / "asked",
-                                      self.settings.ocr, self.settings.frame_interval)
-        answer = Answer(neutralize(answer.text), answer.citations, answer.frame)
-        if thread:
-            await store.add_turn(thread, "(a picture)", answer.text)
-        return answer
+            self.limits.take_question(scope, user)  # counts as a question
+        return await answer_picture(self.store(scope), image, self.models, self.settings, thread)
 
     # ---- what a video is about ------------------------------------------------------------------
     async def summary(self, scope: Scope, video: str | None = None, *, thread: str | None = None) -> Summary:

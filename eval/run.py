@@ -71,6 +71,7 @@ from core import synth
 from core.config import Settings
 
 HERE = Path(__file__).resolve().parent
+SHARED = Path(os.environ.get("VIDRAG_SHARED_EVAL", "/work/shared/eval"))  # the shared lecture set, where it is
 COLOURS = ["0xF5F0E6", "0xE6F0F5", "0xF0F5E6"]  # make_videos.py's, in the same order
 KINDS = ("speech", "slide", "both")
 TAGS = ("names", "lang", "asked", "split")  # optional question tags, reported like "kind"
@@ -438,6 +439,9 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--render-only", action="store_true", help="render the videos and the manifest, then stop")
     p.add_argument("-v", "--verbose", action="store_true", help="print the answer of every imperfect question")
     p.add_argument("--json", action="store_true", help="end with one JSON line of the figures")
+    p.add_argument("--screenshots", action="store_true",
+                   help="measure pictures of slides instead of questions (eval/screenshots.py): the shared set's "
+                        "and eval/lectures.json's lectures in one channel")
     return p
 
 
@@ -445,6 +449,8 @@ async def run(args: argparse.Namespace, settings: Settings, models: Any = None, 
     """The `vidrag eval` command. `settings` come from the environment; only the data directory is
     replaced (a fresh one, or --keep), so a run never touches the bot's own index."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # an evaluation never downloads weights
+    if getattr(args, "screenshots", False):
+        return await run_screenshots(args, settings, models, log)
     lectures = json.loads(args.lectures.read_text())
     questions = [asked(q, lectures) for q in json.loads(args.questions.read_text())
                  if args.split is None or q.get("split", args.split) == args.split]
@@ -470,6 +476,57 @@ async def run(args: argparse.Namespace, settings: Settings, models: Any = None, 
             shutil.rmtree(data, ignore_errors=True)
     fig = figures(result)
     report(fig, log)
+    if args.json:
+        log(json.dumps(fig))
+    return 0
+
+
+async def run_screenshots(args: argparse.Namespace, settings: Settings, models: Any, log: Log) -> int:
+    """`--screenshots`: index the shared set and eval/lectures.json into one channel, then ask
+    pictures of their slides and pictures of nothing in the channel (eval/screenshots.py)."""
+    from core.models import Scope
+    from core.service import Service
+    from eval import screenshots as shots
+
+    manifest: dict[str, dict[str, Any]] = {}
+    files: dict[str, Path] = {}
+    for lectures in [p for p in (SHARED / "lectures.json", HERE / "lectures.json") if p.is_file()]:
+        out = default_out(lectures)
+        specs = json.loads(lectures.read_text())
+        only = [n for arg in args.only or [] for n in arg.split(",") if n in specs]
+        if args.only and not only:
+            continue
+        got = await asyncio.to_thread(render_set, specs, out, only or None, log)
+        manifest.update(got)
+        files.update({n: out / e["file"] for n, e in got.items()})
+    others: list[Path] = []
+    for lectures, most in ((HERE / "naming" / "lectures.json", 8),):  # rendered, never indexed here
+        names = sorted(json.loads(lectures.read_text()))[:most]
+        out = default_out(lectures)
+        got = await asyncio.to_thread(render_set, json.loads(lectures.read_text()), out, names, log)
+        others += [out / e["file"] for e in got.values()]
+    half = len(others) // 2
+    unrelated = {"tune:photo": shots.photos(12, 1), "report:photo": shots.photos(12, 2),
+                 "tune:slide": await asyncio.to_thread(shots.foreign_slides, others[:half]),
+                 "report:slide": await asyncio.to_thread(shots.foreign_slides, others[half:])}
+    data = args.keep or Path(tempfile.mkdtemp(prefix="vidrag-eval-data-"))
+    settings = dataclasses.replace(settings, data_dir=data, milvus_uri="")
+    scope = Scope("console", "eval", args.channel)
+    try:
+        async with Service.open(settings, models=models, chat=None) as svc:
+            svc.start_workers(1)
+            ids: dict[str, str] = {}
+            for name, path in files.items():
+                sub = await svc.submit(scope, str(path.resolve()))
+                video = await svc.wait(sub.job.id) if not sub.already else await svc.store(scope).video(sub.job.video_id)
+                assert video is not None
+                ids[name] = video.id
+                log(f"indexed {name}")
+            await svc.stop_workers()
+            fig = await shots.measure(svc, scope, ids, manifest, unrelated, log)
+    finally:
+        if args.keep is None:
+            shutil.rmtree(data, ignore_errors=True)
     if args.json:
         log(json.dumps(fig))
     return 0

@@ -101,7 +101,7 @@ def test_a_hash_moves_little_under_jpeg_and_half_size_and_much_for_another_pictu
 
 
 @pytest.mark.parametrize("catalog_backend", BACKENDS, indirect=True)
-async def test_frames_stored_before_the_hash_are_hashed_by_the_migration(catalog: Catalog) -> None:
+async def test_frames_stored_before_the_hash_are_hashed_by_the_migration(catalog: Catalog) -> None:  # noqa: F811
     scope = Scope("console", "local", "old")
     jpegs = [_jpeg(Image.new("RGB", (64, 36), c)) for c in ("white", "black")]
     jpegs[1] = _jpeg(Image.fromarray((np.arange(64 * 36).reshape(36, 64) % 251).astype(np.uint8)))

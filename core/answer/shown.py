@@ -19,10 +19,12 @@ from core.answer import picture as pictures
 from core.answer.compose import NO_VIDEOS, NOT_READY, citations_for
 from core.answer.retrieve import Moment
 from core.answer.screenshot import Match, candidates, judge, query_of
+from core.config import Settings
 from core.errors import UserFacingError
 from core.models import Answer, FrameRef, Hit, Kind, Video, VideoStatus, fmt_time
 from core.store.phash import phash_image
 from core.store.scoped import ScopedStore
+from core.text.safety import neutralize
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -45,10 +47,21 @@ def _prepare(data: bytes, folder: Path) -> tuple[Image.Image, int, Path]:
     return im, phash_image(im), path
 
 
-async def answer_picture(store: ScopedStore, data: bytes, models: Models, folder: Path, read_text: bool = True,
-                         frame_interval: float = 5.0) -> Answer:
-    """The moments of `store`'s ready videos that the picture in `data` shows. `folder` (inside
-    DATA_DIR) holds the picture's normalised copy while it is read."""
+async def answer_picture(store: ScopedStore, data: bytes, models: Models, settings: Settings,
+                         thread: str | None = None) -> Answer:
+    """The moments of `store`'s ready videos that the picture in `data` shows, its text safe to
+    post (no mention, no link); recorded as a turn of `thread` when given."""
+    answer = await _answer(store, data, models, settings.data_dir / "asked", settings.ocr, settings.frame_interval)
+    answer = Answer(neutralize(answer.text), answer.citations, answer.frame)
+    if thread:
+        await store.add_turn(thread, "(a picture)", answer.text)
+    return answer
+
+
+async def _answer(store: ScopedStore, data: bytes, models: Models, folder: Path, read_text: bool,
+                  frame_interval: float) -> Answer:
+    """`answer_picture`'s search. `folder` (inside DATA_DIR) holds the picture's normalised copy
+    while it is read."""
     videos = {v.id: v for v in await store.videos()}
     ready = {k: v for k, v in videos.items() if v.status == VideoStatus.READY}
     if not ready:
