@@ -34,7 +34,7 @@ FRAMES_PER_SPAN = 3
 # The decision (tuned on the eval's tune split): a picture shows a frame when they look alike this
 # much on their own, or look alike LOOK_WITH_TEXT and share TEXT_AGREES of their words.
 LOOK_ALONE = 0.95
-LOOK_WITH_TEXT = 0.70
+LOOK_WITH_TEXT = 0.50
 TEXT_AGREES = 0.6
 MIN_WORDS = 3  # fewer words read on the picture say nothing about it
 TEXT_WEIGHT = 0.3
