@@ -25,7 +25,18 @@ import discord
 from discord import app_commands
 
 from core.chat import present
-from core.chat.incoming import COMMANDS, Action, Attachment, Decision, Incoming, Source, decide, find_links, run_command
+from core.chat.incoming import (
+    COMMANDS,
+    PICTURE_ASKED,
+    Action,
+    Attachment,
+    Decision,
+    Incoming,
+    Source,
+    decide,
+    find_links,
+    run_command,
+)
 from core.config import Settings
 from core.errors import APOLOGY, Forbidden, UserFacingError
 from core.models import Answer, Progress, Scope, Stage, Summary, fmt_time
@@ -265,8 +276,8 @@ class VidragBot(discord.Client):
                 thread = str(message.channel.id) if isinstance(message.channel, discord.Thread) else None
                 await self.send_summary(message.reply, msg.scope, first or decision.argument or None, thread,
                                         mention_author=False)
-            elif decision.question:
-                await self.answer_message(message, decision.question)
+            elif decision.question or decision.picture:
+                await self.answer_message(message, decision.question, decision.picture)
             elif decision.action in COMMANDS and decision.action != Action.HELP:
                 await self.send_chunks(message.reply, await self.command(message, msg.scope, decision), None)
         except Exception:
@@ -328,13 +339,13 @@ class VidragBot(discord.Client):
         except UserFacingError as e:
             return e.message
 
-    async def answer_message(self, message: discord.Message, question: str) -> None:
+    async def answer_message(self, message: discord.Message, question: str, picture: Source | None = None) -> None:
         """Answer in the thread the question was asked in, or in a new thread on the question.
         The thread is opened only once the question is admitted (rate limits, length): a refused
         one gets one short reply in place (40 mentions in a few seconds opened 40 threads)."""
         scope = await self.resolve_scope(message.channel)
         try:
-            question = self.service.admit(scope, question, str(message.author.id))
+            question = self.service.admit(scope, question or PICTURE_ASKED, str(message.author.id))
         except UserFacingError as e:
             await message.reply(e.message, mention_author=False, allowed_mentions=NO_PINGS)
             return
@@ -350,14 +361,18 @@ class VidragBot(discord.Client):
             reference = message  # a DM, a voice channel's chat: no threads there
         key = str(where.id)  # type: ignore[attr-defined]
         async with where.typing():
-            text, file = await self.ask(scope, question, key, str(message.author.id))
+            text, file = await self.ask(scope, question, key, str(message.author.id), picture)
         await self.send_chunks(where.send, text, file, reference=reference)
 
-    async def ask(self, scope: Scope, question: str, thread: str, user: str) -> tuple[str, discord.File | None]:
-        """The answer to an admitted question as text and the frame as a file (or the
-        user-facing error as text)."""
+    async def ask(self, scope: Scope, question: str, thread: str, user: str,
+                  picture: Source | None = None) -> tuple[str, discord.File | None]:
+        """The answer to an admitted question (or to the `picture` posted) as text and the frame as
+        a file (or the user-facing error as text)."""
         try:
-            answer = await self.service.ask(scope, question, thread=thread, user=user, admitted=True)
+            if picture is not None:  # the posted picture is never sent back: only the stored frame
+                answer = await self.service.ask_picture(scope, picture.url, picture.headers or {}, thread=thread)
+            else:
+                answer = await self.service.ask(scope, question, thread=thread, user=user, admitted=True)
         except UserFacingError as e:
             return e.message, None
         except Exception:

@@ -50,7 +50,17 @@ from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetry
 from slack_sdk.web.async_client import AsyncWebClient
 
 from core.chat import present
-from core.chat.incoming import COMMANDS, Action, Attachment, Decision, Incoming, Source, decide, run_command
+from core.chat.incoming import (
+    COMMANDS,
+    PICTURE_ASKED,
+    Action,
+    Attachment,
+    Decision,
+    Incoming,
+    Source,
+    decide,
+    run_command,
+)
 from core.config import Settings
 from core.errors import APOLOGY, Forbidden, UserFacingError
 from core.models import Answer, Progress, Scope, Stage, Summary, Video, fmt_time
@@ -342,9 +352,9 @@ class SlackBot:
         if decision.action == Action.SUMMARY:
             video = next((v for v in indexed if v), None) or decision.argument or None
             await self._post_summary(msg.scope, root, video)
-        elif decision.question:
+        elif decision.question or decision.picture:
             opened = msg.thread is not None or bool(decision.sources) or bool(decision.notes(STYLE))
-            await self._answer(msg.scope, root, decision.question, msg.author, opened)
+            await self._answer(msg.scope, root, decision.question, msg.author, opened, decision.picture)
         elif decision.action in COMMANDS and decision.action != Action.HELP:
             await self._post(msg.scope.channel, root, bounded(await self._command_reply(
                 msg.scope, decision.action, decision.argument, msg.author)))
@@ -431,21 +441,24 @@ class SlackBot:
                     shown = text
                     await asyncio.sleep(UPDATE_INTERVAL)
 
-    async def _answer(self, scope: Scope, root: str, question: str, user: str = "", opened: bool = True) -> None:
+    async def _answer(self, scope: Scope, root: str, question: str, user: str = "", opened: bool = True,
+                      picture: Source | None = None) -> None:
         """Answer in the thread of `root`. A question the service does not admit (rate limits,
         length) opens no thread: when none is `opened` yet, the refusal goes to the asker alone
         (an ephemeral message in the channel), not into a new thread (40 mentions in a few
         seconds opened 40 threads)."""
         try:
-            question = self.service.admit(scope, question, user)
+            question = self.service.admit(scope, question or PICTURE_ASKED, user)
         except UserFacingError as e:
             if opened or not user:
                 await self._post(scope.channel, root, escape(e.message))
             else:
                 await self.client.chat_postEphemeral(channel=scope.channel, user=user, text=escape(e.message))
             return
-        answer = await self._or_why(scope, root, "answering",
-                                    self.service.ask(scope, question, thread=root, user=user, admitted=True))
+        # the posted picture is never sent back: only the stored frame it shows
+        asked = self.service.ask_picture(scope, picture.url, picture.headers or {}, thread=root) if picture \
+            else self.service.ask(scope, question, thread=root, user=user, admitted=True)
+        answer = await self._or_why(scope, root, "answering", asked)
         if answer is None:
             return
         for m in answer_messages(answer):

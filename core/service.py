@@ -18,6 +18,7 @@ import weakref
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
+from core.answer import picture as pictures
 from core.answer import summary as summaries
 from core.answer.compose import ChatModel, compose, make_chat
 from core.answer.naming import title_from_source
@@ -25,6 +26,8 @@ from core.answer.shown import answer_picture
 from core.config import Settings
 from core.engines.registry import Models
 from core.errors import APOLOGY, DiskFull, NotFound, Refused, Unavailable, UserFacingError, disk_full
+from core.ingest.guard import UrlGuard
+from core.ingest.posted import fetch_picture
 from core.jobs import startup
 from core.jobs.handles import ProgressCallback
 from core.jobs.limits import Limits
@@ -263,6 +266,13 @@ class Service(Library):
         if user:
             self.limits.take_question(scope, user)  # counts as a question
         return await answer_picture(self.store(scope), image, self.models, self.settings, thread)
+
+    async def ask_picture(self, scope: Scope, url: str, headers: dict[str, str], *, thread: str | None = None,
+                          user: str = "") -> Answer:
+        """`ask_image` of a picture posted in chat, downloaded from the platform's `url` first."""
+        data = await fetch_picture(url, headers, UrlGuard(frozenset(self.settings.allow_hosts)),
+                                   self.settings.data_dir / "asked", pictures.MAX_BYTES)
+        return await self.ask_image(scope, data, thread=thread, user=user)
 
     # ---- what a video is about ------------------------------------------------------------------
     async def summary(self, scope: Scope, video: str | None = None, *, thread: str | None = None) -> Summary:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import console
+from tests.conftest import console, ffmpeg
 
 VIDRAG = [sys.executable, "-m", "adapters.console"]
 
@@ -23,7 +23,7 @@ def cli(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           cwd=Path(__file__).parent.parent)
 
 
-@pytest.mark.timeout(180)  # nine vidrag processes, each loading what it needs, on a busy 2-core machine
+@pytest.mark.timeout(300)  # twelve vidrag processes, each loading what it needs, on a busy 2-core machine
 def test_ingest_ask_videos_forget_with_json(tmp_path: Path, lecture) -> None:
     path, lec = lecture
     p = cli(tmp_path, "ingest", str(path), "--channel", "c1", "--json")
@@ -54,6 +54,21 @@ def test_ingest_ask_videos_forget_with_json(tmp_path: Path, lecture) -> None:
     about = json.loads(p.stdout.strip().splitlines()[-1])  # the summary, in ask's shape
     assert about["answer"].startswith(summary["summary"]) and "\n\nChapters:\n[0:00] How volcanoes work" in about["answer"]
     assert about["citations"] and about["frame"] is None
+
+    # a screenshot of slide 3 (a crop of the video's own 1280x720 picture), and a picture of nothing
+    shot, blank = tmp_path / "shot.png", tmp_path / "blank.webp"
+    ffmpeg("-ss", f"{(a + b) / 2:.2f}", "-i", str(path), "-frames:v", "1", "-vf", "crop=1160:650:40:50", str(shot))
+    ffmpeg("-f", "lavfi", "-i", "gradients=s=400x300:seed=3", "-frames:v", "1", str(blank))
+    p = cli(tmp_path, "ask", "--image", str(shot), "--channel", "c1", "--json")
+    assert p.returncode == 0, p.stderr
+    seen = json.loads(p.stdout.strip().splitlines()[-1])
+    assert seen["answer"].startswith("That picture is from") and seen["citations"][0]["video_id"] == out["video_id"]
+    assert seen["citations"][0]["start"] <= b and seen["citations"][0]["end"] >= a, seen
+    assert Path(seen["frame"]["path"]).is_file() and a - 0.5 <= seen["frame"]["time"] <= b + 0.5
+    p = cli(tmp_path, "ask", "--image", str(blank), "--channel", "c1")
+    assert p.returncode == 0 and "I couldn't find that picture in this channel's videos." in p.stdout, p.stdout
+    p = cli(tmp_path, "ask", "--image", str(path), "--channel", "c1")  # a video is not a picture
+    assert p.returncode == 1 and "JPEG, PNG or WebP" in p.stderr and "Traceback" not in p.stderr
 
     p = cli(tmp_path, "videos", "--channel", "c1")
     assert out["video_id"] in p.stdout and "ready" in p.stdout

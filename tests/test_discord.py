@@ -8,10 +8,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import io
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from adapters import discord_bot
 from adapters.discord_bot import VidragBot, render_answer, split_message
@@ -499,3 +501,33 @@ async def test_mentions_past_the_rate_limit_open_no_thread(settings: Settings, m
     refusals = replies()
     assert len(refusals) == 37 and all(m["channel_id"] == fake.channel_id("general") for m in refusals)
     assert all(m["content"].startswith("You're asking faster than I can answer") for m in refusals)
+
+
+# ---- a screenshot finds its moment ---------------------------------------------------------------
+async def test_a_posted_screenshot_is_answered_with_its_moment_and_the_stored_frame(
+        bot: VidragBot, fake: FakeDiscord, lecture) -> None:
+    """A picture attached to a mention is a screenshot question: the thread's answer gives the
+    slide's timestamp and attaches the stored frame, never the posted picture; a picture that is in
+    none of the channel's videos is said to be in none."""
+    await index_link(fake)
+    rows = await bot.service.catalog.rows('SELECT "time", jpeg FROM frames ORDER BY "time"')
+    start, end = lecture[1].times[1]
+    stored = next(bytes(r["jpeg"]) for r in rows if start - 0.1 <= r["time"] < end)
+    im = Image.open(io.BytesIO(stored))
+    w, h = im.size
+    shot = io.BytesIO()
+    im.crop((w // 20, h // 20, w - w // 20, h - h // 20)).resize((w // 2, h // 2)).save(shot, "JPEG", quality=40)
+    question = await fake.post("general", "where is this from?", mention_bot=True,
+                               attachments=[("screenshot.jpg", "image/jpeg", shot.getvalue())])
+    (answer,) = await thread_reply(fake, question["id"])
+    assert answer["content"].startswith("That picture is from"), answer["content"]
+    assert f"](<{fake.url}/media/volcanoes.mp4#t={int(start)}" in answer["content"]  # the slide's second, linked
+    ((name, jpeg),) = sent(fake, answer).files.values()
+    assert name.startswith("frame-") and jpeg == stored  # the stored frame, not the posted picture
+
+    noise = io.BytesIO()
+    Image.effect_noise((320, 240), 60).convert("RGB").save(noise, "PNG")
+    other = await fake.post("general", "", mention_bot=True, attachments=[("photo.png", "image/png", noise.getvalue())])
+    (nothing,) = await thread_reply(fake, other["id"])
+    assert nothing["content"] == "I couldn't find that picture in this channel's videos."
+    assert not sent(fake, nothing).files

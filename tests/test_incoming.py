@@ -343,3 +343,29 @@ def test_a_console_line_naming_a_file_is_an_attachment(tmp_path: Path) -> None:
     line = console.incoming(SCOPE, str(clip))
     assert line.direct and line.attachments == (Attachment(str(clip.resolve()), "talk.mp4", "video/mp4"),)
     assert console.incoming(SCOPE, f"what is {VIDEO_LINK}?").links == (VIDEO_LINK,)
+
+
+# ---- a picture asked about -----------------------------------------------------------------------
+SHOT = Attachment("https://cdn.example.com/a/shot.png", "shot.png", "image/png", {"Authorization": "Bearer x"})
+
+
+async def test_a_picture_on_a_mention_is_a_screenshot_question_with_or_without_words() -> None:
+    for text in ("", "where is this from?", "summary"):
+        d = await decided(text, mentioned=True, files=(SHOT,))
+        assert d.action == Action.PICTURE and d.picture is not None and not d.refused, (text, d)
+        assert (d.picture.url, d.picture.headers) == (SHOT.url, {"Authorization": "Bearer x"})
+    named = Attachment("https://cdn.example.com/a/IMG_1.JPG", "IMG_1.JPG")  # no type given: its name
+    assert (await decided("", direct=True, files=(named,))).action == Action.PICTURE
+
+
+async def test_a_video_posted_with_a_picture_stays_an_upload_and_an_unaddressed_picture_is_left_alone() -> None:
+    video = Attachment("https://cdn.example.com/a/talk.mp4", "talk.mp4", "video/mp4")
+    both = await decided("", mentioned=True, files=(SHOT, video))
+    assert both.action == Action.INDEX and [s.name for s in both.sources] == ["talk.mp4"] and both.picture is None
+    assert (await decided("nice slide", files=(SHOT,))).action == Action.NOTHING
+
+
+async def test_a_gif_or_svg_on_a_mention_is_refused_as_before() -> None:
+    for name, ctype in (("anim.gif", "image/gif"), ("logo.svg", "image/svg+xml")):
+        d = await decided("", mentioned=True, files=(Attachment(f"https://cdn.example.com/{name}", name, ctype),))
+        assert d.action == Action.REFUSE and d.refused == (name,)

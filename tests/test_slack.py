@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import hashlib
 import hmac
+import io
 import itertools
 import json
 import re
@@ -22,6 +23,7 @@ from urllib.parse import urlencode
 
 import aiohttp
 import pytest
+from PIL import Image
 
 from adapters.slack_app import SlackBot, answer_messages, links_in, plain, run, split_text, to_mrkdwn, web_client
 from core import synth
@@ -631,3 +633,33 @@ async def test_job_finished_after_a_restart_is_reported_in_its_channel(slack) ->
     await slack.bot._on_job_event(JobEvent(job, failed, listened=True))
     posts = slack.api.called("chat.postMessage", channel="C0RESTART")
     assert len(posts) == 1 and "200 minutes long" in posts[0].args["text"] and "talk.mp4" in posts[0].args["text"]
+
+
+# ---- a screenshot finds its moment ---------------------------------------------------------------
+async def test_a_shared_screenshot_is_answered_in_its_thread_with_the_stored_frame(
+        slack, link_posted, lecture, tmp_path) -> None:
+    """A picture shared with a mention is fetched with the bot token and answered in the thread
+    with the slide's timestamp and the stored frame uploaded (never the posted picture)."""
+    key = Scope("slack", TEAM, LECTURE).key
+    rows = await slack.service.catalog.rows('SELECT "time", jpeg FROM frames WHERE scope=? ORDER BY "time"', (key,))
+    start, end = lecture[1].times[2]
+    stored = next(bytes(r["jpeg"]) for r in rows if start - 0.1 <= r["time"] < end)
+    im = Image.open(io.BytesIO(stored))
+    w, h = im.size
+    shot = tmp_path / "shot.png"
+    im.crop((w // 20, h // 20, w - w // 20, h - h // 20)).resize((w // 2, h // 2)).save(shot, "PNG")
+    url = slack.api.serve_file("T0FAKE-F0SHOT/download/shot.png", shot)
+    files = [{"id": "F0SHOT", "name": "shot.png", "mimetype": "image/png", "filetype": "png",
+              "url_private_download": url, "url_private": url}]
+    ts = new_ts()
+    assert await slack.send(callback({"type": "app_mention", "channel": LECTURE, "ts": ts, "files": files,
+                                      "text": f"<@{BOT_USER}> where is this from?"})) == 200
+    await slack.bot.drain()
+    fetched = [d for d in slack.api.called("download", status=None) if d.path.endswith("shot.png")]
+    assert [d.headers["Authorization"] for d in fetched] == [f"Bearer {BOT_TOKEN}"]
+    said = slack.said(LECTURE, ts)
+    assert "That picture is from" in said and f"#t={int(start)}|" in said, said
+    done = slack.api.called("files.completeUploadExternal", channel_id=LECTURE, thread_ts=ts)
+    file_id = json.loads(done[0].args["files"])[0]["id"]
+    (upload,) = slack.api.called("upload", file_id=file_id)
+    assert upload.body == stored

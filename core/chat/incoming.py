@@ -24,7 +24,10 @@ The rule, in full:
     ("what is this video about?", "summarize the bread video", "tl;dr", "give me the chapters",
     in English, Italian, Spanish, German and French: `summary_request`) is `summary`, other text
     is a question, and a bare mention gets the help text;
-  - with something to index, a request for what it is about is `summary` of it once indexed.
+  - with something to index, a request for what it is about is `summary` of it once indexed;
+  - with nothing to index and a picture attached (JPEG, PNG or WebP), the picture is a screenshot
+    asked about (`PICTURE`: which moment it shows), whatever the words beside it; a video attached
+    with it is indexed instead, as an upload.
 - At most `present.MAX_SOURCES` videos are taken from one message; the rest are named in one
   note, and a wall of unaddressed links costs a bounded number of checks.
 """
@@ -50,6 +53,9 @@ _URL = re.compile(r"https?://[^\s<>]+")
 _TRAILING = ".,;:!?)]'\""
 _COMMAND = re.compile(r"(help|videos|list|status|forget|summary|chapters)\b[\s:]*(.*)", re.IGNORECASE | re.DOTALL)
 CHECKED_LINKS = 4 * present.MAX_SOURCES  # links of one unaddressed message checked at most
+PICTURE_ASKED = "Where is this picture from?"  # a picture's question, for rate limits and thread names
+PICTURE_TYPES = frozenset({"image/jpeg", "image/png", "image/webp"})
+PICTURE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 
 
 def find_links(text: str) -> list[str]:
@@ -71,6 +77,12 @@ class Attachment:
     @property
     def is_video(self) -> bool:
         return self.content_type.startswith("video/") or has_video_suffix(self.name)
+
+    @property
+    def is_picture(self) -> bool:
+        """A JPEG, PNG or WebP by its type or name (what its bytes are is checked when it is read)."""
+        return not self.is_video and (self.content_type.split(";")[0].strip().lower() in PICTURE_TYPES
+                                      or self.name.lower().endswith(PICTURE_SUFFIXES))
 
 
 @dataclass(frozen=True)
@@ -109,6 +121,7 @@ class Action(StrEnum):
     STATUS = "status"
     FORGET = "forget"  # remove `argument` (if the author may: `Service.forget`)
     SUMMARY = "summary"  # chapters and summary of the video `argument` names (or of `sources`, once indexed)
+    PICTURE = "picture"  # which moment the attached picture `picture` shows
 
 
 COMMANDS = (Action.HELP, Action.VIDEOS, Action.STATUS, Action.FORGET, Action.SUMMARY)
@@ -133,6 +146,7 @@ class Decision:
     argument: str = ""
     refused: tuple[str, ...] = ()  # names of attached files that are not videos
     dropped: int = 0  # links and files skipped past `present.MAX_SOURCES`
+    picture: Source | None = None  # a screenshot asked about (`PICTURE`)
 
     def notes(self, style: present.Style) -> list[str]:
         """What to say at once, before any work: files refused, links skipped, or the help text."""
@@ -236,7 +250,8 @@ async def decide(msg: Incoming, is_video: Callable[[str], bool] = is_video_link)
     first use), so it runs in a thread, once for all the links of a message."""
     addressed = msg.addressed
     files = [a for a in msg.attachments if a.is_video]
-    refused = tuple(a.name for a in msg.attachments if not a.is_video) if addressed else ()
+    pictures = [a for a in msg.attachments if a.is_picture] if addressed else []
+    refused = tuple(a.name for a in msg.attachments if not a.is_video and not a.is_picture) if addressed else ()
     if addressed:
         links, unchecked = list(msg.links), 0
     else:
@@ -256,6 +271,10 @@ async def decide(msg: Incoming, is_video: Callable[[str], bool] = is_video_link)
         asks = text.endswith("?")
         return Decision(Action.BOTH if asks else Action.INDEX, sources, text if asks else "", refused=refused,
                         dropped=dropped)
+    if pictures:
+        first = pictures[0]
+        return Decision(Action.PICTURE, refused=refused, dropped=dropped,
+                        picture=Source(first.url, first.name, dict(first.headers)))
     if refused:
         return Decision(Action.REFUSE, refused=refused, dropped=dropped)
     if not text:
