@@ -149,6 +149,8 @@ async def measure(svc: Any, scope: Any, ids: dict[str, str], manifest: dict[str,
             "unrelated_answered": round(float(np.mean([w["found"] for w in un])), 3) if un else None,
             "unrelated_by_kind": {k: round(float(np.mean([w["found"] for w in un if w["kind"] == k])), 3)
                                   for k in sorted({w["kind"] for w in un})},
+            "by_lecture": {n: round(float(np.mean([r["r1"] for r in mine if r["lecture"] == n])), 3)
+                           for n in sorted({r["lecture"] for r in mine})},
             "ask_s_p50": round(float(np.median([r["s"] for r in mine])), 3) if mine else None,
         }
         log(f"screenshots [{split}]: {json.dumps(fig[split])}")
