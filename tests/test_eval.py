@@ -133,3 +133,28 @@ def test_the_held_out_naming_questions_are_about_other_videos_than_the_tuning_on
         titles = [lectures[v]["title"] for v, s in split.items() if s == {half}]
         words = [" ".join(w for w in t.split() if not any(c.isdigit() for c in w) and w.strip("IVX,")) for t in titles]
         assert len(words) > len(set(words)), f"{half}: no two titles differ only by their number"
+
+
+def test_screenshot_queries_are_five_readable_pictures_and_the_unrelated_ones_are_photos() -> None:
+    """`vidrag eval --screenshots`' pictures: each transformation of a slide frame is a picture
+    vidrag reads (core/answer/picture.py), a crop or a smaller copy of it really is one, and the
+    photo-like ones differ from each other."""
+    import io
+
+    from PIL import Image, ImageDraw
+
+    from adapters.console import parser
+    from core.answer import picture as pictures
+    from eval import screenshots as shots
+
+    frame = Image.new("RGB", (640, 360), "white")
+    ImageDraw.Draw(frame).text((40, 40), "Photosynthesis", fill="black")
+    for strengths in (shots.TUNE, shots.REPORT):
+        made = shots.queries(frame, strengths)
+        assert sorted(made) == ["blur", "crop", "half", "jpeg", "warp"]
+        sizes = {k: pictures.load(v).size for k, v in made.items()}
+        assert sizes["half"][0] == int(640 * strengths["half"]) and sizes["crop"][0] < 640
+        assert all(Image.open(io.BytesIO(v)).format == "JPEG" for v in made.values())
+    photos = shots.photos(3, 1)
+    assert len(set(photos)) == 3 and all(pictures.load(p).size == (640, 480) for p in photos)
+    assert parser().parse_args(["eval", "--screenshots"]).screenshots

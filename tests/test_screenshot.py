@@ -16,9 +16,10 @@ from PIL import Image, ImageFilter
 
 from core.answer import picture as pictures
 from core.answer.shown import NOT_SHOWN
+from core.config import Settings
 from core.errors import Refused
 from core.models import Scope
-from core.store.catalog import Catalog
+from core.store.catalog import Catalog, open_catalog
 from core.store.phash import distances, fill_phash, phash_bytes
 from tests.backends import BACKENDS, catalog, catalog_backend, database_url  # noqa: F401 - fixtures
 
@@ -113,6 +114,32 @@ async def test_frames_stored_before_the_hash_are_hashed_by_the_migration(catalog
         await fill_phash(tx, batch=1)
     got = {t: h for _, t, h in await catalog.frame_hashes(scope)}
     assert got == {0.0: phash_bytes(jpegs[0]), 5.0: phash_bytes(jpegs[1])}
+
+
+@pytest.mark.parametrize("catalog_backend", BACKENDS, indirect=True)
+async def test_a_catalog_from_before_the_hash_is_upgraded_in_place_with_its_frames_hashed(
+        catalog: Catalog, database_url: str, tmp_path) -> None:  # noqa: F811
+    """A catalog at the schema before the hash (its frames stored without one) reopened: the
+    migration adds the column and hashes the stored frames; the schema version is recorded."""
+    scope = Scope("console", "local", "older")
+    jpeg = _jpeg(Image.fromarray((np.arange(64 * 36).reshape(36, 64) * 7 % 251).astype(np.uint8)))
+    await catalog.put_frames(scope, "v1", [(2.5, "/x/a.jpg", "slide", jpeg)])
+    version = await catalog.schema_version()
+    async with catalog._tx() as tx:  # back to the schema before the hash
+        await tx.run("ALTER TABLE frames DROP COLUMN phash")
+        await tx.run("DELETE FROM schema_version WHERE version = ?", (version,))
+    await catalog.close()
+    again = await open_catalog(Settings(data_dir=tmp_path / "data", database_url=database_url))
+    try:
+        assert await again.schema_version() == version
+        assert await again.frame_hashes(scope) == [("v1", 2.5, phash_bytes(jpeg))]
+    finally:
+        await again.close()
+    catalog.close = _nothing  # type: ignore[method-assign]  # closed above; the fixture closes it again
+
+
+async def _nothing() -> None:
+    return None
 
 
 # ---- the posted picture is hostile input ---------------------------------------------------------
