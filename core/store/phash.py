@@ -53,13 +53,9 @@ def phash_bytes(data: bytes) -> int:
 def distances(query: int, hashes: np.ndarray) -> np.ndarray:
     """Hamming distances (0..64) from `query` to each of `hashes` (an int64 array)."""
     x = np.bitwise_xor(hashes.astype(np.int64), np.int64(query)).view(np.uint64)
-    out = np.zeros(x.shape, dtype=np.int64)
-    for shift in range(0, 64, 8):
-        out += _POP[((x >> np.uint64(shift)) & np.uint64(0xFF)).astype(np.int64)]
-    return out
+    return np.bitwise_count(x).astype(np.int64)
 
 
-_POP = np.array([bin(i).count("1") for i in range(256)], dtype=np.int64)
 
 
 def hash_jpegs(rows: list[bytes | None]) -> list[int | None]:
