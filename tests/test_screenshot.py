@@ -189,3 +189,35 @@ def test_a_large_picture_is_read_at_working_width(fmt: str) -> None:
     Image.new("RGB", (1920, 1080), "white").save(buf, fmt)
     im = pictures.load(buf.getvalue())
     assert im.mode == "RGB" and im.width == pictures.WORK_WIDTH and im.height == 360
+
+
+def _slide(title: str, lines: list[str]) -> Image.Image:
+    from PIL import ImageDraw, ImageFont
+
+    im = Image.new("RGB", (640, 360), (245, 240, 230))
+    d = ImageDraw.Draw(im)
+    d.rectangle((0, 0, 640, 70), fill=(40, 60, 110))
+    big = ImageFont.truetype("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf", 30)
+    small = ImageFont.truetype("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", 22)
+    d.text((30, 18), title, font=big, fill="white")
+    for i, line in enumerate(lines):
+        d.text((40, 110 + 45 * i), line, font=small, fill="black")
+    return im
+
+
+def test_a_slide_of_the_same_template_with_other_words_is_not_the_frame_and_the_same_words_are() -> None:
+    """Two slides of one template look alike on the grid; the words on them decide."""
+    from core.answer.screenshot import judge, query_of
+    from core.store.phash import phash_image
+
+    frame_text = "Calvin cycle\nenzyme: RuBisCO\nfixes 3 CO2 per G3P"
+    frame = _slide("Calvin cycle", ["enzyme: RuBisCO", "fixes 3 CO2 per G3P"])
+    other_text = "The explosion\noxygen tank 2 exploded\n56 hours after launch"
+    other = _slide("The explosion", ["oxygen tank 2 exploded", "56 hours after launch"])
+    row = [("v1", 10.0, frame_text, _jpeg(frame))]
+    (foreign,) = judge(query_of(other, phash_image(other), other_text), row)
+    (same,) = judge(query_of(frame, phash_image(frame), frame_text), row)
+    (silent,) = judge(query_of(other, phash_image(other), ""), row)  # no words read on the picture
+    assert foreign.look > 0.5 and foreign.words is not None and foreign.words < 0.3 and not foreign.shown
+    assert same.shown and same.look > 0.99 and same.words == 1.0
+    assert silent.words is None and silent.shown == (silent.look >= 0.95)
