@@ -234,11 +234,9 @@ NO_VIDEOS = "No videos are indexed in this channel yet. Post a video link or upl
 NOTHING_FOUND = "I couldn't find anything about that in this channel's videos."
 
 
-async def compose(store: ScopedStore, question: str, models: Models, chat: ChatModel | None,
-                  history: Sequence[Turn] = (), top_k: int = 8) -> Answer:
-    """Answer `question` from the ready videos of `store`'s channel. A channel with none says why
-    (a `UserFacingError`: still indexing, queued, or empty); the LLM's failure falls back to the
-    extractive answer, so a question is answered whenever something was retrieved."""
+async def ready_videos(store: ScopedStore) -> dict[str, Video]:
+    """The channel's ready videos by id; with none, a `UserFacingError` that says why (still
+    indexing, queued, or nothing posted yet)."""
     videos = {v.id: v for v in await store.videos()}
     ready = {k: v for k, v in videos.items() if v.status == VideoStatus.READY}
     if not ready:
@@ -246,6 +244,15 @@ async def compose(store: ScopedStore, question: str, models: Models, chat: ChatM
             if any(v.status == status for v in videos.values()):
                 raise UserFacingError(message)
         raise UserFacingError(NO_VIDEOS)
+    return ready
+
+
+async def compose(store: ScopedStore, question: str, models: Models, chat: ChatModel | None,
+                  history: Sequence[Turn] = (), top_k: int = 8) -> Answer:
+    """Answer `question` from the ready videos of `store`'s channel. A channel with none says why
+    (a `UserFacingError`: still indexing, queued, or empty); the LLM's failure falls back to the
+    extractive answer, so a question is answered whenever something was retrieved."""
+    ready = await ready_videos(store)
     text = await models.call_query(lambda: models.text)
     image = await models.call_query(lambda: models.image)
     moments = [m for m in await retrieve(store, question, text, image, models.call_query, top_k=top_k,

@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from core.answer import picture as pictures
-from core.answer.compose import NO_VIDEOS, NOT_READY, citations_for
+from core.answer.compose import citations_for, ready_videos
 from core.answer.retrieve import Moment
 from core.answer.screenshot import Match, candidates, judge, query_of
 from core.config import Settings
-from core.errors import UserFacingError
-from core.models import Answer, FrameRef, Hit, Kind, Video, VideoStatus, fmt_time
+from core.models import Answer, FrameRef, Hit, Kind, Video, fmt_time
 from core.store.phash import phash_image
 from core.store.scoped import ScopedStore
 from core.text.safety import neutralize
@@ -62,13 +61,7 @@ async def _answer(store: ScopedStore, data: bytes, models: Models, folder: Path,
                   frame_interval: float) -> Answer:
     """`answer_picture`'s search. `folder` (inside DATA_DIR) holds the picture's normalised copy
     while it is read."""
-    videos = {v.id: v for v in await store.videos()}
-    ready = {k: v for k, v in videos.items() if v.status == VideoStatus.READY}
-    if not ready:
-        for status, message in NOT_READY.items():
-            if any(v.status == status for v in videos.values()):
-                raise UserFacingError(message)
-        raise UserFacingError(NO_VIDEOS)
+    ready = await ready_videos(store)
     im, phash, path = await asyncio.to_thread(_prepare, data, folder)
     try:
         text = await models.call_query(models.ocr.read, path) if read_text else ""
