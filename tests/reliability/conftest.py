@@ -16,6 +16,7 @@ from core.models import Scope
 from core.service import Service
 from tests import backends
 from tests.conftest import short_lecture  # noqa: F401 - re-exported for the modules here
+from tests.fakes.media_server import FakeMediaServer
 
 catalog_backend, database_url, catalog = backends.catalog_backend, backends.database_url, backends.catalog
 
@@ -86,3 +87,12 @@ async def stored(svc: Service, scope: Scope, words: str, video_id: str | None = 
     Milvus."""
     return {**await svc.catalog.counts(scope, video_id), "text index": await text_index_entries(svc, scope, words, video_id),
             **await vector_counts(svc, scope, video_id)}
+
+
+@pytest.fixture
+async def server():
+    """The fake media server on 127.0.0.1, empty: a test puts the files it serves in `.files`."""
+    s = FakeMediaServer({})
+    await s.start()
+    yield s
+    await s.stop()

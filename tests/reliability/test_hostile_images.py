@@ -19,20 +19,12 @@ from core.answer import picture as pictures
 from core.errors import BadSource, UserFacingError
 from core.ingest.fetch import PAGE_ALLOWANCE
 from core.service import Service
-from tests.fakes.media_server import FakeMediaServer, Stream
+from tests.fakes.media_server import Stream
 from tests.reliability.hostile import big_png
 
 
 def _chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
-
-
-@pytest.fixture
-async def server():
-    s = FakeMediaServer({})
-    await s.start()
-    yield s
-    await s.stop()
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from core.ingest import jail
 from core.ingest.ytdlp import is_video_link
 from core.models import Kind, Scope, Video
 from core.service import Service
-from tests.fakes.media_server import FakeMediaServer, page_with_captions
+from tests.fakes.media_server import page_with_captions
 from tests.reliability import hostile
 from tests.reliability.hostile import warm_models  # noqa: F401 - the fixture, used below
 from tests.reliability.probes import LoopLag
@@ -45,14 +45,6 @@ def figures(case: str, run: Run) -> None:
     tree = "-" if run.tree is None else f"{run.tree:.0f}MB"
     print(f"\nHOSTILE {case} stall={run.stall:.3f}s rss+={run.rss:.0f}MB tree={tree} "
           f"(sampled {run.tree_sampled:.0f}MB) {run.seconds:.1f}s")
-
-
-@pytest.fixture
-async def server():
-    s = FakeMediaServer({})
-    await s.start()
-    yield s
-    await s.stop()
 
 
 class Run:

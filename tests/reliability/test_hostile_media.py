@@ -26,7 +26,7 @@ from core.ingest.frames import extract_frames
 from core.ingest.guard import UrlGuard
 from core.models import Scope
 from core.service import Service
-from tests.fakes.media_server import FakeMediaServer, Stream, page_with_captions
+from tests.fakes.media_server import Stream, page_with_captions
 from tests.reliability.conftest import catalog_rows, milvus_rows
 from tests.reliability.probes import STALL_LIMIT_S, LoopLag, run_cli
 
@@ -100,14 +100,6 @@ async def cli_ingest(case: str, source: str, env: dict[str, str], wait_s: float 
     assert run.peak_rss_mb < RSS_LIMIT_MB
     assert lag.worst < STALL_LIMIT_S
     return run.err, run.peak_rss_mb
-
-
-@pytest.fixture
-async def server():
-    s = FakeMediaServer({})
-    await s.start()
-    yield s
-    await s.stop()
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ from core.ingest.fetch import SOCKET, fetch, fetched, way_out
 from core.ingest.guard import UrlGuard
 from core.ingest.jail import Jail, Limits
 from core.ingest.proxy import Pace
-from tests.fakes.media_server import FakeMediaServer, Stream
+from tests.fakes.media_server import Stream
 from tests.reliability import hostile
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -147,14 +147,6 @@ def test_the_childs_limits_are_set(probed: dict) -> None:
 
 
 # -- the parent's side: every way a child ends leaves nothing behind ------------------------------
-
-@pytest.fixture
-async def server():
-    s = FakeMediaServer({})
-    await s.start()
-    yield s
-    await s.stop()
-
 
 GUARD = UrlGuard(frozenset({"127.0.0.1"}))
 LIMITS = Limits(memory=1536 * 2**20, cpu=120, file=64 * 2**20, open_files=256)
