@@ -107,7 +107,7 @@ class Jail:
     """One job's child. `async with Jail(work, limits) as jail: await jail.run(task, on_event)`."""
 
     def __init__(self, work: Path, limits: Limits, *, readable: tuple[Path, ...] = (), deadline: float = 3600) -> None:
-        self.work = work
+        self.work = work.absolute()  # the child runs in it (cwd): a relative DATA_DIR would point elsewhere
         self.limits = limits
         self.readable = readable
         self.deadline = time.monotonic() + deadline
