@@ -100,6 +100,8 @@ def mutate_bytes(rng: random.Random, data: bytes, head: int = 4096) -> bytes:
     bits flipped, 32-bit fields set to extremes, pieces duplicated or cut."""
     b = bytearray(data)
     for _ in range(rng.randint(1, 12)):
+        if not b:  # cut to nothing: an empty file is an input too
+            break
         op = rng.randrange(5)
         i = rng.randrange(min(head, len(b))) if rng.random() < 0.8 else rng.randrange(len(b))
         if op == 0:

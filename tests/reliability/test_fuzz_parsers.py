@@ -4,10 +4,12 @@ tests/reliability/test_fuzz.py sends each hostile input through the whole bot (t
 the proxy, the catalog) and checks the process from outside; an ingest costs seconds, so it tries
 a dozen inputs a minute. Here the same mutations (`mutate_text`, the same seeds) go straight to
 the code that reads them — the subtitle parsers and their bounds (in the jailed child), the text
-that reaches a channel (`neutralize`, `one_line`) — for a time budget (`VIDRAG_FUZZ_PARSER_SECONDS`,
+that reaches a channel (`neutralize`, `one_line`), a posted picture (`picture.load` and the
+perceptual hash of what it returns) — for a time budget (`VIDRAG_FUZZ_PARSER_SECONDS`,
 default 15 s, the sequence from `VIDRAG_FUZZ_SEED`), asserting for each input what must hold
 whatever it is: no exception, segments inside the video and within the per-minute and per-segment
-bounds, no linkable text out of `neutralize`, one short line out of `one_line`.
+bounds, no linkable text out of `neutralize`, one short line out of `one_line`, a picture either
+refused with a sentence for the channel or decoded to at most `WORK_WIDTH` pixels wide.
 
 Speed is printed, not asserted (the machines are noisy): for each parser the slowest input and its
 size, so that a parser gone quadratic shows in the run's figures (the "figures" section; today
@@ -16,14 +18,20 @@ size, so that a parser gone quadratic shows in the run's figures (the "figures" 
 
 from __future__ import annotations
 
+import io
 import os
 import random
 import time
 
+from PIL import Image
+
+from core.answer import picture
+from core.errors import Refused
 from core.ingest.subtitles import MAX_CUES, bound, parse_subtitles, parse_ttml
+from core.store.phash import phash_image
 from core.text.safety import TITLE_LIMIT, neutralize, one_line
 from tests.reliability import hostile
-from tests.reliability.test_fuzz import SEED, mutate_text, subtitle_input
+from tests.reliability.test_fuzz import SEED, mutate_bytes, mutate_text, subtitle_input
 from tests.reliability.test_hostile_text import hostile_strings, linkable
 
 BUDGET_S = float(os.environ.get("VIDRAG_FUZZ_PARSER_SECONDS") or 15)
@@ -64,13 +72,57 @@ def _chat_text(rng: random.Random) -> str:
     return _mutated(rng, seed[:4000], rng.randint(0, 4), TEXT_CHARS)
 
 
+def _picture_seeds() -> list[bytes]:
+    """Small valid pictures of each accepted format (and an animated one), and two whose headers
+    claim far more pixels than the limits allow: the mutations start from what decoders accept."""
+    out = []
+    im = Image.new("RGB", (96, 64), (200, 30, 30))
+    im.paste((20, 20, 220), (10, 10, 60, 40))
+    for fmt, extra in (("JPEG", {"quality": 70}), ("PNG", {}), ("WEBP", {"quality": 60})):
+        buf = io.BytesIO()
+        im.save(buf, fmt, **extra)
+        out.append(buf.getvalue())
+    buf = io.BytesIO()
+    im.save(buf, "WEBP", save_all=True, append_images=[im.rotate(90)], duration=100)
+    out.append(buf.getvalue())
+    png = out[1]  # IHDR's width and height sit at bytes 16..24: claim 60,000 x 60,000
+    out.append(png[:16] + (60_000).to_bytes(4, "big") * 2 + png[24:])
+    jpeg = out[0]
+    sof = jpeg.find(b"\xff\xc0")  # the frame header's height and width follow its length and precision
+    out.append(jpeg[:sof + 5] + (65_000).to_bytes(2, "big") * 2 + jpeg[sof + 9:])
+    return out
+
+
+def _picture(rng: random.Random, seeds: list[bytes]) -> bytes:
+    data = rng.choice(seeds)
+    for _ in range(rng.randint(0, 3)):
+        data = mutate_bytes(rng, data, head=512)
+    return data[:picture.MAX_BYTES + 1]
+
+
 def test_parsers_hold_their_bounds_on_mutated_input(figures) -> None:
     rng = random.Random(SEED)
-    tried = {"subtitles": 0, "text": 0}
-    slowest = {"subtitles": (0.0, 0), "text": (0.0, 0)}  # the slowest input: seconds, characters
+    tried = {"subtitles": 0, "text": 0, "picture": 0}
+    slowest = {k: (0.0, 0) for k in tried}  # the slowest input: seconds, characters (bytes)
+    pictures = _picture_seeds()
+    decoded = 0
     started = time.monotonic()
     while time.monotonic() - started < BUDGET_S:
-        if rng.random() < 0.5:
+        roll = rng.random()
+        if roll < 0.25:
+            data = _picture(rng, pictures)
+            t = time.perf_counter()
+            try:
+                im = picture.load(data)
+                phash_image(im)
+            except Refused as e:
+                assert str(e) in (picture.NOT_A_PICTURE, picture.TOO_LARGE, picture.UNREADABLE), str(e)
+            else:
+                assert im.mode == "RGB" and 0 < im.width <= picture.WORK_WIDTH, (im.mode, im.size)
+                decoded += 1
+            took = time.perf_counter() - t
+            kind, text = "picture", "x" * len(data)
+        elif roll < 0.6:
             ext, text = _subtitles(rng)
             t = time.perf_counter()
             cues = parse_ttml(text) if ext == "ttml" else parse_subtitles(text)
@@ -91,5 +143,7 @@ def test_parsers_hold_their_bounds_on_mutated_input(figures) -> None:
         tried[kind] += 1
         slowest[kind] = max(slowest[kind], (took, len(text)))
     figures(f"FUZZ parsers seed={SEED} budget={BUDGET_S:g}s inputs={sum(tried.values())} {tried}; slowest: "
-            + ", ".join(f"{k} {s:.2f} s for {n / 1000:.0f} K characters" for k, (s, n) in slowest.items()))
+            + ", ".join(f"{k} {s:.2f} s for {n / 1000:.0f} K characters" for k, (s, n) in slowest.items())
+            + f"; pictures decoded {decoded} of {tried['picture']}")
     assert min(tried.values()) >= 3, tried
+    assert decoded >= 1, "no mutated picture was decodable: the picture seeds are not reaching the decoder"
