@@ -379,3 +379,13 @@ async def test_forgetting_a_video_mid_ingest_kills_its_child(rel_settings, model
         await svc.forget(scope, sub.job.video_id)
         assert await asyncio.to_thread(hostile.wait_until, lambda: hostile.processes_in(work) == [], 5)
         assert await svc.videos(scope) == []
+
+
+async def test_a_relative_job_folder_works(server, short_lectures, tmp_path: Path, monkeypatch) -> None:
+    """DATA_DIR defaults to ./data: the job folder reaches the jail relative to the bot's folder,
+    and the child, which runs in the job folder, must be told it by its absolute path."""
+    monkeypatch.chdir(tmp_path)
+    server.files["lecture.mp4"] = short_lectures["volcano"]
+    got = await fetch(f"{server.base}/lecture.mp4", Path("data") / "job", GUARD, max_bytes=2**30, max_seconds=600)
+    assert got.path.resolve().is_relative_to(tmp_path / "data" / "job")
+    assert got.path.stat().st_size == short_lectures["volcano"].stat().st_size
