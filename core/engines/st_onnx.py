@@ -1,8 +1,8 @@
 """A sentence-transformers model directory run on onnxruntime, without torch.
 
 The default text embedder (the bundled all-MiniLM-L6-v2) used to pull in torch, transformers and
-sentence-transformers: ~6 s of imports and ~500 MB of memory in every process that answers a
-question. onnxruntime is already loaded for OCR, and `tokenizers` reads the model's own
+sentence-transformers: seconds of imports and hundreds of MB in every process that answers a
+question (figures: docs/benchmarks.md, "Design figures"). onnxruntime is already loaded for OCR, and `tokenizers` reads the model's own
 tokenizer.json, so the same model runs here with neither.
 
 The vectors are sentence-transformers' own: the directory's modules.json and 1_Pooling/config.json

@@ -116,11 +116,10 @@ class LanguageRouter:
 
     The multilingual model is loaded when the router is built (a model that was asked for and
     cannot load stops the process at start-up). A long video detected as English lets it go
-    before its transcription, the part of an ingest that peaks in memory: Whisper base is ~140 MB
-    resident plus ~80 MB that CTranslate2 keeps after a detection pass, and without it a worker
-    indexing the 10-minute lecture peaked at 0.98-1.00 GB instead of 1.10-1.18 GB
-    (bench.footprint ingest, 180-s windows). The next detection loads it again (~1.3 s); a short
-    video keeps it, since reloading would add a fifth to a 15-s video's ingest."""
+    before its transcription, the part of an ingest that peaks in memory: the model and what
+    CTranslate2 keeps after a detection pass would sit on top of that peak. The next detection
+    loads it again (about a second); a short video keeps it, since reloading would add a fifth to
+    a 15-s video's ingest (figures: docs/benchmarks.md, "Design figures")."""
 
     def __init__(self, english: FasterWhisper, multilingual: str, threads: int = 2) -> None:
         self.english = english

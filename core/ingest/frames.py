@@ -52,7 +52,8 @@ async def keyframes(path: Path, out_dir: Path, width: int = 640, *, fmt: str = "
 
 
 # Pixels of one frame up to which `frames_at` decodes its full batch of inputs at once (1080p);
-# a larger frame decodes proportionally fewer (a 4000×4000 video made ffmpeg peak at 3 GB with 16).
+# a larger frame decodes proportionally fewer (a 4000×4000 video made ffmpeg peak at gigabytes with
+# a full batch: docs/benchmarks.md, "Design figures").
 _BATCH_PIXELS = 1920 * 1080
 
 

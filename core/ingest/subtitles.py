@@ -11,7 +11,7 @@ declarations refused (no entities to expand).
 
 Whatever the file says, `bound` keeps a video's segments inside its length and at most
 `per_minute` of them in any minute of it, each cut to `max_chars`: a 6-s video with 20,000 cues
-(1.1 MB) held the only worker ~9 min and made 40,000 units; it now keeps a minute's worth.
+held the only worker for minutes and made 40,000 units before; it now keeps a minute's worth.
 """
 
 from __future__ import annotations

@@ -25,11 +25,11 @@ channel's).
 here or in `core.store.vectors` searches, queries or deletes without it.
 
 Several processes may share one Milvus server (a chat process, workers): nothing here trusts a
-cached list of partitions. A partition missing from the cache is looked up (`has_partition`, ~1 ms,
-only on a miss); one another process dropped is noticed by the error it causes and re-created
-on insert. Reads use Session consistency: a process sees its own writes at once, another
-process's inserts as soon as they are flushed (each video's are), and a server answers in ~2 ms
-instead of the ~400 ms a Strong read waits for the next time tick.
+cached list of partitions. A partition missing from the cache is looked up (`has_partition`, only
+on a miss); one another process dropped is noticed by the error it causes and re-created on
+insert. Reads use Session consistency: a process sees its own writes at once, another process's
+inserts as soon as they are flushed (each video's are), and a server answers at once instead of
+waiting, as a Strong read does, for the next time tick (docs/benchmarks.md, "Design figures").
 """
 
 from __future__ import annotations
@@ -88,8 +88,8 @@ def _lite_key_bucket(client: Any, collection: str) -> Callable[[str], str] | Non
     Milvus Lite hashes a partition key into a fixed set of partitions (`_pk_<md5 % n>`,
     `milvus_lite.engine.collection`) but a search filtered by the key still visits every bucket,
     and its search loops in Python over every row it visits (dedup and delete masks,
-    `milvus_lite.search.executor_indexed`). Naming the channel's bucket beside the filter cut a
-    search over 400 one-video channels from 5.8 to 1.8 ms (bench/scale.py: 5,000 channels). The
+    `milvus_lite.search.executor_indexed`). Naming the channel's bucket beside the filter makes
+    such a search about three times faster (bench/scale.py, docs/benchmarks.md). The
     filter stays: the bucket only narrows where Milvus looks. Used only when the collection has
     the buckets this hash names, so a Milvus Lite that buckets otherwise is searched as before."""
     try:

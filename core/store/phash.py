@@ -73,7 +73,7 @@ async def fill_phash(tx: Any, batch: int = 500) -> None:
     """Hash the frames stored before the column existed, from the JPEG bytes the catalog keeps,
     `batch` at a time in key order (a frame whose bytes are missing or unreadable stays NULL, and
     is passed, not read again). The decoding runs on a thread: a catalog of 1,000 lectures holds
-    ~100,000 frames, ~2 ms each."""
+    ~100,000 frames."""
     last: tuple[str, str, float] = ("", "", -1.0)
     while True:
         rows = await tx.fetch('SELECT scope, video_id, "time", jpeg FROM frames WHERE phash IS NULL '

@@ -76,8 +76,8 @@ class VectorStore(Collections):
                     self._create(collection, partition)
                     self.client.insert(collection, batch, partition_name=partition)
         # Seal what a video wrote: Milvus Lite searches unsealed (growing) rows by brute force
-        # without its index, and a channel of 100 freshly inserted videos answered in 300 ms
-        # instead of 20-35 ms once flushed (bench/run.py, part 3). On a server, flushed rows are
+        # without its index, and a channel of 100 freshly inserted videos answered about ten times
+        # slower than once flushed (bench/run.py part 3; docs/benchmarks.md). On a server, flushed rows are
         # also what other processes' Session reads see at once.
         if not self._defer_flush:
             self.client.flush(collection)

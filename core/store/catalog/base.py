@@ -63,9 +63,9 @@ class Catalog(VideoRows, JobRows, SummaryRows):
 
         Only the words that at most RANK_CAP segments of the channel contain are searched. Ranking
         is what costs: every match is scored before the best few are kept, and in a channel of
-        1,000 lectures a question's ordinary words matched tens of thousands of segments (this
-        search alone: p50 140-250 ms on SQLite, 70-80 ms on PostgreSQL; with the cap 5-10 ms and
-        ~40 ms, on a loaded 2-core machine; bench/scale.py). A word that common cannot single out a
+        1,000 lectures a question's ordinary words matched tens of thousands of segments (the cap
+        makes this search an order of magnitude faster: bench/scale.py, docs/benchmarks.md "Design
+        figures"). A word that common cannot single out a
         moment anyway (the dense search ranks those); the rare word spoken once, which the
         full-text search is there for, is always kept. Counting stops at RANK_CAP + 1.
         `video_id` keeps the matches of one video only."""

@@ -123,9 +123,8 @@ SQLITE: list[Migration] = [
     )),
     # The full-text index also holds each segment's channel, so a search is narrowed to one channel
     # inside FTS5 (`scope:^"…" AND (…)`) instead of matching every channel's segments, ranking
-    # them all by BM25, and keeping this channel's after the join: with 5,000 channels a lexical
-    # search took 156 ms (p50), now 1-2 ms with stop words also left out of the query
-    # (catalog.base.words; bench/scale.py, docs/benchmarks.md).
+    # them all by BM25, and keeping this channel's after the join (with stop words also left out
+    # of the query, catalog.base.words; bench/scale.py, docs/benchmarks.md "Design figures").
     (3, (
         "DROP TRIGGER segments_fts_insert",
         "DROP TRIGGER segments_fts_delete",
@@ -213,8 +212,8 @@ POSTGRES: list[Migration] = [
     )),
     # Full-text search within one channel from one index: GIN over (scope, tsv) (btree_gin, a
     # trusted contrib extension) instead of the words' index alone, whose matches in every other
-    # channel were fetched and filtered out first. A common word's count in a channel of 1,000
-    # lectures (catalog.base.RANK_CAP) took 100-160 ms, now 1-5 ms (bench/scale.py).
+    # channel were fetched and filtered out first, which made counting a common word in a big
+    # channel (catalog.base.RANK_CAP) slow (bench/scale.py, docs/benchmarks.md "Design figures").
     (2, (
         "CREATE EXTENSION IF NOT EXISTS btree_gin",
         "CREATE INDEX segments_scope_tsv ON segments USING GIN (scope, tsv)",
