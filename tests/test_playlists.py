@@ -144,20 +144,29 @@ async def test_a_page_of_several_videos_is_expanded_in_the_jail(tmp_path: Path) 
     assert not list((tmp_path / "data" / "playlists").iterdir())  # each expansion's folder is removed
 
 
-async def test_a_link_that_is_no_list_is_left_to_its_job(tmp_path: Path, fake_models) -> None:
+async def test_a_link_that_is_no_list_is_left_to_its_job(tmp_path: Path, fake_models, figures) -> None:
     from core.service import Service
+    from tests.fakes.media_server import page_with_captions
 
-    server = FakeMediaServer({"page.html": b"<html><title>nothing</title><p>no video</p></html>"})
+    server = FakeMediaServer({"page.html": b"<html><title>nothing</title><p>no video</p></html>",
+                              "one.html": page_with_captions("talk.mp4", "talk.vtt", "One talk")})
     await server.start()
     settings = Settings(data_dir=tmp_path / "data", allow_hosts=("127.0.0.1",))
     try:
         async with Service.open(settings, models=fake_models, chat=None) as svc:
             assert await svc.expand(f"{server.base}/page.html") is None  # unsupported: the job says why
             assert await svc.expand(f"{server.base}/missing.html") is None  # a 404: the job says why
+            t = time.perf_counter()
             assert await svc.expand(f"{server.base}/talk.mp4") is None  # one video: not even looked at
+            direct = time.perf_counter() - t
+            t = time.perf_counter()
+            assert await svc.expand(f"{server.base}/one.html") is None  # a page of one video: read, then its job
+            page = time.perf_counter() - t
     finally:
         await server.stop()
-    assert [name for name, _ in server.requests] == ["page.html", "missing.html"]
+    assert [name for name, _ in server.requests] == ["page.html", "missing.html", "one.html"]
+    figures(f"playlists: expansion cost before a job, a video file's link {direct * 1e3:.1f} ms, "
+            f"a page of one video {page:.2f} s (one jailed child)")
 
 
 # ---- the command line ---------------------------------------------------------------------------
@@ -209,3 +218,24 @@ async def test_a_run_counts_and_names_each_entry(tmp_path: Path) -> None:
     run.items[1] = Item(Entry("http://x/b.mp4", ""), State.REFUSED, "You already have 3 videos waiting")
     assert run.finished and present.entry_name(run.items[1]) == "b.mp4"
     assert present.playlist_counts(run) == "1 of 2 indexed · 1 not queued"
+
+
+async def test_a_list_posted_while_its_entries_wait_follows_their_jobs_and_queues_none(
+        tmp_path: Path, fake_models) -> None:
+    from core.models import Scope
+    from core.service import Service
+
+    settings = Settings(data_dir=tmp_path / "data", allow_hosts=("127.0.0.1",))
+    scope = Scope("console", "local", "waiting")
+    playlist = Playlist("http://127.0.0.1:9/list", "L", (Entry("http://127.0.0.1:9/a.mp4", "A"),
+                                                         Entry("http://127.0.0.1:9/b.mp4", "B")))
+    async with Service.open(settings, models=fake_models, chat=None) as svc:  # no worker: the jobs wait
+        first = await svc.submit_playlist(scope, playlist, requested_by="U1")
+        second = await svc.submit_playlist(scope, playlist, requested_by="U2")
+        counts = await svc.catalog.counts(scope)
+    assert [i.state for i in first.items] == [State.QUEUED, State.QUEUED]
+    assert [i.state for i in second.items] == [State.WAITING, State.WAITING]
+    assert [i.job_id for i in second.items] == [i.job_id for i in first.items]
+    assert counts["jobs"] == 2 and counts["videos"] == 2, counts
+    text = present.playlist_progress(present.PLAIN, second)
+    assert text.count("already queued here: ") == 2 and text.startswith("⏳ L: 0 of 2 indexed"), text

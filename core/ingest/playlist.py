@@ -3,8 +3,9 @@ channel page, a page of several videos, an RSS feed) whose entries are queued on
 
 The expansion is yt-dlp reading a page a member chose, so it runs in a jailed child like an
 ingest (core/ingest/child.py's "expand" task, core/ingest/ytdlp.py's `expand`): its own network
-namespace whose only way out is the guarding proxy, which reads at most `PAGE_BYTES` of pages;
-the jail's memory and CPU limits; a wall-clock deadline of `DEADLINE` seconds. Nothing the child
+namespace whose only way out is the guarding proxy, which reads at most `PAGE_BYTES` of pages
+plus its 8-MB page allowance (16 MB); the jail's memory and CPU limits; a wall-clock deadline of
+`DEADLINE` seconds. Nothing the child
 announces is believed: the parent reads at most `cap` entries plus `NAMED` skipped names, each
 address at most 2,048 characters, and every entry passes the address guard here before it may
 be queued (a `file://` entry or one at a private address is named as refused, not queued).
