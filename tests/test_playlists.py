@@ -141,6 +141,7 @@ async def test_a_page_of_several_videos_is_expanded_in_the_jail(tmp_path: Path) 
     assert rss is not None and [(e.title, e.problem) for e in rss.entries] == [
         ("First <b>talk</b>", ""), ("Passwords", "I only fetch http and https links."), ("Nested", NESTED)]
     assert one is not None and len(one.entries) == 4
+    assert {name for name, _ in server.requests} == {"course.html", "feed.rss"}  # the lists, no video
     assert not list((tmp_path / "data" / "playlists").iterdir())  # each expansion's folder is removed
 
 
