@@ -34,9 +34,12 @@ from core.chat.incoming import (
 from core.chat.present import PLAIN
 from core.config import Settings
 from core.errors import APOLOGY, Unavailable, UserFacingError
+from core.ingest.playlist import Playlist
+from core.jobs.playlists import ENDED, Item, PlaylistRun, State
 from core.models import Answer, JobStatus, Progress, Scope, Stage, Summary, fmt_time
 from core.service import Service
 from core.text.links import looks_like_url
+from core.text.safety import one_line
 
 log = logging.getLogger("vidrag")
 
@@ -108,6 +111,8 @@ async def ingest(svc: Service, sc: Scope, source: str, as_json: bool) -> int:
     if not looks_like_url(source):
         path = Path(source).expanduser()
         source = str(path.resolve()) if path.exists() else source
+    elif (playlist := await svc.expand(source)) is not None:
+        return await ingest_playlist(svc, sc, playlist, as_json)
     sub = await svc.submit(sc, source, on_progress=ProgressBar())
     if not sub.already:
         svc.start_workers(1)
@@ -119,6 +124,53 @@ async def ingest(svc: Service, sc: Scope, source: str, as_json: bool) -> int:
         note = " (already indexed)" if sub.already else ""
         print(f"Indexed {video.title!r} ({fmt_time(video.duration)}) as {video.id}{note}.")
     return 0
+
+
+def entry_line(item: Item) -> str:
+    """One entry of a playlist once it has ended, for the terminal."""
+    name = one_line(present.entry_name(item))
+    if item.state == State.DONE:
+        return f"  ✅ indexed {name!r} as {item.video_id}"
+    if item.state == State.ALREADY:
+        return f"  ☑️ already indexed here: {name!r} ({item.video_id})"
+    what = "failed" if item.state == State.FAILED else "not queued"
+    return f"  {'❌' if item.state == State.FAILED else '⛔'} {what}: {name!r} — {one_line(item.message, 300)}"
+
+
+async def ingest_playlist(svc: Service, sc: Scope, playlist: Playlist, as_json: bool) -> int:
+    """Queue each entry of a playlist and wait for them all: one line per entry as it ends (or,
+    with `--json`, one object at the end), then the total. Exit 0 when one entry at least is
+    indexed."""
+    printed: set[int] = set()
+
+    def show(run: PlaylistRun) -> None:
+        for i, item in enumerate(run.items):
+            if i not in printed and item.state in ENDED and not as_json:
+                printed.add(i)
+                print(entry_line(item), flush=True)
+
+    if not as_json:
+        print(f"Playlist {one_line(playlist.title or playlist.source)!r}: {len(playlist.entries)} "
+              f"entr{'y' if len(playlist.entries) == 1 else 'ies'} to index.", flush=True)
+    run = await svc.submit_playlist(sc, playlist, on_change=show)
+    if run.with_state(State.QUEUED, State.INDEXING, State.WAITING):
+        svc.start_workers(1)
+    await run.wait(svc)
+    show(run)
+    skipped = [e.title or e.url for e in playlist.skipped]
+    if as_json:
+        print(json.dumps({"playlist": playlist.title, "source": playlist.source, "entries": [
+            {"url": i.entry.url, "title": present.entry_name(i), "state": i.state.value, "video_id": i.video_id,
+             "message": i.message} for i in run.items], "skipped": skipped, "more": playlist.more,
+            "indexed": run.count(State.DONE, State.ALREADY), "failed": run.count(State.FAILED),
+            "refused": run.count(State.REFUSED)}))
+    else:
+        for name in skipped:
+            print(f"  ⏭️ skipped (past MAX_PLAYLIST_VIDEOS): {one_line(name)!r}")
+        if playlist.more:
+            print(f"  ⏭️ …and {playlist.more if playlist.more > 0 else 'more'} past those")
+        print(f"Total: {present.playlist_counts(run)}.")
+    return 0 if run.count(State.DONE, State.ALREADY) else 1
 
 
 def incoming(sc: Scope, line: str) -> Incoming:

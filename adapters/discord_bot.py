@@ -39,7 +39,9 @@ from core.chat.incoming import (
 )
 from core.config import Settings
 from core.errors import APOLOGY, Forbidden, UserFacingError
-from core.models import Answer, Progress, Scope, Stage, Summary, fmt_time
+from core.ingest.playlist import Playlist
+from core.jobs.playlists import PlaylistRun, State
+from core.models import Answer, Job, Progress, Scope, Stage, Summary, fmt_time
 from core.service import JobEvent, Service, Submitted
 from core.text.safety import one_line
 
@@ -204,6 +206,7 @@ class VidragBot(discord.Client):
         self.tree = app_commands.CommandTree(self)
         self._add_commands()
         self._unhook: Callable[[], None] | None = None
+        self._playlists: set[asyncio.Task[None]] = set()  # runs followed to their end
 
     async def setup_hook(self) -> None:
         await self.tree.sync()
@@ -213,6 +216,8 @@ class VidragBot(discord.Client):
         """Leave the gateway and stop hearing the service's jobs (the service may outlive us)."""
         if self._unhook is not None:
             self._unhook()
+        for task in list(self._playlists):
+            task.cancel()
         await super().close()
 
     async def on_job_event(self, event: JobEvent) -> None:
@@ -285,11 +290,19 @@ class VidragBot(discord.Client):
             await message.channel.send(APOLOGY, allowed_mentions=NO_PINGS)
 
     async def index(self, message: discord.Message, scope: Scope, source: Source) -> Submitted | None:
-        """Acknowledge at once with the message that will show progress, then queue the job."""
+        """Acknowledge at once with the message that will show progress, then queue the job; a
+        link that holds a playlist queues each entry and that one message follows them all."""
         name = source.name
         reply = await message.reply(present.queued(STYLE, name), mention_author=False, allowed_mentions=NO_PINGS)
         progress = ProgressMessage(reply, name, (lambda video: self.service.summary(scope, video))
                                    if self.settings.post_summary else None)
+        try:
+            playlist = await self.service.expand(source.url) if source.headers is None else None
+        except UserFacingError as e:
+            progress.set(present.failed(STYLE, name, e.message))
+            return None
+        if playlist is not None:
+            return await self.index_playlist(progress, scope, playlist, str(message.author.id))
         try:
             sub = await self.service.submit(scope, source.url, headers=source.headers,
                                             requested_by=str(message.author.id), on_progress=progress)
@@ -300,6 +313,26 @@ class VidragBot(discord.Client):
             video = await self.service.video(scope, sub.job.video_id)
             progress.set(present.already(STYLE, video.title if video else name))
         return sub
+
+    async def index_playlist(self, progress: ProgressMessage, scope: Scope, playlist: Playlist,
+                             user: str) -> Submitted | None:
+        """Each entry of `playlist` queued, the one progress message edited as they go ("7 of 25
+        indexed · 1 failed: <title> — <reason>"); returns the first entry's job (what a question
+        asked with the link waits for)."""
+
+        def show(run: PlaylistRun) -> None:
+            progress.set(present.playlist_progress(STYLE, run, LIMIT - 100))
+
+        run = await self.service.submit_playlist(scope, playlist, requested_by=user, on_change=show)
+        follow = asyncio.create_task(run.wait(self.service))
+        self._playlists.add(follow)
+        follow.add_done_callback(self._playlists.discard)
+        first = next((i for i in run.items if i.job_id), None)
+        if first is None:
+            return None
+        already = first.state == State.ALREADY
+        return Submitted(Job(first.job_id, first.video_id, scope, first.entry.url,
+                             Stage.DONE if already else Stage.QUEUED), already=already)
 
     async def indexed(self, jobs: list[Submitted | None]) -> bool:
         """Wait for the jobs of one message; whether at least one of its videos is now indexed."""

@@ -63,6 +63,7 @@ from core.chat.incoming import (
 )
 from core.config import Settings
 from core.errors import APOLOGY, Forbidden, UserFacingError
+from core.ingest.playlist import Playlist
 from core.models import Answer, Progress, Scope, Stage, Summary, Video, fmt_time
 from core.service import JobEvent, Service
 from core.text.links import has_video_suffix
@@ -364,6 +365,13 @@ class SlackBot:
         indexed, None when it could not be."""
         name = source.name
         msg = await self._post(scope.channel, root, present.queued(STYLE, name))
+        try:
+            playlist = await self.service.expand(source.url) if source.headers is None else None
+        except UserFacingError as e:
+            await self._edit(scope.channel, msg, present.failed(STYLE, name, e.message))
+            return None
+        if playlist is not None:
+            return await self._index_playlist(scope, msg, playlist, user)
         latest: list[Progress] = []
         changed = asyncio.Event()
 
@@ -395,6 +403,32 @@ class SlackBot:
         summary = await self._summary_of(scope, indexed) if indexed and self.settings.post_summary else None
         await self._edit(scope.channel, msg, final, summary_blocks(summary, final) if summary else None)
         return indexed
+
+    async def _index_playlist(self, scope: Scope, msg: str, playlist: Playlist, user: str) -> str | None:
+        """Each entry of `playlist` queued, the one message `msg` edited as they go (at most once
+        per UPDATE_INTERVAL) until every entry has ended; the first entry's video id once indexed."""
+        changed = asyncio.Event()
+        run = await self.service.submit_playlist(scope, playlist, requested_by=user,
+                                                 on_change=lambda _: changed.set())
+        waiter = asyncio.ensure_future(run.wait(self.service))
+        shown = ""
+        try:
+            while True:
+                text = present.playlist_progress(STYLE, run, SECTION_LIMIT)
+                if text != shown:
+                    await self._edit(scope.channel, msg, text)
+                    shown = text
+                if waiter.done():
+                    break
+                wake = asyncio.ensure_future(changed.wait())
+                await asyncio.wait([waiter, wake], return_when=asyncio.FIRST_COMPLETED)
+                wake.cancel()
+                changed.clear()
+                if not waiter.done():
+                    await asyncio.sleep(UPDATE_INTERVAL)
+        finally:
+            waiter.cancel()
+        return run.first_video()
 
     async def _summary_of(self, scope: Scope, video: str) -> Summary | None:
         """The summary for an "Indexed" message, or None (forgotten meanwhile, or it failed)."""

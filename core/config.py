@@ -211,6 +211,9 @@ class Settings:
     max_jobs_per_user: int = setting(3, COUNT)  # videos queued or indexing at once for one person
     ingests_per_hour_per_channel: int = setting(30, Number(0))
     ingests_per_hour_per_user: int = setting(10, Number(0))
+    # entries of one posted playlist queued at most (the rest are named as skipped); each entry
+    # still passes the queue and rate limits above (core/ingest/playlist.py)
+    max_playlist_videos: int = setting(25, Number(1, 100))
     questions_per_minute_per_channel: int = setting(30, Number(0))
     questions_per_minute_per_user: int = setting(6, Number(0))
     # -- servers and disk: how long a question, a command or a start-up waits for PostgreSQL or a

@@ -25,12 +25,15 @@ from core.answer.naming import title_from_source
 from core.answer.shown import answer_picture
 from core.config import Settings
 from core.engines.registry import Models
-from core.errors import APOLOGY, DiskFull, NotFound, Refused, Unavailable, UserFacingError, disk_full
+from core.errors import APOLOGY, BadSource, DiskFull, NotFound, Refused, Unavailable, UserFacingError, disk_full
+from core.ingest import playlist as playlists
 from core.ingest.guard import UrlGuard
+from core.ingest.playlist import Playlist
 from core.ingest.posted import fetch_picture
 from core.jobs import startup
 from core.jobs.handles import ProgressCallback
 from core.jobs.limits import Limits
+from core.jobs.playlists import PlaylistRun
 from core.jobs.queue import DEAD, DONE, JobQueue
 from core.jobs.worker import JobEvent, JobHook, JobRunner
 from core.library import Library
@@ -64,10 +67,12 @@ def video_id_for(scope: Scope, source: str, chars: int = ID_CHARS) -> str:
 
 @dataclass(frozen=True)
 class Submitted:
-    """What `submit` tells the adapter: the job, and whether the video was already indexed."""
+    """What `submit` tells the adapter: the job, whether the video was already indexed, and
+    whether it was already queued or being indexed (`waiting`: this submit follows that job)."""
 
     job: Job
     already: bool = False
+    waiting: bool = False
 
 
 class Service(Library):
@@ -151,6 +156,7 @@ class Service(Library):
                 return Submitted(Job("", video_id, scope, source, Stage.DONE), already=True)
             low = await self.runner.troubles.low_disk()
             active = await self.queue.active_for_video(scope, video_id)
+            waiting = active is not None
             if active is None:
                 self.limits.check_queue(await self.queue.count_active(scope),
                                         await self.queue.count_active(requested_by=requested_by) if requested_by else 0,
@@ -178,7 +184,31 @@ class Service(Library):
         if on_progress is not None:
             self.runner.jobs.follow(active.id, on_progress)
         self.runner.wake.set()
-        return Submitted(active)
+        return Submitted(active, waiting=waiting)
+
+    async def expand(self, source: str) -> Playlist | None:
+        """The playlist a posted link holds (its entries read in a jailed child), or None for a
+        link of one video, which costs nothing more than before (`core.ingest.playlist`). A link
+        the child cannot read as a list is left to `submit`, whose job says why, as before; a
+        list too large to read (a limit of the jail, the proxy's byte cut) is refused here."""
+        if not await asyncio.to_thread(playlists.may_be_playlist, source):
+            return None
+        try:
+            return await playlists.expand(source, self.settings)
+        except playlists.TooLarge as e:
+            log.info("the list at %s was not read: %s", source, e.why)
+            raise
+        except BadSource as e:
+            log.info("%s is left to its job (%s)", source, e.message)
+            return None
+
+    async def submit_playlist(self, scope: Scope, playlist: Playlist, *, requested_by: str = "",
+                              on_change: Callable[[PlaylistRun], None] | None = None) -> PlaylistRun:
+        """Submit each entry of `playlist` as its own job (see `core.jobs.playlists`); the run
+        tells what became of each, and `on_change` hears every change."""
+        run = PlaylistRun(playlist, on_change)
+        await run.submit(self, scope, requested_by)
+        return run
 
     async def wait(self, job_id: str) -> Video:
         """Wait for a job to end: the indexed video, or the job's user-facing error raised. A job

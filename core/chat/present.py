@@ -14,11 +14,15 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from core.errors import APOLOGY
 from core.models import Job, Progress, Stage, Summary, Video, VideoStatus, fmt_time
 from core.text.safety import TITLE_LIMIT, one_line
+
+if TYPE_CHECKING:
+    from core.jobs.playlists import Item, PlaylistRun
 
 HELP = ("Post a video link or upload a video in this channel and I'll index it. Then mention me with a "
         "question and I'll answer in a thread, citing the moments. Mention me with `videos` or `status` "
@@ -186,3 +190,64 @@ def summary_text(style: Style, summary: Summary) -> str:
         parts.append(style.bold.format("Chapters") + "\n" + "\n".join(lines))
     return "\n\n".join(p for p in parts if p)
 
+
+
+# ---- playlists ----------------------------------------------------------------------------------
+SHOWN_PER_KIND = 8  # entries named per line kind (failed, refused, …); the rest are counted
+
+
+def reading_list(style: Style, name: str) -> str:
+    return f"⏳ Reading the list of videos at {style.video(name)}…"
+
+
+def entry_name(item: Item) -> str:
+    """What to call a playlist's entry: its title, else its address's file name."""
+    return item.name or source_name(item.entry.url)
+
+
+def playlist_counts(run: PlaylistRun) -> str:
+    """"7 of 25 indexed · 1 failed · 2 not queued" (entries already indexed here count as indexed)."""
+    from core.jobs.playlists import State
+
+    text = f"{run.count(State.DONE, State.ALREADY)} of {len(run.items)} indexed"
+    if failed := run.count(State.FAILED):
+        text += f" · {failed} failed"
+    if refused := run.count(State.REFUSED):
+        text += f" · {refused} not queued"
+    return text
+
+
+def playlist_progress(style: Style, run: PlaylistRun, limit: int = 1900) -> str:
+    """The one message of a posted playlist, at any point: "7 of 25 indexed · 1 failed" and then
+    each entry that failed, was refused, was already here, or was skipped past the cap, with
+    its reason, at most `limit` characters (the entries' titles are hostile text: bounded and
+    made literal by `style.video`)."""
+    from core.jobs.playlists import State
+
+    p = run.playlist
+    taken = len(run.items)
+    failed = run.with_state(State.FAILED)
+    refused = run.with_state(State.REFUSED)
+    icon = "⏳" if not run.finished else "✅" if not failed and not refused else "⚠️"
+    lines = [f"{icon} {style.video(p.title or source_name(p.source))}: {playlist_counts(run)}"]
+
+    def named(items: list[Item], what: str, icon: str, with_reason: bool = True) -> None:
+        for item in items[:SHOWN_PER_KIND]:
+            reason = f" — {style.plain(item.message, 200)}" if with_reason and item.message else ""
+            lines.append(f"{icon} {what}{style.video(entry_name(item), 80)}{reason}")
+        if len(items) > SHOWN_PER_KIND:
+            lines.append(f"{icon} …and {len(items) - SHOWN_PER_KIND} more")
+
+    named(failed, "failed: ", "❌")
+    named(refused, "not queued: ", "⛔")
+    already = run.with_state(State.ALREADY)
+    named(already, "already indexed here: ", "☑️", False)
+    named(run.with_state(State.WAITING), "already queued here: ", "⏳", False)
+    if p.skipped or p.more:
+        names = ", ".join(style.video(e.title or source_name(e.url), 60) for e in p.skipped)
+        more = (f" and {p.more} more" if p.more > 0 else " and more" if p.more < 0 else "")
+        lines.append(f"⏭️ skipped (I queue at most {taken} videos of a list): {names}{more}")
+    text = "\n".join(lines)
+    if len(text) > limit:
+        text = text[: text.rfind("\n", 0, limit - 2)] + "\n…"
+    return text

@@ -12,6 +12,8 @@ starts transcribing while the frames are still being cut:
     {"event": "subtitles", "path": "subtitles.json"}      (bounded segments, written here)
     {"event": "audio", "path": "audio.wav"}               ("" when there is no sound track)
     {"event": "frames", "frames": [[time, "frames/k000001.jpg"], …]}
+    {"event": "expanded", "kind": "video" | "playlist", "title": …, "entries": [[url, title, nested], …], "total": n}
+                                                          (the "expand" task: what a link holds, nothing downloaded)
     {"event": "done"}
     {"event": "error", "message": …, "limit": "memory" | "cpu" | "file" | "disk" | "", "internal": bool}
 
@@ -107,6 +109,13 @@ async def work(task: dict[str, Any], emit: Events, proxy_url: str) -> None:
     job = Path(task["work"])
     source = task["source"]
     media.MAX_PIXELS = int(s["max_video_pixels"])
+    if task["steps"] == ["expand"]:  # a playlist's entries, no video read (core/ingest/playlist.py)
+        from core.ingest import ytdlp
+
+        emit("stage", stage="expand")
+        emit("expanded", **await asyncio.to_thread(ytdlp.expand, source, proxy_url, int(task["cap"]),
+                                                    int(task["named"])))
+        return
     if task.get("local"):
         path, subtitles = Path(source), None
     else:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,3 +165,103 @@ def download(url: str, work: Path, max_bytes: int, max_seconds: float, proxy: st
     page = info.get("webpage_url") or url
     return Fetched(path=files[0], title=str(info.get("title") or "video"), url=page,
                    subtitles=subs[0] if subs else None)
+
+
+# ---- playlists ---------------------------------------------------------------------------------
+ENTRY_URL_CHARS = 2048  # a longer entry address is named as skipped, never queued
+ENTRY_TITLE_CHARS = 300
+
+
+def single_video_link(url: str) -> bool:
+    """Whether `url` is one video without asking the site: a video file's address, or a page whose
+    site extractor says its results are single videos (a YouTube watch page). Such a link is queued
+    as it is, never expanded; anything else (a playlist, a channel, a page of any site) is expanded
+    in the jail first. Call it off the event loop (yt-dlp's extractors load on first use)."""
+    if has_video_suffix(url):
+        return True
+    if len(url) > MAX_LINK_CHARS:
+        return False
+    ie = next((ie for ie in _site_extractors() if ie.suitable(url)), None)
+    return ie is not None and ie.is_single_video(url) is True
+
+
+# Site extractors whose results are lists by their name (yt-dlp's `is_single_video` says "any" of
+# some: YoutubeTab serves channels and playlists, and a channel's home page may be one video).
+_LIST_EXTRACTOR = re.compile(r"playlist|tab|channel|user|album|series|season|collection|feed|show", re.I)
+
+
+def _nested(entry: dict[str, Any], url: str) -> bool:
+    """An entry that is a playlist itself, by what yt-dlp says without fetching it: its type, or a
+    site extractor whose results are playlists. It is not expanded again."""
+    if entry.get("_type") in ("playlist", "multi_video"):
+        return True
+    if len(url) > MAX_LINK_CHARS:
+        return False
+    ie = next((ie for ie in _site_extractors() if ie.suitable(url)), None)
+    if ie is None:
+        return False
+    single = ie.is_single_video(url)
+    return single is False or (single is None and bool(_LIST_EXTRACTOR.search(ie.ie_key())))
+
+
+def _entry_url(entry: dict[str, Any]) -> str:
+    """The address to queue for an entry: its page (`webpage_url` of a site's entry, `url` of a
+    flat one), or, for a video the page itself holds (`<video>` tags of a generic page), the
+    media file the page names."""
+    if entry.get("_type") in ("url", "url_transparent", "playlist", "multi_video"):
+        return str(entry.get("url") or entry.get("webpage_url") or "")
+    formats = entry.get("formats") or []
+    direct = next((f.get("url") for f in formats if isinstance(f, dict) and f.get("url")), None)
+    page = entry.get("webpage_url") or entry.get("original_url")
+    return str(direct or entry.get("url") or page or "")
+
+
+def expand(url: str, proxy: str, cap: int, named: int) -> dict[str, Any]:
+    """What the link holds, without downloading any video, run in the jailed child: a single
+    video (`{"kind": "video"}`), or a playlist's title, its first `cap` entries as
+    `[address, title, nested]`, the next `named` entries' titles (named as skipped), and how many
+    entries it has in all when yt-dlp knows (-1 when not). yt-dlp reads the playlist lazily
+    (`lazy_playlist`, `playlist_items`), so a channel of 10,000 videos costs its first pages only;
+    a page that lists its entries inline is read whole, within the proxy's byte cut and the jail's
+    memory and time."""
+    import yt_dlp
+
+    opts: dict[str, Any] = {
+        "quiet": True, "no_warnings": True, "skip_download": True, "extract_flat": "in_playlist",
+        "lazy_playlist": True, "playlist_items": f"1:{cap + named}", "noplaylist": False,
+        "socket_timeout": 30, "retries": 2, "cachedir": False, "proxy": proxy, "enable_file_urls": False,
+        "allowed_extractors": ["default", "-generic:local"], "cookiefile": None, "cookiesfrombrowser": None,
+        "ignore_no_formats_error": True,
+    }
+    try:
+        with yt_dlp.YoutubeDL(opts) as ydl:
+            info = ydl.extract_info(url, download=False)
+    except MALFORMED as e:
+        log.info("yt-dlp failed expanding %s: %s: %s", url, type(e).__name__, e)
+        raise BadSource("I couldn't read a video at that link (its page or playlist is malformed).") from e
+    except yt_dlp.utils.YoutubeDLError as e:
+        msg = f"{type(e).__name__}: {e}"
+        log.info("yt-dlp refused expanding %s: %s", url, msg)
+        if (full := disk_full(e)) is not None:
+            raise full from e
+        if "Unsupported URL" in msg:
+            raise BadSource("I don't recognise a video at that link.") from e
+        if any(m in msg for m in ("Invalid IPv6 URL", "Invalid URL", "InvalidURL", "nonnumeric port")):
+            raise BadSource(BAD_REDIRECT) from e
+        raise BadSource("I couldn't read that link (the site refused or it is private).") from e
+    if not isinstance(info, dict) or info.get("_type") not in ("playlist", "multi_video"):
+        return {"kind": "video"}
+    entries: list[list[Any]] = []
+    page_title = str(info.get("title") or "")
+    for entry in list(info.get("entries") or [])[: cap + named]:
+        if not isinstance(entry, dict):
+            continue
+        address = _entry_url(entry)
+        title = str(entry.get("title") or "")[:ENTRY_TITLE_CHARS]
+        if title.startswith(f"{page_title} (") and title.endswith(")") and title[len(page_title) + 2:-1].isdigit():
+            title = ""  # "Lectures (3)": the generic extractor's name for a page's third <video>; the file's name says more
+        entries.append([address[: ENTRY_URL_CHARS + 1], title, _nested(entry, address)])
+    count = info.get("playlist_count")
+    total = count if isinstance(count, int) and not isinstance(count, bool) and count >= len(entries) else -1
+    return {"kind": "playlist", "title": str(info.get("title") or "")[:ENTRY_TITLE_CHARS], "entries": entries,
+            "total": total}

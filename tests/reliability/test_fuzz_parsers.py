@@ -147,3 +147,61 @@ def test_parsers_hold_their_bounds_on_mutated_input(figures) -> None:
             + f"; pictures decoded {decoded} of {tried['picture']}")
     assert min(tried.values()) >= 3, tried
     assert decoded >= 1, "no mutated picture was decodable: the picture seeds are not reaching the decoder"
+
+
+# ---- playlists: what the expanding child announces, and the one message that shows it ----------
+CAP = 25
+
+
+def _expanded(rng: random.Random) -> dict:
+    """An "expanded" event as a bent child could write it: up to 10^6 entries (a cap the child
+    was told and ignored), addresses of any scheme, private, long, empty or not strings, titles of
+    hostile text, totals of any type."""
+    n = rng.choice([0, 1, 3, CAP, CAP + 10, 1000, 10**6])
+    addresses = ["http://127.0.0.1/a.mp4", "file:///etc/passwd", "http://10.0.0.5/x", "http://169.254.169.254/",
+                 "https://www.youtube.com/playlist?list=PL1", "http://127.0.0.1/" + "a" * rng.choice([10, 5000]),
+                 "", "javascript:alert(1)", "http://[::1]/x", "http://127.0.0.1/a b", "http://127.0.0.1/\x00"]
+    entry = [rng.choice(addresses), _chat_text(rng)[:400], rng.random() < 0.1]
+    if rng.random() < 0.05:  # one malformed entry: the whole announcement is refused
+        entry = rng.choice([[1, "t", False], ["http://x", None, False], ["http://x", "t"], "x", None])
+    entries = [entry] * n  # one object repeated: the parent's cost, not the test's memory
+    return {"kind": rng.choice(["playlist"] * 9 + ["video", 3]), "title": rng.choice([_chat_text(rng), 5, None]),
+            "total": rng.choice([-1, n, n * 2, "many", True, 2**70]), "entries": entries}
+
+
+def test_playlist_announcements_and_messages_hold_their_bounds(figures) -> None:
+    from core.chat import present
+    from core.errors import BadSource
+    from core.ingest.guard import UrlGuard
+    from core.ingest.playlist import NAMED, read
+    from core.jobs.playlists import PlaylistRun, State
+
+    rng = random.Random(SEED)
+    guard = UrlGuard(frozenset({"127.0.0.1"}), resolver=lambda host: [])  # no DNS: a name is refused
+    tried = refused = 0
+    slowest = 0.0
+    started = time.monotonic()
+    while time.monotonic() - started < BUDGET_S / 3:
+        event = _expanded(rng)
+        t = time.perf_counter()
+        try:
+            playlist = read(event, "http://127.0.0.1/list", CAP, guard)
+        except BadSource:
+            refused += 1
+            playlist = None
+        slowest = max(slowest, time.perf_counter() - t)
+        tried += 1
+        if playlist is None:
+            continue
+        assert len(playlist.entries) <= CAP and len(playlist.skipped) <= NAMED
+        for e in playlist.entries:  # what may be queued passed the guard, or says why not
+            assert e.problem or (e.url.startswith("http://127.0.0.1/") and len(e.url) <= 2048), e
+        run = PlaylistRun(playlist)
+        for item in run.items:
+            item.state = rng.choice(list(State))
+            item.message = _chat_text(rng)[:600]
+        for style, limit in ((present.Style(bold="**{}**"), 1900), (present.Style(bold="*{}*"), 3000)):
+            text = present.playlist_progress(style, run, limit)
+            assert len(text) <= limit and not linkable(text), text[:300]
+    figures(f"FUZZ playlists seed={SEED} announcements={tried} refused={refused} slowest read {slowest * 1e3:.0f} ms")
+    assert tried >= 10, tried
