@@ -62,6 +62,7 @@ class Video:
     error: str = ""
     language: str = ""  # as Whisper names it, detected at ingest; "" when none was (no speech)
     requested_by: str = ""  # the chat user who posted it; "" for the operator's command line
+    created: float = 0.0  # when it was filed: a video forgotten and posted again is filed anew (its version)
 
 
 @dataclass(frozen=True)

@@ -258,7 +258,8 @@ async def compose(store: ScopedStore, question: str, models: Models, chat: ChatM
     moments = [m for m in await retrieve(store, question, text, image, models.call_query, top_k=top_k,
                                          titles={k: v.title for k, v in ready.items()},
                                          languages={v.language for v in ready.values()},
-                                         video_languages={k: v.language for k, v in ready.items()})
+                                         video_languages={k: v.language for k, v in ready.items()},
+                                         versions={k: v.created for k, v in ready.items()})
                if m.hit.video_id in ready]
     if not moments:
         return Answer(NOTHING_FOUND)

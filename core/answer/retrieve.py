@@ -147,7 +147,8 @@ async def retrieve(store: ScopedStore, question: str, text: TextEmbedder, image:
                    call: Call, top_k: int = 8, keep: int = 3,
                    titles: dict[str, str] | None = None, lexical: Lexical | None = None,
                    languages: Collection[str] | None = None,
-                   video_languages: dict[str, str] | None = None) -> list[Moment]:
+                   video_languages: dict[str, str] | None = None,
+                   versions: dict[str, float] | None = None) -> list[Moment]:
     """The best `keep` moments for `question` in `store`'s scope. `titles` (video id → title,
     every video of the scope) tell which video a question names; `lexical` (default: the store's
     own full-text search, if it has one) adds candidates by words to the dense ones.
@@ -202,7 +203,7 @@ async def retrieve(store: ScopedStore, question: str, text: TextEmbedder, image:
         for u, v in zip(missing, await call(text.embed, [u.text for u in missing]), strict=True):
             u.vector = v
     title_vecs = dict(zip(vids, await title_vectors([titles.get(v, "") for v in vids]), strict=True))
-    covers = await cover_spans(store, vids, titles) if COVER_WEIGHT and not about_the_video(question) else {}
+    covers = await cover_spans(store, vids, titles, versions) if COVER_WEIGHT and not about_the_video(question) else {}
     # scoring is CPU work (up to ~2,000 units, each moment against the others): off the event loop
     return await asyncio.to_thread(_rank, question, asked, naming, best, titles, title_vecs, covers, video_languages, qv,
                                    hits, rrf, dense, units, frame_hits, keep)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import weakref
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,41 @@ from core.store.phash import hash_jpegs
 from core.store.vectors import VectorHit, VectorStore, _pymilvus_client  # noqa: F401 - re-exported
 
 log = logging.getLogger(__name__)
+
+
+class Memo:
+    """Values derived from a ready video's rows that every question about its channel would read
+    and compute again (its cover spans: up to 200 on-screen spans a video, for each candidate
+    video of each question), kept between questions in this process.
+
+    A key holds the video's version (`Video.created`: a video forgotten and posted again is filed
+    anew), so a process that did not see a forget never serves the old value; this process drops
+    a video's values when it forgets the video or wipes its channel. At most `size` values, the
+    least recently used leave first."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self.values: OrderedDict[tuple[str, str, float, Any], Any] = OrderedDict()
+
+    def get(self, key: tuple[str, str, float, Any]) -> Any | None:
+        value = self.values.get(key)
+        if value is not None:
+            self.values.move_to_end(key)
+        return value
+
+    def put(self, key: tuple[str, str, float, Any], value: Any) -> None:
+        self.values[key] = value
+        self.values.move_to_end(key)
+        while len(self.values) > self.size:
+            self.values.popitem(last=False)
+
+    def drop(self, scope_key: str, video_ids: Sequence[str] | None = None) -> None:
+        """Every value of these videos of the channel (None: of the whole channel)."""
+        for key in [k for k in self.values if k[0] == scope_key and (video_ids is None or k[1] in video_ids)]:
+            del self.values[key]
+
+
+_MEMOS: weakref.WeakKeyDictionary[Catalog, Memo] = weakref.WeakKeyDictionary()  # one per open catalog
 
 
 class ScopedStore:
@@ -37,6 +74,7 @@ class ScopedStore:
         self.files = files
         self.key = scope.key
         self.partition = scope.partition
+        self.memo = _MEMOS.setdefault(catalog, Memo())
 
     async def _milvus(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.vectors.executor, fn, *args)
@@ -79,6 +117,12 @@ class ScopedStore:
         """Units of `kind` (None: any) lying within [start, end], each with its stored vector; the
         first `limit` in time order if given."""
         return await self.catalog.units(self.scope, video_id, start, end, kind, limit)
+
+    async def units_within(self, wanted: Sequence[tuple[str, float, float, str | None, int]],
+                           vectors: bool = True) -> list[list[tuple[Segment, np.ndarray | None]]]:
+        """`units` for each (video id, start, end, kind or None, limit) of `wanted`, read in one
+        statement; each unit's vector None without `vectors`."""
+        return await self.catalog.units_within(self.scope, wanted, vectors)
 
     async def put_frames(self, video_id: str, frames: list[Frame], ocr: dict[float, str],
                          vectors: np.ndarray | None) -> None:
@@ -158,12 +202,14 @@ class ScopedStore:
         """Vectors first, then rows (frames and their bytes included): a crash in between leaves a
         catalog row the reconciler sees. `keep_jobs` keeps the job rows (a failed job's reason, for
         /status)."""
+        self.memo.drop(self.key, [video_id])
         await self.drop_vectors([video_id])
         await self.catalog.delete_video(self.scope, video_id, keep_jobs)
 
     async def wipe(self) -> list[Video]:
         """Every vector and row of this channel (then `drop_partition`, once its running ingests
         have stopped). Returns the videos that were there."""
+        self.memo.drop(self.key)
         videos = await self.videos()
         await self.drop_vectors([v.id for v in videos])
         await self.catalog.wipe(self.scope)

@@ -21,6 +21,10 @@ TABLES = ("videos", "jobs", "segments", "units", "frames", "turns", "summaries")
 # at a time, so other channels' queries run between the pages instead of waiting behind one long
 # read (SQLite has one connection per process).
 PAGE = 500
+# Reads of one statement (`units_within`): a UNION ALL of this many bounded reads at most, far
+# under SQLite's 500 terms of a compound SELECT.
+READS_PER_STATEMENT = 64
+_KINDS = {str(k): k for k in Kind}  # a dict lookup: Kind(...) per row cost more than the rest of the row
 
 
 def _limit(limit: int | None) -> str:
@@ -31,7 +35,8 @@ def _limit(limit: int | None) -> str:
 def video_from(row: Row, scope: Scope) -> Video:
     return Video(id=row["id"], scope=scope, source=row["source"], title=row["title"],
                  duration=float(row["duration"]), status=VideoStatus(row["status"]), url=row["url"],
-                 error=row["error"], language=row["language"], requested_by=row["requested_by"])
+                 error=row["error"], language=row["language"], requested_by=row["requested_by"],
+                 created=float(row["created"]))
 
 
 class VideoRows(Primitives):
@@ -139,8 +144,31 @@ class VideoRows(Primitives):
             sql += " AND kind=?"
             args.append(kind)
         rows = await self._fetch(sql + " ORDER BY start" + _limit(limit), args)
-        return [(Segment(float(r["start"]), float(r["end"]), r["text"], Kind(r["kind"])),
+        return [(Segment(float(r["start"]), float(r["end"]), r["text"], _KINDS[r["kind"]]),
                  np.frombuffer(bytes(r["vec"]), np.float32)) for r in rows]
+
+    async def units_within(self, scope: Scope, wanted: Sequence[tuple[str, float, float, str | None, int]],
+                           vectors: bool = True) -> list[list[tuple[Segment, np.ndarray | None]]]:
+        """`units` for each (video id, start, end, kind or None, limit) of `wanted`, in one statement
+        (a UNION ALL of one bounded read each, READS_PER_STATEMENT at a time) instead of one each:
+        a question reads the units of ~16 candidates, and each statement is a round trip to
+        PostgreSQL or a hop to aiosqlite's thread. Without `vectors`, each unit's vector is None
+        (and not read)."""
+        out: list[list[tuple[Segment, np.ndarray | None]]] = [[] for _ in wanted]
+        cols = 'start, "end", kind, text' + (", vec" if vectors else "")
+        for first in range(0, len(wanted), READS_PER_STATEMENT):
+            parts, args = [], []
+            for i, (video_id, start, end, kind, limit) in enumerate(wanted[first:first + READS_PER_STATEMENT], first):
+                one = " AND kind=?" if kind is not None else ""
+                parts.append(f"SELECT {int(i)} AS i, {cols} FROM (SELECT {cols} FROM units WHERE scope=? AND video_id=? "
+                             f'AND start>=? AND "end"<=?{one} ORDER BY start{_limit(limit)}) AS w{int(i)}')
+                args += [scope.key, video_id, start - 0.01, end + 0.01, *([kind] if kind is not None else [])]
+            for r in await self._fetch(" UNION ALL ".join(parts), args):  # noqa: S608 - ints and column names only
+                out[int(r["i"])].append((Segment(float(r["start"]), float(r["end"]), r["text"], _KINDS[r["kind"]]),
+                                         np.frombuffer(bytes(r["vec"]), np.float32) if vectors else None))
+        for found in out:
+            found.sort(key=lambda sv: sv[0].start)  # each read's rows in time order, whatever the union's
+        return out
 
     # ---- frames ---------------------------------------------------------------------------------
     async def put_frames(self, scope: Scope, video_id: str,
