@@ -221,7 +221,7 @@ async def add_synthetic(svc: Service, real: str, first: int, count: int, rng: np
                              moved(np.stack([v for _, v in units])))
         if frame_rows:
             await store.put_frames(vid, [Frame(r["start"], r["path"]) for r in frame_rows],
-                                   {t: o for t, _, o in frames}, moved(frame_rows))
+                                   {f.time: f.text for f in frames}, moved(frame_rows))
         await store.update_video(vid, status=VideoStatus.READY, duration=600.0)
 
 

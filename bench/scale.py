@@ -37,7 +37,7 @@ from core.answer import retrieve as retrieve_mod
 from core.config import Settings
 from core.engines.base import normalise
 from core.engines.registry import Models
-from core.models import Kind, Scope, Segment, StoredFrame, VideoStatus
+from core.models import Hit, Kind, Scope, Segment, VideoStatus
 from core.service import Service
 
 CHANNELS = 5000
@@ -93,7 +93,7 @@ class Source:
     segments: list[Segment]
     units: list[Segment]
     unit_vectors: np.ndarray
-    frames: list[StoredFrame]
+    frames: list[Hit]  # of kind "frame"
     duration: float
 
     def first(self, seconds: float) -> Source:
@@ -154,7 +154,7 @@ async def load_video(svc: Service, scope: Scope, vid: str, src: Source, rng: np.
     await cat.add_video(scope, vid, f"synthetic://{scope.channel}/{vid}", "", f"Roman Republic {vid}")
     await cat.put_text(scope, vid, segments, units, uv)
     # frame rows as ingest writes them, without their JPEG bytes (the files are on this host)
-    await cat.put_frames(scope, vid, [(f.time, f.path, f.ocr, None) for f in src.frames])
+    await cat.put_frames(scope, vid, [(f.time, f.path, f.text, None) for f in src.frames])
     await cat.update_video(scope, vid, status=VideoStatus.READY, duration=src.duration)
     return [{"id": f"{vid}:t{i}", "vector": v.tolist(), "video_id": vid, "start": c.start, "end": c.end,
              "kind": str(c.kind), "text": c.text[:8000]} for i, (c, v) in enumerate(zip(chunks, cv, strict=True))]

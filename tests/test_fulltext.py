@@ -38,7 +38,7 @@ async def _index(cat: Catalog) -> None:
 
 
 async def _found(cat: Catalog, question: str) -> list[str]:
-    return [h[0] for h in await cat.lexical(SCOPE, question, 10)]
+    return [h.video_id for h in await cat.lexical(SCOPE, question, 10)]
 
 
 @both
@@ -93,7 +93,7 @@ async def test_an_index_built_before_is_stemmed_in_each_video_language_by_the_mi
     try:
         rows = await new.rows("SELECT terms FROM segments")
         assert rows[0]["terms"] == terms(SAID["v_it"][1], "it")
-        assert [h[0] for h in await new.lexical(SCOPE, "eruzione", 5)] == ["v_it"]
+        assert [h.video_id for h in await new.lexical(SCOPE, "eruzione", 5)] == ["v_it"]
     finally:
         await new.close()
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.models import Kind, Segment
-from core.store.scoped import ScopedStore, VectorHit
+from core.models import Hit, Kind, Segment
+from core.store.scoped import ScopedStore
 
 # A 10-minute lecture has ~320 units and a 30-s chunk 10-20, so no ordinary question reaches these
 # bounds; the evaluation's never do.
@@ -47,7 +47,7 @@ class Unit:
     vector: np.ndarray | None = None
 
 
-def hit_key(h: VectorHit) -> tuple[str, str, float, float]:
+def hit_key(h: Hit) -> tuple[str, str, float, float]:
     """What makes two hits the same moment (the dense and the lexical search both find it)."""
     return (h.video_id, str(h.kind), round(h.start, 2), round(h.end, 2))
 
@@ -78,7 +78,7 @@ class Known:
         return out
 
 
-async def units_of(store: ScopedStore, hits: list[VectorHit], first: int, known: Known | None) -> list[Unit]:
+async def units_of(store: ScopedStore, hits: list[Hit], first: int, known: Known | None) -> list[Unit]:
     """Each hit's units with the vectors stored at ingest; a hit without any (indexed before units
     were stored) is its own unit, embedded now. The hits read from the catalog share HIT_UNITS
     units (UNITS_PER_HIT each at most); the named video's units (`known`) come from memory:
@@ -105,25 +105,25 @@ async def units_of(store: ScopedStore, hits: list[VectorHit], first: int, known:
 
 
 async def named_candidates(store: ScopedStore, video_id: str, seen: set[tuple[str, str, float, float]],
-                       asked: str, qv: np.ndarray, lexical: bool) -> tuple[list[VectorHit], Known | None]:
+                       asked: str, qv: np.ndarray, lexical: bool) -> tuple[list[Hit], Known | None]:
     """Candidates from a named video not among them yet, each a hit of its own: every unit of it
     (read once, in one query, and returned as `Known` as well) when it has at most NAMED_UNITS;
     else its NAMED_HITS chunks nearest the question and, with `lexical`, its best word matches."""
     whole = await store.units(video_id, 0.0, 1e12, None, limit=NAMED_UNITS + 1)
-    out: list[VectorHit] = []
+    out: list[Hit] = []
 
-    def add(h: VectorHit) -> None:
+    def add(h: Hit) -> None:
         if hit_key(h) not in seen:
             seen.add(hit_key(h))
             out.append(h)
 
     if len(whole) <= NAMED_UNITS:
         for seg, _ in sorted(whole, key=lambda sv: _KIND_ORDER.get(sv[0].kind, 3)):  # stable: by kind, then time
-            add(VectorHit(video_id, seg.start, seg.end, str(seg.kind), seg.text, math.nan))
+            add(Hit(video_id, seg.start, seg.end, seg.text, str(seg.kind), math.nan))
         return out, Known(video_id, whole)
     for h in await store.search_text(qv, NAMED_HITS, video_id=video_id):
         add(h)
     if lexical:
-        for h in await store.lexical_hits(asked, NAMED_HITS, video_id=video_id):
+        for h in await store.lexical(asked, NAMED_HITS, video_id=video_id):
             add(h)
     return out, None

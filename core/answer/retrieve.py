@@ -65,7 +65,7 @@ from core.answer.reads import (
 from core.engines.image import ImageEmbedder
 from core.engines.text import ENGLISH, TextEmbedder
 from core.models import Hit
-from core.store.scoped import ScopedStore, VectorHit
+from core.store.scoped import ScopedStore
 from core.text.words import STOP, stem, stems, tokens
 
 __all__ = ["HIT_UNITS", "MAX_UNITS", "NAMED_HITS", "NAMED_SPAN", "NAMED_UNITS", "STOP", "UNITS_PER_HIT", "UNIT_CHARS",
@@ -94,7 +94,7 @@ RRF_K = 20.0
 HYBRID = True
 
 Call = Callable[..., Awaitable[Any]]
-Lexical = Callable[[str, int], Awaitable[list[VectorHit]]]  # words -> best-matching chunks of the scope
+Lexical = Callable[[str, int], Awaitable[list[Hit]]]  # words -> best-matching chunks of the scope
 
 
 _TITLE_CACHE: weakref.WeakKeyDictionary[Any, dict[str, np.ndarray]] = weakref.WeakKeyDictionary()  # embedder → title → vector
@@ -129,7 +129,7 @@ def naming_of(question: str, titles: dict[str, str]) -> Naming:
     return _titles(titles).naming(question)
 
 
-def fuse(*ranked: list[VectorHit]) -> list[tuple[VectorHit, float]]:
+def fuse(*ranked: list[Hit]) -> list[tuple[Hit, float]]:
     """Reciprocal-rank fusion of ranked hit lists: each distinct chunk once, with the sum of
     1 / (RRF_K + rank) over the lists that have it, best first."""
     fused: dict[tuple[str, str, float, float], list[Any]] = {}
@@ -162,7 +162,7 @@ async def retrieve(store: ScopedStore, question: str, text: TextEmbedder, image:
     titles = titles or {}
     video_languages = video_languages or {}
     if lexical is None and HYBRID:
-        lexical = getattr(store, "lexical_hits", None)
+        lexical = getattr(store, "lexical", None)
 
     async def title_vectors(names: list[str]) -> list[np.ndarray]:
         cache = _TITLE_CACHE.setdefault(text, {})
@@ -176,7 +176,7 @@ async def retrieve(store: ScopedStore, question: str, text: TextEmbedder, image:
     qv = (await call(lambda: text.embed_query([asked], languages)))[0]
     dense = await store.search_text(qv, top_k)
     words = await lexical(asked, top_k) if lexical is not None else []
-    frame_hits: list[VectorHit] = []
+    frame_hits: list[Hit] = []
     if image is not None:
         frame_hits = await store.search_frames((await call(image.embed_text, [question]))[0], top_k)
     fused = fuse(dense, words)
@@ -188,7 +188,7 @@ async def retrieve(store: ScopedStore, question: str, text: TextEmbedder, image:
     if (naming.phrases or naming.titled) and best is not None and best[1] >= NAME_EXPAND:
         seen = {hit_key(h) for h in hits}
         extra, known = await named_candidates(store, best[0], seen, asked, qv,
-                                              lexical is not None and hasattr(store, "lexical_hits"))
+                                              lexical is not None and hasattr(store, "lexical"))
         hits += extra
         rrf += [0.0] * len(extra)
     if not hits:
@@ -211,8 +211,8 @@ async def retrieve(store: ScopedStore, question: str, text: TextEmbedder, image:
 
 def _rank(question: str, asked: str, naming: Naming, best: tuple[str, float] | None, titles: dict[str, str],
           title_vecs: dict[str, np.ndarray], covers: dict[str, list[tuple[float, float]]],
-          video_languages: dict[str, str], qv: np.ndarray, hits: list[VectorHit], rrf: list[float],
-          dense: list[VectorHit], units: list[Unit], frame_hits: list[VectorHit], keep: int) -> list[Moment]:
+          video_languages: dict[str, str], qv: np.ndarray, hits: list[Hit], rrf: list[float],
+          dense: list[Hit], units: list[Unit], frame_hits: list[Hit], keep: int) -> list[Moment]:
     """Steps 4-6 of the module docstring: score the units, add agreement by time, keep the best."""
     vids = sorted({h.video_id for h in hits})
     lang = {v: video_languages.get(v, "") for v in vids}
@@ -277,7 +277,7 @@ def _rank(question: str, asked: str, naming: Naming, best: tuple[str, float] | N
     return kept
 
 
-def _context(hits: list[VectorHit], dense_keys: set[tuple[str, str, float, float]], units: list[Unit],
+def _context(hits: list[Hit], dense_keys: set[tuple[str, str, float, float]], units: list[Unit],
              dense: list[float]) -> list[float]:
     """Each hit's similarity as a whole: the dense search's score, or — for a hit that came from
     words or from naming, whose chunk vector was not searched — its best unit's."""

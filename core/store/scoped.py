@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from core.models import Frame, Scope, Segment, StoredFrame, StoredSummary, Turn, Video, VideoStatus
-from core.store.catalog import Catalog, LexicalHit
+from core.models import Frame, Hit, Scope, Segment, StoredSummary, Turn, Video, VideoStatus
+from core.store.catalog import Catalog
 from core.store.phash import hash_jpegs
-from core.store.vectors import VectorHit, VectorStore, _pymilvus_client  # noqa: F401 - re-exported
+from core.store.vectors import VectorStore, _pymilvus_client  # noqa: F401 - re-exported
 
 log = logging.getLogger(__name__)
 
@@ -138,24 +138,21 @@ class ScopedStore:
         await self.catalog.put_frames(self.scope, video_id, [(f.time, f.path, ocr.get(f.time, ""), b, h)
                                                              for f, b, h in zip(frames, jpegs, hashes, strict=True)])
 
-    async def search_text(self, vector: np.ndarray, limit: int, video_id: str | None = None) -> list[VectorHit]:
+    async def search_text(self, vector: np.ndarray, limit: int, video_id: str | None = None) -> list[Hit]:
         return await self._milvus(self.vectors.search, self.vectors.text, self.partition, vector, limit, "text",
                                   video_id)
 
-    async def search_frames(self, vector: np.ndarray, limit: int) -> list[VectorHit]:
+    async def search_frames(self, vector: np.ndarray, limit: int) -> list[Hit]:
         if not self.vectors.frames:
             return []
         return await self._milvus(self.vectors.search, self.vectors.frames, self.partition, vector,
                                   limit, "path")
 
-    async def lexical(self, query: str, limit: int, video_id: str | None = None) -> list[LexicalHit]:
-        """Full-text search of this channel's segments (of one video when `video_id` is given):
-        (video_id, start, end, kind, text, score), best first (BM25 on SQLite, ts_rank on PostgreSQL)."""
+    async def lexical(self, query: str, limit: int, video_id: str | None = None) -> list[Hit]:
+        """Full-text search of this channel's segments (of one video when `video_id` is given), best
+        first (BM25 on SQLite, ts_rank on PostgreSQL): first-stage candidates for
+        `core.answer.retrieve`, each matching segment a hit."""
         return await self.catalog.lexical(self.scope, query, limit, video_id)
-
-    async def lexical_hits(self, query: str, limit: int, video_id: str | None = None) -> list[VectorHit]:
-        """`lexical` as first-stage candidates for `core.answer.retrieve`: each matching segment a hit."""
-        return [VectorHit(v, s, e, str(k), t, sc) for v, s, e, k, t, sc in await self.lexical(query, limit, video_id)]
 
     async def segments(self, video_id: str, start: float, end: float, limit: int | None = None) -> list[Segment]:
         return await self.catalog.segments(self.scope, video_id, start, end, limit)
@@ -164,7 +161,7 @@ class ScopedStore:
         """(video id, time, perceptual hash) of every hashed frame of this channel."""
         return await self.catalog.frame_hashes(self.scope)
 
-    async def frames(self, video_id: str) -> list[StoredFrame]:
+    async def frames(self, video_id: str) -> list[Hit]:
         return await self.catalog.frames(self.scope, video_id)
 
     async def frame_jpeg(self, video_id: str, time: float) -> bytes | None:

@@ -16,8 +16,8 @@ from typing import Any, cast
 
 import aiosqlite
 
-from core.models import Kind, Scope
-from core.store.catalog.base import Catalog, LexicalHit, Row
+from core.models import Hit, Scope
+from core.store.catalog.base import Catalog, Row
 from core.store.catalog.migrations import SQLITE
 
 
@@ -102,7 +102,7 @@ class SqliteCatalog(Catalog):
         return int(rows[0]["n"])
 
     async def _lexical(self, scope: Scope, terms: list[str], limit: int,
-                       video_id: str | None = None) -> list[LexicalHit]:
+                       video_id: str | None = None) -> list[Hit]:
         match = self._in_scope(scope, "terms : (" + " OR ".join(f'"{t}"' for t in terms) + ")")
         one = " AND s.video_id=?" if video_id is not None else ""
         rows = await self._fetch(
@@ -110,5 +110,5 @@ class SqliteCatalog(Catalog):
             "FROM segments_fts JOIN segments s ON s.id = segments_fts.rowid "
             f"WHERE segments_fts MATCH ? AND s.scope=?{one} ORDER BY bm25(segments_fts) LIMIT ?",
             (match, scope.key, *([video_id] if video_id is not None else []), limit))
-        return [(r["video_id"], float(r["start"]), float(r["end"]), Kind(r["kind"]), r["text"], float(r["score"]))
+        return [Hit(r["video_id"], float(r["start"]), float(r["end"]), r["text"], str(r["kind"]), float(r["score"]))
                 for r in rows]

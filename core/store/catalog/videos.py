@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from core.models import Kind, Scope, Segment, StoredFrame, Turn, Video, VideoStatus
+from core.models import FRAME, Hit, Kind, Scope, Segment, Turn, Video, VideoStatus
 from core.store.catalog.sql import Primitives, Row
 from core.text.words import terms
 
@@ -185,10 +185,12 @@ class VideoRows(Primitives):
                                  (scope.key,))
         return [(r["video_id"], float(r["time"]), int(r["phash"])) for r in rows]
 
-    async def frames(self, scope: Scope, video_id: str) -> list[StoredFrame]:
+    async def frames(self, scope: Scope, video_id: str) -> list[Hit]:
+        """The video's frames in time order, each a `Hit` of kind "frame" (its time, the text read on
+        it, and its `path`)."""
         rows = await self._fetch('SELECT "time", path, ocr FROM frames WHERE scope=? AND video_id=? ORDER BY "time"',
                                  (scope.key, video_id))
-        return [StoredFrame(float(r["time"]), r["path"], r["ocr"]) for r in rows]
+        return [Hit(video_id, float(r["time"]), float(r["time"]), r["ocr"], FRAME, path=r["path"]) for r in rows]
 
     async def frame_jpeg(self, scope: Scope, video_id: str, at: float) -> bytes | None:
         rows = await self._fetch(
