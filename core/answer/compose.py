@@ -248,10 +248,11 @@ async def ready_videos(store: ScopedStore) -> dict[str, Video]:
 
 
 async def compose(store: ScopedStore, question: str, models: Models, chat: ChatModel | None,
-                  history: Sequence[Turn] = (), top_k: int = 8) -> Answer:
+                  history: Sequence[Turn] = (), top_k: int = 8, hybrid: bool = True) -> Answer:
     """Answer `question` from the ready videos of `store`'s channel. A channel with none says why
     (a `UserFacingError`: still indexing, queued, or empty); the LLM's failure falls back to the
-    extractive answer, so a question is answered whenever something was retrieved."""
+    extractive answer, so a question is answered whenever something was retrieved. `hybrid`:
+    `retrieve`'s."""
     ready = await ready_videos(store)
     text = await models.call_query(lambda: models.text)
     image = await models.call_query(lambda: models.image)
@@ -259,7 +260,7 @@ async def compose(store: ScopedStore, question: str, models: Models, chat: ChatM
                                          titles={k: v.title for k, v in ready.items()},
                                          languages={v.language for v in ready.values()},
                                          video_languages={k: v.language for k, v in ready.items()},
-                                         versions={k: v.created for k, v in ready.items()})
+                                         versions={k: v.created for k, v in ready.items()}, hybrid=hybrid)
                if m.hit.video_id in ready]
     if not moments:
         return Answer(NOTHING_FOUND)

@@ -87,12 +87,6 @@ AGREE_WEIGHT = 0.25  # share of an overlapping, different signal's score added t
 FRAME_WEIGHT = 1.0  # a CLIP frame hit inside a moment adds FRAME_WEIGHT / (RRF_K + rank)
 FUSE_WEIGHT = 1.0  # a first-stage hit's fused rank adds FUSE_WEIGHT * RRF over its dense and lexical ranks
 RRF_K = 20.0
-# The first stage's lexical source, in one place: True adds the catalog's full-text matches (FTS5
-# BM25 / tsvector) to the dense hits (when the store has a full-text index); False is dense-only.
-# bench/scale.py turns it off to measure what it buys: recall of a rare word spoken once among
-# 1,000 videos, and what it costs per ask (docs/benchmarks.md).
-HYBRID = True
-
 Call = Callable[..., Awaitable[Any]]
 Lexical = Callable[[str, int], Awaitable[list[Hit]]]  # words -> best-matching chunks of the scope
 
@@ -148,20 +142,23 @@ async def retrieve(store: ScopedStore, question: str, text: TextEmbedder, image:
                    titles: dict[str, str] | None = None, lexical: Lexical | None = None,
                    languages: Collection[str] | None = None,
                    video_languages: dict[str, str] | None = None,
-                   versions: dict[str, float] | None = None) -> list[Moment]:
+                   versions: dict[str, float] | None = None, hybrid: bool = True) -> list[Moment]:
     """The best `keep` moments for `question` in `store`'s scope. `titles` (video id → title,
     every video of the scope) tell which video a question names; `lexical` (default: the store's
     own full-text search, if it has one) adds candidates by words to the dense ones.
     `languages`: those of the scope's videos (None: unknown), which the question's embedding may
     leave out of its vector (see `BilingualEmbedder.embed_query`); `video_languages` (video id →
     language as Whisper names it) says which language each video's words are stemmed in (English
-    where unknown).
+    where unknown). `versions` (video id → `Video.created`, the ready videos) lets what is derived
+    from a video's rows once (its cover) be kept between questions. `hybrid` False leaves the
+    first stage dense-only (bench/scale.py measures what the words add: a rare word's recall among
+    1,000 videos, and the cost per ask).
 
     Only the question is embedded here (and a title the first time it is seen): every unit's
     vector was stored at ingest, so an answer costs one small embedding, not dozens."""
     titles = titles or {}
     video_languages = video_languages or {}
-    if lexical is None and HYBRID:
+    if lexical is None and hybrid:
         lexical = getattr(store, "lexical", None)
 
     async def title_vectors(names: list[str]) -> list[np.ndarray]:
