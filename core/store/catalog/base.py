@@ -70,12 +70,15 @@ class Catalog(VideoRows, JobRows, SummaryRows):
         `video_id` keeps the matches of one video only."""
         rows = await self._fetch("SELECT DISTINCT language FROM videos WHERE scope=?", (scope.key,))
         languages = ("en", *sorted({r["language"] for r in rows} - {""}))  # the words as each video's stemmer has them
-        wanted = [t for t in words(query, languages) if await self._count_matches(scope, t, RANK_CAP + 1) <= RANK_CAP]
+        terms = words(query, languages)
+        counts = await self._count_matches(scope, terms, RANK_CAP + 1) if terms else []
+        wanted = [t for t, n in zip(terms, counts, strict=True) if n <= RANK_CAP]
         return await self._lexical(scope, wanted, limit, video_id) if wanted else []
 
     @abstractmethod
-    async def _count_matches(self, scope: Scope, term: str, most: int) -> int:
-        """Segments of `scope` whose text has `term`, counted up to `most`."""
+    async def _count_matches(self, scope: Scope, terms: list[str], most: int) -> list[int]:
+        """For each of `terms`, the segments of `scope` whose text has it, counted up to `most`: in
+        one statement (a question has ~4 words, and a statement each cost a round trip)."""
 
     @abstractmethod
     async def _lexical(self, scope: Scope, terms: list[str], limit: int,

@@ -262,11 +262,13 @@ class PostgresCatalog(Catalog):
         for w in self._wakers:
             w()
 
-    async def _count_matches(self, scope: Scope, term: str, most: int) -> int:
-        rows = await self._fetch(
-            "SELECT COUNT(*) AS n FROM (SELECT 1 FROM segments WHERE scope=? AND tsv @@ to_tsquery('simple', ?) "
-            "LIMIT ?) m", (scope.key, term, most))
-        return int(rows[0]["n"])
+    async def _count_matches(self, scope: Scope, terms: list[str], most: int) -> list[int]:
+        rows = await self._fetch(" UNION ALL ".join(
+            f"SELECT {i} AS i, COUNT(*) AS n FROM (SELECT 1 FROM segments WHERE scope=? "
+            f"AND tsv @@ to_tsquery('simple', ?) LIMIT ?) m{i}" for i in range(len(terms))),
+            [a for t in terms for a in (scope.key, t, most)])
+        n = {int(r["i"]): int(r["n"]) for r in rows}
+        return [n[i] for i in range(len(terms))]
 
     async def _lexical(self, scope: Scope, terms: list[str], limit: int,
                        video_id: str | None = None) -> list[Hit]:

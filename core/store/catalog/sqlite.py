@@ -96,10 +96,12 @@ class SqliteCatalog(Catalog):
             return expr
         return f'scope : ^"{scope.key.replace(chr(34), chr(34) * 2)}" AND ({expr})'
 
-    async def _count_matches(self, scope: Scope, term: str, most: int) -> int:
-        rows = await self._fetch("SELECT COUNT(*) AS n FROM (SELECT 1 FROM segments_fts WHERE segments_fts MATCH ? LIMIT ?)",
-                                 (self._in_scope(scope, f'terms : "{term}"'), most))
-        return int(rows[0]["n"])
+    async def _count_matches(self, scope: Scope, terms: list[str], most: int) -> list[int]:
+        rows = await self._fetch(" UNION ALL ".join(
+            f"SELECT {i} AS i, COUNT(*) AS n FROM (SELECT 1 FROM segments_fts WHERE segments_fts MATCH ? LIMIT ?)"
+            for i in range(len(terms))), [a for t in terms for a in (self._in_scope(scope, f'terms : "{t}"'), most)])
+        n = {int(r["i"]): int(r["n"]) for r in rows}
+        return [n[i] for i in range(len(terms))]
 
     async def _lexical(self, scope: Scope, terms: list[str], limit: int,
                        video_id: str | None = None) -> list[Hit]:
