@@ -48,8 +48,9 @@ async def test_one_statement_reads_what_one_bounded_read_each_would(catalog: Cat
         assert [s for s, _ in found] == [s for s, _ in one]
         assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(found, one, strict=True))
     assert [len(f) for f in got] == [10, 2, 3, 3, 0]
-    bare = await catalog.units_within(SCOPE, wanted[:1], vectors=False)
-    assert [s for s, _ in bare[0]] == [s for s, _ in got[0]] and all(v is None for _, v in bare[0])
+    shown = await catalog.on_screen(SCOPE, ["v2", "nothing", "v1"], 2)
+    assert shown == [[s for s in _units(v) if s.kind == Kind.OCR][:2] for v in ("v2",)] + [[]] + [
+        [s for s in _units("v1") if s.kind == Kind.OCR][:2]]
     many = [("v1", float(t), t + 2.5, str(Kind.SPEECH), 1) for t in range(0, 15, 2)] * 20  # over one statement's reads
     assert [len(f) for f in await catalog.units_within(SCOPE, many)] == [1] * len(many)
 
@@ -68,13 +69,13 @@ async def test_a_ready_videos_cover_is_read_once_and_again_when_filed_anew(catal
     for v in ("v1", "v2"):
         await _file(catalog, v)
     reads: list[int] = []
-    real = catalog.units_within
+    real = catalog.on_screen
 
-    async def counted(scope, wanted, vectors=True):  # noqa: ANN001, ANN202 - the real read, counted
-        reads.append(len(wanted))
-        return await real(scope, wanted, vectors)
+    async def counted(scope, video_ids, limit):  # noqa: ANN001, ANN202 - the real read, counted
+        reads.append(len(video_ids))
+        return await real(scope, video_ids, limit)
 
-    catalog.units_within = counted  # type: ignore[method-assign]
+    catalog.on_screen = counted  # type: ignore[method-assign]
     titles = {"v1": TITLE, "v2": TITLE}
     versions = {v.id: v.created for v in await store.videos()}
     first = await cover_spans(store, ["v1", "v2"], titles, versions)

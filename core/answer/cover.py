@@ -19,7 +19,6 @@ import re
 
 from core.answer.naming import name_tokens
 from core.answer.reads import COVER_UNITS
-from core.models import Kind
 from core.store.scoped import ScopedStore
 from core.text.words import STOPS, stem
 
@@ -110,16 +109,16 @@ async def cover_spans(store: ScopedStore, vids: list[str], titles: dict[str, str
     """Each video's cover spans (`covers`), from its on-screen text (the first COVER_UNITS spans).
     A video of `versions` (id → `Video.created`: the ready ones) is read once and its spans kept in
     the store's memo until it is forgotten; the others' (an indexing video's grow) are read each
-    time. What is read is read in one statement, without the units' vectors."""
+    time. What is read is read in one statement."""
     versions = versions or {}
     out: dict[str, list[tuple[float, float]]] = {}
     for v in vids:
         if v in versions and (kept := store.memo.get((store.key, v, versions[v], ("cover", titles.get(v, ""))))) is not None:
             out[v] = kept
     todo = [v for v in vids if v not in out]
-    shown = await store.units_within([(v, 0.0, 1e12, Kind.OCR, COVER_UNITS) for v in todo], vectors=False) if todo else []
+    shown = await store.on_screen(todo, COVER_UNITS) if todo else []
     for v, segs in zip(todo, shown, strict=True):
-        out[v] = covers(titles.get(v, ""), [(seg.start, seg.end, seg.text) for seg, _ in segs])
+        out[v] = covers(titles.get(v, ""), [(seg.start, seg.end, seg.text) for seg in segs])
         if v in versions:
             store.memo.put((store.key, v, versions[v], ("cover", titles.get(v, ""))), out[v])
     return out

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,14 +51,14 @@ def hit_key(h: Hit) -> tuple[str, str, float, float]:
     return (h.video_id, str(h.kind), round(h.start, 2), round(h.end, 2))
 
 
-Found = list[tuple[Segment, np.ndarray | None]]
+Found = list[tuple[Segment, np.ndarray]]
 
 
 class Known:
     """Every unit of one video, read once (the named video's): the units within a span are found
     here by bisection instead of by one catalog query per candidate."""
 
-    def __init__(self, video_id: str, units: Sequence[tuple[Segment, np.ndarray | None]]) -> None:
+    def __init__(self, video_id: str, units: Found) -> None:
         self.video_id = video_id
         self.by_kind: dict[str, Found] = {}
         for seg, v in sorted(units, key=lambda sv: sv[0].start):

@@ -118,11 +118,14 @@ class ScopedStore:
         first `limit` in time order if given."""
         return await self.catalog.units(self.scope, video_id, start, end, kind, limit)
 
-    async def units_within(self, wanted: Sequence[tuple[str, float, float, str | None, int]],
-                           vectors: bool = True) -> list[list[tuple[Segment, np.ndarray | None]]]:
-        """`units` for each (video id, start, end, kind or None, limit) of `wanted`, read in one
-        statement; each unit's vector None without `vectors`."""
-        return await self.catalog.units_within(self.scope, wanted, vectors)
+    async def units_within(self, wanted: Sequence[tuple[str, float, float, str | None, int]]
+                           ) -> list[list[tuple[Segment, np.ndarray]]]:
+        """`units` for each (video id, start, end, kind or None, limit) of `wanted`, read in one statement."""
+        return await self.catalog.units_within(self.scope, wanted)
+
+    async def on_screen(self, video_ids: Sequence[str], limit: int) -> list[list[Segment]]:
+        """Each video's first `limit` on-screen text spans, read in one statement."""
+        return await self.catalog.on_screen(self.scope, video_ids, limit)
 
     async def put_frames(self, video_id: str, frames: list[Frame], ocr: dict[float, str],
                          vectors: np.ndarray | None) -> None:
