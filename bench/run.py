@@ -221,7 +221,7 @@ async def add_synthetic(svc: Service, real: str, first: int, count: int, rng: np
                              moved(np.stack([v for _, v in units])))
         if frame_rows:
             await store.put_frames(vid, [Frame(r["start"], r["path"]) for r in frame_rows],
-                                   {t: o for t, _, o in frames}, moved(frame_rows))
+                                   {f.time: f.text for f in frames}, moved(frame_rows))
         await store.update_video(vid, status=VideoStatus.READY, duration=600.0)
 
 
@@ -302,6 +302,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         return await part_footprint(args, video, out, questions, started)
     if args.only == "scale":
         return await only_scale(args, video, out, questions, started)
+    if args.only == "retrieval":
+        return await only_retrieval(args, video, out, questions, started)
     # the defaults (CLIP off until weights are named) with OCR on; --clip random adds the CLIP
     # image tower's full compute (random weights cost the same as real ones)
     settings = Settings(data_dir=out / "data", clip_pretrained=args.clip, ocr=True, log_level="WARNING")
@@ -404,6 +406,32 @@ async def only_scale(args: argparse.Namespace, video: Path, out: Path, questions
     return res
 
 
+async def only_retrieval(args: argparse.Namespace, video: Path, out: Path, questions: list[str],
+                         started: float) -> dict[str, Any]:
+    """`--only retrieval`: index the lecture (part 1) in a throwaway data dir, then part 3, with the
+    load average beside it (a shared machine's figures are read against it)."""
+    settings = Settings(data_dir=out / "data-retrieval", clip_pretrained=args.clip, ocr=True, log_level="WARNING")
+    shutil.rmtree(settings.data_dir, ignore_errors=True)
+    models = Models(settings)
+    await models.call(lambda: (models.text, models.image, models.transcriber, models.ocr))  # as in a running bot
+    async with Service.open(settings, models=models, chat=None) as svc:
+        say("part 1: vidrag ingest (part 3's lecture)")
+        _, vid = await part_ingest(svc, video)
+        say("part 3: retrieval latency")
+        load = os.getloadavg()[0]
+        rr = await part_retrieval(svc, vid, questions, args.asks)
+    models.close()
+    shutil.rmtree(settings.data_dir, ignore_errors=True)
+    table("Service.ask without LLM, ms", [("videos", "p50", "p95", "p99", "mean")]
+          + [(k, str(v["p50_ms"]), str(v["p95_ms"]), str(v["p99_ms"]), str(v["mean_ms"])) for k, v in rr.items()])
+    at = rr[str(LEVELS[-1])]
+    res = {"retrieval_p50_ms": at["p50_ms"], "retrieval_p95_ms": at["p95_ms"], "retrieval_p99_ms": at["p99_ms"],
+           "retrieval_videos": LEVELS[-1], "retrieval": rr, "load_before": round(load, 2),
+           "load_after": round(os.getloadavg()[0], 2), "bench_s": round(time.perf_counter() - started, 1)}
+    (out / "retrieval.json").write_text(json.dumps(res, indent=1))
+    return res
+
+
 # ---- part 7: what one process costs (bench/footprint.py) -----------------------------------------
 async def part_footprint(args: argparse.Namespace, video: Path, out: Path, questions: list[str],
                          started: float) -> dict[str, Any]:
@@ -428,9 +456,9 @@ def cli(argv: list[str] | None = None) -> None:
     p.add_argument("--llm", default="", help="an OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
     p.add_argument("--llm-model", default="mistralai/Pixtral-12B-2409")
     p.add_argument("--llm-asks", type=int, default=20)
-    p.add_argument("--only", choices=["all", "footprint", "scale"], default="all",
+    p.add_argument("--only", choices=["all", "footprint", "scale", "retrieval"], default="all",
                    help="footprint: only the memory and cold-start figures (bench/footprint.py); "
-                        "scale: only the scale part (bench/scale.py)")
+                        "scale: only the scale part (bench/scale.py); retrieval: parts 1 and 3")
     p.add_argument("--no-scale", action="store_true", help="skip the scale part")
     p.add_argument("--milvus-server", default=os.environ.get("BENCH_MILVUS_SERVER", ""),
                    help="a Milvus server URI for the scale part, e.g. http://127.0.0.1:19530 (its "

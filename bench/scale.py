@@ -33,11 +33,11 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 
 from core import synth
-from core.answer import retrieve as retrieve_mod
+from core.answer.compose import compose
 from core.config import Settings
 from core.engines.base import normalise
 from core.engines.registry import Models
-from core.models import Kind, Scope, Segment, StoredFrame, VideoStatus
+from core.models import Answer, Hit, Kind, Scope, Segment, VideoStatus
 from core.service import Service
 
 CHANNELS = 5000
@@ -93,7 +93,7 @@ class Source:
     segments: list[Segment]
     units: list[Segment]
     unit_vectors: np.ndarray
-    frames: list[StoredFrame]
+    frames: list[Hit]  # of kind "frame"
     duration: float
 
     def first(self, seconds: float) -> Source:
@@ -154,7 +154,7 @@ async def load_video(svc: Service, scope: Scope, vid: str, src: Source, rng: np.
     await cat.add_video(scope, vid, f"synthetic://{scope.channel}/{vid}", "", f"Roman Republic {vid}")
     await cat.put_text(scope, vid, segments, units, uv)
     # frame rows as ingest writes them, without their JPEG bytes (the files are on this host)
-    await cat.put_frames(scope, vid, [(f.time, f.path, f.ocr, None) for f in src.frames])
+    await cat.put_frames(scope, vid, [(f.time, f.path, f.text, None) for f in src.frames])
     await cat.update_video(scope, vid, status=VideoStatus.READY, duration=src.duration)
     return [{"id": f"{vid}:t{i}", "vector": v.tolist(), "video_id": vid, "start": c.start, "end": c.end,
              "kind": str(c.kind), "text": c.text[:8000]} for i, (c, v) in enumerate(zip(chunks, cv, strict=True))]
@@ -265,31 +265,26 @@ async def paired_asks(svc: Service, scope: Scope, questions: list[str], n: int) 
     times: dict[bool, list[float]] = {True: [], False: []}
     for i in range(n):
         for mode in ((True, False) if i % 2 == 0 else (False, True)):
-            with hybrid(mode):
-                t = time.perf_counter()
-                await svc.ask(scope, questions[i % len(questions)])
-                times[mode].append((time.perf_counter() - t) * 1000)
+            t = time.perf_counter()
+            await ask(svc, scope, questions[i % len(questions)], mode)
+            times[mode].append((time.perf_counter() - t) * 1000)
     return times[True], times[False]
 
 
-async def rare_recall(svc: Service, scope: Scope, planted: list[Plant]) -> float:
+async def rare_recall(svc: Service, scope: Scope, planted: list[Plant], hybrid: bool) -> float:
     """Share of the rare-word questions whose answer cites the planted moment in its top 3."""
     hits = 0
     for p in planted:
-        answer = await svc.ask(scope, p.question)
+        answer = await ask(svc, scope, p.question, hybrid)
         hits += any(c.video_id == p.video and c.start <= p.end + RARE_SLACK and p.start <= c.end + RARE_SLACK
                     for c in answer.citations[:3])
     return hits / len(planted)
 
 
-@contextlib.contextmanager
-def hybrid(on: bool) -> Any:
-    saved = retrieve_mod.HYBRID
-    retrieve_mod.HYBRID = on
-    try:
-        yield
-    finally:
-        retrieve_mod.HYBRID = saved
+async def ask(svc: Service, scope: Scope, question: str, hybrid: bool) -> Answer:
+    """`svc.ask` with the first stage hybrid (dense and full-text) or dense-only: the answer path
+    the service runs, told which (`compose`'s `hybrid`)."""
+    return await compose(svc.store(scope), question, svc.models, svc.chat, (), svc.settings.top_k, hybrid=hybrid)
 
 
 async def measure_channels(name: str, settings: Settings, models: Models, src: Source, questions: list[str],
@@ -330,9 +325,8 @@ async def measure_big(name: str, settings: Settings, models: Models, src: Source
         ms, dense = await paired_asks(svc, big, questions, asks)
         out.update({f"big_channel_p50_ms_{name}": pct(ms, 50), f"big_channel_p95_ms_{name}": pct(ms, 95)})
         say(f"  {name}: {BIG_VIDEOS} videos in one channel, ask p50 {pct(ms, 50)} ms, p95 {pct(ms, 95)} ms")
-        with hybrid(False):
-            out[f"rare_recall3_dense_{name}"] = await rare_recall(svc, big, planted)
-        out[f"rare_recall3_hybrid_{name}"] = await rare_recall(svc, big, planted)
+        out[f"rare_recall3_dense_{name}"] = await rare_recall(svc, big, planted, hybrid=False)
+        out[f"rare_recall3_hybrid_{name}"] = await rare_recall(svc, big, planted, hybrid=True)
         out[f"hybrid_added_ms_{name}"] = round(pct(ms, 50) - pct(dense, 50), 1)
         say(f"  {name}: rare-word recall@3 dense {out[f'rare_recall3_dense_{name}']}, hybrid "
             f"{out[f'rare_recall3_hybrid_{name}']}; hybrid adds {out[f'hybrid_added_ms_{name}']} ms p50 "

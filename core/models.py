@@ -62,6 +62,7 @@ class Video:
     error: str = ""
     language: str = ""  # as Whisper names it, detected at ingest; "" when none was (no speech)
     requested_by: str = ""  # the chat user who posted it; "" for the operator's command line
+    created: float = 0.0  # when it was filed: a video forgotten and posted again is filed anew (its version)
 
 
 @dataclass(frozen=True)
@@ -80,25 +81,29 @@ class Frame:
     path: str
 
 
-class StoredFrame(NamedTuple):
-    """A frame as the catalog knows it: when, where its JPEG was written when it was indexed (maybe
-    on another host: `ScopedStore.frame_file` gives a local copy), and the text read from it."""
-
-    time: float
-    path: str
-    ocr: str
+FRAME = "frame"  # the kind of a frame's hit
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Hit:
-    """One retrieved moment of one video, after fusion."""
+    """One timed piece of one video, the one type retrieval reads by name: a chunk or segment found
+    by its vector or its words (`kind` speech, subtitle or ocr), a moment after fusion, or a frame
+    (`kind` "frame": `start` = `end` = its `time`, the text read on it as `text`, and `path`, where
+    its JPEG was written when it was indexed — maybe on another host: `ScopedStore.frame_file`
+    gives a local copy)."""
 
     video_id: str
     start: float
     end: float
-    text: str
-    kind: str
-    score: float
+    text: str = ""
+    kind: str = ""
+    score: float = 0.0
+    path: str = ""
+
+    @property
+    def time(self) -> float:
+        """A frame's time."""
+        return self.start
 
 
 @dataclass(frozen=True)

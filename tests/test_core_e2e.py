@@ -26,7 +26,7 @@ async def test_lecture_is_indexed_with_progress_per_stage(indexed_lectures: Inde
     frames = await indexed_lectures.view().store(indexed_lectures.volcano).frames(video.id)
     # scene-aware frames: every slide has at least one frame taken while it was shown
     for a, b in lec.times:
-        assert any(a - 0.1 <= t <= b for t, _, _ in frames)
+        assert any(a - 0.1 <= f.time <= b for f in frames)
 
 
 @pytest.mark.parametrize("question, slide", [

@@ -38,7 +38,7 @@ async def _index(cat: Catalog) -> None:
 
 
 async def _found(cat: Catalog, question: str) -> list[str]:
-    return [h[0] for h in await cat.lexical(SCOPE, question, 10)]
+    return [h.video_id for h in await cat.lexical(SCOPE, question, 10)]
 
 
 @both
@@ -93,7 +93,7 @@ async def test_an_index_built_before_is_stemmed_in_each_video_language_by_the_mi
     try:
         rows = await new.rows("SELECT terms FROM segments")
         assert rows[0]["terms"] == terms(SAID["v_it"][1], "it")
-        assert [h[0] for h in await new.lexical(SCOPE, "eruzione", 5)] == ["v_it"]
+        assert [h.video_id for h in await new.lexical(SCOPE, "eruzione", 5)] == ["v_it"]
     finally:
         await new.close()
 
@@ -119,3 +119,17 @@ async def test_the_migration_fills_every_segment_in_batches(catalog: Catalog) ->
         await fill_terms(tx, batch=2)
     rows = await catalog.rows("SELECT s.text, s.terms, v.language FROM segments s JOIN videos v ON v.id = s.video_id")
     assert len(rows) == len(SAID) and all(r["terms"] == terms(r["text"], r["language"]) for r in rows)
+
+
+@both
+async def test_a_word_in_more_segments_than_the_cap_is_not_searched_and_a_rare_one_is(catalog: Catalog) -> None:  # noqa: F811
+    """Each word of a question is counted (all in one statement) before the search: one in more
+    than RANK_CAP segments of the channel is left out, the rare word beside it is searched."""
+    from core.store.catalog.base import RANK_CAP
+
+    await catalog.add_video(SCOPE, "big", "/big.mp4", "", "big")
+    segs = [Segment(float(i), i + 1.0, "the senate voted" + (" tribune" if i == 7 else ""), Kind.SPEECH)
+            for i in range(RANK_CAP + 1)]
+    await catalog.put_text(SCOPE, "big", segs, [], np.zeros((0, 4), np.float32), "en")
+    assert await catalog.lexical(SCOPE, "senate", 5) == []
+    assert [h.start for h in await catalog.lexical(SCOPE, "senate tribune voted", 5)] == [7.0]

@@ -128,7 +128,7 @@ async def test_search_finds_what_its_scope_wrote(vectors: VectorStore, catalog: 
     assert [h.video_id for h in text][:1] == ["v2"] and text[0].text == "text of v2"
     assert (text[0].start, text[0].end) == (10.0, 20.0)
     frames = await store.search_frames(unit(0, IMAGE_DIM), 5)
-    assert frames[0].video_id == "v1" and frames[0].text == "/frames/v1.jpg"
+    assert frames[0].video_id == "v1" and frames[0].path == "/frames/v1.jpg" and frames[0].kind == "frame"
 
 
 async def test_no_scope_sees_another_scopes_vectors(vectors: VectorStore, catalog: SqliteCatalog,

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from core.answer.retrieve import UNITS_PER_HIT, Moment, retrieve
 from core.config import Settings
 from core.errors import UserFacingError
-from core.models import Answer, Citation, FrameRef, Kind, StoredFrame, Turn, Video, VideoStatus, fmt_time
+from core.models import Answer, Citation, FrameRef, Hit, Kind, Turn, Video, VideoStatus, fmt_time
 from core.store.scoped import ScopedStore
 from core.text.links import with_time
 from core.text.safety import one_line
@@ -99,9 +99,9 @@ async def choose_frame(store: ScopedStore, best: Moment) -> FrameRef | None:
     if not frames:
         return None
     t = h.start + 0.01 if h.kind == Kind.OCR else _middle(best)
-    time_, path, _ = ([f for f in frames if f[0] <= t] or frames[:1])[-1]
-    local = await store.frame_file(h.video_id, time_, path)  # written from the catalog if indexed elsewhere
-    return FrameRef(h.video_id, time_, str(local)) if local is not None else None
+    frame = ([f for f in frames if f.time <= t] or frames[:1])[-1]
+    local = await store.frame_file(h.video_id, frame.time, frame.path)  # written from the catalog if indexed elsewhere
+    return FrameRef(h.video_id, frame.time, str(local)) if local is not None else None
 
 
 def _middle(m: Moment) -> float:
@@ -141,7 +141,7 @@ async def gather_evidence(store: ScopedStore, moments: Sequence[Moment], cites: 
     """A slide moment gets the speech over it, a speech moment the slide on screen during it: an
     answer is often spoken over a slide that only names the topic, or shown while something
     else is said."""
-    frames: dict[str, list[StoredFrame]] = {}
+    frames: dict[str, list[Hit]] = {}
     out = []
     for m, c in zip(moments, cites, strict=True):
         h = m.hit
@@ -153,13 +153,13 @@ async def gather_evidence(store: ScopedStore, moments: Sequence[Moment], cites: 
             if h.video_id not in frames:
                 frames[h.video_id] = await store.frames(h.video_id)
             mid = _middle(m)
-            on = [f for f in frames[h.video_id] if f[0] <= mid] or frames[h.video_id][:1]
+            on = [f for f in frames[h.video_id] if f.time <= mid] or frames[h.video_id][:1]
             # the sentence that follows often finishes the thought ("Each step had to be" →
             # "paid for from his own fortune"): quote it too when it follows without a pause
             after = [s for s in await store.segments(h.video_id, h.end, h.end + 8.0, limit=UNITS_PER_HIT)
                      if s.kind == h.kind and h.end - 0.05 <= s.start <= h.end + 1.5]
             said = h.text + (" " + after[0].text if after else "")
-            shown = on[-1][2] if on else ""
+            shown = on[-1].text if on else ""
         out.append(Evidence(m, c, said, shown))
     return out
 
@@ -248,17 +248,19 @@ async def ready_videos(store: ScopedStore) -> dict[str, Video]:
 
 
 async def compose(store: ScopedStore, question: str, models: Models, chat: ChatModel | None,
-                  history: Sequence[Turn] = (), top_k: int = 8) -> Answer:
+                  history: Sequence[Turn] = (), top_k: int = 8, hybrid: bool = True) -> Answer:
     """Answer `question` from the ready videos of `store`'s channel. A channel with none says why
     (a `UserFacingError`: still indexing, queued, or empty); the LLM's failure falls back to the
-    extractive answer, so a question is answered whenever something was retrieved."""
+    extractive answer, so a question is answered whenever something was retrieved. `hybrid`:
+    `retrieve`'s."""
     ready = await ready_videos(store)
     text = await models.call_query(lambda: models.text)
     image = await models.call_query(lambda: models.image)
     moments = [m for m in await retrieve(store, question, text, image, models.call_query, top_k=top_k,
                                          titles={k: v.title for k, v in ready.items()},
                                          languages={v.language for v in ready.values()},
-                                         video_languages={k: v.language for k, v in ready.items()})
+                                         video_languages={k: v.language for k, v in ready.items()},
+                                         versions={k: v.created for k, v in ready.items()}, hybrid=hybrid)
                if m.hit.video_id in ready]
     if not moments:
         return Answer(NOTHING_FOUND)

@@ -14,13 +14,11 @@ closing slide that shows the title again).
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import re
 
 from core.answer.naming import name_tokens
 from core.answer.reads import COVER_UNITS
-from core.models import Kind
 from core.store.scoped import ScopedStore
 from core.text.words import STOPS, stem
 
@@ -106,11 +104,24 @@ def covers(title: str, shown: list[tuple[float, float, str]]) -> list[tuple[floa
     return [(start, end) for n, start, end in held if n == most]
 
 
-async def cover_spans(store: ScopedStore, vids: list[str], titles: dict[str, str]) -> dict[str, list[tuple[float, float]]]:
-    """Each video's cover spans (`covers`), read from its on-screen text."""
-    shown = await asyncio.gather(*(store.units(v, 0.0, 1e12, Kind.OCR, limit=COVER_UNITS) for v in vids))
-    return {v: covers(titles.get(v, ""), [(seg.start, seg.end, seg.text) for seg, _ in segs])
-            for v, segs in zip(vids, shown, strict=True)}
+async def cover_spans(store: ScopedStore, vids: list[str], titles: dict[str, str],
+                      versions: dict[str, float] | None = None) -> dict[str, list[tuple[float, float]]]:
+    """Each video's cover spans (`covers`), from its on-screen text (the first COVER_UNITS spans).
+    A video of `versions` (id → `Video.created`: the ready ones) is read once and its spans kept in
+    the store's memo until it is forgotten; the others' (an indexing video's grow) are read each
+    time. What is read is read in one statement."""
+    versions = versions or {}
+    out: dict[str, list[tuple[float, float]]] = {}
+    for v in vids:
+        if v in versions and (kept := store.memo.get((store.key, v, versions[v], ("cover", titles.get(v, ""))))) is not None:
+            out[v] = kept
+    todo = [v for v in vids if v not in out]
+    shown = await store.on_screen(todo, COVER_UNITS) if todo else []
+    for v, segs in zip(todo, shown, strict=True):
+        out[v] = covers(titles.get(v, ""), [(seg.start, seg.end, seg.text) for seg in segs])
+        if v in versions:
+            store.memo.put((store.key, v, versions[v], ("cover", titles.get(v, ""))), out[v])
+    return out
 
 
 def share_within(start: float, end: float, spans: list[tuple[float, float]]) -> float:

@@ -2,8 +2,8 @@
 candidate's units, and a named video's.
 
 It is bounded whatever the question names: at most MAX_UNITS units in all (a named video's
-NAMED_UNITS, read once in one query, and HIT_UNITS for the first-stage candidates, one query
-each). A 6-s video with a 20,000-cue subtitle track
+NAMED_UNITS, read once in one query, and HIT_UNITS for the first-stage candidates, read together
+in one statement of one bounded read each). A 6-s video with a 20,000-cue subtitle track
 (40,000 units), named by a question, made the code before this load every unit and run a query
 per unit on the catalog's one connection: still running after 15 minutes, while another
 channel's question in the same process waited behind it (tests/reliability/test_limits.py).
@@ -11,15 +11,14 @@ channel's question in the same process waited behind it (tests/reliability/test_
 
 from __future__ import annotations
 
-import asyncio
 import bisect
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from core.models import Kind, Segment
-from core.store.scoped import ScopedStore, VectorHit
+from core.models import Hit, Kind, Segment
+from core.store.scoped import ScopedStore
 
 # A 10-minute lecture has ~320 units and a 30-s chunk 10-20, so no ordinary question reaches these
 # bounds; the evaluation's never do.
@@ -47,7 +46,7 @@ class Unit:
     vector: np.ndarray | None = None
 
 
-def hit_key(h: VectorHit) -> tuple[str, str, float, float]:
+def hit_key(h: Hit) -> tuple[str, str, float, float]:
     """What makes two hits the same moment (the dense and the lexical search both find it)."""
     return (h.video_id, str(h.kind), round(h.start, 2), round(h.end, 2))
 
@@ -78,22 +77,23 @@ class Known:
         return out
 
 
-async def units_of(store: ScopedStore, hits: list[VectorHit], first: int, known: Known | None) -> list[Unit]:
+async def units_of(store: ScopedStore, hits: list[Hit], first: int, known: Known | None) -> list[Unit]:
     """Each hit's units with the vectors stored at ingest; a hit without any (indexed before units
     were stored) is its own unit, embedded now. The hits read from the catalog share HIT_UNITS
     units (UNITS_PER_HIT each at most); the named video's units (`known`) come from memory:
     UNITS_PER_HIT for a first-stage hit (`hits[:first]`), NAMED_SPAN for each of its own."""
     units: list[Unit] = []
-    from_db = sum(1 for h in hits if known is None or h.video_id != known.video_id)
-    per = max(1, min(UNITS_PER_HIT, HIT_UNITS // max(1, from_db)))
-
-    async def read(i: int, h: VectorHit) -> Found:
-        if known is not None and h.video_id == known.video_id:
-            return known.within(h.start, h.end, h.kind, per if i < first else NAMED_SPAN)
-        return await store.units(h.video_id, h.start, h.end, h.kind, limit=per)
-
-    # all at once: one round trip's wait instead of one per hit (PostgreSQL's pool runs them side by side)
-    each = await asyncio.gather(*(read(i, h) for i, h in enumerate(hits)))
+    mine = [known is not None and h.video_id == known.video_id for h in hits]
+    per = max(1, min(UNITS_PER_HIT, HIT_UNITS // max(1, mine.count(False))))
+    # the others' units in one statement: a query each cost a round trip, ~16 of them a question
+    wanted = [(h.video_id, h.start, h.end, h.kind, per) for h, m in zip(hits, mine, strict=True) if not m]
+    from_db = iter(await store.units_within(wanted) if wanted else [])
+    each: list[Found] = []
+    for i, h in enumerate(hits):
+        if known is not None and mine[i]:
+            each.append(known.within(h.start, h.end, h.kind, per if i < first else NAMED_SPAN))
+        else:
+            each.append(next(from_db))
     for i, (h, found) in enumerate(zip(hits, each, strict=True)):
         if h.kind == Kind.OCR:
             found = [(seg, v) for seg, v in found if abs(seg.start - h.start) < 0.01][:1]
@@ -104,25 +104,25 @@ async def units_of(store: ScopedStore, hits: list[VectorHit], first: int, known:
 
 
 async def named_candidates(store: ScopedStore, video_id: str, seen: set[tuple[str, str, float, float]],
-                       asked: str, qv: np.ndarray, lexical: bool) -> tuple[list[VectorHit], Known | None]:
+                       asked: str, qv: np.ndarray, lexical: bool) -> tuple[list[Hit], Known | None]:
     """Candidates from a named video not among them yet, each a hit of its own: every unit of it
     (read once, in one query, and returned as `Known` as well) when it has at most NAMED_UNITS;
     else its NAMED_HITS chunks nearest the question and, with `lexical`, its best word matches."""
     whole = await store.units(video_id, 0.0, 1e12, None, limit=NAMED_UNITS + 1)
-    out: list[VectorHit] = []
+    out: list[Hit] = []
 
-    def add(h: VectorHit) -> None:
+    def add(h: Hit) -> None:
         if hit_key(h) not in seen:
             seen.add(hit_key(h))
             out.append(h)
 
     if len(whole) <= NAMED_UNITS:
         for seg, _ in sorted(whole, key=lambda sv: _KIND_ORDER.get(sv[0].kind, 3)):  # stable: by kind, then time
-            add(VectorHit(video_id, seg.start, seg.end, str(seg.kind), seg.text, math.nan))
+            add(Hit(video_id, seg.start, seg.end, seg.text, str(seg.kind), math.nan))
         return out, Known(video_id, whole)
     for h in await store.search_text(qv, NAMED_HITS, video_id=video_id):
         add(h)
     if lexical:
-        for h in await store.lexical_hits(asked, NAMED_HITS, video_id=video_id):
+        for h in await store.lexical(asked, NAMED_HITS, video_id=video_id):
             add(h)
     return out, None

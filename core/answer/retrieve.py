@@ -65,7 +65,7 @@ from core.answer.reads import (
 from core.engines.image import ImageEmbedder
 from core.engines.text import ENGLISH, TextEmbedder
 from core.models import Hit
-from core.store.scoped import ScopedStore, VectorHit
+from core.store.scoped import ScopedStore
 from core.text.words import STOP, stem, stems, tokens
 
 __all__ = ["HIT_UNITS", "MAX_UNITS", "NAMED_HITS", "NAMED_SPAN", "NAMED_UNITS", "STOP", "UNITS_PER_HIT", "UNIT_CHARS",
@@ -87,14 +87,8 @@ AGREE_WEIGHT = 0.25  # share of an overlapping, different signal's score added t
 FRAME_WEIGHT = 1.0  # a CLIP frame hit inside a moment adds FRAME_WEIGHT / (RRF_K + rank)
 FUSE_WEIGHT = 1.0  # a first-stage hit's fused rank adds FUSE_WEIGHT * RRF over its dense and lexical ranks
 RRF_K = 20.0
-# The first stage's lexical source, in one place: True adds the catalog's full-text matches (FTS5
-# BM25 / tsvector) to the dense hits (when the store has a full-text index); False is dense-only.
-# bench/scale.py turns it off to measure what it buys: recall of a rare word spoken once among
-# 1,000 videos, and what it costs per ask (docs/benchmarks.md).
-HYBRID = True
-
 Call = Callable[..., Awaitable[Any]]
-Lexical = Callable[[str, int], Awaitable[list[VectorHit]]]  # words -> best-matching chunks of the scope
+Lexical = Callable[[str, int], Awaitable[list[Hit]]]  # words -> best-matching chunks of the scope
 
 
 _TITLE_CACHE: weakref.WeakKeyDictionary[Any, dict[str, np.ndarray]] = weakref.WeakKeyDictionary()  # embedder → title → vector
@@ -129,7 +123,7 @@ def naming_of(question: str, titles: dict[str, str]) -> Naming:
     return _titles(titles).naming(question)
 
 
-def fuse(*ranked: list[VectorHit]) -> list[tuple[VectorHit, float]]:
+def fuse(*ranked: list[Hit]) -> list[tuple[Hit, float]]:
     """Reciprocal-rank fusion of ranked hit lists: each distinct chunk once, with the sum of
     1 / (RRF_K + rank) over the lists that have it, best first."""
     fused: dict[tuple[str, str, float, float], list[Any]] = {}
@@ -147,21 +141,25 @@ async def retrieve(store: ScopedStore, question: str, text: TextEmbedder, image:
                    call: Call, top_k: int = 8, keep: int = 3,
                    titles: dict[str, str] | None = None, lexical: Lexical | None = None,
                    languages: Collection[str] | None = None,
-                   video_languages: dict[str, str] | None = None) -> list[Moment]:
+                   video_languages: dict[str, str] | None = None,
+                   versions: dict[str, float] | None = None, hybrid: bool = True) -> list[Moment]:
     """The best `keep` moments for `question` in `store`'s scope. `titles` (video id → title,
     every video of the scope) tell which video a question names; `lexical` (default: the store's
     own full-text search, if it has one) adds candidates by words to the dense ones.
     `languages`: those of the scope's videos (None: unknown), which the question's embedding may
     leave out of its vector (see `BilingualEmbedder.embed_query`); `video_languages` (video id →
     language as Whisper names it) says which language each video's words are stemmed in (English
-    where unknown).
+    where unknown). `versions` (video id → `Video.created`, the ready videos) lets what is derived
+    from a video's rows once (its cover) be kept between questions. `hybrid` False leaves the
+    first stage dense-only (bench/scale.py measures what the words add: a rare word's recall among
+    1,000 videos, and the cost per ask).
 
     Only the question is embedded here (and a title the first time it is seen): every unit's
     vector was stored at ingest, so an answer costs one small embedding, not dozens."""
     titles = titles or {}
     video_languages = video_languages or {}
-    if lexical is None and HYBRID:
-        lexical = getattr(store, "lexical_hits", None)
+    if lexical is None and hybrid:
+        lexical = getattr(store, "lexical", None)
 
     async def title_vectors(names: list[str]) -> list[np.ndarray]:
         cache = _TITLE_CACHE.setdefault(text, {})
@@ -175,7 +173,7 @@ async def retrieve(store: ScopedStore, question: str, text: TextEmbedder, image:
     qv = (await call(lambda: text.embed_query([asked], languages)))[0]
     dense = await store.search_text(qv, top_k)
     words = await lexical(asked, top_k) if lexical is not None else []
-    frame_hits: list[VectorHit] = []
+    frame_hits: list[Hit] = []
     if image is not None:
         frame_hits = await store.search_frames((await call(image.embed_text, [question]))[0], top_k)
     fused = fuse(dense, words)
@@ -187,7 +185,7 @@ async def retrieve(store: ScopedStore, question: str, text: TextEmbedder, image:
     if (naming.phrases or naming.titled) and best is not None and best[1] >= NAME_EXPAND:
         seen = {hit_key(h) for h in hits}
         extra, known = await named_candidates(store, best[0], seen, asked, qv,
-                                              lexical is not None and hasattr(store, "lexical_hits"))
+                                              lexical is not None and hasattr(store, "lexical"))
         hits += extra
         rrf += [0.0] * len(extra)
     if not hits:
@@ -202,7 +200,7 @@ async def retrieve(store: ScopedStore, question: str, text: TextEmbedder, image:
         for u, v in zip(missing, await call(text.embed, [u.text for u in missing]), strict=True):
             u.vector = v
     title_vecs = dict(zip(vids, await title_vectors([titles.get(v, "") for v in vids]), strict=True))
-    covers = await cover_spans(store, vids, titles) if COVER_WEIGHT and not about_the_video(question) else {}
+    covers = await cover_spans(store, vids, titles, versions) if COVER_WEIGHT and not about_the_video(question) else {}
     # scoring is CPU work (up to ~2,000 units, each moment against the others): off the event loop
     return await asyncio.to_thread(_rank, question, asked, naming, best, titles, title_vecs, covers, video_languages, qv,
                                    hits, rrf, dense, units, frame_hits, keep)
@@ -210,8 +208,8 @@ async def retrieve(store: ScopedStore, question: str, text: TextEmbedder, image:
 
 def _rank(question: str, asked: str, naming: Naming, best: tuple[str, float] | None, titles: dict[str, str],
           title_vecs: dict[str, np.ndarray], covers: dict[str, list[tuple[float, float]]],
-          video_languages: dict[str, str], qv: np.ndarray, hits: list[VectorHit], rrf: list[float],
-          dense: list[VectorHit], units: list[Unit], frame_hits: list[VectorHit], keep: int) -> list[Moment]:
+          video_languages: dict[str, str], qv: np.ndarray, hits: list[Hit], rrf: list[float],
+          dense: list[Hit], units: list[Unit], frame_hits: list[Hit], keep: int) -> list[Moment]:
     """Steps 4-6 of the module docstring: score the units, add agreement by time, keep the best."""
     vids = sorted({h.video_id for h in hits})
     lang = {v: video_languages.get(v, "") for v in vids}
@@ -276,7 +274,7 @@ def _rank(question: str, asked: str, naming: Naming, best: tuple[str, float] | N
     return kept
 
 
-def _context(hits: list[VectorHit], dense_keys: set[tuple[str, str, float, float]], units: list[Unit],
+def _context(hits: list[Hit], dense_keys: set[tuple[str, str, float, float]], units: list[Unit],
              dense: list[float]) -> list[float]:
     """Each hit's similarity as a whole: the dense search's score, or — for a hit that came from
     words or from naming, whose chunk vector was not searched — its best unit's."""

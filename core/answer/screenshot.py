@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageFilter
 
+from core.models import Kind
 from core.store.phash import distances
 from core.store.scoped import ScopedStore
 
@@ -139,11 +140,11 @@ async def candidates(store: ScopedStore, q: Query, clip: list[tuple[str, float]]
         for i in np.argsort(d, kind="stable")[:HASH_CANDIDATES]:
             found[(stored[i][0], stored[i][1])] = None
     if len(words_of(q.text)) >= MIN_WORDS:
-        spans = [h for h in await store.lexical(q.text, TEXT_CANDIDATES) if str(h[3]) == "ocr"]
-        for vid, start, end, *_ in spans:
-            frames = [f for f in await store.frames(vid) if start - 0.01 <= f.time < end][:FRAMES_PER_SPAN]
+        spans = [h for h in await store.lexical(q.text, TEXT_CANDIDATES) if h.kind == Kind.OCR]
+        for h in spans:
+            frames = [f for f in await store.frames(h.video_id) if h.start - 0.01 <= f.time < h.end][:FRAMES_PER_SPAN]
             for f in frames:
-                found[(vid, f.time)] = None
+                found[(h.video_id, f.time)] = None
     for key in clip:
         found[key] = None
     return list(found)

@@ -78,7 +78,7 @@ async def _answer(store: ScopedStore, data: bytes, models: Models, folder: Path,
     shown: dict[str, dict[float, tuple[str, str]]] = {}
     for vid, t in found:
         if vid not in shown:
-            shown[vid] = {f.time: (f.path, f.ocr) for f in await store.frames(vid)}
+            shown[vid] = {f.time: (f.path, f.text) for f in await store.frames(vid)}
         jpeg = await store.frame_jpeg(vid, t)
         if jpeg is not None and t in shown[vid]:
             rows.append((vid, t, shown[vid][t][1], jpeg))

@@ -10,18 +10,55 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import weakref
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from core.models import Frame, Scope, Segment, StoredFrame, StoredSummary, Turn, Video, VideoStatus
-from core.store.catalog import Catalog, LexicalHit
+from core.models import Frame, Hit, Scope, Segment, StoredSummary, Turn, Video, VideoStatus
+from core.store.catalog import Catalog
 from core.store.phash import hash_jpegs
-from core.store.vectors import VectorHit, VectorStore, _pymilvus_client  # noqa: F401 - re-exported
+from core.store.vectors import VectorStore, _pymilvus_client  # noqa: F401 - re-exported
 
 log = logging.getLogger(__name__)
+
+
+class Memo:
+    """Values derived from a ready video's rows that every question about its channel would read
+    and compute again (its cover spans: up to 200 on-screen spans a video, for each candidate
+    video of each question), kept between questions in this process.
+
+    A key holds the video's version (`Video.created`: a video forgotten and posted again is filed
+    anew), so a process that did not see a forget never serves the old value; this process drops
+    a video's values when it forgets the video or wipes its channel. At most `size` values, the
+    least recently used leave first."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self.values: OrderedDict[tuple[str, str, float, Any], Any] = OrderedDict()
+
+    def get(self, key: tuple[str, str, float, Any]) -> Any | None:
+        value = self.values.get(key)
+        if value is not None:
+            self.values.move_to_end(key)
+        return value
+
+    def put(self, key: tuple[str, str, float, Any], value: Any) -> None:
+        self.values[key] = value
+        self.values.move_to_end(key)
+        while len(self.values) > self.size:
+            self.values.popitem(last=False)
+
+    def drop(self, scope_key: str, video_ids: Sequence[str] | None = None) -> None:
+        """Every value of these videos of the channel (None: of the whole channel)."""
+        for key in [k for k in self.values if k[0] == scope_key and (video_ids is None or k[1] in video_ids)]:
+            del self.values[key]
+
+
+_MEMOS: weakref.WeakKeyDictionary[Catalog, Memo] = weakref.WeakKeyDictionary()  # one per open catalog
 
 
 class ScopedStore:
@@ -37,6 +74,7 @@ class ScopedStore:
         self.files = files
         self.key = scope.key
         self.partition = scope.partition
+        self.memo = _MEMOS.setdefault(catalog, Memo())
 
     async def _milvus(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.vectors.executor, fn, *args)
@@ -80,6 +118,15 @@ class ScopedStore:
         first `limit` in time order if given."""
         return await self.catalog.units(self.scope, video_id, start, end, kind, limit)
 
+    async def units_within(self, wanted: Sequence[tuple[str, float, float, str | None, int]]
+                           ) -> list[list[tuple[Segment, np.ndarray]]]:
+        """`units` for each (video id, start, end, kind or None, limit) of `wanted`, read in one statement."""
+        return await self.catalog.units_within(self.scope, wanted)
+
+    async def on_screen(self, video_ids: Sequence[str], limit: int) -> list[list[Segment]]:
+        """Each video's first `limit` on-screen text spans, read in one statement."""
+        return await self.catalog.on_screen(self.scope, video_ids, limit)
+
     async def put_frames(self, video_id: str, frames: list[Frame], ocr: dict[float, str],
                          vectors: np.ndarray | None) -> None:
         """Frame vectors to Milvus; each frame's time, path, text and JPEG bytes to the catalog,
@@ -94,24 +141,21 @@ class ScopedStore:
         await self.catalog.put_frames(self.scope, video_id, [(f.time, f.path, ocr.get(f.time, ""), b, h)
                                                              for f, b, h in zip(frames, jpegs, hashes, strict=True)])
 
-    async def search_text(self, vector: np.ndarray, limit: int, video_id: str | None = None) -> list[VectorHit]:
+    async def search_text(self, vector: np.ndarray, limit: int, video_id: str | None = None) -> list[Hit]:
         return await self._milvus(self.vectors.search, self.vectors.text, self.partition, vector, limit, "text",
                                   video_id)
 
-    async def search_frames(self, vector: np.ndarray, limit: int) -> list[VectorHit]:
+    async def search_frames(self, vector: np.ndarray, limit: int) -> list[Hit]:
         if not self.vectors.frames:
             return []
         return await self._milvus(self.vectors.search, self.vectors.frames, self.partition, vector,
                                   limit, "path")
 
-    async def lexical(self, query: str, limit: int, video_id: str | None = None) -> list[LexicalHit]:
-        """Full-text search of this channel's segments (of one video when `video_id` is given):
-        (video_id, start, end, kind, text, score), best first (BM25 on SQLite, ts_rank on PostgreSQL)."""
+    async def lexical(self, query: str, limit: int, video_id: str | None = None) -> list[Hit]:
+        """Full-text search of this channel's segments (of one video when `video_id` is given), best
+        first (BM25 on SQLite, ts_rank on PostgreSQL): first-stage candidates for
+        `core.answer.retrieve`, each matching segment a hit."""
         return await self.catalog.lexical(self.scope, query, limit, video_id)
-
-    async def lexical_hits(self, query: str, limit: int, video_id: str | None = None) -> list[VectorHit]:
-        """`lexical` as first-stage candidates for `core.answer.retrieve`: each matching segment a hit."""
-        return [VectorHit(v, s, e, str(k), t, sc) for v, s, e, k, t, sc in await self.lexical(query, limit, video_id)]
 
     async def segments(self, video_id: str, start: float, end: float, limit: int | None = None) -> list[Segment]:
         return await self.catalog.segments(self.scope, video_id, start, end, limit)
@@ -120,7 +164,7 @@ class ScopedStore:
         """(video id, time, perceptual hash) of every hashed frame of this channel."""
         return await self.catalog.frame_hashes(self.scope)
 
-    async def frames(self, video_id: str) -> list[StoredFrame]:
+    async def frames(self, video_id: str) -> list[Hit]:
         return await self.catalog.frames(self.scope, video_id)
 
     async def frame_jpeg(self, video_id: str, time: float) -> bytes | None:
@@ -158,12 +202,14 @@ class ScopedStore:
         """Vectors first, then rows (frames and their bytes included): a crash in between leaves a
         catalog row the reconciler sees. `keep_jobs` keeps the job rows (a failed job's reason, for
         /status)."""
+        self.memo.drop(self.key, [video_id])
         await self.drop_vectors([video_id])
         await self.catalog.delete_video(self.scope, video_id, keep_jobs)
 
     async def wipe(self) -> list[Video]:
         """Every vector and row of this channel (then `drop_partition`, once its running ingests
         have stopped). Returns the videos that were there."""
+        self.memo.drop(self.key)
         videos = await self.videos()
         await self.drop_vectors([v.id for v in videos])
         await self.catalog.wipe(self.scope)

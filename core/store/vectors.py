@@ -13,28 +13,18 @@ import contextlib
 import json
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from core.models import Hit
 from core.store.layouts import KEY_FIELD, QUERY_LIMIT, READ, Collections, collection_names, own_key, video_key
 from core.store.milvus import _pymilvus_client, connect, existing_collections, healing, once
 
-__all__ = ["KEY_FIELD", "VectorHit", "VectorStore", "_pymilvus_client", "collection_names", "connect",
+__all__ = ["KEY_FIELD", "VectorStore", "_pymilvus_client", "collection_names", "connect",
            "existing_collections", "video_key"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class VectorHit:
-    video_id: str
-    start: float
-    end: float
-    kind: str
-    text: str  # chunk text, or the frame path in the frame collection
-    score: float
 
 
 class VectorStore(Collections):
@@ -116,8 +106,9 @@ class VectorStore(Collections):
     # ---- reads ----------------------------------------------------------------------------------
     @healing
     def search(self, collection: str, partition: str, vector: np.ndarray, limit: int,
-               payload: str, video_id: str | None = None) -> list[VectorHit]:
-        """The `limit` rows of one channel nearest `vector` (of one video when `video_id` is given)."""
+               payload: str, video_id: str | None = None) -> list[Hit]:
+        """The `limit` rows of one channel nearest `vector` (of one video when `video_id` is given):
+        its `payload` ("text" of a chunk, or "path" of a frame) as the hit's field of that name."""
         if self.layout == "partition" and not self._exists(collection, partition):
             return []
         bound = self._bound(partition, f"video_id == {json.dumps(video_id)}" if video_id is not None else "")
@@ -132,8 +123,8 @@ class VectorStore(Collections):
             if self._gone(collection, partition, e):
                 return []
             raise
-        return [VectorHit(e["entity"]["video_id"], float(e["entity"]["start"]), float(e["entity"]["end"]),
-                          e["entity"]["kind"], e["entity"][payload], float(e["distance"]))
+        return [Hit(e["entity"]["video_id"], float(e["entity"]["start"]), float(e["entity"]["end"]),
+                    kind=e["entity"]["kind"], score=float(e["distance"]), **{payload: e["entity"][payload]})
                 for e in res[0]]
 
     @healing

@@ -72,7 +72,7 @@ async def text_index_entries(svc: Service, scope: Scope, words: str, video_id: s
     table of its own, kept by triggers; a search joins it to `segments` and would hide an entry
     whose segment is gone, so the index is read bare. (PostgreSQL's tsvector is a column of the
     segment's own row: it goes with the row.)"""
-    hits = [h for h in await svc.catalog.lexical(scope, words, 10_000) if video_id in (None, h[0])]
+    hits = [h for h in await svc.catalog.lexical(scope, words, 10_000) if video_id in (None, h.video_id)]
     if svc.catalog.backend != "sqlite":
         return len(hits)
     match = " OR ".join(f'"{w}"' for w in words.split())

@@ -12,10 +12,10 @@ Both apply their numbered migrations (`migrations.py`) at start-up and record th
 from __future__ import annotations
 
 from core.config import Settings
-from core.store.catalog.base import Catalog, LexicalHit, Tx
+from core.store.catalog.base import Catalog, Tx
 from core.store.catalog.sqlite import SqliteCatalog
 
-__all__ = ["Catalog", "LexicalHit", "SqliteCatalog", "Tx", "open_catalog"]
+__all__ = ["Catalog", "SqliteCatalog", "Tx", "open_catalog"]
 
 
 def is_postgres(url: str) -> bool:

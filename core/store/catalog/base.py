@@ -3,7 +3,7 @@
 `Catalog` is everything vidrag keeps besides vectors: videos, jobs, timed text (segments, and units
 with their vectors), frames (with their JPEG bytes, so any process can attach one), thread turns,
 and a full-text index over the timed text. Its methods speak in vidrag's records (`Video`, `Job`,
-`Segment`, `StoredFrame`); no SQL leaves this package.
+`Segment`, `Hit`); no SQL leaves this package.
 
 The statements are written once, in the dialect SQLite and PostgreSQL share (`?` placeholders,
 which the PostgreSQL backend turns into `%s`; `ON CONFLICT DO NOTHING`; `RETURNING`; quoted
@@ -23,7 +23,7 @@ from abc import abstractmethod
 from collections.abc import Sequence
 from typing import Any, Self
 
-from core.models import Kind, Scope
+from core.models import Hit, Scope
 from core.store.catalog.jobs import JobRows
 from core.store.catalog.migrations import Migration
 from core.store.catalog.sql import Row, Tx
@@ -31,11 +31,10 @@ from core.store.catalog.summaries import SummaryRows
 from core.store.catalog.videos import VideoRows
 from core.text.words import query_terms
 
-__all__ = ["Catalog", "LexicalHit", "Row", "Tx", "words"]
+__all__ = ["Catalog", "Row", "Tx", "words"]
 
 log = logging.getLogger(__name__)
 
-LexicalHit = tuple[str, float, float, Kind, str, float]  # video_id, start, end, kind, text, score
 RANK_CAP = 200  # a word in more segments of one channel is left out of the full-text search (`lexical`)
 
 
@@ -57,9 +56,9 @@ class Catalog(VideoRows, JobRows, SummaryRows):
     @abstractmethod
     async def close(self) -> None: ...
 
-    async def lexical(self, scope: Scope, query: str, limit: int, video_id: str | None = None) -> list[LexicalHit]:
-        """Segments of `scope` matching words of `query`, best first: (video_id, start, end, kind,
-        text, score), score higher is better (SQLite: -bm25; PostgreSQL: ts_rank).
+    async def lexical(self, scope: Scope, query: str, limit: int, video_id: str | None = None) -> list[Hit]:
+        """Segments of `scope` matching words of `query`, best first, each a `Hit` whose score is
+        higher the better (SQLite: -bm25; PostgreSQL: ts_rank).
 
         Only the words that at most RANK_CAP segments of the channel contain are searched. Ranking
         is what costs: every match is scored before the best few are kept, and in a channel of
@@ -71,16 +70,19 @@ class Catalog(VideoRows, JobRows, SummaryRows):
         `video_id` keeps the matches of one video only."""
         rows = await self._fetch("SELECT DISTINCT language FROM videos WHERE scope=?", (scope.key,))
         languages = ("en", *sorted({r["language"] for r in rows} - {""}))  # the words as each video's stemmer has them
-        wanted = [t for t in words(query, languages) if await self._count_matches(scope, t, RANK_CAP + 1) <= RANK_CAP]
+        terms = words(query, languages)
+        counts = await self._count_matches(scope, terms, RANK_CAP + 1) if terms else []
+        wanted = [t for t, n in zip(terms, counts, strict=True) if n <= RANK_CAP]
         return await self._lexical(scope, wanted, limit, video_id) if wanted else []
 
     @abstractmethod
-    async def _count_matches(self, scope: Scope, term: str, most: int) -> int:
-        """Segments of `scope` whose text has `term`, counted up to `most`."""
+    async def _count_matches(self, scope: Scope, terms: list[str], most: int) -> list[int]:
+        """For each of `terms`, the segments of `scope` whose text has it, counted up to `most`: in
+        one statement (a question has ~4 words, and a statement each cost a round trip)."""
 
     @abstractmethod
     async def _lexical(self, scope: Scope, terms: list[str], limit: int,
-                       video_id: str | None = None) -> list[LexicalHit]:
+                       video_id: str | None = None) -> list[Hit]:
         """`lexical` for these words (any of them), best first; of one video when `video_id` is given."""
 
     # ---- migrations -----------------------------------------------------------------------------

@@ -31,8 +31,8 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from core.errors import Outage, Unavailable
-from core.models import Kind, Scope
-from core.store.catalog.base import Catalog, LexicalHit, Row
+from core.models import Hit, Scope
+from core.store.catalog.base import Catalog, Row
 from core.store.catalog.migrations import POSTGRES
 
 log = logging.getLogger(__name__)
@@ -262,18 +262,20 @@ class PostgresCatalog(Catalog):
         for w in self._wakers:
             w()
 
-    async def _count_matches(self, scope: Scope, term: str, most: int) -> int:
-        rows = await self._fetch(
-            "SELECT COUNT(*) AS n FROM (SELECT 1 FROM segments WHERE scope=? AND tsv @@ to_tsquery('simple', ?) "
-            "LIMIT ?) m", (scope.key, term, most))
-        return int(rows[0]["n"])
+    async def _count_matches(self, scope: Scope, terms: list[str], most: int) -> list[int]:
+        rows = await self._fetch(" UNION ALL ".join(
+            f"SELECT {i} AS i, COUNT(*) AS n FROM (SELECT 1 FROM segments WHERE scope=? "
+            f"AND tsv @@ to_tsquery('simple', ?) LIMIT ?) m{i}" for i in range(len(terms))),
+            [a for t in terms for a in (scope.key, t, most)])
+        n = {int(r["i"]): int(r["n"]) for r in rows}
+        return [n[i] for i in range(len(terms))]
 
     async def _lexical(self, scope: Scope, terms: list[str], limit: int,
-                       video_id: str | None = None) -> list[LexicalHit]:
+                       video_id: str | None = None) -> list[Hit]:
         one = " AND video_id=?" if video_id is not None else ""
         rows = await self._fetch(
             'SELECT video_id, start, "end", kind, text, ts_rank(tsv, q) AS score '
             f"FROM segments, to_tsquery('simple', ?) q WHERE scope=? AND tsv @@ q{one} ORDER BY score DESC LIMIT ?",
             (" | ".join(terms), scope.key, *([video_id] if video_id is not None else []), limit))
-        return [(r["video_id"], float(r["start"]), float(r["end"]), Kind(r["kind"]), r["text"], float(r["score"]))
+        return [Hit(r["video_id"], float(r["start"]), float(r["end"]), r["text"], str(r["kind"]), float(r["score"]))
                 for r in rows]

@@ -16,8 +16,8 @@ from typing import Any, cast
 
 import aiosqlite
 
-from core.models import Kind, Scope
-from core.store.catalog.base import Catalog, LexicalHit, Row
+from core.models import Hit, Scope
+from core.store.catalog.base import Catalog, Row
 from core.store.catalog.migrations import SQLITE
 
 
@@ -96,13 +96,15 @@ class SqliteCatalog(Catalog):
             return expr
         return f'scope : ^"{scope.key.replace(chr(34), chr(34) * 2)}" AND ({expr})'
 
-    async def _count_matches(self, scope: Scope, term: str, most: int) -> int:
-        rows = await self._fetch("SELECT COUNT(*) AS n FROM (SELECT 1 FROM segments_fts WHERE segments_fts MATCH ? LIMIT ?)",
-                                 (self._in_scope(scope, f'terms : "{term}"'), most))
-        return int(rows[0]["n"])
+    async def _count_matches(self, scope: Scope, terms: list[str], most: int) -> list[int]:
+        rows = await self._fetch(" UNION ALL ".join(
+            f"SELECT {i} AS i, COUNT(*) AS n FROM (SELECT 1 FROM segments_fts WHERE segments_fts MATCH ? LIMIT ?)"
+            for i in range(len(terms))), [a for t in terms for a in (self._in_scope(scope, f'terms : "{t}"'), most)])
+        n = {int(r["i"]): int(r["n"]) for r in rows}
+        return [n[i] for i in range(len(terms))]
 
     async def _lexical(self, scope: Scope, terms: list[str], limit: int,
-                       video_id: str | None = None) -> list[LexicalHit]:
+                       video_id: str | None = None) -> list[Hit]:
         match = self._in_scope(scope, "terms : (" + " OR ".join(f'"{t}"' for t in terms) + ")")
         one = " AND s.video_id=?" if video_id is not None else ""
         rows = await self._fetch(
@@ -110,5 +112,5 @@ class SqliteCatalog(Catalog):
             "FROM segments_fts JOIN segments s ON s.id = segments_fts.rowid "
             f"WHERE segments_fts MATCH ? AND s.scope=?{one} ORDER BY bm25(segments_fts) LIMIT ?",
             (match, scope.key, *([video_id] if video_id is not None else []), limit))
-        return [(r["video_id"], float(r["start"]), float(r["end"]), Kind(r["kind"]), r["text"], float(r["score"]))
+        return [Hit(r["video_id"], float(r["start"]), float(r["end"]), r["text"], str(r["kind"]), float(r["score"]))
                 for r in rows]

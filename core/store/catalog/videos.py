@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from core.models import Kind, Scope, Segment, StoredFrame, Turn, Video, VideoStatus
+from core.models import FRAME, Hit, Kind, Scope, Segment, Turn, Video, VideoStatus
 from core.store.catalog.sql import Primitives, Row
 from core.text.words import terms
 
@@ -21,6 +21,10 @@ TABLES = ("videos", "jobs", "segments", "units", "frames", "turns", "summaries")
 # at a time, so other channels' queries run between the pages instead of waiting behind one long
 # read (SQLite has one connection per process).
 PAGE = 500
+# Reads of one statement (`units_within`): a UNION ALL of this many bounded reads at most, far
+# under SQLite's 500 terms of a compound SELECT.
+READS_PER_STATEMENT = 64
+_KINDS = {str(k): k for k in Kind}  # a dict lookup: Kind(...) per row cost more than the rest of the row
 
 
 def _limit(limit: int | None) -> str:
@@ -31,7 +35,8 @@ def _limit(limit: int | None) -> str:
 def video_from(row: Row, scope: Scope) -> Video:
     return Video(id=row["id"], scope=scope, source=row["source"], title=row["title"],
                  duration=float(row["duration"]), status=VideoStatus(row["status"]), url=row["url"],
-                 error=row["error"], language=row["language"], requested_by=row["requested_by"])
+                 error=row["error"], language=row["language"], requested_by=row["requested_by"],
+                 created=float(row["created"]))
 
 
 class VideoRows(Primitives):
@@ -139,8 +144,47 @@ class VideoRows(Primitives):
             sql += " AND kind=?"
             args.append(kind)
         rows = await self._fetch(sql + " ORDER BY start" + _limit(limit), args)
-        return [(Segment(float(r["start"]), float(r["end"]), r["text"], Kind(r["kind"])),
+        return [(Segment(float(r["start"]), float(r["end"]), r["text"], _KINDS[r["kind"]]),
                  np.frombuffer(bytes(r["vec"]), np.float32)) for r in rows]
+
+    async def units_within(self, scope: Scope, wanted: Sequence[tuple[str, float, float, str | None, int]]
+                           ) -> list[list[tuple[Segment, np.ndarray]]]:
+        """`units` for each (video id, start, end, kind or None, limit) of `wanted`, in one statement
+        (a UNION ALL of one bounded read each, READS_PER_STATEMENT at a time) instead of one each:
+        a question reads the units of ~16 candidates, and each statement is a round trip to
+        PostgreSQL or a hop to aiosqlite's thread."""
+        out: list[list[tuple[Segment, np.ndarray]]] = [[] for _ in wanted]
+        cols = 'start, "end", kind, text, vec'
+        for first in range(0, len(wanted), READS_PER_STATEMENT):
+            parts, args = [], []
+            for i, (video_id, start, end, kind, limit) in enumerate(wanted[first:first + READS_PER_STATEMENT], first):
+                one = " AND kind=?" if kind is not None else ""
+                parts.append(f"SELECT {int(i)} AS i, {cols} FROM (SELECT {cols} FROM units WHERE scope=? AND video_id=? "
+                             f'AND start>=? AND "end"<=?{one} ORDER BY start{_limit(limit)}) AS w{int(i)}')
+                args += [scope.key, video_id, start - 0.01, end + 0.01, *([kind] if kind is not None else [])]
+            for r in await self._fetch(" UNION ALL ".join(parts), args):  # noqa: S608 - ints and column names only
+                out[int(r["i"])].append((Segment(float(r["start"]), float(r["end"]), r["text"], _KINDS[r["kind"]]),
+                                         np.frombuffer(bytes(r["vec"]), np.float32)))
+        for found in out:
+            found.sort(key=lambda sv: sv[0].start)  # each read's rows in time order, whatever the union's
+        return out
+
+    async def on_screen(self, scope: Scope, video_ids: Sequence[str], limit: int) -> list[list[Segment]]:
+        """Each video's first `limit` on-screen text spans, in time order, in one statement. Read
+        from `segments`, which holds them as `units` does but without a vector a row: an index scan
+        of a video there reads ~5x fewer pages (what a video's cover is found from)."""
+        out: list[list[Segment]] = [[] for _ in video_ids]
+        for first in range(0, len(video_ids), READS_PER_STATEMENT):
+            ids = video_ids[first:first + READS_PER_STATEMENT]
+            sql = " UNION ALL ".join(
+                f'SELECT {int(i)} AS i, start, "end", text FROM (SELECT start, "end", text FROM segments '
+                f"WHERE scope=? AND video_id=? AND kind=? ORDER BY start{_limit(limit)}) AS w{int(i)}"
+                for i in range(first, first + len(ids)))
+            for r in await self._fetch(sql, [a for v in ids for a in (scope.key, v, str(Kind.OCR))]):  # noqa: S608
+                out[int(r["i"])].append(Segment(float(r["start"]), float(r["end"]), r["text"], Kind.OCR))
+        for found in out:
+            found.sort(key=lambda s: s.start)
+        return out
 
     # ---- frames ---------------------------------------------------------------------------------
     async def put_frames(self, scope: Scope, video_id: str,
@@ -157,10 +201,12 @@ class VideoRows(Primitives):
                                  (scope.key,))
         return [(r["video_id"], float(r["time"]), int(r["phash"])) for r in rows]
 
-    async def frames(self, scope: Scope, video_id: str) -> list[StoredFrame]:
+    async def frames(self, scope: Scope, video_id: str) -> list[Hit]:
+        """The video's frames in time order, each a `Hit` of kind "frame" (its time, the text read on
+        it, and its `path`)."""
         rows = await self._fetch('SELECT "time", path, ocr FROM frames WHERE scope=? AND video_id=? ORDER BY "time"',
                                  (scope.key, video_id))
-        return [StoredFrame(float(r["time"]), r["path"], r["ocr"]) for r in rows]
+        return [Hit(video_id, float(r["time"]), float(r["time"]), r["ocr"], FRAME, path=r["path"]) for r in rows]
 
     async def frame_jpeg(self, scope: Scope, video_id: str, at: float) -> bytes | None:
         rows = await self._fetch(
