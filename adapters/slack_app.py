@@ -61,7 +61,7 @@ from core.chat.incoming import (
     decide,
     run_command,
 )
-from core.config import Settings
+from core.config import Settings, SettingsError
 from core.errors import APOLOGY, Forbidden, UserFacingError
 from core.ingest.playlist import Playlist
 from core.models import Answer, Progress, Scope, Stage, Summary, Video, fmt_time
@@ -603,7 +603,7 @@ async def run(service: Service, settings: Settings, http: bool, port: int | None
     try:
         if http:
             if not settings.slack_signing_secret:
-                raise SystemExit("Slack HTTP mode needs SLACK_SIGNING_SECRET.")
+                raise SettingsError(["Slack HTTP mode needs SLACK_SIGNING_SECRET."])
             runner = web.AppRunner(bot.web_app())
             await runner.setup()
             port = port or int(os.environ.get("PORT", "3000"))  # the platform's PORT (Procfile `web`)
@@ -615,7 +615,7 @@ async def run(service: Service, settings: Settings, http: bool, port: int | None
                 await runner.cleanup()
         else:
             if not settings.slack_app_token:
-                raise SystemExit("Slack Socket Mode needs SLACK_APP_TOKEN.")
+                raise SettingsError(["Slack Socket Mode needs SLACK_APP_TOKEN."])
             handler = bot.socket_mode(settings.slack_app_token)
             try:
                 await handler.start_async()

@@ -38,7 +38,7 @@ from typing import NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
 from core import logs  # first: it quiets gRPC before anything imports it
-from core.config import Settings
+from core.config import Settings, SettingsError
 from core.errors import Unavailable
 from core.models import Scope
 from core.service import Service
@@ -142,8 +142,8 @@ async def _supervised(adapter: Adapter, svc: Service, settings: Settings) -> Non
     """Run one adapter; its ending, for whatever reason, stops the process."""
     try:
         await adapter.run(svc, settings)
-    except SystemExit as e:  # an adapter's own refusal must not skip the others' clean-up
-        raise AdapterStopped(f"the {adapter.name} adapter refused to run: {e.code}") from None
+    except SettingsError as e:  # settings the adapter cannot serve with (`check` names them first)
+        raise AdapterStopped(f"the {adapter.name} adapter refused to run: {e}") from None
     except Exception as e:
         raise AdapterStopped(f"the {adapter.name} adapter crashed: {e!r}") from e
     raise AdapterStopped(f"the {adapter.name} adapter returned")

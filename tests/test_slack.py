@@ -28,7 +28,7 @@ from PIL import Image
 from adapters.slack_app import SlackBot, answer_messages, links_in, plain, run, split_text, to_mrkdwn, web_client
 from core import synth
 from core.answer.compose import OpenAIChat
-from core.config import Settings
+from core.config import Settings, SettingsError
 from core.models import Answer, Citation, Job, JobStatus, Progress, Scope, Stage, VideoStatus
 from core.service import JobEvent, Service, video_id_for
 from tests.fakes.serve import serve
@@ -582,7 +582,7 @@ async def test_non_ascii_signature_and_undecodable_body_are_refused_not_answered
 
 async def test_web_process_refuses_to_start_without_a_signing_secret(slack) -> None:
     settings = dataclasses.replace(slack.service.settings, slack_signing_secret="")
-    with pytest.raises(SystemExit, match="SLACK_SIGNING_SECRET"):
+    with pytest.raises(SettingsError, match="SLACK_SIGNING_SECRET"):
         await run(slack.service, settings, http=True)
 
 
