@@ -16,6 +16,7 @@ import asyncio
 import logging
 import shutil
 import time
+import wave
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,8 +28,7 @@ from core.config import Settings
 from core.engines.registry import Models
 from core.engines.transcribe import Transcriber
 from core.errors import BadSource
-from core.ingest import media, results
-from core.ingest.audio import transcribe_windows
+from core.ingest import audio, media, results
 from core.ingest.chunk import chunk, units
 from core.ingest.fetch import SOCKET, fetch, fetched, local_file, refusal, way_out
 from core.ingest.guard import UrlGuard
@@ -42,7 +42,8 @@ from core.text.links import looks_like_url
 
 log = logging.getLogger(__name__)
 
-Report = Callable[[Stage, float, str], Awaitable[None]]
+# report(stage, fraction, title, *, indexed_to=seconds searchable already, duration=the video's)
+Report = Callable[..., Awaitable[None]]
 
 
 @dataclass
@@ -68,19 +69,75 @@ def hear(transcriber: Transcriber, wav: Path, workdir: Path) -> Speech:
     """The language detected once on the video's first speech, then every window transcribed in
     it (a 90-minute video is not detected again per window)."""
     language = transcriber.detect(wav)
-    return Speech(transcribe_windows(transcriber.speaking(language), wav, workdir), language)
+    return Speech(audio.transcribe_windows(transcriber.speaking(language), wav, workdir), language)
+
+
+@dataclass(frozen=True)
+class Span:
+    """One window of the video, [since, until) in seconds, committed whole (the last one reaches
+    the video's end); `samples` are its first and last sample of the sound track, if any."""
+
+    since: float
+    until: float
+    samples: tuple[int, int] | None = None
+
+
+def spans(wav: Path | None, duration: float, resume: float, window_s: float | None = None) -> list[Span]:
+    """The windows of a video from `resume` on: the sound track's (cut at pauses,
+    `core.ingest.audio.windows`), else windows of WINDOW_S seconds."""
+    size = audio.WINDOW_S if window_s is None else window_s
+    out: list[Span] = []
+    if wav is not None:
+        with wave.open(str(wav), "rb") as w:
+            rate = w.getframerate()
+        out = [Span(a / rate, b / rate, (a, b)) for a, b in audio.windows(wav, size, start=round(resume * rate))]
+    else:
+        at = resume
+        while at < duration:
+            end = duration if duration - at <= size * 1.25 else at + size
+            out.append(Span(at, end))
+            at = end
+    if out and out[-1].until < duration:
+        out[-1] = Span(out[-1].since, duration, out[-1].samples)
+    return out
+
+
+@dataclass
+class Screen:
+    """What one window showed: its frames, their on-screen text and CLIP vectors."""
+
+    frames: list[Frame]
+    segments: list[Segment]
+    text: dict[float, str]
+    vectors: np.ndarray | None
+
+
+async def _ready(fut: asyncio.Future[Any], lanes: list[asyncio.Future[Any]]) -> Any:
+    """`fut`'s result, or the error of a lane that stopped before giving it."""
+    while not fut.done():
+        await asyncio.wait([fut, *[t for t in lanes if not t.done()]], return_when=asyncio.FIRST_COMPLETED)
+        for t in lanes:
+            if t.done() and not t.cancelled() and t.exception() is not None:
+                raise t.exception()  # type: ignore[misc]
+        if not fut.done() and all(t.done() for t in lanes):
+            raise RuntimeError("an ingest lane ended before its window")
+    return fut.result()
 
 
 async def ingest(video_id: str, source: str, store: ScopedStore, models: Models, settings: Settings,
                  workdir: Path, report: Report, headers: dict[str, str] | None = None,
                  allow_local: bool = False, guard: UrlGuard | None = None) -> IngestResult:
-    """Index `source` as `video_id` in `store`'s scope. Vectors of an earlier attempt are dropped
-    first, so a retried job never leaves duplicates.
+    """Index `source` as `video_id` in `store`'s scope, window by window (`Span`: about
+    WINDOW_S of media each): each window's text, units, frames and vectors are committed in one
+    fenced write that moves the video's `indexed_to` on, so questions find the part done while
+    the rest is indexed. An earlier attempt's committed windows are kept and not done again; what
+    it left past them is dropped first, so a retried job never leaves duplicates.
 
     Everything that reads the posted bytes runs in a jailed child (core/ingest/jail.py): the
     download, the probe, the subtitles, the sound track and the frames. Its results are checked
     (core/ingest/results.py) and each lane starts as soon as its input is announced: the
-    transcription when the sound track is written, OCR and CLIP when the frames are."""
+    transcription when the sound track is written, OCR and CLIP when the frames are; a window is
+    committed as soon as both lanes are past it."""
     guard = guard or UrlGuard(frozenset(settings.allow_hosts))
     lap = Laps()
     stages = lap.stages
@@ -88,6 +145,11 @@ async def ingest(video_id: str, source: str, store: ScopedStore, models: Models,
     pace = Pace(settings.download_timeout_seconds, settings.min_download_kbps * 1024, settings.download_grace_seconds)
     download = workdir / "download"
     lanes: dict[str, asyncio.Future[Any]] = {}
+    known = await store.video(video_id)
+    resume = known.indexed_to if known is not None else 0.0
+    if known is not None and 0 < known.duration <= resume:  # every window committed: only the finish is left
+        return IngestResult(known.title, known.duration, known.url, known.language, {}, {"windows": 0})
+    await store.drop_after(video_id, resume)  # what an earlier attempt left past its last window
     await report(Stage.FETCH, 0.0, "")
     try:
         workdir.mkdir(parents=True, exist_ok=True)
@@ -105,32 +167,102 @@ async def ingest(video_id: str, source: str, store: ScopedStore, models: Models,
             await asyncio.to_thread(guard.check, src)  # getaddrinfo: never on the loop
         info: media.MediaInfo | None = None
         lane_started = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        windows: asyncio.Future[list[Span]] = loop.create_future()
+        said: list[asyncio.Future[list[Segment]]] = []
+        seen: list[asyncio.Future[Screen]] = []
+        language = ""
+        counts = {"frames": 0, "speech": 0, "ocr": 0, "chunks": 0, "windows": 0}
 
-        async def timed(name: str, work: Awaitable[Any]) -> Any:
-            t = time.perf_counter()
-            try:
-                return await work
-            finally:
-                stages[name] = round(time.perf_counter() - t, 3)
+        def add(name: str, t: float) -> None:
+            stages[name] = round(stages.get(name, 0.0) + time.perf_counter() - t, 3)
 
-        async def transcribe(wav: Path | None) -> Speech:
-            if wav is None:
-                return Speech([])
-            await report(Stage.TRANSCRIBE, 0.0, title)
-            heard: Speech = await timed("transcribe", models.call(lambda: hear(models.transcriber, wav, workdir)))
-            return heard
+        def plan(found: list[Span]) -> None:
+            said.extend(loop.create_future() for _ in found)
+            seen.extend(loop.create_future() for _ in found)
+            windows.set_result(found)
 
-        async def screen(frames: list[Frame]) -> tuple[list[Frame], list[Segment], dict[float, str], np.ndarray | None]:
+        async def transcribe(wav: Path | None, cues: list[Segment] | None) -> None:
+            nonlocal language
             assert info is not None
-            duration = info.duration
-            ocr_segments: list[Segment] = []
-            ocr_text: dict[float, str] = {}
+            found = await asyncio.to_thread(spans, wav, info.duration, resume)
+            plan(found)
+            if wav is None:
+                for k, w in enumerate(found):
+                    last = k == len(found) - 1
+                    said[k].set_result([c for c in cues or () if w.since <= c.start and (last or c.start < w.until)])
+                return
+            await report(Stage.TRANSCRIBE, 0.0, title)
+            t = time.perf_counter()
+            language = await models.call(lambda: models.transcriber.detect(wav))
+            speaking = models.transcriber.speaking(language)
+            add("transcribe", t)
+            whole = len(found) == 1 and found[0].samples is not None and found[0].samples[0] == 0
+            for k, w in enumerate(found):
+                t = time.perf_counter()
+                a, b = w.samples or (0, 0)
+                heard = await (models.call(speaking.transcribe, wav) if whole
+                               else models.call(audio.transcribe_span, speaking, wav, workdir, a, b))
+                add("transcribe", t)
+                said[k].set_result(heard)
+
+        async def screen(frames: list[Frame]) -> None:
+            assert info is not None
+            found = await windows
             if settings.ocr:
                 await report(Stage.OCR, 0.0, title)
-                ocr_segments, ocr_text = await timed("ocr", models.call_screen(
-                    lambda: read_frames(models.ocr, frames, duration)))
-            image_vectors = await timed("clip", _embed_frames(models, frames))
-            return frames, ocr_segments, ocr_text, image_vectors
+            for k, w in enumerate(found):
+                last = k == len(found) - 1
+                mine = [f for f in frames if w.since <= f.time and (last or f.time < w.until)]
+                ocr_segments: list[Segment] = []
+                ocr_text: dict[float, str] = {}
+                if settings.ocr and mine:
+                    t = time.perf_counter()
+                    ocr_segments, ocr_text = await models.call_screen(read_frames, models.ocr, mine,
+                                                                      min(w.until, info.duration))
+                    add("ocr", t)
+                t = time.perf_counter()
+                image_vectors = await _embed_frames(models, mine)
+                add("clip", t)
+                seen[k].set_result(Screen(mine, ocr_segments, ocr_text, image_vectors))
+
+        async def commit() -> None:
+            """Each window, once both lanes are past it: chunks, embeddings, one fenced write."""
+            assert info is not None
+            work = [lanes["speech"], lanes["screen"]]
+            found = await _ready(windows, work)
+            for k, w in enumerate(found):
+                heard = await _ready(said[k], work)
+                shown: Screen = await _ready(seen[k], work)
+                t = time.perf_counter()
+                speech = bound(heard, info.duration, settings.max_segments_per_minute, settings.max_segment_chars)
+                ocr_segments = bound(shown.segments, info.duration, settings.max_frames_per_minute,
+                                     OCR_CHARS_PER_SEGMENT * settings.max_segment_chars)
+                chunks = chunk(speech) + ocr_segments
+                spoken_units = units(speech)
+                # one pass: chunks (searched) and spoken units (what a hit is narrowed to); an
+                # on-screen text span is its own chunk and its own unit
+                texts = [c.text for c in chunks + spoken_units]
+                vectors = await models.call(models.text.embed_passages, texts, language) \
+                    if texts else np.zeros((0, 0), np.float32)
+                text_vectors = vectors[:len(chunks)]
+                unit_vectors = np.concatenate([vectors[len(chunks):], vectors[len(chunks) - len(ocr_segments):len(chunks)]]) \
+                    if texts else vectors
+                add("embed", t)
+                t = time.perf_counter()
+                await store.put_window(video_id, w.since, w.until, chunks, text_vectors, speech + ocr_segments,
+                                       spoken_units + ocr_segments, unit_vectors, shown.frames, shown.text,
+                                       shown.vectors, language)
+                add("store", t)
+                for name, n in (("frames", len(shown.frames)), ("speech", len(speech)), ("ocr", len(ocr_segments)),
+                                ("chunks", len(chunks)), ("windows", 1)):
+                    counts[name] += n
+                await report(Stage.EMBED, min(1.0, w.until / max(info.duration, 1e-9)), title,
+                             indexed_to=w.until, duration=info.duration)
+
+        def start_commits() -> None:
+            if "speech" in lanes and "screen" in lanes and "commit" not in lanes:
+                lanes["commit"] = asyncio.ensure_future(commit())
 
         async def on_event(event: dict[str, Any]) -> None:
             nonlocal info, title, url, lane_started
@@ -155,22 +287,25 @@ async def ingest(video_id: str, source: str, store: ScopedStore, models: Models,
                     lap("fetch")
                 lap("probe")
                 lane_started = time.perf_counter()
-                await report(Stage.FRAMES, 0.0, title)
+                await report(Stage.FRAMES, 0.0, title, duration=info.duration)
             elif info is None:
                 raise BadSource(results.UNREADABLE)  # nothing comes before the probe
             elif kind == "subtitles" and "speech" not in lanes:
                 cues = await asyncio.to_thread(results.subtitles, workdir, event.get("path"), info.duration, settings)
-                lanes["speech"] = asyncio.ensure_future(asyncio.sleep(0, Speech(cues)))
+                lanes["speech"] = asyncio.ensure_future(transcribe(None, cues))
+                start_commits()
             elif kind == "audio" and "speech" not in lanes:
                 wav = await asyncio.to_thread(results.audio, workdir, event.get("path"), info.duration)
                 stages["audio"] = round(time.perf_counter() - lane_started, 3)
-                lanes["speech"] = asyncio.ensure_future(transcribe(wav))
+                lanes["speech"] = asyncio.ensure_future(transcribe(wav, None))
+                start_commits()
             elif kind == "frames" and "screen" not in lanes:
                 frames = await asyncio.to_thread(results.frames, event, workdir, info.duration, settings)
                 stages["frames"] = round(time.perf_counter() - lane_started, 3)
                 if not frames:
                     raise BadSource("I couldn't decode any frame of that video; it may be corrupt.")
-                lanes["screen"] = asyncio.ensure_future(screen(frames))
+                lanes["screen"] = asyncio.ensure_future(screen([f for f in frames if f.time >= resume]))
+                start_commits()
 
         limits = Limits.from_settings(settings)
         async with Jail(workdir, limits, readable=readable,
@@ -187,33 +322,18 @@ async def ingest(video_id: str, source: str, store: ScopedStore, models: Models,
         log.info("jailed ingest of %s: %s", video_id, jail.outcome)
         if info is None or "screen" not in lanes:
             raise BadSource(results.UNREADABLE)
-        speech_lane = lanes.get("speech") or asyncio.ensure_future(asyncio.sleep(0, Speech([])))
-        heard, (frames, ocr_segments, ocr_text, image_vectors) = await asyncio.gather(speech_lane, lanes["screen"])
-        speech = bound(heard.segments, info.duration, settings.max_segments_per_minute, settings.max_segment_chars)
-        ocr_segments = bound(ocr_segments, info.duration, settings.max_frames_per_minute,
-                             OCR_CHARS_PER_SEGMENT * settings.max_segment_chars)
+        if "speech" not in lanes:
+            lanes["speech"] = asyncio.ensure_future(transcribe(None, []))
+            start_commits()
+        await lanes["commit"]
         lap("lanes")
-        if not speech and not ocr_segments:
+        if not counts["speech"] and not counts["ocr"] and \
+                (resume == 0 or not await store.segments(video_id, -1.0, info.duration + 1e6, limit=1)):
             raise BadSource("I found no speech and no readable text in that video, so there is "
                             "nothing I could answer questions from.")
-
-        await report(Stage.EMBED, 0.0, title)
-        chunks = chunk(speech) + ocr_segments
-        spoken_units = units(speech)
-        # one pass: chunks (searched) and spoken units (what a hit is narrowed to); an on-screen
-        # text span is its own chunk and its own unit
-        texts = [c.text for c in chunks + spoken_units]
-        vectors = await models.call(lambda: models.text.embed_passages(texts, heard.language))
-        text_vectors = vectors[:len(chunks)]
-        unit_vectors = np.concatenate([vectors[len(chunks):], vectors[len(chunks) - len(ocr_segments):len(chunks)]])
-        lap("embed")
-        await store.drop_vectors([video_id])
-        await store.put_text(video_id, chunks, text_vectors, speech + ocr_segments,
-                             spoken_units + ocr_segments, unit_vectors, heard.language)
-        await store.put_frames(video_id, frames, ocr_text, image_vectors)
-        lap("store")
-        counts = {"frames": len(frames), "speech": len(speech), "ocr": len(ocr_segments), "chunks": len(chunks)}
-        return IngestResult(title, info.duration, url, heard.language, stages, counts)
+        if resume:
+            counts["resumed_at"] = int(resume)
+        return IngestResult(title, info.duration, url, language, stages, counts)
     finally:
         for t in lanes.values():
             t.cancel()
