@@ -1,5 +1,6 @@
 """Answers while a video is indexing: the ingest commits window by window (core/ingest/pipeline.py),
-so a question asked meanwhile is answered from the part done and says how far that is. Through the real
+so a question asked meanwhile is answered from the part done and says how far that is, the
+progress message shows it, and `summary` gives the chapters known so far. Through the real
 pipeline (ffmpeg, whisper tiny.en, RapidOCR, MiniLM, Milvus Lite, SQLite) on the demo lecture
 (~40 s, four slides) cut into ~10-s windows, the ingest paused before its second window is
 committed, as the crash tests pause one at a stage."""
@@ -72,6 +73,18 @@ async def test_a_question_during_an_ingest_is_answered_from_the_first_window(
     # the last slide is not indexed yet: nothing past the committed part is cited
     late = await service.ask(sc, "Why do stratovolcanoes explode while shield volcanoes pour out runny lava?")
     assert all(c.start < video.indexed_to for c in late.citations)
+
+    # the progress message says how far it is
+    windowed = [p for p in heard if p.indexed_to > 0]
+    assert windowed and windowed[-1].indexed_to == pytest.approx(video.indexed_to)
+    shown = present.progress(present.PLAIN, "lecture.mp4", windowed[-1])
+    assert line in shown and present.ASK_ABOUT_PART in shown
+
+    # the summary says it is still indexing and gives the chapters known so far
+    partial = await service.summary(sc, video.id)
+    assert "still being indexed" in partial.text and line in partial.text
+    assert partial.chapters and all(c.start < video.indexed_to for c in partial.chapters)
+    assert partial.chapters[0].title == lec.slides[0].title
 
     pause.release.set()
     done = await service.wait(sub.job.id)

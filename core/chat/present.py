@@ -31,6 +31,7 @@ FORGET_WHICH = "Which video? Mention me with `forget` and the video's id or titl
 NO_VIDEOS = "No videos in this channel yet. Post a video link or upload a video."
 NOTHING_INDEXING = "Nothing is being indexed in this channel."
 ASK_ABOUT_IT = "Mention me with a question about it."
+ASK_ABOUT_PART = "You can ask about that part already."
 STAGE_WORDS = {Stage.QUEUED: "queued", Stage.FETCH: "downloading", Stage.PROBE: "probing",
                Stage.FRAMES: "extracting frames", Stage.TRANSCRIBE: "transcribing", Stage.OCR: "reading the screen",
                Stage.EMBED: "indexing", Stage.DONE: "ready", Stage.FAILED: "failed"}
@@ -90,6 +91,9 @@ def progress(style: Style, name: str, p: Progress) -> str:
     if p.stage == Stage.QUEUED and p.message:  # back in the queue, and why (a full disk)
         return f"⏳ {style.video(p.title or name)}: {style.plain(p.message)}"
     length = f" ({fmt_time(p.duration)})" if p.duration else ""
+    if p.indexed_to > 0 and p.duration:  # window by window: the part done is searchable already
+        return (f"⏳ {STAGE_WORDS[p.stage].capitalize()}… {style.video(p.title or name)}: indexed up to "
+                f"{fmt_time(p.indexed_to)} of {fmt_time(p.duration)}. {ASK_ABOUT_PART}")
     return f"⏳ {STAGE_WORDS[p.stage].capitalize()}… {style.video(p.title or name)}{length}"
 
 
