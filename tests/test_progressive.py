@@ -79,6 +79,8 @@ async def test_a_question_during_an_ingest_is_answered_from_the_first_window(
     assert windowed and windowed[-1].indexed_to == pytest.approx(video.indexed_to)
     shown = present.progress(present.PLAIN, "lecture.mp4", windowed[-1])
     assert line in shown and present.ASK_ABOUT_PART in shown
+    assert line in present.video_list(present.PLAIN, await service.videos(sc))
+    assert line in present.job_status(present.PLAIN, await service.jobs(sc), await service.videos(sc))
 
     # the summary says it is still indexing and gives the chapters known so far
     partial = await service.summary(sc, video.id)

@@ -123,7 +123,7 @@ def video_list(style: Style, videos: Sequence[Video], total: int | None = None) 
     if not videos:
         return NO_VIDEOS
     lines = [f"{_ICON.get(v.status, '•')} {style.video(v.title)} ({fmt_time(v.duration)}) — "
-             f"{v.status.value} · {style.code.format(v.id)}" for v in videos]
+             f"{v.status.value}{_so_far(v)} · {style.code.format(v.id)}" for v in videos]
     if total is not None and total > len(videos):
         lines.append(f"…and {total - len(videos)} more.")
     return "\n".join(lines)
@@ -136,11 +136,20 @@ def job_status(style: Style, jobs: Sequence[Job], videos: Sequence[Video], ready
     ready = sum(1 for v in videos if v.status == VideoStatus.READY) if ready is None else ready
     lines = [f"{ready} video{'s' if ready != 1 else ''} ready in this channel."]
     titles = {v.id: v.title for v in videos}
+    of = {v.id: v for v in videos}
     lines += [f"⏳ {style.video(titles.get(j.video_id) or source_name(j.source))} — {STAGE_WORDS[j.stage]}"
+              + (_so_far(of[j.video_id]) if j.video_id in of else "")
               + (f" (attempt {j.attempts})" if j.attempts > 1 else "") for j in jobs]
     if not jobs:
         lines.append(NOTHING_INDEXING)
     return "\n".join(lines)
+
+
+def _so_far(video: Video) -> str:
+    """", indexed up to 34:10 of 1:30:00" for a video whose first windows are searchable, else ""."""
+    if video.status == VideoStatus.READY or video.indexed_to <= 0:
+        return ""
+    return f", indexed up to {fmt_time(video.indexed_to)} of {fmt_time(video.duration)}"
 
 
 def forgot(style: Style, video: Video) -> str:

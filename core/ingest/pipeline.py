@@ -171,6 +171,7 @@ async def ingest(video_id: str, source: str, store: ScopedStore, models: Models,
         windows: asyncio.Future[list[Span]] = loop.create_future()
         said: list[asyncio.Future[list[Segment]]] = []
         seen: list[asyncio.Future[Screen]] = []
+        stored: list[asyncio.Future[None]] = []  # each window's commit
         language = ""
         counts = {"frames": 0, "speech": 0, "ocr": 0, "chunks": 0, "windows": 0}
 
@@ -180,6 +181,7 @@ async def ingest(video_id: str, source: str, store: ScopedStore, models: Models,
         def plan(found: list[Span]) -> None:
             said.extend(loop.create_future() for _ in found)
             seen.extend(loop.create_future() for _ in found)
+            stored.extend(loop.create_future() for _ in found)
             windows.set_result(found)
 
         async def transcribe(wav: Path | None, cues: list[Segment] | None) -> None:
@@ -199,6 +201,11 @@ async def ingest(video_id: str, source: str, store: ScopedStore, models: Models,
             add("transcribe", t)
             whole = len(found) == 1 and found[0].samples is not None and found[0].samples[0] == 0
             for k, w in enumerate(found):
+                if k:
+                    # One window at a time past the last commit: a killed ingest transcribes at most
+                    # one window again. This costs little: the text embeddings of the window before
+                    # run on this same model thread anyway, and its store is a few Milvus and SQL calls.
+                    await stored[k - 1]
                 t = time.perf_counter()
                 a, b = w.samples or (0, 0)
                 heard = await (models.call(speaking.transcribe, wav) if whole
@@ -257,6 +264,7 @@ async def ingest(video_id: str, source: str, store: ScopedStore, models: Models,
                 for name, n in (("frames", len(shown.frames)), ("speech", len(speech)), ("ocr", len(ocr_segments)),
                                 ("chunks", len(chunks)), ("windows", 1)):
                     counts[name] += n
+                stored[k].set_result(None)
                 await report(Stage.EMBED, min(1.0, w.until / max(info.duration, 1e-9)), title,
                              indexed_to=w.until, duration=info.duration)
 
