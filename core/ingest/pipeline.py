@@ -103,13 +103,26 @@ def spans(wav: Path | None, duration: float, resume: float, window_s: float | No
 
 
 @dataclass
+class Said:
+    """What was said in one window: its segments, their chunks and units, each with its vectors."""
+
+    speech: list[Segment]
+    chunks: list[Segment]
+    chunk_vectors: np.ndarray
+    units: list[Segment]
+    unit_vectors: np.ndarray
+
+
+@dataclass
 class Screen:
-    """What one window showed: its frames, their on-screen text and CLIP vectors."""
+    """What one window showed: its frames, their on-screen text (per frame, and as spans with
+    their text vectors) and the frames' CLIP vectors."""
 
     frames: list[Frame]
     segments: list[Segment]
     text: dict[float, str]
     vectors: np.ndarray | None
+    ocr_vectors: np.ndarray
 
 
 async def _ready(fut: asyncio.Future[Any], lanes: list[asyncio.Future[Any]]) -> Any:
@@ -169,10 +182,10 @@ async def ingest(video_id: str, source: str, store: ScopedStore, models: Models,
         lane_started = time.perf_counter()
         loop = asyncio.get_running_loop()
         windows: asyncio.Future[list[Span]] = loop.create_future()
-        said: list[asyncio.Future[list[Segment]]] = []
+        said: list[asyncio.Future[Said]] = []
         seen: list[asyncio.Future[Screen]] = []
         stored: list[asyncio.Future[None]] = []  # each window's commit
-        language = ""
+        spoken: asyncio.Future[str] = loop.create_future()  # the language, as Whisper names it
         counts = {"frames": 0, "speech": 0, "ocr": 0, "chunks": 0, "windows": 0}
 
         def add(name: str, t: float) -> None:
@@ -184,34 +197,52 @@ async def ingest(video_id: str, source: str, store: ScopedStore, models: Models,
             stored.extend(loop.create_future() for _ in found)
             windows.set_result(found)
 
+        async def embed(call: Callable[..., Awaitable[Any]], texts: list[str]) -> np.ndarray:
+            t = time.perf_counter()
+            try:
+                return await call(models.text.embed_passages, texts, await spoken) if texts \
+                    else np.zeros((0, models.text.dim), np.float32)
+            finally:
+                add("embed", t)
+
+        async def heard(k: int, segments: list[Segment]) -> None:
+            """Window k's speech, bounded, chunked and embedded (chunks, which are searched, and
+            units, what a hit is narrowed to) on the speech lane's thread."""
+            assert info is not None
+            speech = bound(segments, info.duration, settings.max_segments_per_minute, settings.max_segment_chars)
+            chunks, spoken_units = chunk(speech), units(speech)
+            vectors = await embed(models.call, [c.text for c in chunks + spoken_units])
+            said[k].set_result(Said(speech, chunks, vectors[:len(chunks)], spoken_units, vectors[len(chunks):]))
+
         async def transcribe(wav: Path | None, cues: list[Segment] | None) -> None:
-            nonlocal language
             assert info is not None
             found = await asyncio.to_thread(spans, wav, info.duration, resume)
             plan(found)
             if wav is None:
+                spoken.set_result("")
                 for k, w in enumerate(found):
                     last = k == len(found) - 1
-                    said[k].set_result([c for c in cues or () if w.since <= c.start and (last or c.start < w.until)])
+                    await heard(k, [c for c in cues or () if w.since <= c.start and (last or c.start < w.until)])
                 return
             await report(Stage.TRANSCRIBE, 0.0, title)
             t = time.perf_counter()
             language = await models.call(lambda: models.transcriber.detect(wav))
+            spoken.set_result(language)
             speaking = models.transcriber.speaking(language)
             add("transcribe", t)
             whole = len(found) == 1 and found[0].samples is not None and found[0].samples[0] == 0
             for k, w in enumerate(found):
                 if k:
                     # One window at a time past the last commit: a killed ingest transcribes at most
-                    # one window again. This costs little: the text embeddings of the window before
-                    # run on this same model thread anyway, and its store is a few Milvus and SQL calls.
+                    # one window again. The lanes embed their own text, so what waits here is the
+                    # window's store (a few Milvus and SQL calls) and the screen lane, if behind.
                     await stored[k - 1]
                 t = time.perf_counter()
                 a, b = w.samples or (0, 0)
-                heard = await (models.call(speaking.transcribe, wav) if whole
-                               else models.call(audio.transcribe_span, speaking, wav, workdir, a, b))
+                segments = await (models.call(speaking.transcribe, wav) if whole
+                                  else models.call(audio.transcribe_span, speaking, wav, workdir, a, b))
                 add("transcribe", t)
-                said[k].set_result(heard)
+                await heard(k, segments)
 
         async def screen(frames: list[Frame]) -> None:
             assert info is not None
@@ -228,41 +259,32 @@ async def ingest(video_id: str, source: str, store: ScopedStore, models: Models,
                     ocr_segments, ocr_text = await models.call_screen(read_frames, models.ocr, mine,
                                                                       min(w.until, info.duration))
                     add("ocr", t)
+                ocr_segments = bound(ocr_segments, info.duration, settings.max_frames_per_minute,
+                                     OCR_CHARS_PER_SEGMENT * settings.max_segment_chars)
                 t = time.perf_counter()
                 image_vectors = await _embed_frames(models, mine)
                 add("clip", t)
-                seen[k].set_result(Screen(mine, ocr_segments, ocr_text, image_vectors))
+                # an on-screen text span is its own chunk and its own unit: one vector serves both
+                ocr_vectors = await embed(models.call_screen, [c.text for c in ocr_segments])
+                seen[k].set_result(Screen(mine, ocr_segments, ocr_text, image_vectors, ocr_vectors))
 
         async def commit() -> None:
-            """Each window, once both lanes are past it: chunks, embeddings, one fenced write."""
+            """Each window, once both lanes are past it: one fenced write."""
             assert info is not None
             work = [lanes["speech"], lanes["screen"]]
             found = await _ready(windows, work)
             for k, w in enumerate(found):
-                heard = await _ready(said[k], work)
+                said_k: Said = await _ready(said[k], work)
                 shown: Screen = await _ready(seen[k], work)
                 t = time.perf_counter()
-                speech = bound(heard, info.duration, settings.max_segments_per_minute, settings.max_segment_chars)
-                ocr_segments = bound(shown.segments, info.duration, settings.max_frames_per_minute,
-                                     OCR_CHARS_PER_SEGMENT * settings.max_segment_chars)
-                chunks = chunk(speech) + ocr_segments
-                spoken_units = units(speech)
-                # one pass: chunks (searched) and spoken units (what a hit is narrowed to); an
-                # on-screen text span is its own chunk and its own unit
-                texts = [c.text for c in chunks + spoken_units]
-                vectors = await models.call(models.text.embed_passages, texts, language) \
-                    if texts else np.zeros((0, 0), np.float32)
-                text_vectors = vectors[:len(chunks)]
-                unit_vectors = np.concatenate([vectors[len(chunks):], vectors[len(chunks) - len(ocr_segments):len(chunks)]]) \
-                    if texts else vectors
-                add("embed", t)
-                t = time.perf_counter()
-                await store.put_window(video_id, w.since, w.until, chunks, text_vectors, speech + ocr_segments,
-                                       spoken_units + ocr_segments, unit_vectors, shown.frames, shown.text,
-                                       shown.vectors, language)
+                ocr = shown.segments
+                await store.put_window(video_id, w.since, w.until, said_k.chunks + ocr,
+                                       np.concatenate([said_k.chunk_vectors, shown.ocr_vectors]), said_k.speech + ocr,
+                                       said_k.units + ocr, np.concatenate([said_k.unit_vectors, shown.ocr_vectors]),
+                                       shown.frames, shown.text, shown.vectors, spoken.result())
                 add("store", t)
-                for name, n in (("frames", len(shown.frames)), ("speech", len(speech)), ("ocr", len(ocr_segments)),
-                                ("chunks", len(chunks)), ("windows", 1)):
+                for name, n in (("frames", len(shown.frames)), ("speech", len(said_k.speech)), ("ocr", len(ocr)),
+                                ("chunks", len(said_k.chunks) + len(ocr)), ("windows", 1)):
                     counts[name] += n
                 stored[k].set_result(None)
                 await report(Stage.EMBED, min(1.0, w.until / max(info.duration, 1e-9)), title,
@@ -341,7 +363,7 @@ async def ingest(video_id: str, source: str, store: ScopedStore, models: Models,
                             "nothing I could answer questions from.")
         if resume:
             counts["resumed_at"] = int(resume)
-        return IngestResult(title, info.duration, url, language, stages, counts)
+        return IngestResult(title, info.duration, url, spoken.result() if spoken.done() else "", stages, counts)
     finally:
         for t in lanes.values():
             t.cancel()

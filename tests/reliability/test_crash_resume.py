@@ -181,6 +181,7 @@ async def test_killed_mid_video_resumes_after_its_last_committed_window(crash: d
     once = crash["spans"]["control-window"]
     assert len(once) >= 4 and sorted(set(done)) == once  # every window of the video, no other
     redone = [s for s in set(done) if done.count(s) > 1]
+    print(f"killed mid-video: {len(once)} windows, {len(done)} transcriptions in all, {len(redone)} redone")
     assert len(redone) <= 1 and redone == once[2:3], done
     assert crash["after_reconcile"]["crash-window"]["text"]  # committed windows kept by the reconcile
     # and the video is stored exactly as one indexed without a crash: no duplicate, nothing missing
