@@ -91,7 +91,7 @@ def progress(style: Style, name: str, p: Progress) -> str:
     if p.stage == Stage.QUEUED and p.message:  # back in the queue, and why (a full disk)
         return f"⏳ {style.video(p.title or name)}: {style.plain(p.message)}"
     length = f" ({fmt_time(p.duration)})" if p.duration else ""
-    if p.indexed_to > 0 and p.duration:  # window by window: the part done is searchable already
+    if 0 < p.indexed_to < p.duration:  # window by window: the part done is searchable already
         return (f"⏳ {STAGE_WORDS[p.stage].capitalize()}… {style.video(p.title or name)}: indexed up to "
                 f"{fmt_time(p.indexed_to)} of {fmt_time(p.duration)}. {ASK_ABOUT_PART}")
     return f"⏳ {STAGE_WORDS[p.stage].capitalize()}… {style.video(p.title or name)}{length}"
