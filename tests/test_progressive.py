@@ -48,6 +48,7 @@ def small_windows(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(audio, "WINDOW_S", WINDOW_S)
 
 
+@pytest.mark.timeout(180)  # one ingest of the demo lecture and four questions: ~20 s alone, more on a loaded machine
 async def test_a_question_during_an_ingest_is_answered_from_the_first_window(
         service: Service, lecture, small_windows, monkeypatch: pytest.MonkeyPatch) -> None:
     path, lec = lecture
