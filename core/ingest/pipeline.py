@@ -16,7 +16,6 @@ import asyncio
 import logging
 import shutil
 import time
-import wave
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +35,7 @@ from core.ingest.jail import Jail, Limits, child_settings
 from core.ingest.ocr import read_frames
 from core.ingest.proxy import Pace
 from core.ingest.subtitles import bound
+from core.ingest.windows import Said, Screen, Span, ready, spans
 from core.models import Frame, Laps, Segment, Stage
 from core.store.scoped import ScopedStore
 from core.text.links import looks_like_url
@@ -70,71 +70,6 @@ def hear(transcriber: Transcriber, wav: Path, workdir: Path) -> Speech:
     it (a 90-minute video is not detected again per window)."""
     language = transcriber.detect(wav)
     return Speech(audio.transcribe_windows(transcriber.speaking(language), wav, workdir), language)
-
-
-@dataclass(frozen=True)
-class Span:
-    """One window of the video, [since, until) in seconds, committed whole (the last one reaches
-    the video's end); `samples` are its first and last sample of the sound track, if any."""
-
-    since: float
-    until: float
-    samples: tuple[int, int] | None = None
-
-
-def spans(wav: Path | None, duration: float, resume: float, window_s: float | None = None) -> list[Span]:
-    """The windows of a video from `resume` on: the sound track's (cut at pauses,
-    `core.ingest.audio.windows`), else windows of WINDOW_S seconds."""
-    size = audio.WINDOW_S if window_s is None else window_s
-    out: list[Span] = []
-    if wav is not None:
-        with wave.open(str(wav), "rb") as w:
-            rate = w.getframerate()
-        out = [Span(a / rate, b / rate, (a, b)) for a, b in audio.windows(wav, size, start=round(resume * rate))]
-    else:
-        at = resume
-        while at < duration:
-            end = duration if duration - at <= size * 1.25 else at + size
-            out.append(Span(at, end))
-            at = end
-    if out and out[-1].until < duration:
-        out[-1] = Span(out[-1].since, duration, out[-1].samples)
-    return out
-
-
-@dataclass
-class Said:
-    """What was said in one window: its segments, their chunks and units, each with its vectors."""
-
-    speech: list[Segment]
-    chunks: list[Segment]
-    chunk_vectors: np.ndarray
-    units: list[Segment]
-    unit_vectors: np.ndarray
-
-
-@dataclass
-class Screen:
-    """What one window showed: its frames, their on-screen text (per frame, and as spans with
-    their text vectors) and the frames' CLIP vectors."""
-
-    frames: list[Frame]
-    segments: list[Segment]
-    text: dict[float, str]
-    vectors: np.ndarray | None
-    ocr_vectors: np.ndarray
-
-
-async def _ready(fut: asyncio.Future[Any], lanes: list[asyncio.Future[Any]]) -> Any:
-    """`fut`'s result, or the error of a lane that stopped before giving it."""
-    while not fut.done():
-        await asyncio.wait([fut, *[t for t in lanes if not t.done()]], return_when=asyncio.FIRST_COMPLETED)
-        for t in lanes:
-            if t.done() and not t.cancelled() and t.exception() is not None:
-                raise t.exception()  # type: ignore[misc]
-        if not fut.done() and all(t.done() for t in lanes):
-            raise RuntimeError("an ingest lane ended before its window")
-    return fut.result()
 
 
 async def ingest(video_id: str, source: str, store: ScopedStore, models: Models, settings: Settings,
@@ -272,10 +207,10 @@ async def ingest(video_id: str, source: str, store: ScopedStore, models: Models,
             """Each window, once both lanes are past it: one fenced write."""
             assert info is not None
             work = [lanes["speech"], lanes["screen"]]
-            found = await _ready(windows, work)
+            found = await ready(windows, work)
             for k, w in enumerate(found):
-                said_k: Said = await _ready(said[k], work)
-                shown: Screen = await _ready(seen[k], work)
+                said_k: Said = await ready(said[k], work)
+                shown: Screen = await ready(seen[k], work)
                 t = time.perf_counter()
                 ocr = shown.segments
                 await store.put_window(video_id, w.since, w.until, said_k.chunks + ocr,
