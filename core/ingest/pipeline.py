@@ -184,6 +184,7 @@ async def ingest(video_id: str, source: str, store: ScopedStore, models: Models,
             found = await windows
             if settings.ocr:
                 await report(Stage.OCR, 0.0, title)
+            previous: tuple[Frame, str] | None = None  # a window's last frame: the next one's first is compared with it
             for k, w in enumerate(found):
                 last = k == len(found) - 1
                 mine = [f for f in frames if w.since <= f.time and (last or f.time < w.until)]
@@ -192,7 +193,8 @@ async def ingest(video_id: str, source: str, store: ScopedStore, models: Models,
                 if settings.ocr and mine:
                     t = time.perf_counter()
                     ocr_segments, ocr_text = await models.call_screen(read_frames, models.ocr, mine,
-                                                                      min(w.until, info.duration))
+                                                                      min(w.until, info.duration), previous)
+                    previous = (mine[-1], ocr_text[mine[-1].time])
                     add("ocr", t)
                 ocr_segments = bound(ocr_segments, info.duration, settings.max_frames_per_minute,
                                      OCR_CHARS_PER_SEGMENT * settings.max_segment_chars)
