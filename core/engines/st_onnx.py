@@ -202,9 +202,9 @@ class OnnxSentenceEmbedder(OneSpace):
         """Sorted by length and batched (as sentence-transformers does, so little padding); each
         batch runs under a lock, so a question waits for one batch of an ingest at most. A batch
         also ends where a text is under half as long as its first: a call of a few dozen texts
-        (an ingest's window, core/ingest/pipeline.py: long chunks beside short units) padded the
-        short ones to the longest, and a 10-minute lecture's text embedded window by window took
-        1.36-1.43x the CPU of one call; with this cut, 1.00x (and one call costs what it did)."""
+        (an ingest's window, core/ingest/pipeline.py: long chunks beside short units) would pad
+        the short ones to the longest, and a video embedded window by window would cost more
+        than in one call (figures: docs/benchmarks.md, "Design figures")."""
         if not texts:
             return np.zeros((0, self.dim), np.float32)
         clean = [str(t).strip() for t in texts]
