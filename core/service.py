@@ -18,10 +18,9 @@ import weakref
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
-from core.answer import chapters as chaptering
 from core.answer import picture as pictures
 from core.answer import summary as summaries
-from core.answer.compose import ChatModel, compose, indexed_so_far, make_chat, searchable
+from core.answer.compose import ChatModel, compose, make_chat, searchable
 from core.answer.naming import title_from_source
 from core.answer.shown import answer_picture
 from core.config import Settings
@@ -38,12 +37,12 @@ from core.jobs.playlists import PlaylistRun
 from core.jobs.queue import DEAD, DONE, JobQueue
 from core.jobs.worker import JobEvent, JobHook, JobRunner
 from core.library import Library
-from core.models import Answer, Chapter, Job, Scope, Stage, StoredSummary, Summary, Video, VideoStatus
+from core.models import Answer, Job, Scope, Stage, Summary, Video, VideoStatus
 from core.store import lite_lock
 from core.store.catalog import Catalog, open_catalog
-from core.store.scoped import ScopedStore, VectorStore
+from core.store.scoped import VectorStore
 from core.store.vectors import existing_collections
-from core.text.safety import neutralize, one_line
+from core.text.safety import neutralize
 from core.upgrades import keep_older_index
 
 __all__ = ["JobEvent", "JobHook", "ProgressCallback", "Service", "Submitted", "video_id_for"]
@@ -323,7 +322,7 @@ class Service(Library):
             target = partial[-1]  # none ready yet: the latest one being indexed, as far as it is
         if target.status != VideoStatus.READY:
             if searchable(target):
-                return await self._summary_so_far(store, target)
+                return await summaries.so_far(store, target)
             raise summaries.not_ready(target)
         key = (scope.key, target.id)
         lock = self._summarizing.get(key)
@@ -338,18 +337,6 @@ class Service(Library):
         if thread:  # a follow-up question, or "summary" again, knows what this thread is about
             await store.add_turn(thread, "summary", f"{target.title}: {made.text}")
         return made
-
-    async def _summary_so_far(self, store: ScopedStore, video: Video) -> Summary:
-        """A video still being indexed has no summary yet (it is made once, from all of it): it
-        gets the chapters of its committed windows, made from what is stored as at the end, and a
-        sentence saying how far it is. Nothing of it is kept."""
-        stored = await chaptering.load(store, video.id, video.indexed_to)
-        found = await asyncio.to_thread(chaptering.chapters, stored)
-        chapters = tuple(Chapter(c.start, min(c.end, video.indexed_to), one_line(c.title, chaptering.TITLE_CHARS + 1))
-                         for c in found)
-        text = (f"“{one_line(video.title, 120)}” is still being indexed ({indexed_so_far(video)}); its summary "
-                f"comes when it is ready. " + ("The chapters so far:" if chapters else "No chapter is known yet."))
-        return summaries.present(video, StoredSummary(text, chapters, (), "so far", video.indexed_to))
 
     async def _summarize_indexed(self, event: JobEvent) -> None:
         """Make a video's chapters and summary as soon as it is indexed, in the process that
