@@ -107,3 +107,33 @@ async def test_a_question_during_an_ingest_is_answered_from_the_first_window(
     assert len({(r["start"], r["kind"], r["text"]) for r in segs}) == len(segs) > 0
     full = await service.ask(sc, "Why do stratovolcanoes explode?")
     assert "indexed up to" not in full.text
+
+
+def test_window_chunks_are_the_whole_video_chunks_but_the_one_across_each_edge() -> None:
+    """A window's speech is chunked where one pass over the whole video chunks it (an answer cites
+    the same moments as before windows), each chunk starting inside its window (what a resumed
+    ingest drops and redoes), every segment in some chunk."""
+    from core.ingest.chunk import chunk
+    from core.ingest.windows import window_chunks
+    from core.models import Kind, Segment
+
+    segs, t = [], 0.0
+    for i in range(200):  # 2-9 s segments with pauses, ~12 minutes
+        d = 2.0 + (i * 7919 % 70) / 10
+        segs.append(Segment(t, t + d, f"s{i}", Kind.SPEECH))
+        t += d + (i * 104729 % 15) / 10
+    edges = [0.0, 180.0, 360.0, 540.0, 1e9]
+    got: list[Segment] = []
+    before: list[Segment] = []
+    for a, b in zip(edges, edges[1:], strict=False):
+        speech = [s for s in segs if a <= s.start < b]
+        mine = window_chunks(before, speech, a)
+        assert all(a <= c.start < b for c in mine)
+        got += mine
+        before += speech
+    whole = {(c.start, c.text) for c in chunk(segs)}
+    windowed = {(c.start, c.text) for c in got}
+    assert len(whole - windowed) <= 3  # the chunk across each of the three edges, cut there
+    assert {w for c in got for w in c.text.split()} == {s.text for s in segs}
+    assert len(windowed - whole) <= 6  # each cut chunk's two parts at most
+    assert window_chunks([], segs, 0.0) == chunk(segs)

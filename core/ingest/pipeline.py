@@ -28,15 +28,15 @@ from core.engines.registry import Models
 from core.engines.transcribe import Transcriber
 from core.errors import BadSource
 from core.ingest import audio, media, results
-from core.ingest.chunk import chunk, units
+from core.ingest.chunk import units
 from core.ingest.fetch import SOCKET, fetch, fetched, local_file, refusal, way_out
 from core.ingest.guard import UrlGuard
 from core.ingest.jail import Jail, Limits, child_settings
 from core.ingest.ocr import read_frames
 from core.ingest.proxy import Pace
 from core.ingest.subtitles import bound
-from core.ingest.windows import Said, Screen, Span, ready, spans
-from core.models import Frame, Laps, Segment, Stage
+from core.ingest.windows import Said, Screen, Span, ready, spans, window_chunks
+from core.models import Frame, Kind, Laps, Segment, Stage
 from core.store.scoped import ScopedStore
 from core.text.links import looks_like_url
 
@@ -122,6 +122,8 @@ async def ingest(video_id: str, source: str, store: ScopedStore, models: Models,
         stored: list[asyncio.Future[None]] = []  # each window's commit
         spoken: asyncio.Future[str] = loop.create_future()  # the language, as Whisper names it
         counts = {"frames": 0, "speech": 0, "ocr": 0, "chunks": 0, "windows": 0}
+        found_spans: list[Span] = []
+        before: list[Segment] = []  # the speech of the windows before the one being chunked
 
         def add(name: str, t: float) -> None:
             stages[name] = round(stages.get(name, 0.0) + time.perf_counter() - t, 3)
@@ -145,13 +147,17 @@ async def ingest(video_id: str, source: str, store: ScopedStore, models: Models,
             units, what a hit is narrowed to) on the speech lane's thread."""
             assert info is not None
             speech = bound(segments, info.duration, settings.max_segments_per_minute, settings.max_segment_chars)
-            chunks, spoken_units = chunk(speech), units(speech)
+            if k == 0 and resume:  # the speech of the windows committed before: where the chunks are cut
+                before.extend(s for s in await store.segments(video_id, -1.0, resume) if s.kind != Kind.OCR)
+            chunks, spoken_units = window_chunks(before, speech, found_spans[k].since), units(speech)
+            before.extend(speech)
             vectors = await embed(models.call, [c.text for c in chunks + spoken_units])
             said[k].set_result(Said(speech, chunks, vectors[:len(chunks)], spoken_units, vectors[len(chunks):]))
 
         async def transcribe(wav: Path | None, cues: list[Segment] | None) -> None:
             assert info is not None
             found = await asyncio.to_thread(spans, wav, info.duration, resume)
+            found_spans.extend(found)
             plan(found)
             if wav is None:
                 spoken.set_result("")

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from core.ingest import audio
+from core.ingest.chunk import chunk
 from core.models import Frame, Segment
 
 
@@ -44,6 +45,23 @@ def spans(wav: Path | None, duration: float, resume: float, window_s: float | No
     if out and out[-1].until < duration:
         out[-1] = Span(out[-1].since, duration, out[-1].samples)
     return out
+
+
+def window_chunks(before: list[Segment], speech: list[Segment], since: float) -> list[Segment]:
+    """The chunks of one window's `speech`, cut where one pass over the whole video cuts them
+    (`chunk` from the video's start; `before` is the speech of the windows before), so a window
+    edge moves no chunk but the one across it. That one is cut at the window's start: its part
+    before was the last chunk of the window before, its part from `since` on (up to the segment
+    the next chunk overlaps it by) is this window's first. Every chunk starts in its window,
+    which is what a resumed ingest drops and redoes (core/store/catalog/windows.py)."""
+    if not before:
+        return chunk(speech)
+    mine = [c for c in chunk(before + speech) if c.start >= since]
+    first = mine[0].start if mine else float("inf")
+    head = [s for s in speech if s.start < first]
+    if not head:
+        return mine
+    return chunk(head + [s for s in speech if s.start == first][:1]) + mine
 
 
 @dataclass
