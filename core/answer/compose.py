@@ -263,7 +263,9 @@ async def compose(store: ScopedStore, question: str, models: Models, chat: ChatM
                                          titles={k: v.title for k, v in ready.items()},
                                          languages={v.language for v in ready.values()},
                                          video_languages={k: v.language for k, v in ready.items()},
-                                         versions={k: v.created for k, v in ready.items()}, hybrid=hybrid)
+                                         # a video being indexed changes as windows commit: its cover is read anew
+                                         versions={k: v.created for k, v in ready.items() if v.status == VideoStatus.READY},
+                                         hybrid=hybrid)
                if m.hit.video_id in ready and committed(ready[m.hit.video_id], m.hit.start)]
     if not moments:
         return Answer(NOTHING_FOUND + partly(ready.values()))
