@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import resource
 import shutil
 import statistics
+import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -123,7 +126,7 @@ def cpu_seconds() -> float:
     return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
 
 
-async def _noop(*_: Any) -> None:
+async def _noop(*_: Any, **__: Any) -> None:
     return None
 
 
@@ -284,6 +287,59 @@ async def part_llm(svc: Service, url: str, model: str, questions: list[str], n: 
             "mean_ms": round(statistics.fmean(ms), 1)}
 
 
+# ---- part 5b: the first answer from a long video ------------------------------------------------
+def long_lecture(video: Path, dst: Path, seconds: float = 5340.0) -> Path:
+    """The lecture repeated to `seconds` (under MAX_VIDEO_MINUTES' 90): its frames copied, its
+    sound track decoded once and repeated as one stream. (Repeating the file with `-c copy`, as
+    bench/footprint.py's loop_video does, repeats the ~2 s by which the rendered lecture's audio
+    decodes longer than its stream says: 9 loops decode 17 s past the video's end, and the ingest
+    refuses a sound track that outruns its video.)"""
+    if not dst.is_file():
+        wav = dst.with_suffix(".wav")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(video), "-map", "0:a:0", "-ac", "1", "-ar", "16000",
+                        "-c:a", "pcm_s16le", str(wav)], check=True)
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-stream_loop", "-1", "-i", str(video), "-stream_loop", "-1",
+                        "-i", str(wav), "-map", "0:v:0", "-map", "1:a:0", "-t", str(seconds), "-c:v", "copy",
+                        "-c:a", "aac", "-b:a", "48k", str(dst)], check=True)
+        wav.unlink()
+    return dst
+
+
+async def part_first_answer(settings: Settings, models: Models, video: Path, out: Path,
+                            question: str) -> dict[str, Any]:
+    """first_answer_s: from submitting the 90-minute video (the lecture looped, as bench/footprint.py
+    makes it) to the first question answered from it, asked once a second meanwhile: the ingest
+    commits window by window, so that comes after its first window, not after 90 minutes of media.
+    The video is forgotten then (its whole ingest is what ingest_rtf and the footprint measure)."""
+    from core.errors import UserFacingError
+
+    long_video = long_lecture(video, out / "media" / f"{video.stem}-90min-whole-audio.mp4")
+    scope = Scope("console", "bench", "first-answer")
+    data = out / "data-first-answer"
+    shutil.rmtree(data, ignore_errors=True)
+    async with Service.open(replace(settings, data_dir=data), models=models, chat=None) as svc:
+        svc.start_workers(1)
+        t0 = time.perf_counter()
+        sub = await svc.submit(scope, str(long_video))
+        asks = 0
+        while True:
+            asks += 1
+            with contextlib.suppress(UserFacingError):  # nothing indexed yet
+                if (await svc.ask(scope, question)).citations:
+                    break
+            if time.perf_counter() - t0 > 900:
+                raise SystemExit("first answer: none within 15 minutes")
+            await asyncio.sleep(1.0)
+        first = time.perf_counter() - t0
+        got = await svc.video(scope, sub.job.video_id)
+        await svc.forget(scope, sub.job.video_id)
+    shutil.rmtree(data, ignore_errors=True)
+    assert got is not None
+    return {"first_answer_s": round(first, 2), "first_answer_asks": asks,
+            "first_answer_indexed_to_s": round(got.indexed_to, 1), "first_answer_video_s": round(got.duration, 1)}
+
+
 def table(title: str, rows: list[tuple[str, ...]]) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     say(f"\n{title}")
@@ -304,6 +360,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         return await only_scale(args, video, out, questions, started)
     if args.only == "retrieval":
         return await only_retrieval(args, video, out, questions, started)
+    if args.only == "first-answer":
+        return await only_first_answer(args, video, out, questions, started)
     # the defaults (CLIP off until weights are named) with OCR on; --clip random adds the CLIP
     # image tower's full compute (random weights cost the same as real ones)
     settings = Settings(data_dir=out / "data", clip_pretrained=args.clip, ocr=True, log_level="WARNING")
@@ -323,6 +381,10 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         say("part 4: two ingests at once")
         lr = await part_two_ingests(svc, video)
         llm = await part_llm(svc, args.llm, args.llm_model, questions, args.llm_asks) if args.llm else None
+        fa = None
+        if not args.no_long:
+            say("part 5b: the first answer from a 90-minute video")
+            fa = await part_first_answer(settings, models, video, out, questions[0])
         # the memory figures belong to parts 1-4: the scale part's 6,000 videos would swamp them
         peak, tree_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, rss.tree_peak
         rss.stop.set()
@@ -343,6 +405,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
           + [("peak RSS, process (MB)", f"{peak:.0f}"), ("peak RSS, process tree (MB)", f"{tree_peak / 2**20:.0f}")])
     if llm:
         table("ask with the LLM, ms", [("figure", "value")] + [(k, str(v)) for k, v in llm.items()])
+    if fa:
+        table("the first answer from a 90-minute video", [("figure", "value")] + [(k, str(v)) for k, v in fa.items()])
 
     at = rr[str(LEVELS[-1])]
     result = {
@@ -362,6 +426,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     }
     if llm:
         result.update({"llm_p50_ms": llm["p50_ms"], "llm_p95_ms": llm["p95_ms"], "llm": llm})
+    if fa:
+        result.update(fa)
     if sc:
         result.update(sc)
     if not args.no_footprint:
@@ -432,6 +498,20 @@ async def only_retrieval(args: argparse.Namespace, video: Path, out: Path, quest
     return res
 
 
+async def only_first_answer(args: argparse.Namespace, video: Path, out: Path, questions: list[str],
+                            started: float) -> dict[str, Any]:
+    """`--only first-answer`: part 5b alone, with the models loaded as in a running bot."""
+    settings = Settings(data_dir=out / "data", clip_pretrained=args.clip, ocr=True, log_level="WARNING")
+    models = Models(settings)
+    await models.call(lambda: (models.text, models.image, models.transcriber, models.ocr))
+    res = await part_first_answer(settings, models, video, out, questions[0])
+    models.close()
+    table("the first answer from a 90-minute video", [("figure", "value")] + [(k, str(v)) for k, v in res.items()])
+    res["bench_s"] = round(time.perf_counter() - started, 1)
+    (out / "first_answer.json").write_text(json.dumps(res, indent=1))
+    return res
+
+
 # ---- part 7: what one process costs (bench/footprint.py) -----------------------------------------
 async def part_footprint(args: argparse.Namespace, video: Path, out: Path, questions: list[str],
                          started: float) -> dict[str, Any]:
@@ -456,9 +536,10 @@ def cli(argv: list[str] | None = None) -> None:
     p.add_argument("--llm", default="", help="an OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
     p.add_argument("--llm-model", default="mistralai/Pixtral-12B-2409")
     p.add_argument("--llm-asks", type=int, default=20)
-    p.add_argument("--only", choices=["all", "footprint", "scale", "retrieval"], default="all",
+    p.add_argument("--only", choices=["all", "footprint", "scale", "retrieval", "first-answer"], default="all",
                    help="footprint: only the memory and cold-start figures (bench/footprint.py); "
-                        "scale: only the scale part (bench/scale.py); retrieval: parts 1 and 3")
+                        "scale: only the scale part (bench/scale.py); retrieval: parts 1 and 3; "
+                        "first-answer: only first_answer_s")
     p.add_argument("--no-scale", action="store_true", help="skip the scale part")
     p.add_argument("--milvus-server", default=os.environ.get("BENCH_MILVUS_SERVER", ""),
                    help="a Milvus server URI for the scale part, e.g. http://127.0.0.1:19530 (its "
@@ -471,7 +552,8 @@ def cli(argv: list[str] | None = None) -> None:
     p.add_argument("--scale-videos", type=int, default=1000, help="videos of its big channel (fewer: a quick try)")
     p.add_argument("--scale-jobs", type=int, default=10, help="short videos per jobs-per-minute run (0: skip it)")
     p.add_argument("--no-footprint", action="store_true", help="skip the memory and cold-start figures")
-    p.add_argument("--no-long", action="store_true", help="skip the 90-minute video (long_video_rss_mb)")
+    p.add_argument("--no-long", action="store_true",
+                   help="skip the 90-minute video (long_video_rss_mb, first_answer_s)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     result = asyncio.run(main(args))

@@ -63,6 +63,7 @@ class Video:
     language: str = ""  # as Whisper names it, detected at ingest; "" when none was (no speech)
     requested_by: str = ""  # the chat user who posted it; "" for the operator's command line
     created: float = 0.0  # when it was filed: a video forgotten and posted again is filed anew (its version)
+    indexed_to: float = 0.0  # seconds of it indexed and searchable (all of it once ready)
 
 
 @dataclass(frozen=True)
@@ -225,6 +226,7 @@ class Progress:
     title: str = ""
     duration: float = 0.0
     message: str = ""
+    indexed_to: float = 0.0  # seconds of the video searchable already (its committed windows)
 
 
 class JobStatus(StrEnum):

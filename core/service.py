@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from core.answer import picture as pictures
 from core.answer import summary as summaries
-from core.answer.compose import ChatModel, compose, make_chat
+from core.answer.compose import ChatModel, compose, make_chat, searchable
 from core.answer.naming import title_from_source
 from core.answer.shown import answer_picture
 from core.config import Settings
@@ -312,8 +312,17 @@ class Service(Library):
         catalog; a video not indexed yet gets a `UserFacingError` saying so."""
         store = self.store(scope)
         turns = await store.turns(thread, limit=20) if thread and not video else []
-        target = summaries.pick(await store.videos(), video, turns)
+        videos = await store.videos()
+        try:
+            target = summaries.pick(videos, video, turns)
+        except UserFacingError:
+            partial = [v for v in videos if searchable(v)]
+            if video or not partial:
+                raise
+            target = partial[-1]  # none ready yet: the latest one being indexed, as far as it is
         if target.status != VideoStatus.READY:
+            if searchable(target):
+                return await summaries.so_far(store, target)
             raise summaries.not_ready(target)
         key = (scope.key, target.id)
         lock = self._summarizing.get(key)

@@ -68,6 +68,14 @@ def test_unchanged_frames_are_read_once_and_merged(tmp_path: Path) -> None:
     assert [(s.start, s.end, s.text) for s in segments] == [(0.0, 15.0, "text of ab"), (15.0, 25.0, "text of cd")]
     assert texts[10.0] == "text of ab"
 
+    # the next window (core/ingest/pipeline.py reads a video's frames window by window): its first
+    # frame looks like the last one before it and reuses that text, read again by no one
+    reader = CountingReader()
+    segments, texts = read_frames(reader, frames[4:], duration=25.0, previous=(frames[3], "text of cd"))
+    assert reader.calls == 0 and texts == {20.0: "text of cd"}
+    segments, texts = read_frames(reader, frames[3:], duration=25.0, previous=(frames[2], "text of ab"))
+    assert reader.calls == 1 and [s.text for s in segments] == ["text of cd"]
+
 
 def test_change_points_and_motion_from_packet_sizes() -> None:
     from core.ingest.frames import Packet, change_points, motion_threshold, moving_between

@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -234,11 +234,13 @@ NO_VIDEOS = "No videos are indexed in this channel yet. Post a video link or upl
 NOTHING_FOUND = "I couldn't find anything about that in this channel's videos."
 
 
-async def ready_videos(store: ScopedStore) -> dict[str, Video]:
-    """The channel's ready videos by id; with none, a `UserFacingError` that says why (still
+async def ready_videos(store: ScopedStore, partial: bool = False) -> dict[str, Video]:
+    """The channel's ready videos by id (with `partial`, also those being indexed that have a
+    committed window: see `searchable`); with none, a `UserFacingError` that says why (still
     indexing, queued, or nothing posted yet)."""
     videos = {v.id: v for v in await store.videos()}
-    ready = {k: v for k, v in videos.items() if v.status == VideoStatus.READY}
+    ready = {k: v for k, v in videos.items()
+             if v.status == VideoStatus.READY or (partial and searchable(v))}
     if not ready:
         for status, message in NOT_READY.items():
             if any(v.status == status for v in videos.values()):
@@ -249,31 +251,63 @@ async def ready_videos(store: ScopedStore) -> dict[str, Video]:
 
 async def compose(store: ScopedStore, question: str, models: Models, chat: ChatModel | None,
                   history: Sequence[Turn] = (), top_k: int = 8, hybrid: bool = True) -> Answer:
-    """Answer `question` from the ready videos of `store`'s channel. A channel with none says why
+    """Answer `question` from the ready videos of `store`'s channel and the indexed part of those
+    being indexed (an answer citing one of these says how far it is indexed). A channel with none says why
     (a `UserFacingError`: still indexing, queued, or empty); the LLM's failure falls back to the
     extractive answer, so a question is answered whenever something was retrieved. `hybrid`:
     `retrieve`'s."""
-    ready = await ready_videos(store)
+    ready = await ready_videos(store, partial=True)
     text = await models.call_query(lambda: models.text)
     image = await models.call_query(lambda: models.image)
     moments = [m for m in await retrieve(store, question, text, image, models.call_query, top_k=top_k,
                                          titles={k: v.title for k, v in ready.items()},
                                          languages={v.language for v in ready.values()},
                                          video_languages={k: v.language for k, v in ready.items()},
-                                         versions={k: v.created for k, v in ready.items()}, hybrid=hybrid)
-               if m.hit.video_id in ready]
+                                         # a video being indexed changes as windows commit: its cover is read anew
+                                         versions={k: v.created for k, v in ready.items() if v.status == VideoStatus.READY},
+                                         hybrid=hybrid)
+               if m.hit.video_id in ready and committed(ready[m.hit.video_id], m.hit.start)]
     if not moments:
-        return Answer(NOTHING_FOUND)
+        return Answer(NOTHING_FOUND + partly(ready.values()))
     cites = citations_for(moments, ready)
     frame = await choose_frame(store, moments[0])
     evidence = await gather_evidence(store, moments, cites)
     if chat is None:
-        return Answer(extractive(evidence), tuple(cites), frame)
+        return Answer(extractive(evidence) + partly(ready[c.video_id] for c in cites), tuple(cites), frame)
     messages = build_messages(question, evidence, frame, history)
     try:
         reply = await chat.complete(messages)
     except Exception:
         log.exception("the LLM call failed; answering extractively")
-        return Answer(extractive(evidence), tuple(cites), frame)
+        return Answer(extractive(evidence) + partly(ready[c.video_id] for c in cites), tuple(cites), frame)
     body, used = resolve_citations(reply, cites)
-    return Answer(body, tuple(used), frame)
+    return Answer(body + partly(ready[c.video_id] for c in used), tuple(used), frame)
+
+
+def searchable(video: Video) -> bool:
+    """A ready video, or the committed windows of one being indexed (core/ingest/pipeline.py):
+    a 90-minute talk answers from its first minutes while the rest is indexed."""
+    return video.status == VideoStatus.READY or (
+        video.status in (VideoStatus.INDEXING, VideoStatus.QUEUED) and video.indexed_to > 0)
+
+
+def committed(video: Video, start: float) -> bool:
+    """Whether a moment starting at `start` lies in the committed part of `video`: vectors of a
+    window whose catalog commit has not come yet are in Milvus already, and not answered from."""
+    return video.status == VideoStatus.READY or start < video.indexed_to
+
+
+def indexed_so_far(video: Video) -> str:
+    """"indexed up to 34:10 of 1:30:00": how much of a video being indexed an answer could use."""
+    return f"indexed up to {fmt_time(video.indexed_to)} of {fmt_time(video.duration)}"
+
+
+def partly(videos: Iterable[Video]) -> str:
+    """The line an answer ends with when it drew on a video that is still being indexed (each
+    such video once), or ""."""
+    seen: dict[str, Video] = {}
+    for v in videos:
+        if v.status != VideoStatus.READY:
+            seen.setdefault(v.id, v)
+    return "".join(f"\n(“{one_line(v.title, 120)}” is still being indexed: {indexed_so_far(v)}; "
+                   f"ask again later for the rest.)" for v in seen.values())

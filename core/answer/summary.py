@@ -25,7 +25,7 @@ import numpy as np
 
 from core.answer import chapters as chaptering
 from core.answer.chapters import inside as _inside
-from core.answer.compose import ChatModel, citations_for
+from core.answer.compose import ChatModel, citations_for, indexed_so_far
 from core.answer.naming import name_tokens
 from core.answer.retrieve import Moment
 from core.answer.written import MAX_SENTENCES, MIN_SENTENCES, cited_sentences, written
@@ -281,3 +281,15 @@ def not_ready(video: Video) -> UserFacingError:
         return UserFacingError(f"“{title}” could not be indexed, so it has no summary.")
     return UserFacingError(f"“{title}” is still being indexed; its summary comes when it is ready.")
 
+
+async def so_far(store: ScopedStore, video: Video) -> Summary:
+    """A video still being indexed has no summary yet (it is made once, from all of it): it
+    gets the chapters of its committed windows, made from what is stored as at the end, and a
+    sentence saying how far it is. Nothing of it is kept."""
+    stored = await chaptering.load(store, video.id, video.indexed_to)
+    found = await asyncio.to_thread(chaptering.chapters, stored)
+    chapters = tuple(Chapter(c.start, min(c.end, video.indexed_to), one_line(c.title, chaptering.TITLE_CHARS + 1))
+                     for c in found)
+    text = (f"“{one_line(video.title, 120)}” is still being indexed ({indexed_so_far(video)}); its summary "
+            f"comes when it is ready. " + ("The chapters so far:" if chapters else "No chapter is known yet."))
+    return present(video, StoredSummary(text, chapters, (), "so far", video.indexed_to))

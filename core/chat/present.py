@@ -31,6 +31,7 @@ FORGET_WHICH = "Which video? Mention me with `forget` and the video's id or titl
 NO_VIDEOS = "No videos in this channel yet. Post a video link or upload a video."
 NOTHING_INDEXING = "Nothing is being indexed in this channel."
 ASK_ABOUT_IT = "Mention me with a question about it."
+ASK_ABOUT_PART = "You can ask about that part already."
 STAGE_WORDS = {Stage.QUEUED: "queued", Stage.FETCH: "downloading", Stage.PROBE: "probing",
                Stage.FRAMES: "extracting frames", Stage.TRANSCRIBE: "transcribing", Stage.OCR: "reading the screen",
                Stage.EMBED: "indexing", Stage.DONE: "ready", Stage.FAILED: "failed"}
@@ -90,6 +91,9 @@ def progress(style: Style, name: str, p: Progress) -> str:
     if p.stage == Stage.QUEUED and p.message:  # back in the queue, and why (a full disk)
         return f"⏳ {style.video(p.title or name)}: {style.plain(p.message)}"
     length = f" ({fmt_time(p.duration)})" if p.duration else ""
+    if 0 < p.indexed_to < p.duration:  # window by window: the part done is searchable already
+        return (f"⏳ {STAGE_WORDS[p.stage].capitalize()}… {style.video(p.title or name)}: indexed up to "
+                f"{fmt_time(p.indexed_to)} of {fmt_time(p.duration)}. {ASK_ABOUT_PART}")
     return f"⏳ {STAGE_WORDS[p.stage].capitalize()}… {style.video(p.title or name)}{length}"
 
 
@@ -119,7 +123,7 @@ def video_list(style: Style, videos: Sequence[Video], total: int | None = None) 
     if not videos:
         return NO_VIDEOS
     lines = [f"{_ICON.get(v.status, '•')} {style.video(v.title)} ({fmt_time(v.duration)}) — "
-             f"{v.status.value} · {style.code.format(v.id)}" for v in videos]
+             f"{v.status.value}{_so_far(v)} · {style.code.format(v.id)}" for v in videos]
     if total is not None and total > len(videos):
         lines.append(f"…and {total - len(videos)} more.")
     return "\n".join(lines)
@@ -132,11 +136,20 @@ def job_status(style: Style, jobs: Sequence[Job], videos: Sequence[Video], ready
     ready = sum(1 for v in videos if v.status == VideoStatus.READY) if ready is None else ready
     lines = [f"{ready} video{'s' if ready != 1 else ''} ready in this channel."]
     titles = {v.id: v.title for v in videos}
+    of = {v.id: v for v in videos}
     lines += [f"⏳ {style.video(titles.get(j.video_id) or source_name(j.source))} — {STAGE_WORDS[j.stage]}"
+              + (_so_far(of[j.video_id]) if j.video_id in of else "")
               + (f" (attempt {j.attempts})" if j.attempts > 1 else "") for j in jobs]
     if not jobs:
         lines.append(NOTHING_INDEXING)
     return "\n".join(lines)
+
+
+def _so_far(video: Video) -> str:
+    """", indexed up to 34:10 of 1:30:00" for a video whose first windows are searchable, else ""."""
+    if video.status == VideoStatus.READY or video.indexed_to <= 0:
+        return ""
+    return f", indexed up to {fmt_time(video.indexed_to)} of {fmt_time(video.duration)}"
 
 
 def forgot(style: Style, video: Video) -> str:

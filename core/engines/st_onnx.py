@@ -200,7 +200,11 @@ class OnnxSentenceEmbedder(OneSpace):
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """Sorted by length and batched (as sentence-transformers does, so little padding); each
-        batch runs under a lock, so a question waits for one batch of an ingest at most."""
+        batch runs under a lock, so a question waits for one batch of an ingest at most. A batch
+        also ends where a text is under half as long as its first: a call of a few dozen texts
+        (an ingest's window, core/ingest/pipeline.py: long chunks beside short units) would pad
+        the short ones to the longest, and a video embedded window by window would cost more
+        than in one call (figures: docs/benchmarks.md, "Design figures")."""
         if not texts:
             return np.zeros((0, self.dim), np.float32)
         clean = [str(t).strip() for t in texts]
@@ -208,8 +212,12 @@ class OnnxSentenceEmbedder(OneSpace):
             clean = [t.lower() for t in clean]
         order = np.argsort([-len(t) for t in clean], kind="stable")
         out = np.zeros((len(clean), self.dim), np.float32)
-        for i in range(0, len(order), self.batch_size):
-            idx = order[i:i + self.batch_size]
+        i = 0
+        while i < len(order):
+            j = i + 1
+            while j < len(order) and j - i < self.batch_size and 2 * len(clean[order[j]]) >= len(clean[order[i]]):
+                j += 1
+            idx, i = order[i:j], j
             with self.lock:
                 enc = self.tokenizer.encode_batch([clean[j] for j in idx])
                 feed = {"input_ids": np.array([e.ids for e in enc], np.int64),

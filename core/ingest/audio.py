@@ -41,14 +41,16 @@ def quietest(samples: np.ndarray, rate: int, search_s: float = SEARCH_S, span_s:
     return tail_start + int(np.argmin(energy)) + span // 2
 
 
-def windows(wav: Path, window_s: float = WINDOW_S) -> list[tuple[int, int]]:
-    """(first, last) sample of each window of `wav`, the cuts at pauses. Reads the file one
-    window at a time."""
+def windows(wav: Path, window_s: float | None = None, start: int = 0) -> list[tuple[int, int]]:
+    """(first, last) sample of each window of `wav` from sample `start` on, the cuts at pauses.
+    Reads the file one window at a time. Where each cut falls depends only on where its window
+    starts, so the windows from an earlier cut are the ones a run from 0 found there: an ingest
+    resumed after its last committed window cuts the rest as it would have."""
+    window_s = WINDOW_S if window_s is None else window_s
     out: list[tuple[int, int]] = []
     with wave.open(str(wav), "rb") as w:
         rate, total, width, channels = w.getframerate(), w.getnframes(), w.getsampwidth(), w.getnchannels()
         size = int(window_s * rate)
-        start = 0
         while start < total:
             if total - start <= size * 1.25:  # a short remainder joins the last window
                 out.append((start, total))
@@ -63,25 +65,27 @@ def windows(wav: Path, window_s: float = WINDOW_S) -> list[tuple[int, int]]:
 
 
 def transcribe_windows(transcriber: Transcriber, wav: Path, workdir: Path,
-                       window_s: float = WINDOW_S) -> list[Segment]:
+                       window_s: float | None = None) -> list[Segment]:
     """`transcriber.transcribe(wav)`, window by window (see the module's docstring); a file no
     longer than 1.25 windows goes through whole, as before."""
     spans = windows(wav, window_s)
     if len(spans) <= 1:
         return transcriber.transcribe(wav)
+    return [s for first, last in spans for s in transcribe_span(transcriber, wav, workdir, first, last)]
+
+
+def transcribe_span(transcriber: Transcriber, wav: Path, workdir: Path, first: int, last: int) -> list[Segment]:
+    """The segments of samples [first, last) of `wav`, at their times in the whole file: the span
+    written to a small WAV of its own and transcribed."""
     piece = workdir / "audio-window.wav"
-    out: list[Segment] = []
     try:
         with wave.open(str(wav), "rb") as src:
             rate = src.getframerate()
-            for first, last in spans:
-                src.setpos(first)
-                with wave.open(str(piece), "wb") as dst:
-                    dst.setparams(src.getparams())
-                    dst.writeframes(src.readframes(last - first))
-                offset = first / rate
-                out += [replace(s, start=s.start + offset, end=s.end + offset)
-                        for s in transcriber.transcribe(piece)]
+            src.setpos(first)
+            with wave.open(str(piece), "wb") as dst:
+                dst.setparams(src.getparams())
+                dst.writeframes(src.readframes(last - first))
+        offset = first / rate
+        return [replace(s, start=s.start + offset, end=s.end + offset) for s in transcriber.transcribe(piece)]
     finally:
         piece.unlink(missing_ok=True)
-    return out

@@ -38,15 +38,18 @@ def same_text(a: str, b: str) -> bool:
     return abs(len(a) - len(b)) <= max(2, 0.05 * longest) and difflib.SequenceMatcher(None, a, b).ratio() >= 0.9
 
 
-def read_frames(reader: Reader, frames: list[Frame], duration: float) -> tuple[list[Segment], dict[float, str]]:
+def read_frames(reader: Reader, frames: list[Frame], duration: float,
+                previous: tuple[Frame, str] | None = None) -> tuple[list[Segment], dict[float, str]]:
     """Timed on-screen text for `frames` (sorted by time), and the text read on each frame.
 
     A frame whose thumbnail matches the previous one reuses its text without running OCR; a run of
     frames with the same text becomes one segment from the first frame to the next change.
+    `previous` (the frame before these, with its text: the last of the window before, in
+    core/ingest/pipeline.py) is what the first frame is compared with.
     """
     texts: dict[float, str] = {}
-    prev_thumb: np.ndarray | None = None
-    prev_text = ""
+    prev_thumb: np.ndarray | None = thumbnail(previous[0].path) if previous else None
+    prev_text = previous[1] if previous else ""
     for f in frames:
         thumb = thumbnail(f.path)
         if prev_thumb is not None and same_image(thumb, prev_thumb):

@@ -27,22 +27,23 @@ from core.config import Settings
 from core.engines.registry import Models
 from core.engines.transcribe import Transcriber
 from core.errors import BadSource
-from core.ingest import media, results
-from core.ingest.audio import transcribe_windows
-from core.ingest.chunk import chunk, units
+from core.ingest import audio, media, results
+from core.ingest.chunk import units
 from core.ingest.fetch import SOCKET, fetch, fetched, local_file, refusal, way_out
 from core.ingest.guard import UrlGuard
 from core.ingest.jail import Jail, Limits, child_settings
 from core.ingest.ocr import read_frames
 from core.ingest.proxy import Pace
 from core.ingest.subtitles import bound
-from core.models import Frame, Laps, Segment, Stage
+from core.ingest.windows import Said, Screen, Span, ready, spans, window_chunks
+from core.models import Frame, Kind, Laps, Segment, Stage
 from core.store.scoped import ScopedStore
 from core.text.links import looks_like_url
 
 log = logging.getLogger(__name__)
 
-Report = Callable[[Stage, float, str], Awaitable[None]]
+# report(stage, fraction, title, *, indexed_to=seconds searchable already, duration=the video's)
+Report = Callable[..., Awaitable[None]]
 
 
 @dataclass
@@ -68,19 +69,23 @@ def hear(transcriber: Transcriber, wav: Path, workdir: Path) -> Speech:
     """The language detected once on the video's first speech, then every window transcribed in
     it (a 90-minute video is not detected again per window)."""
     language = transcriber.detect(wav)
-    return Speech(transcribe_windows(transcriber.speaking(language), wav, workdir), language)
+    return Speech(audio.transcribe_windows(transcriber.speaking(language), wav, workdir), language)
 
 
 async def ingest(video_id: str, source: str, store: ScopedStore, models: Models, settings: Settings,
                  workdir: Path, report: Report, headers: dict[str, str] | None = None,
                  allow_local: bool = False, guard: UrlGuard | None = None) -> IngestResult:
-    """Index `source` as `video_id` in `store`'s scope. Vectors of an earlier attempt are dropped
-    first, so a retried job never leaves duplicates.
+    """Index `source` as `video_id` in `store`'s scope, window by window (`Span`: about
+    WINDOW_S of media each): each window's text, units, frames and vectors are committed in one
+    fenced write that moves the video's `indexed_to` on, so questions find the part done while
+    the rest is indexed. An earlier attempt's committed windows are kept and not done again; what
+    it left past them is dropped first, so a retried job never leaves duplicates.
 
     Everything that reads the posted bytes runs in a jailed child (core/ingest/jail.py): the
     download, the probe, the subtitles, the sound track and the frames. Its results are checked
     (core/ingest/results.py) and each lane starts as soon as its input is announced: the
-    transcription when the sound track is written, OCR and CLIP when the frames are."""
+    transcription when the sound track is written, OCR and CLIP when the frames are; a window is
+    committed as soon as both lanes are past it."""
     guard = guard or UrlGuard(frozenset(settings.allow_hosts))
     lap = Laps()
     stages = lap.stages
@@ -88,6 +93,11 @@ async def ingest(video_id: str, source: str, store: ScopedStore, models: Models,
     pace = Pace(settings.download_timeout_seconds, settings.min_download_kbps * 1024, settings.download_grace_seconds)
     download = workdir / "download"
     lanes: dict[str, asyncio.Future[Any]] = {}
+    known = await store.video(video_id)
+    resume = known.indexed_to if known is not None else 0.0
+    if known is not None and 0 < known.duration <= resume:  # every window committed: only the finish is left
+        return IngestResult(known.title, known.duration, known.url, known.language, {}, {"windows": 0})
+    await store.drop_after(video_id, resume)  # what an earlier attempt left past its last window
     await report(Stage.FETCH, 0.0, "")
     try:
         workdir.mkdir(parents=True, exist_ok=True)
@@ -105,32 +115,127 @@ async def ingest(video_id: str, source: str, store: ScopedStore, models: Models,
             await asyncio.to_thread(guard.check, src)  # getaddrinfo: never on the loop
         info: media.MediaInfo | None = None
         lane_started = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        windows: asyncio.Future[list[Span]] = loop.create_future()
+        said: list[asyncio.Future[Said]] = []
+        seen: list[asyncio.Future[Screen]] = []
+        stored: list[asyncio.Future[None]] = []  # each window's commit
+        spoken: asyncio.Future[str] = loop.create_future()  # the language, as Whisper names it
+        counts = {"frames": 0, "speech": 0, "ocr": 0, "chunks": 0, "windows": 0}
+        found_spans: list[Span] = []
+        before: list[Segment] = []  # the speech of the windows before the one being chunked
 
-        async def timed(name: str, work: Awaitable[Any]) -> Any:
+        def add(name: str, t: float) -> None:
+            stages[name] = round(stages.get(name, 0.0) + time.perf_counter() - t, 3)
+
+        def plan(found: list[Span]) -> None:
+            said.extend(loop.create_future() for _ in found)
+            seen.extend(loop.create_future() for _ in found)
+            stored.extend(loop.create_future() for _ in found)
+            windows.set_result(found)
+
+        async def embed(call: Callable[..., Awaitable[Any]], texts: list[str]) -> np.ndarray:
             t = time.perf_counter()
             try:
-                return await work
+                return await call(models.text.embed_passages, texts, await spoken) if texts \
+                    else np.zeros((0, models.text.dim), np.float32)
             finally:
-                stages[name] = round(time.perf_counter() - t, 3)
+                add("embed", t)
 
-        async def transcribe(wav: Path | None) -> Speech:
-            if wav is None:
-                return Speech([])
-            await report(Stage.TRANSCRIBE, 0.0, title)
-            heard: Speech = await timed("transcribe", models.call(lambda: hear(models.transcriber, wav, workdir)))
-            return heard
-
-        async def screen(frames: list[Frame]) -> tuple[list[Frame], list[Segment], dict[float, str], np.ndarray | None]:
+        async def heard(k: int, segments: list[Segment]) -> None:
+            """Window k's speech, bounded, chunked and embedded (chunks, which are searched, and
+            units, what a hit is narrowed to) on the speech lane's thread."""
             assert info is not None
-            duration = info.duration
-            ocr_segments: list[Segment] = []
-            ocr_text: dict[float, str] = {}
+            speech = bound(segments, info.duration, settings.max_segments_per_minute, settings.max_segment_chars)
+            if k == 0 and resume:  # the speech of the windows committed before: where the chunks are cut
+                before.extend(s for s in await store.segments(video_id, -1.0, resume) if s.kind != Kind.OCR)
+            chunks, spoken_units = window_chunks(before, speech, found_spans[k].since), units(speech)
+            before.extend(speech)
+            vectors = await embed(models.call, [c.text for c in chunks + spoken_units])
+            said[k].set_result(Said(speech, chunks, vectors[:len(chunks)], spoken_units, vectors[len(chunks):]))
+
+        async def transcribe(wav: Path | None, cues: list[Segment] | None) -> None:
+            assert info is not None
+            found = await asyncio.to_thread(spans, wav, info.duration, resume)
+            found_spans.extend(found)
+            plan(found)
+            if wav is None:
+                spoken.set_result("")
+                for k, w in enumerate(found):
+                    last = k == len(found) - 1
+                    await heard(k, [c for c in cues or () if w.since <= c.start and (last or c.start < w.until)])
+                return
+            await report(Stage.TRANSCRIBE, 0.0, title)
+            t = time.perf_counter()
+            language = await models.call(lambda: models.transcriber.detect(wav))
+            spoken.set_result(language)
+            speaking = models.transcriber.speaking(language)
+            add("transcribe", t)
+            whole = len(found) == 1 and found[0].samples is not None and found[0].samples[0] == 0
+            for k, w in enumerate(found):
+                if k:
+                    # One window at a time past the last commit: a killed ingest transcribes at most
+                    # one window again. The lanes embed their own text, so what waits here is the
+                    # window's store (a few Milvus and SQL calls) and the screen lane, if behind.
+                    await stored[k - 1]
+                t = time.perf_counter()
+                a, b = w.samples or (0, 0)
+                segments = await (models.call(speaking.transcribe, wav) if whole
+                                  else models.call(audio.transcribe_span, speaking, wav, workdir, a, b))
+                add("transcribe", t)
+                await heard(k, segments)
+
+        async def screen(frames: list[Frame]) -> None:
+            assert info is not None
+            found = await windows
             if settings.ocr:
                 await report(Stage.OCR, 0.0, title)
-                ocr_segments, ocr_text = await timed("ocr", models.call_screen(
-                    lambda: read_frames(models.ocr, frames, duration)))
-            image_vectors = await timed("clip", _embed_frames(models, frames))
-            return frames, ocr_segments, ocr_text, image_vectors
+            previous: tuple[Frame, str] | None = None  # a window's last frame: the next one's first is compared with it
+            for k, w in enumerate(found):
+                last = k == len(found) - 1
+                mine = [f for f in frames if w.since <= f.time and (last or f.time < w.until)]
+                ocr_segments: list[Segment] = []
+                ocr_text: dict[float, str] = {}
+                if settings.ocr and mine:
+                    t = time.perf_counter()
+                    ocr_segments, ocr_text = await models.call_screen(read_frames, models.ocr, mine,
+                                                                      min(w.until, info.duration), previous)
+                    previous = (mine[-1], ocr_text[mine[-1].time])
+                    add("ocr", t)
+                ocr_segments = bound(ocr_segments, info.duration, settings.max_frames_per_minute,
+                                     OCR_CHARS_PER_SEGMENT * settings.max_segment_chars)
+                t = time.perf_counter()
+                image_vectors = await _embed_frames(models, mine)
+                add("clip", t)
+                # an on-screen text span is its own chunk and its own unit: one vector serves both
+                ocr_vectors = await embed(models.call_screen, [c.text for c in ocr_segments])
+                seen[k].set_result(Screen(mine, ocr_segments, ocr_text, image_vectors, ocr_vectors))
+
+        async def commit() -> None:
+            """Each window, once both lanes are past it: one fenced write."""
+            assert info is not None
+            work = [lanes["speech"], lanes["screen"]]
+            found = await ready(windows, work)
+            for k, w in enumerate(found):
+                said_k: Said = await ready(said[k], work)
+                shown: Screen = await ready(seen[k], work)
+                t = time.perf_counter()
+                ocr = shown.segments
+                await store.put_window(video_id, w.since, w.until, said_k.chunks + ocr,
+                                       np.concatenate([said_k.chunk_vectors, shown.ocr_vectors]), said_k.speech + ocr,
+                                       said_k.units + ocr, np.concatenate([said_k.unit_vectors, shown.ocr_vectors]),
+                                       shown.frames, shown.text, shown.vectors, spoken.result())
+                add("store", t)
+                for name, n in (("frames", len(shown.frames)), ("speech", len(said_k.speech)), ("ocr", len(ocr)),
+                                ("chunks", len(said_k.chunks) + len(ocr)), ("windows", 1)):
+                    counts[name] += n
+                stored[k].set_result(None)
+                await report(Stage.EMBED, min(1.0, w.until / max(info.duration, 1e-9)), title,
+                             indexed_to=w.until, duration=info.duration)
+
+        def start_commits() -> None:
+            if "speech" in lanes and "screen" in lanes and "commit" not in lanes:
+                lanes["commit"] = asyncio.ensure_future(commit())
 
         async def on_event(event: dict[str, Any]) -> None:
             nonlocal info, title, url, lane_started
@@ -155,22 +260,25 @@ async def ingest(video_id: str, source: str, store: ScopedStore, models: Models,
                     lap("fetch")
                 lap("probe")
                 lane_started = time.perf_counter()
-                await report(Stage.FRAMES, 0.0, title)
+                await report(Stage.FRAMES, 0.0, title, duration=info.duration)
             elif info is None:
                 raise BadSource(results.UNREADABLE)  # nothing comes before the probe
             elif kind == "subtitles" and "speech" not in lanes:
                 cues = await asyncio.to_thread(results.subtitles, workdir, event.get("path"), info.duration, settings)
-                lanes["speech"] = asyncio.ensure_future(asyncio.sleep(0, Speech(cues)))
+                lanes["speech"] = asyncio.ensure_future(transcribe(None, cues))
+                start_commits()
             elif kind == "audio" and "speech" not in lanes:
                 wav = await asyncio.to_thread(results.audio, workdir, event.get("path"), info.duration)
                 stages["audio"] = round(time.perf_counter() - lane_started, 3)
-                lanes["speech"] = asyncio.ensure_future(transcribe(wav))
+                lanes["speech"] = asyncio.ensure_future(transcribe(wav, None))
+                start_commits()
             elif kind == "frames" and "screen" not in lanes:
                 frames = await asyncio.to_thread(results.frames, event, workdir, info.duration, settings)
                 stages["frames"] = round(time.perf_counter() - lane_started, 3)
                 if not frames:
                     raise BadSource("I couldn't decode any frame of that video; it may be corrupt.")
-                lanes["screen"] = asyncio.ensure_future(screen(frames))
+                lanes["screen"] = asyncio.ensure_future(screen([f for f in frames if f.time >= resume]))
+                start_commits()
 
         limits = Limits.from_settings(settings)
         async with Jail(workdir, limits, readable=readable,
@@ -187,33 +295,18 @@ async def ingest(video_id: str, source: str, store: ScopedStore, models: Models,
         log.info("jailed ingest of %s: %s", video_id, jail.outcome)
         if info is None or "screen" not in lanes:
             raise BadSource(results.UNREADABLE)
-        speech_lane = lanes.get("speech") or asyncio.ensure_future(asyncio.sleep(0, Speech([])))
-        heard, (frames, ocr_segments, ocr_text, image_vectors) = await asyncio.gather(speech_lane, lanes["screen"])
-        speech = bound(heard.segments, info.duration, settings.max_segments_per_minute, settings.max_segment_chars)
-        ocr_segments = bound(ocr_segments, info.duration, settings.max_frames_per_minute,
-                             OCR_CHARS_PER_SEGMENT * settings.max_segment_chars)
+        if "speech" not in lanes:
+            lanes["speech"] = asyncio.ensure_future(transcribe(None, []))
+            start_commits()
+        await lanes["commit"]
         lap("lanes")
-        if not speech and not ocr_segments:
+        if not counts["speech"] and not counts["ocr"] and \
+                (resume == 0 or not await store.segments(video_id, -1.0, info.duration + 1e6, limit=1)):
             raise BadSource("I found no speech and no readable text in that video, so there is "
                             "nothing I could answer questions from.")
-
-        await report(Stage.EMBED, 0.0, title)
-        chunks = chunk(speech) + ocr_segments
-        spoken_units = units(speech)
-        # one pass: chunks (searched) and spoken units (what a hit is narrowed to); an on-screen
-        # text span is its own chunk and its own unit
-        texts = [c.text for c in chunks + spoken_units]
-        vectors = await models.call(lambda: models.text.embed_passages(texts, heard.language))
-        text_vectors = vectors[:len(chunks)]
-        unit_vectors = np.concatenate([vectors[len(chunks):], vectors[len(chunks) - len(ocr_segments):len(chunks)]])
-        lap("embed")
-        await store.drop_vectors([video_id])
-        await store.put_text(video_id, chunks, text_vectors, speech + ocr_segments,
-                             spoken_units + ocr_segments, unit_vectors, heard.language)
-        await store.put_frames(video_id, frames, ocr_text, image_vectors)
-        lap("store")
-        counts = {"frames": len(frames), "speech": len(speech), "ocr": len(ocr_segments), "chunks": len(chunks)}
-        return IngestResult(title, info.duration, url, heard.language, stages, counts)
+        if resume:
+            counts["resumed_at"] = int(resume)
+        return IngestResult(title, info.duration, url, spoken.result() if spoken.done() else "", stages, counts)
     finally:
         for t in lanes.values():
             t.cancel()

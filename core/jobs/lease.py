@@ -169,6 +169,17 @@ class FencedStore(ScopedStore):
         await self._fenced(lambda: ScopedStore.put_text(self, video_id, *args, **kw),
                            undo=lambda: self._drop(self.vectors.text, video_id))
 
+    async def put_window(self, video_id: str, since: float, *args: Any, **kw: Any) -> None:
+        await self._fenced(lambda: ScopedStore.put_window(self, video_id, since, *args, **kw),
+                           undo=lambda: self._drop_from(video_id, since))
+
+    async def drop_after(self, video_id: str, since: float) -> None:
+        await self._fenced(lambda: ScopedStore.drop_after(self, video_id, since))
+
+    async def _drop_from(self, video_id: str, since: float) -> None:
+        for c in filter(None, (self.vectors.text, self.vectors.frames)):
+            await self._milvus(self.vectors.delete, c, self.partition, [video_id], since)
+
     async def put_frames(self, video_id: str, *args: Any, **kw: Any) -> None:
         await self._fenced(lambda: ScopedStore.put_frames(self, video_id, *args, **kw),
                            undo=lambda: self._drop(self.vectors.frames, video_id))

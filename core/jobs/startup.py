@@ -1,6 +1,7 @@
 """A process's start: the running jobs of workers that died are taken back, and what their attempts
-left (vectors of videos that are not ready, temporary and orphaned files) is cleared, before this
-process's workers run the jobs again from the start (`JobRunner`, `core.jobs.worker`)."""
+left (vectors of videos that are not ready, past their last committed window, temporary and
+orphaned files) is cleared, before this process's workers run the jobs again from that window on
+(`JobRunner`, `core.jobs.worker`)."""
 
 from __future__ import annotations
 
@@ -41,7 +42,8 @@ async def recover(runner: JobRunner) -> tuple[list[Job], list[Job]]:
 
 async def reconcile(runner: JobRunner) -> dict[str, int]:
     """At start-up: re-queue the jobs of workers that died (`recover`), remove vectors of
-    videos that are not ready and that no live worker is indexing, and remove temporary and
+    videos that are not ready and that no live worker is indexing (those past the last committed
+    window of a video whose job waits in the queue), and remove temporary and
     orphaned files. Returns counts of what it did."""
     requeued, dead = await recover(runner)
     live = await runner.queue.live_videos(runner.worker_id)
@@ -54,14 +56,17 @@ async def reconcile(runner: JobRunner) -> dict[str, int]:
         videos = {v.id: v for v in await store.videos()}
         ready = {k for k, v in videos.items() if v.status == VideoStatus.READY}
         busy = {v for s, v in live if s == key}
+        waiting = {vid for vid, v in videos.items() if v.status in (VideoStatus.QUEUED, VideoStatus.INDEXING)
+                   and vid not in busy and await runner.queue.active_for_video(scope, vid) is not None}
         stray = await store.vector_video_ids() - ready - busy
         if stray:
             log.info("removing vectors of %d unfinished videos in %s", len(stray), key)
-            await store.drop_vectors(sorted(stray))
+            for vid in sorted(stray):
+                # a video whose job waits keeps its committed windows: the job resumes after them
+                await store.drop_after(vid, videos[vid].indexed_to if vid in waiting else 0.0)
             counts["stray_videos"] += len(stray)
         for vid, v in videos.items():
-            if v.status in (VideoStatus.QUEUED, VideoStatus.INDEXING) and vid not in busy \
-                    and await runner.queue.active_for_video(scope, vid) is None:
+            if v.status in (VideoStatus.QUEUED, VideoStatus.INDEXING) and vid not in busy and vid not in waiting:
                 await store.update_video(vid, status=VideoStatus.FAILED, error="Indexing was interrupted.")
         counts["files"] += await asyncio.to_thread(
             _clear_channel, runner.settings.data_dir / "videos" / scope.partition, set(videos), busy)

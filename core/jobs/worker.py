@@ -2,8 +2,9 @@
 `Service` owns one `JobRunner` and stays a facade; `core.jobs.startup` clears what dead workers
 left, `core.jobs.lease` keeps and fences an attempt's lease, `core.jobs.outages` paces the loops.
 
-Jobs outlive the process that queued them: a worker runs them again from the start after a crash
-(every stage is idempotent, and vectors are dropped before they are written). Per-job
+Jobs outlive the process that queued them: a worker runs them again after a crash, from the end
+of the last window the ingest committed (core/ingest/pipeline.py commits a long video window by
+window); what lies past it is dropped before anything is written again. Per-job
 `on_progress` callbacks live in memory and die with the process; an adapter that wants to tell a
 channel about jobs queued before a restart registers a hook (`on_job_event`), which hears every
 job's progress, with the job's scope and requester.
@@ -161,17 +162,19 @@ class JobRunner:
             else:
                 raise
             return
-        title, duration = video.title, video.duration
+        title, length = video.title, video.duration
 
-        async def report(stage: Stage, fraction: float, message: str) -> None:
-            nonlocal title
-            title = message or title
+        async def report(stage: Stage, fraction: float, message: str, *, indexed_to: float = 0.0,
+                         duration: float = 0.0) -> None:
+            nonlocal title, length
+            title, length = message or title, duration or length
             try:
                 await self.queue.stage(job.id, stage)
             except Exception as e:  # a stage shown late is no reason to stop the work
                 if not (isinstance(e, Unavailable) or disk_full(e)):
                     raise
-            await self.emit(job, Progress(job.id, job.video_id, stage, fraction, title, duration))
+            await self.emit(job, Progress(job.id, job.video_id, stage, fraction, title, length,
+                                          indexed_to=indexed_to))
 
         headers = self.jobs.take_headers(job.id)
         if job.needs_auth and headers is None:
@@ -206,7 +209,7 @@ class JobRunner:
             stats = json.dumps({"stages": result.stages, **result.counts, "language": result.language})
             renewer.cancel()
             if not await lease.complete(title=result.title, duration=result.duration, url=result.url, error="",
-                                        language=result.language):
+                                        language=result.language, indexed_to=result.duration):
                 await self._abandoned(job, base, lost=True)
                 return
             self.troubles.ok()
@@ -250,7 +253,7 @@ class JobRunner:
         else:
             log.warning("job %s (%s) goes back to the queue: %s", job.id, job.source, why.detail)
         with contextlib.suppress(Exception):
-            await store.drop_vectors([job.video_id])
+            await self._drop_uncommitted(store, job.video_id)
         try:
             await store.update_video(job.video_id, status=VideoStatus.QUEUED, error="")
             await self.queue.release(job.id, self.worker_id)
@@ -279,9 +282,10 @@ class JobRunner:
         self.reject(job.id, REMOVED)
 
     async def _failed(self, job: Job, store: ScopedStore, message: str, retry: bool) -> bool:
-        """Nothing of a failed attempt stays searchable; a user error removes the video entirely.
-        True when the job was queued again."""
-        await store.drop_vectors([job.video_id])
+        """A failed attempt's committed windows stay for its next attempt, which resumes after
+        them; nothing of a video that failed for good stays searchable, and a user error removes
+        the video entirely. True when the job was queued again."""
+        await self._drop_uncommitted(store, job.video_id)
         state = await self.queue.fail(job.id, self.worker_id, message, retry)
         if state == Failed.LOST:
             return False
@@ -291,6 +295,7 @@ class JobRunner:
             return True
         final = (await self.queue.get(job.id) or job).error or message
         if retry:
+            await store.drop_after(job.video_id, 0.0)
             await store.update_video(job.video_id, status=VideoStatus.FAILED, error=final)
         else:
             await store.delete_video(job.video_id, keep_jobs=True)
@@ -302,10 +307,17 @@ class JobRunner:
     async def dead_lettered(self, job: Job) -> None:
         """A job whose worker crashed on every attempt: clear its traces and tell the channel."""
         log.warning("job %s (%s) dead-lettered: %s", job.id, job.source, job.error)
-        await self.store(job.scope).drop_vectors([job.video_id])
+        await self.store(job.scope).drop_after(job.video_id, 0.0)  # its next submission starts over
         await self._remove_files(job)
         await self.emit(job, Progress(job.id, job.video_id, Stage.FAILED, 0.0, "", 0.0, job.error))
         self.reject(job.id, job.error)
+
+    @staticmethod
+    async def _drop_uncommitted(store: ScopedStore, video_id: str) -> None:
+        """What an attempt wrote past its video's last committed window (a window's vectors whose
+        catalog commit never came): the committed ones stay, searchable, for the next attempt."""
+        video = await store.video(video_id)
+        await store.drop_after(video_id, video.indexed_to if video is not None else 0.0)
 
     async def _remove_files(self, job: Job) -> None:
         await asyncio.to_thread(shutil.rmtree, self.workdir(job.scope, job.video_id), True)

@@ -141,6 +141,42 @@ class ScopedStore:
         await self.catalog.put_frames(self.scope, video_id, [(f.time, f.path, ocr.get(f.time, ""), b, h)
                                                              for f, b, h in zip(frames, jpegs, hashes, strict=True)])
 
+    async def put_window(self, video_id: str, since: float, until: float, chunks: list[Segment], vectors: np.ndarray,
+                         segments: list[Segment], units: list[Segment], unit_vectors: np.ndarray, frames: list[Frame],
+                         ocr: dict[float, str], image_vectors: np.ndarray | None, language: str = "") -> None:
+        """One window [since, until) of a video being indexed (core/ingest/pipeline.py): its text
+        chunks' and frames' vectors to Milvus, then its rows to the catalog with the video's
+        `indexed_to` moved to `until`, in one transaction. The catalog commits last: vectors of a
+        window whose commit never came lie past `indexed_to`, where searches ignore them and the
+        next attempt drops them (`drop_after`). Row ids carry the window's start, so windows never
+        share one."""
+        tag = f"{video_id}:{since:.2f}"
+        await self._insert_text(video_id, [{"id": f"{tag}t{i}", "vector": v.tolist(), "video_id": video_id,
+                                            "start": c.start, "end": c.end, "kind": str(c.kind), "text": c.text[:8000]}
+                                           for i, (c, v) in enumerate(zip(chunks, vectors, strict=True))])
+        if image_vectors is not None and self.vectors.frames:
+            await self._insert_frames(video_id, [{"id": f"{tag}f{i}", "vector": v.tolist(), "video_id": video_id,
+                                                  "start": f.time, "end": f.time, "kind": "frame", "path": f.path}
+                                                 for i, (f, v) in enumerate(zip(frames, image_vectors, strict=True))])
+        jpegs = await asyncio.to_thread(lambda: [_read(f.path) for f in frames])
+        hashes = await asyncio.to_thread(hash_jpegs, jpegs)  # what a posted screenshot is matched by
+        await self.catalog.put_window(self.scope, video_id, since, until, segments, units, unit_vectors,
+                                      [(f.time, f.path, ocr.get(f.time, ""), b, h)
+                                       for f, b, h in zip(frames, jpegs, hashes, strict=True)], language)
+
+    async def _insert_text(self, video_id: str, rows: list[dict[str, Any]]) -> None:
+        await self._milvus(self.vectors.insert, self.vectors.text, self.partition, rows)
+
+    async def _insert_frames(self, video_id: str, rows: list[dict[str, Any]]) -> None:
+        await self._milvus(self.vectors.insert, self.vectors.frames, self.partition, rows)
+
+    async def drop_after(self, video_id: str, since: float) -> None:
+        """A video's vectors and rows from `since` on (everything from 0): what lies past its last
+        committed window. Vectors first, as `delete_video` does."""
+        for c in filter(None, (self.vectors.text, self.vectors.frames)):
+            await self._milvus(self.vectors.delete, c, self.partition, [video_id], since)
+        await self.catalog.drop_after(self.scope, video_id, since)
+
     async def search_text(self, vector: np.ndarray, limit: int, video_id: str | None = None) -> list[Hit]:
         return await self._milvus(self.vectors.search, self.vectors.text, self.partition, vector, limit, "text",
                                   video_id)

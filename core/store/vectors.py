@@ -157,13 +157,16 @@ class VectorStore(Collections):
 
     # ---- deletes --------------------------------------------------------------------------------
     @healing
-    def delete(self, collection: str, partition: str, video_ids: Sequence[str]) -> None:
+    def delete(self, collection: str, partition: str, video_ids: Sequence[str], since: float | None = None) -> None:
+        """The rows of `video_ids` (only those starting at `since` or later, when given)."""
         if not video_ids:
             return
-        ids = ",".join(json.dumps(v) for v in video_ids)
+        expr = "video_id in [" + ",".join(json.dumps(v) for v in video_ids) + "]"
+        if since is not None and since > 0:  # `start` is a float32: compared as stored
+            expr += f" and start >= {float(np.float32(since))!r}"
         if self.layout == "key":
             # The filter names the channel itself, and the keys carry it too.
-            self.client.delete(collection, **self._bound(partition, f"video_id in [{ids}]"))
+            self.client.delete(collection, **self._bound(partition, expr))
             self._settle(collection, partition)
             return
         # By primary key, after a query bound to the partition: Milvus Lite 3.2 applies a filtered
@@ -171,7 +174,7 @@ class VectorStore(Collections):
         # row with that key; the keys carry the channel (see the module docstring), so only this
         # channel's rows have them.
         while True:
-            rows = self._query(collection, partition, f"video_id in [{ids}]", output_fields=["id"],
+            rows = self._query(collection, partition, expr, output_fields=["id"],
                                limit=QUERY_LIMIT)
             if rows:
                 self.client.delete(collection, ids=[r["id"] for r in rows], partition_name=partition)

@@ -36,6 +36,7 @@ REPO = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.timeout(600), pytest.mark.parametrize("catalog_backend", BACKENDS, indirect=True),
               pytest.mark.alone("two vidrag processes of fourteen ingests at once, on deadlines")]
 STAGES = ["fetch", "probe", "frames", "transcribe", "embed", "storing", "finishing"]  # Stage ids, then two steps
+WINDOW_S = 10.0  # the ingest's windows in these processes: the short lectures fit in one, the demo lecture takes ~4
 
 
 class StallingSite:
@@ -82,7 +83,7 @@ def partial_download(data: Path) -> bool:
 
 
 @pytest.fixture(scope="module")
-async def crash_runs(tmp_path_factory: pytest.TempPathFactory, short_lectures) -> dict:
+async def crash_runs(tmp_path_factory: pytest.TempPathFactory, short_lectures, lecture) -> dict:
     """{backend: what the resumed process found}, for SQLite and (when a server is at hand) PostgreSQL."""
     tmp = tmp_path_factory.mktemp("crash")
     async with contextlib.AsyncExitStack() as stack:
@@ -92,18 +93,21 @@ async def crash_runs(tmp_path_factory: pytest.TempPathFactory, short_lectures) -
             url = await asyncio.to_thread(db.__enter__)
             stack.push_async_callback(asyncio.to_thread, db.__exit__, None, None, None)
             backends["postgres"] = {"data_dir": str(tmp / "postgres" / "data"), "database_url": url}
-        found = await run_crash_and_resume(tmp, backends, short_lectures["volcano"])
+        found = await run_crash_and_resume(tmp, backends, short_lectures["volcano"], lecture[0])
     return found
 
 
-async def run_crash_and_resume(tmp: Path, backends: dict, video: Path) -> dict:
+async def run_crash_and_resume(tmp: Path, backends: dict, video: Path, long: Path) -> dict:
     markers = tmp / "markers"
     site = StallingSite(video)
     await site.start()
     jobs = [{"channel": f"crash-{s.replace(' ', '-')}", "source": str(video), "pause": s} for s in STAGES]
     jobs[0] = {"channel": "crash-fetch", "source": site.url, "pause": None}
+    # the demo lecture (~40 s) in windows of ~WINDOW_S: killed with two windows committed and the
+    # third transcribed
+    jobs.append({"channel": "crash-window", "source": str(long), "pause": "window3"})
     plan = {"backends": backends, "markers": str(markers), "allow_hosts": ["127.0.0.1"], "jobs": jobs,
-            "report": str(tmp / "report.json")}
+            "report": str(tmp / "report.json"), "window_s": WINDOW_S}
     proc = await run_proc({**plan, "mode": "crash"}, tmp / "crash.json")
     deadline = time.monotonic() + 240
     paused = [markers / b / j["channel"] for b in backends for j in jobs[1:]]
@@ -120,7 +124,8 @@ async def run_crash_and_resume(tmp: Path, backends: dict, video: Path) -> dict:
     site.stall = False
     site.release.set()
     control = {"channel": "control", "source": str(video), "pause": None, "submit_on_resume": True}
-    proc = await run_proc({**plan, "jobs": [*jobs, control], "mode": "resume"}, tmp / "resume.json")
+    control_long = {"channel": "control-window", "source": str(long), "pause": None, "submit_on_resume": True}
+    proc = await run_proc({**plan, "jobs": [*jobs, control, control_long], "mode": "resume"}, tmp / "resume.json")
     try:
         await asyncio.wait_for(proc.wait(), 300)
     finally:
@@ -128,7 +133,11 @@ async def run_crash_and_resume(tmp: Path, backends: dict, video: Path) -> dict:
             os.killpg(proc.pid, signal.SIGKILL)
         await site.runner.cleanup()  # type: ignore[union-attr]
     assert proc.returncode == 0, (tmp / "resume.log").read_text()[-3000:]
-    return json.loads((tmp / "report.json").read_text())
+    found = json.loads((tmp / "report.json").read_text())
+    for b in found:  # the windows each process transcribed, by the first sample of each
+        found[b]["spans"] = {f.name.removeprefix("spans-"): [int(x) for x in f.read_text().split()]
+                             for f in (markers / b).glob("spans-*")}
+    return found
 
 
 @pytest.fixture
@@ -162,8 +171,33 @@ async def test_channel_is_told_after_restart(crash: dict, stage: str) -> None:
     assert heard[-1]["stage"] == "done" and not heard[-1]["listened"]  # only the hook could tell them
 
 
+async def test_killed_mid_video_resumes_after_its_last_committed_window(crash: dict) -> None:
+    got, control = crash["final"]["crash-window"], crash["final"]["control-window"]
+    assert [v["status"] for v in got["videos"]] == ["ready"]
+    assert [(j["status"], j["attempts"]) for j in got["jobs"]] == [("done", 2)]
+    # two windows were committed when it was killed: the resumed ingest kept them, transcribed
+    # the third again (the one under way), and none of the first two
+    done = crash["spans"]["crash-window"]
+    once = crash["spans"]["control-window"]
+    assert len(once) >= 4 and sorted(set(done)) == once  # every window of the video, no other
+    redone = [s for s in set(done) if done.count(s) > 1]
+    print(f"killed mid-video: {len(once)} windows, {len(done)} transcriptions in all, {len(redone)} redone")
+    assert len(redone) <= 1 and redone == once[2:3], done
+    assert crash["after_reconcile"]["crash-window"]["text"]  # committed windows kept by the reconcile
+    # and the video is stored exactly as one indexed without a crash: no duplicate, nothing missing
+    text_ids = [i for i, _ in got["text"]]
+    frame_ids = [i for i, _ in got["frames"]]
+    assert len(text_ids) == len(set(text_ids)) and len(frame_ids) == len(set(frame_ids))
+    def windowed(ids: list[str]) -> list[str]:  # ids less the video's own id: each window's start, each row's number
+        return sorted(i.split(":", 1)[1] for i in ids)
+
+    assert windowed(text_ids) == windowed([i for i, _ in control["text"]])
+    assert windowed(frame_ids) == windowed([i for i, _ in control["frames"]])
+    assert (got["segments"], got["frame_rows"]) == (control["segments"], control["frame_rows"]) != (0, 0)
+
+
 def test_reconcile_requeued_every_job_and_removed_orphan_vectors(crash: dict) -> None:
-    assert crash["reconcile"]["requeued"] == len(STAGES)
+    assert crash["reconcile"]["requeued"] == len(STAGES) + 1
     assert crash["before"]["crash-storing"]["text"], "the crash mid-store should have left text vectors"
     assert crash["after_reconcile"]["crash-storing"]["text"] == []
     assert not [f for f in crash["after_reconcile"]["crash-fetch"]["files"] if "download" in f]

@@ -29,6 +29,7 @@ from core.store.catalog.migrations import Migration
 from core.store.catalog.sql import Row, Tx
 from core.store.catalog.summaries import SummaryRows
 from core.store.catalog.videos import VideoRows
+from core.store.catalog.windows import WindowRows
 from core.text.words import query_terms
 
 __all__ = ["Catalog", "Row", "Tx", "words"]
@@ -47,7 +48,7 @@ def words(query: str, languages: Sequence[str] = ("en",), limit: int = 32) -> li
     return query_terms(query, tuple(languages), limit)
 
 
-class Catalog(VideoRows, JobRows, SummaryRows):
+class Catalog(VideoRows, JobRows, SummaryRows, WindowRows):
     """One backend of the catalog. Open one with `core.store.catalog.open_catalog(settings)`."""
 
     backend: str = ""

@@ -55,6 +55,17 @@ async def _add_phash_sqlite(tx: Any) -> None:
         await tx.run("ALTER TABLE frames ADD COLUMN phash INTEGER")
 
 
+async def _add_indexed_to_sqlite(tx: Any) -> None:
+    """`videos.indexed_to`, unless it is there already (as `_add_terms_sqlite`)."""
+    if not any(c["name"] == "indexed_to" for c in await tx.fetch("PRAGMA table_info(videos)")):
+        await tx.run("ALTER TABLE videos ADD COLUMN indexed_to REAL NOT NULL DEFAULT 0")
+
+
+# How far into each video its committed windows reach (core/ingest/pipeline.py commits a long
+# video window by window): questions search that part while the rest is indexed, and a killed
+# ingest resumes after it. A video indexed before the column is whole: its duration.
+_INDEXED_TO = "UPDATE videos SET indexed_to = duration WHERE status = 'ready'"
+
 # Who posted each video (the chat user id; "" for the operator's command line): `forget` is allowed
 # to that person and to the channel's admins (core.service.Service.forget). Videos indexed before
 # the column existed take the requester of their first job, which the jobs table kept; an index
@@ -174,6 +185,8 @@ SQLITE: list[Migration] = [
     # Each frame's perceptual hash (core/store/phash.py), what a posted screenshot is matched
     # against; the frames stored before it are hashed from their JPEG bytes here.
     (9, (_add_phash_sqlite, fill_phash)),
+    # How far each video is indexed (see _INDEXED_TO above).
+    (10, (_add_indexed_to_sqlite, _INDEXED_TO)),
 ]
 
 POSTGRES: list[Migration] = [
@@ -248,4 +261,6 @@ POSTGRES: list[Migration] = [
     (7, ("ALTER TABLE videos ADD COLUMN IF NOT EXISTS requested_by TEXT NOT NULL DEFAULT ''", *_BACKFILL)),
     # Each frame's perceptual hash (see SQLite's migration 9).
     (8, ("ALTER TABLE frames ADD COLUMN IF NOT EXISTS phash BIGINT", fill_phash)),
+    # How far each video is indexed (see _INDEXED_TO above).
+    (9, ("ALTER TABLE videos ADD COLUMN IF NOT EXISTS indexed_to DOUBLE PRECISION NOT NULL DEFAULT 0", _INDEXED_TO)),
 ]

@@ -15,7 +15,7 @@ from core.models import FRAME, Hit, Kind, Scope, Segment, Turn, Video, VideoStat
 from core.store.catalog.sql import Primitives, Row
 from core.text.words import terms
 
-VIDEO_FIELDS = frozenset({"status", "title", "duration", "url", "error", "language"})
+VIDEO_FIELDS = frozenset({"status", "title", "duration", "url", "error", "language", "indexed_to"})
 TABLES = ("videos", "jobs", "segments", "units", "frames", "turns", "summaries")  # every table with a scope
 # Rows of one read of a list that grows with use (a channel's videos): a long list is read a page
 # at a time, so other channels' queries run between the pages instead of waiting behind one long
@@ -36,7 +36,7 @@ def video_from(row: Row, scope: Scope) -> Video:
     return Video(id=row["id"], scope=scope, source=row["source"], title=row["title"],
                  duration=float(row["duration"]), status=VideoStatus(row["status"]), url=row["url"],
                  error=row["error"], language=row["language"], requested_by=row["requested_by"],
-                 created=float(row["created"]))
+                 created=float(row["created"]), indexed_to=float(row["indexed_to"]))
 
 
 class VideoRows(Primitives):
