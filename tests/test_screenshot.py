@@ -125,9 +125,10 @@ async def test_a_catalog_from_before_the_hash_is_upgraded_in_place_with_its_fram
     jpeg = _jpeg(Image.fromarray((np.arange(64 * 36).reshape(36, 64) * 7 % 251).astype(np.uint8)))
     await catalog.put_frames(scope, "v1", [(2.5, "/x/a.jpg", "slide", jpeg)])
     version = await catalog.schema_version()
+    hashed = next(v for v, steps in catalog.migrations if fill_phash in steps)  # not always the last
     async with catalog._tx() as tx:  # back to the schema before the hash
         await tx.run("ALTER TABLE frames DROP COLUMN phash")
-        await tx.run("DELETE FROM schema_version WHERE version = ?", (version,))
+        await tx.run("DELETE FROM schema_version WHERE version >= ?", (hashed,))
     await catalog.close()
     again = await open_catalog(Settings(data_dir=tmp_path / "data", database_url=database_url))
     try:
