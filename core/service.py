@@ -18,6 +18,7 @@ import weakref
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
+from core.answer import clip as clips
 from core.answer import picture as pictures
 from core.answer import summary as summaries
 from core.answer.compose import ChatModel, compose, make_chat, searchable
@@ -40,9 +41,10 @@ from core.library import Library
 from core.models import Answer, Job, Scope, Stage, Summary, Video, VideoStatus
 from core.store import lite_lock
 from core.store.catalog import Catalog, open_catalog
+from core.store.media_keep import MediaKeep
 from core.store.scoped import VectorStore
 from core.store.vectors import existing_collections
-from core.text.safety import neutralize
+from core.text.safety import neutralize, one_line
 from core.upgrades import keep_older_index
 
 __all__ = ["JobEvent", "JobHook", "ProgressCallback", "Service", "Submitted", "video_id_for"]
@@ -50,6 +52,7 @@ __all__ = ["JobEvent", "JobHook", "ProgressCallback", "Service", "Submitted", "v
 log = logging.getLogger(__name__)
 
 
+CLIPS_AT_ONCE = 2  # clips cut at once by one process (each an ffmpeg encode in a jailed child)
 ID_CHARS = 20  # hex characters of a video id: 80 bits
 LEGACY_ID_CHARS = 10  # the 40 bits ids had before; videos filed under one keep it
 
@@ -92,6 +95,8 @@ class Service(Library):
         # (channel, video) -> the lock under which its summary is made, so it is made once here
         self._summarizing: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = weakref.WeakValueDictionary()
         self.runner.hooks.append(self._summarize_indexed)  # chapters and summary once a video is indexed
+        self.media = MediaKeep(settings, catalog)  # the kept video files, for clips
+        self._cutting = asyncio.Semaphore(CLIPS_AT_ONCE)
 
     def on_job_event(self, hook: JobHook) -> Callable[[], None]:
         """Hear every job's progress (see `JobEvent`), including jobs queued before a restart.
@@ -285,6 +290,7 @@ class Service(Library):
         if thread:
             try:
                 await store.add_turn(thread, question, answer.text)
+                await self._cited(scope, thread, answer)
             except Exception as e:
                 if disk_full(e) is None:
                     raise
@@ -295,7 +301,10 @@ class Service(Library):
         """The moments of `scope`'s videos a posted picture shows, or a sentence saying none does."""
         if user:
             self.limits.take_question(scope, user)  # counts as a question
-        return await answer_picture(self.store(scope), image, self.models, self.settings, thread)
+        answer = await answer_picture(self.store(scope), image, self.models, self.settings, thread)
+        if thread:
+            await self._cited(scope, thread, answer)
+        return answer
 
     async def ask_picture(self, scope: Scope, url: str, headers: dict[str, str], *, thread: str | None = None,
                           user: str = "") -> Answer:
@@ -349,3 +358,53 @@ class Service(Library):
             pass  # forgotten meanwhile
         except Exception:
             log.exception("the summary of %s in %s failed", event.job.video_id, event.job.scope.key)
+
+    # ---- clips ----------------------------------------------------------------------------------
+    async def _cited(self, scope: Scope, thread: str, answer: Answer) -> None:
+        """Remember the moment the thread's latest answer cites first: what `clip` there cuts."""
+        if answer.citations:
+            c = answer.citations[0]
+            await self.catalog.put_moment(scope, thread, c.video_id, c.start, c.end)
+
+    async def clip(self, scope: Scope, video: str, start: float, end: float, *, max_mb: float | None = None,
+                   user: str = "") -> clips.Clip:
+        """An MP4 of seconds [start, end] of `scope`'s video `video` (named as `find` reads names),
+        padded and bounded as `core.answer.clip.span` says, within MAX_CLIP_MB (and `max_mb`, the
+        platform's upload limit); a `UserFacingError` with one sentence when there can be none. A
+        chat `user`'s clip counts against the question rate limits."""
+        if not self.media.enabled:
+            raise Refused(clips.NOT_KEPT)
+        target = await self.find(scope, video)
+        if user:
+            self.limits.take_question(scope, user)
+        return await self._clip(scope, target, start, end, max_mb)
+
+    async def clip_thread(self, scope: Scope, thread: str, *, max_mb: float | None = None,
+                          user: str = "") -> clips.Clip:
+        """`clip` of the moment the latest answer in `thread` cites first."""
+        if not self.media.enabled:
+            raise Refused(clips.NOT_KEPT)
+        moment = await self.catalog.moment(scope, thread)
+        if moment is None:
+            raise NotFound(clips.NO_ANSWER)
+        target = await self.video(scope, moment.video_id)
+        if target is None:
+            raise NotFound(clips.REMOVED)
+        if user:
+            self.limits.take_question(scope, user)
+        return await self._clip(scope, target, moment.start, moment.end, max_mb)
+
+    async def _clip(self, scope: Scope, target: Video, start: float, end: float, max_mb: float | None) -> clips.Clip:
+        title = one_line(target.title, 120)
+        if target.status != VideoStatus.READY:
+            raise UserFacingError(clips.NOT_READY.format(title=title))
+        a, b = clips.span(start, end, target.duration, title)
+        row, path = await self.media.find(scope, target.id)
+        if row is None:
+            raise NotFound(clips.GONE.format(title=title))
+        if path is None:
+            raise UserFacingError(clips.ELSEWHERE.format(title=title))
+        limit = min(self.settings.max_clip_mb, max_mb or self.settings.max_clip_mb)
+        async with self._cutting:
+            got = await clips.cut(self.settings, path, row.format, a, b, int(limit * 2**20))
+        return clips.Clip(got["data"], target.id, target.title, a, b, got["duration"], got["width"], got["height"])

@@ -116,6 +116,11 @@ async def work(task: dict[str, Any], emit: Events, proxy_url: str) -> None:
         emit("expanded", **await asyncio.to_thread(ytdlp.expand, source, proxy_url, int(task["cap"]),
                                                     int(task["named"])))
         return
+    if task["steps"] == ["clip"]:  # a clip of a kept file (core/ingest/clip.py), not an ingest
+        from core.ingest.clip import cut
+
+        await cut(task, emit)
+        return
     if task.get("local"):
         path, subtitles = Path(source), None
     else:

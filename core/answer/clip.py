@@ -1,0 +1,122 @@
+"""A clip of a cited moment: which seconds (`span`), why there is none (the sentences a channel
+hears), and the cut itself, run by the jailed child (core/ingest/clip.py) on the kept file
+(core/store/media_keep.py) and checked here before anything is posted.
+
+The span is the citation's, padded by `PAD` seconds on each side and kept inside the video,
+at most `MAX_SECONDS` long. The cut gets the ingest's limits (memory, CPU, file size, open
+files, a deadline, no network, Landlock; core/ingest/jail.py), and what it announces is believed
+only once it is checked: `clip.mp4`, a regular file in the job folder, no larger than the limit
+and the size announced, an ISO-BMFF file (`ftyp` first), H.264 video and AAC sound, as long as
+the span asked (within `TOLERANCE`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.config import Settings
+from core.errors import BadSource, UserFacingError
+from core.ingest.fetch import inside
+from core.ingest.jail import Jail, Limits, child_settings
+from core.models import fmt_time
+
+PAD = 2.0  # seconds before and after the cited span
+MAX_SECONDS = 60.0
+TOLERANCE = 0.5  # seconds a clip's length may differ from its span
+UNREADABLE = "I couldn't cut a playable clip from that video."
+
+NOT_KEPT = ("I don't keep video files here (MEDIA_KEEP_GB=0), so I can't post clips; the timestamps "
+            "link to the moment instead.")
+NO_ANSWER = "There's no answer in this thread to clip; ask me a question first, then say `clip` in its thread."
+REMOVED = "The video that answer cites was removed from this channel since, so there is nothing to clip."
+GONE = ("I no longer keep the file of “{title}” (older files make room for newer ones within MEDIA_KEEP_GB), "
+        "so I can't cut a clip of it.")
+ELSEWHERE = ("The file of “{title}” is kept on another machine that this one can't read (MEDIA_DIR must be "
+             "a volume every vidrag process shares), so I can't cut a clip of it here.")
+PAST_END = "{at} is past the end of “{title}”, which is {length} long."
+NOT_READY = "“{title}” isn't indexed, so I can't cut a clip of it yet."
+BAD_SPAN = "A clip needs a start before its end, like `clip 1:00 1:20`."
+
+
+@dataclass(frozen=True)
+class Clip:
+    """An MP4 ready to post: its bytes, and which moment of which video it shows."""
+
+    data: bytes
+    video_id: str
+    title: str
+    start: float
+    end: float
+    duration: float
+    width: int
+    height: int
+
+    @property
+    def filename(self) -> str:
+        return f"clip-{fmt_time(self.start).replace(':', '-')}.mp4"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"video_id": self.video_id, "title": self.title, "start": round(self.start, 3),
+                "end": round(self.end, 3), "duration": round(self.duration, 3), "width": self.width,
+                "height": self.height, "bytes": len(self.data)}
+
+
+def span(start: float, end: float, duration: float, title: str) -> tuple[float, float]:
+    """The seconds a clip of the cited [start, end] shows: padded, inside the video, ≤60 s;
+    `UserFacingError` for a span that is not one or lies past the end (`title` already made
+    fit to show: `one_line`)."""
+    if not (math.isfinite(start) and math.isfinite(end)) or end < start or start < 0:
+        raise UserFacingError(BAD_SPAN)
+    if start >= duration:
+        raise UserFacingError(PAST_END.format(at=fmt_time(start), title=title, length=fmt_time(duration)))
+    a = max(0.0, start - PAD)
+    b = min(duration, max(end, start) + PAD, a + MAX_SECONDS)
+    return a, b
+
+
+async def cut(settings: Settings, kept: Path, fmt: str, start: float, end: float, max_bytes: int) -> dict[str, Any]:
+    """Cut [start, end] of `kept` in a jailed child; the checked MP4's bytes and what ffprobe
+    found in it."""
+    work = (settings.data_dir / "clips" / uuid.uuid4().hex).absolute()
+    limits = Limits.from_settings(settings)
+    length = end - start
+    found: dict[str, Any] = {}
+
+    async def on_event(event: dict[str, Any]) -> None:
+        if event.get("event") == "clip" and not found:
+            found.update(await asyncio.to_thread(checked, event, work, length, max_bytes))
+
+    task = {"steps": ["clip"], "source": str(kept), "local": True, "start": start, "length": length,
+            "max_bytes": max_bytes, "format": fmt, "settings": child_settings(settings)}
+    try:
+        async with Jail(work, limits, readable=(kept,),
+                        deadline=settings.ingest_seconds_base + settings.ingest_seconds_per_minute * length / 60) as jail:
+            await jail.run(task, on_event)
+    finally:
+        await asyncio.to_thread(shutil.rmtree, work, True)
+    if not found:
+        raise BadSource(UNREADABLE)
+    return found
+
+
+def checked(event: dict[str, Any], work: Path, length: float, max_bytes: int) -> dict[str, Any]:
+    """The child's "clip" event, believed once the file agrees with it and with the request."""
+    path = inside(work, event.get("path"))
+    size = path.stat().st_size
+    duration, width, height = event.get("duration"), event.get("width"), event.get("height")
+    if (path.name != "clip.mp4" or size > max_bytes or size != event.get("bytes") or size < 32
+            or event.get("video") != "h264" or event.get("audio") != "aac" or event.get("streams") != 2
+            or not isinstance(duration, int | float) or isinstance(duration, bool)
+            or abs(float(duration) - length) > TOLERANCE
+            or not all(isinstance(v, int) and 0 < v <= 4096 for v in (width, height))):
+        raise BadSource(UNREADABLE)
+    data = path.read_bytes()
+    if len(data) != size or data[4:8] != b"ftyp":
+        raise BadSource(UNREADABLE)
+    return {"data": data, "duration": float(duration), "width": width, "height": height}
