@@ -222,7 +222,7 @@ class Settings:
     server_timeout_seconds: float = setting(5.0, POSITIVE)
     min_free_mb: float = setting(500.0, Number(0))
     top_k: int = setting(8, Number(1, 100))
-    # -- clips (core/answer/clip.py): each indexed video's file is kept in MEDIA_DIR (empty:
+    # -- clips (core/ingest/cut.py): each indexed video's file is kept in MEDIA_DIR (empty:
     # DATA_DIR/media; a volume every process mounts when chat and workers run on several machines)
     # while all kept files fit in MEDIA_KEEP_GB, the oldest removed first (0: none kept, no clips);
     # a clip is at most MAX_CLIP_MB (Slack and the command line; on Discord also the server's limit)

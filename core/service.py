@@ -18,7 +18,6 @@ import weakref
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
-from core.answer import clip as clips
 from core.answer import picture as pictures
 from core.answer import summary as summaries
 from core.answer.compose import ChatModel, compose, make_chat, searchable
@@ -27,6 +26,7 @@ from core.answer.shown import answer_picture
 from core.config import Settings
 from core.engines.registry import Models
 from core.errors import APOLOGY, BadSource, DiskFull, NotFound, Refused, Unavailable, UserFacingError, disk_full
+from core.ingest import cut as clips
 from core.ingest import playlist as playlists
 from core.ingest.guard import UrlGuard
 from core.ingest.playlist import Playlist
@@ -44,7 +44,7 @@ from core.store.catalog import Catalog, open_catalog
 from core.store.media_keep import MediaKeep
 from core.store.scoped import VectorStore
 from core.store.vectors import existing_collections
-from core.text.safety import neutralize, one_line
+from core.text.safety import neutralize
 from core.upgrades import keep_older_index
 
 __all__ = ["JobEvent", "JobHook", "ProgressCallback", "Service", "Submitted", "video_id_for"]
@@ -367,44 +367,22 @@ class Service(Library):
             await self.catalog.put_moment(scope, thread, c.video_id, c.start, c.end)
 
     async def clip(self, scope: Scope, video: str, start: float, end: float, *, max_mb: float | None = None,
-                   user: str = "") -> clips.Clip:
-        """An MP4 of seconds [start, end] of `scope`'s video `video` (named as `find` reads names),
-        padded and bounded as `core.answer.clip.span` says, within MAX_CLIP_MB (and `max_mb`, the
-        platform's upload limit); a `UserFacingError` with one sentence when there can be none. A
-        chat `user`'s clip counts against the question rate limits."""
+                   user: str = "", cited: bool = False, thread: str | None = None) -> clips.Clip:
+        """An MP4 of [start, end] of `scope`'s video `video` (as `find` reads names; `cited`: an id an
+        answer cited), padded as `core.ingest.cut.span` says, within MAX_CLIP_MB and `max_mb` (the
+        platform's upload limit), counted as a question of a chat `user`; with `thread`, of the
+        moment that thread's answer cites. One sentence (`UserFacingError`) when there is none."""
         if not self.media.enabled:
             raise Refused(clips.NOT_KEPT)
-        target = await self.find(scope, video)
-        if user:
-            self.limits.take_question(scope, user)
-        return await self._clip(scope, target, start, end, max_mb)
-
-    async def clip_thread(self, scope: Scope, thread: str, *, max_mb: float | None = None,
-                          user: str = "") -> clips.Clip:
-        """`clip` of the moment the latest answer in `thread` cites first."""
-        if not self.media.enabled:
-            raise Refused(clips.NOT_KEPT)
-        moment = await self.catalog.moment(scope, thread)
-        if moment is None:
+        moment = await self.catalog.moment(scope, thread) if thread is not None else None
+        if thread is not None and moment is None:
             raise NotFound(clips.NO_ANSWER)
-        target = await self.video(scope, moment.video_id)
+        if moment is not None:
+            video, start, end, cited = moment.video_id, moment.start, moment.end, True
+        target = await self.video(scope, video) if cited else await self.find(scope, video)
         if target is None:
             raise NotFound(clips.REMOVED)
         if user:
             self.limits.take_question(scope, user)
-        return await self._clip(scope, target, moment.start, moment.end, max_mb)
-
-    async def _clip(self, scope: Scope, target: Video, start: float, end: float, max_mb: float | None) -> clips.Clip:
-        title = one_line(target.title, 120)
-        if target.status != VideoStatus.READY:
-            raise UserFacingError(clips.NOT_READY.format(title=title))
-        a, b = clips.span(start, end, target.duration, title)
-        row, path = await self.media.find(scope, target.id)
-        if row is None:
-            raise NotFound(clips.GONE.format(title=title))
-        if path is None:
-            raise UserFacingError(clips.ELSEWHERE.format(title=title))
-        limit = min(self.settings.max_clip_mb, max_mb or self.settings.max_clip_mb)
         async with self._cutting:
-            got = await clips.cut(self.settings, path, row.format, a, b, int(limit * 2**20))
-        return clips.Clip(got["data"], target.id, target.title, a, b, got["duration"], got["width"], got["height"])
+            return await clips.clip_of(self.settings, self.media, scope, target, start, end, max_mb)

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from core.answer import clip as clips
 from core.config import Settings
 from core.errors import UserFacingError
+from core.ingest import cut as clips
 from core.models import Scope
 from core.service import Service
 from tests.conftest import console
@@ -138,18 +138,42 @@ async def test_clip_in_a_thread_cuts_the_answers_moment_and_says_why_not(clip_se
     svc = clip_service
     geo = console("geo")
     with pytest.raises(UserFacingError) as e:
-        await svc.clip_thread(geo, "t1")
+        await svc.clip(geo, "", 0, 0, thread="t1")
     assert e.value.message == clips.NO_ANSWER
     vid = await index(svc, geo, short_lectures["volcano"])
     answer = await svc.ask(geo, "Why does magma rise?", thread="t1")
     cited = answer.citations[0]
-    got = await svc.clip_thread(geo, "t1")
+    got = await svc.clip(geo, "", 0, 0, thread="t1")
     assert got.video_id == vid == cited.video_id and got.start == max(0.0, cited.start - clips.PAD)
     assert (await probe(got.data, tmp_path))["codecs"] == ["aac", "h264"]
     with pytest.raises(UserFacingError):  # the thread is one channel's
-        await svc.clip_thread(console("other"), "t1")
+        await svc.clip(console("other"), "", 0, 0, thread="t1")
     await svc.forget(geo, vid)
     with pytest.raises(UserFacingError) as e:
-        await svc.clip_thread(geo, "t1")
+        await svc.clip(geo, "", 0, 0, thread="t1")
     assert e.value.message == clips.REMOVED
+
+
+def test_vidrag_clip_writes_the_mp4_and_says_why_not(tmp_path: Path, short_lectures) -> None:
+    """`vidrag clip VIDEO START END --channel C --out FILE [--json]`, as a person runs it."""
+    from tests.test_cli import cli
+
+    data = tmp_path / "data"
+    p = cli(data, "ingest", str(short_lectures["volcano"]), "--channel", "geo", "--json")
+    assert p.returncode == 0, p.stderr
+    vid = json.loads(p.stdout.strip().splitlines()[-1])["video_id"]
+    out = tmp_path / "out" / "moment.mp4"
+    p = cli(data, "clip", vid, "0:01", "2.5", "--channel", "geo", "--out", str(out), "--json")
+    assert p.returncode == 0, p.stderr
+    said = json.loads(p.stdout.strip().splitlines()[-1])
+    assert said["video_id"] == vid and said["start"] == 0.0 and said["bytes"] == out.stat().st_size
+    info = _probe(out.read_bytes(), tmp_path)
+    assert info["codecs"] == ["aac", "h264"] and abs(info["duration"] - min(4.5, said["end"])) <= 0.5
+
+    p = cli(data, "clip", vid, "9:00", "9:10", "--channel", "geo", "--out", str(tmp_path / "late.mp4"))
+    assert p.returncode == 1 and "is past the end of" in p.stderr and not (tmp_path / "late.mp4").exists()
+    p = cli(data, "clip", vid, "1", "2", "--channel", "elsewhere", "--out", str(tmp_path / "x.mp4"))
+    assert p.returncode == 1 and "There is no video" in p.stderr  # a channel's videos are its own
+    p = cli(data, "clip", vid, "soon", "2", "--channel", "geo", "--out", str(tmp_path / "x.mp4"))
+    assert p.returncode == 2 and "not a time" in p.stderr
 

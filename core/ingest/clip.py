@@ -1,4 +1,4 @@
-"""The clip task of the jailed child (core/ingest/child.py runs it for a task whose steps are
+"""How the jailed child cuts a clip (core/ingest/child.py's `clip`, for a task whose steps are
 ["clip"]): cut `length` seconds from `start` of a kept video file into an MP4 that plays inline on
 Discord and Slack (H.264 High, yuv420p, AAC stereo, `+faststart`), no larger than `max_bytes`.
 
@@ -10,7 +10,7 @@ CPU and file limits. The output is probed here too (ffprobe, in the jail) and an
     {"event": "clip", "path": "clip.mp4", "bytes": …, "duration": …, "video": "h264", "audio": "aac",
      "width": …, "height": …}
 
-which the parent checks again before anything is posted (core/answer/clip.py).
+which the parent checks again before anything is posted (core/ingest/cut.py).
 
 Fitting the size: the bit rate the limit allows over the clip's length (less a tenth for the
 container and the rate control's overshoot) caps the encoder (`-maxrate`, quality `-crf 23`
@@ -79,37 +79,3 @@ async def described(out: Path) -> dict[str, Any]:
     return {"duration": float(info.get("format", {}).get("duration") or 0), "video": str(video.get("codec_name")),
             "audio": str(audio.get("codec_name")), "width": int(video.get("width") or 0),
             "height": int(video.get("height") or 0), "streams": len(streams)}
-
-
-async def cut(task: dict[str, Any], emit: Any) -> None:
-    """The clip task: probe the kept file, cut, probe the clip, announce it."""
-    s = task["settings"]
-    job = Path(task["work"])
-    path = Path(task["source"])
-    start, length, max_bytes = float(task["start"]), float(task["length"]), int(task["max_bytes"])
-    emit("stage", stage="probe")
-    info = await media.probe(path, scan_seconds=float(s["max_video_minutes"]) * 60 + 1)
-    from core.ingest.child import check_limits, lower_cpu_limit
-
-    check_limits(info, s)
-    if start >= info.duration - 0.05:
-        raise BadSource("That moment is past the end of the video.")
-    length = min(length, info.duration - start)
-    lower_cpu_limit(s["seconds_base"] + s["seconds_per_minute"] * length / 60)
-    out = job / OUT
-    scale = 1.0
-    for _ in range(TRIES):
-        height, video_kbps, audio_kbps = plan(max_bytes, length, info.height, scale)
-        emit("stage", stage="clip")
-        code, _, err = await media.run(*encode_args(path, info.format, start, length, info.has_audio, height,
-                                                    video_kbps, audio_kbps, out), timeout=3600)
-        if code != 0:
-            log.warning("the clip failed: %s", err.decode(errors="replace")[-300:])
-            raise BadSource("I couldn't cut a clip from that video; it may be corrupt.")
-        size = out.stat().st_size
-        if size <= max_bytes:
-            emit("clip", path=OUT, bytes=size, **await described(out))
-            return
-        log.info("a %d-byte clip is over %d bytes: cut again at a lower rate", size, max_bytes)
-        scale *= 0.6
-    raise BadSource(TOO_SMALL.format(s=length, mb=max_bytes / 2**20))

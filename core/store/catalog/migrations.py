@@ -189,7 +189,7 @@ SQLITE: list[Migration] = [
     (10, (_add_indexed_to_sqlite, _INDEXED_TO)),
     # The video files kept after indexing for clips (core/store/media_keep.py): one row per video,
     # its file relative to MEDIA_DIR, read oldest first when MEDIA_KEEP_GB needs room; and the
-    # moment each answer's thread cites, what `clip` in that thread cuts (core/answer/clip.py).
+    # moment each answer's thread cites, what `clip` in that thread cuts (core/ingest/cut.py).
     (11, (
         """CREATE TABLE IF NOT EXISTS media (
   scope TEXT NOT NULL, video_id TEXT NOT NULL, path TEXT NOT NULL, format TEXT NOT NULL,

@@ -16,7 +16,7 @@ from core.store.catalog.sql import Primitives, Row
 from core.text.words import terms
 
 VIDEO_FIELDS = frozenset({"status", "title", "duration", "url", "error", "language", "indexed_to"})
-TABLES = ("videos", "jobs", "segments", "units", "frames", "turns", "summaries", "media", "moments")  # every table with a scope
+TABLES = ("videos", "jobs", "segments", "units", "frames", "turns", "summaries", "media")  # every table with a scope
 # Rows of one read of a list that grows with use (a channel's videos): a long list is read a page
 # at a time, so other channels' queries run between the pages instead of waiting behind one long
 # read (SQLite has one connection per process).
@@ -237,7 +237,7 @@ class VideoRows(Primitives):
     async def wipe(self, scope: Scope) -> None:
         """Every row of `scope`, in every table, in one transaction."""
         async with self._tx() as tx:
-            for t in TABLES:
+            for t in (*TABLES, "moments"):  # a thread's moment outlives its video (`forget`), not its channel
                 await tx.run(f"DELETE FROM {t} WHERE scope=?", (scope.key,))  # noqa: S608
 
     async def counts(self, scope: Scope, video_id: str | None = None) -> dict[str, int]:
@@ -247,7 +247,7 @@ class VideoRows(Primitives):
             col = "id" if t == "videos" else "video_id"
             if video_id is None:
                 rows = await self._fetch(f"SELECT COUNT(*) AS n FROM {t} WHERE scope=?", (scope.key,))  # noqa: S608
-            elif t in ("turns", "moments"):  # a thread's rows outlive the videos it cites
+            elif t == "turns":
                 continue
             else:
                 rows = await self._fetch(f"SELECT COUNT(*) AS n FROM {t} WHERE scope=? AND {col}=?",  # noqa: S608

@@ -1,13 +1,13 @@
-"""A clip of a cited moment: which seconds (`span`), why there is none (the sentences a channel
-hears), and the cut itself, run by the jailed child (core/ingest/clip.py) on the kept file
-(core/store/media_keep.py) and checked here before anything is posted.
+"""A clip of a cited moment, cut in the jail: which seconds (`span`), why there is none (the
+sentences a channel hears), and the parent's side of the cut. The span is the citation's, padded
+by `PAD` seconds on each side and kept inside the video, at most `MAX_SECONDS` long.
 
-The span is the citation's, padded by `PAD` seconds on each side and kept inside the video,
-at most `MAX_SECONDS` long. The cut gets the ingest's limits (memory, CPU, file size, open
-files, a deadline, no network, Landlock; core/ingest/jail.py), and what it announces is believed
-only once it is checked: `clip.mp4`, a regular file in the job folder, no larger than the limit
-and the size announced, an ISO-BMFF file (`ftyp` first), H.264 video and AAC sound, as long as
-the span asked (within `TOLERANCE`).
+The clip task (core/ingest/child.py's `clip`, core/ingest/clip.py) runs in a jailed child on the
+kept file (core/store/media_keep.py) with the ingest's limits (memory, CPU, file size, open files,
+a deadline, no network, Landlock; core/ingest/jail.py), and what it announces is believed only
+once it is checked: `clip.mp4`, a regular file in the job folder, no larger than the limit and the
+size announced, an ISO-BMFF file (`ftyp` first), one H.264 and one AAC stream, as long as the span
+asked (within `TOLERANCE`).
 """
 
 from __future__ import annotations
@@ -21,15 +21,17 @@ from pathlib import Path
 from typing import Any
 
 from core.config import Settings
-from core.errors import BadSource, UserFacingError
+from core.errors import BadSource, NotFound, UserFacingError
 from core.ingest.fetch import inside
 from core.ingest.jail import Jail, Limits, child_settings
-from core.models import fmt_time
+from core.models import Scope, Video, VideoStatus, fmt_time
+from core.store.media_keep import MediaKeep
+from core.text.safety import one_line
 
-PAD = 2.0  # seconds before and after the cited span
-MAX_SECONDS = 60.0
 TOLERANCE = 0.5  # seconds a clip's length may differ from its span
 UNREADABLE = "I couldn't cut a playable clip from that video."
+PAD = 2.0  # seconds before and after the cited span
+MAX_SECONDS = 60.0
 
 NOT_KEPT = ("I don't keep video files here (MEDIA_KEEP_GB=0), so I can't post clips; the timestamps "
             "link to the moment instead.")
@@ -120,3 +122,21 @@ def checked(event: dict[str, Any], work: Path, length: float, max_bytes: int) ->
     if len(data) != size or data[4:8] != b"ftyp":
         raise BadSource(UNREADABLE)
     return {"data": data, "duration": float(duration), "width": width, "height": height}
+
+
+async def clip_of(settings: Settings, media: MediaKeep, scope: Scope, target: Video, start: float, end: float,
+                  max_mb: float | None) -> Clip:
+    """The clip of [start, end] of `scope`'s video `target` (padded: `span`) within MAX_CLIP_MB and
+    `max_mb`, or the sentence why there is none."""
+    title = one_line(target.title, 120)
+    if target.status != VideoStatus.READY:
+        raise UserFacingError(NOT_READY.format(title=title))
+    a, b = span(start, end, target.duration, title)
+    row, path = await media.find(scope, target.id)
+    if row is None:
+        raise NotFound(GONE.format(title=title))
+    if path is None:
+        raise UserFacingError(ELSEWHERE.format(title=title))
+    limit = min(settings.max_clip_mb, max_mb or settings.max_clip_mb)
+    got = await cut(settings, path, row.format, a, b, int(limit * 2**20))
+    return Clip(got["data"], target.id, target.title, a, b, got["duration"], got["width"], got["height"])
