@@ -254,6 +254,11 @@ async def chat(svc: Service, sc: Scope) -> int:
                 print_answer(await svc.ask(sc, decision.question, thread=thread), as_json=False)
             elif decision.action in COMMANDS and decision.action != Action.HELP:
                 print(await run_command(svc, sc, decision.action, decision.argument, PLAIN, thread=thread))
+            elif decision.action == Action.CLIP:  # the last answer's moment, as a file to open
+                got = await svc.clip(sc, "", 0, 0, thread=thread)
+                out = Path(tempfile.gettempdir()) / "vidrag-clips" / got.filename
+                await asyncio.to_thread(write_clip, out, got.data)
+                print(f"{present.clip_caption(PLAIN, got.title, got.start, got.end)}: {out}")
         except UserFacingError as e:
             print(e.message)
 

@@ -177,3 +177,21 @@ def test_vidrag_clip_writes_the_mp4_and_says_why_not(tmp_path: Path, short_lectu
     p = cli(data, "clip", vid, "soon", "2", "--channel", "geo", "--out", str(tmp_path / "x.mp4"))
     assert p.returncode == 2 and "not a time" in p.stderr
 
+
+@pytest.mark.parametrize(("text", "action"), [("clip", "clip"), ("Clip it please!", "clip"), ("clip this", "clip"),
+                                              ("clip art for my slides?", "ask"), ("what is a clip?", "ask")])
+async def test_clip_is_a_command_word_only_alone(text: str, action: str) -> None:
+    from core.chat.incoming import Incoming, decide
+
+    decision = await decide(Incoming(console("c"), text, mentioned=True, thread="t1"), lambda _: False)
+    assert decision.action.value == action
+
+
+def test_a_clip_buttons_value_is_read_as_hostile_text() -> None:
+    from core.chat.incoming import clip_button, clip_pressed
+
+    value = clip_button("0123456789abcdef0123", 61.24, 75.0)
+    assert clip_pressed(value) == ("0123456789abcdef0123", 61.2, 75.0) and len(value) <= 100
+    for forged in ["vidrag-clip:../../etc/passwd:1:2", "vidrag-clip:abc:1e400:2", "vidrag-clip:abc:-1:2",
+                   "vidrag-clip:abc:nan:2", "x" * 200, None, 42, "vidrag-clip:abc:1:2\n"]:
+        assert clip_pressed(forged) is None, forged

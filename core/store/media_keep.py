@@ -2,10 +2,11 @@
 video (`<channel's partition>/<video id>/video.<ext>`), catalogued in the `media` table, all of them
 together within MEDIA_KEEP_GB (the oldest removed first to make room; `0` keeps none).
 
-What is kept is the file the ingest read, as it was downloaded (yt-dlp already asks for ≤360p,
-so a lecture costs ~50-100 MB an hour; a compact re-encoded copy would save little and add
-seconds of CPU per minute of video to every ingest: docs in README's "Clips"). It is the posted
-file, hostile bytes: nothing here reads it; only the jailed clip task does (core/ingest/cut.py).
+What is kept is the file the ingest read, as it was downloaded (yt-dlp already asks for ≤360p),
+not a compact re-encoded copy, which would add an encode of the whole video to every ingest
+(both measured by `make bench`: media_mb_per_hour, compact_mb_per_hour, compact_s_per_hour). It
+is the posted file, hostile bytes: nothing here reads it; only the jailed clip task does
+(core/ingest/cut.py).
 
 A kept file belongs to one channel's video: it is found by (channel, video id) in the catalog and
 lives under that channel's folder, removed by `forget` and `wipe` with the rest of the video.
