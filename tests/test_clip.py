@@ -14,6 +14,7 @@ import pytest
 
 from core.config import Settings
 from core.errors import UserFacingError
+from core.ingest import clip as clip_task
 from core.ingest import cut as clips
 from core.models import Scope
 from core.service import Service
@@ -112,7 +113,7 @@ async def test_clip_is_h264_and_aac_of_the_span_padded_under_the_limit(clip_serv
     assert p["codecs"] == ["aac", "h264"]
     assert abs(p["duration"] - (10.0 - 5.0 + 2 * clips.PAD)) <= 0.5
     assert (got.start, got.end) == (3.0, 12.0) and len(got.data) <= svc.settings.max_clip_mb * 2**20
-    assert p["height"] == 720  # the 720p lecture kept its size: the limit left room
+    assert p["height"] == clip_task.MAX_HEIGHT  # the 720p lecture at the clip's largest height: the limit left room
 
     small = await svc.clip(console("geo"), vid, 5.0, 10.0, max_mb=0.1)  # a tiny upload limit: a lower rate
     q = await probe(small.data, tmp_path)

@@ -31,9 +31,11 @@ from core.ingest import media
 log = logging.getLogger(__name__)
 
 OUT = "clip.mp4"
-MAX_HEIGHT = 720
+# A clip plays in a chat's inline player: 480 lines keep a slide's text legible there, and cost
+# less CPU than 720 to scale and encode (docs/benchmarks.md, "Design figures")
+MAX_HEIGHT = 480
 # (video kbit/s at least, the height that rate is given)
-LADDER = ((1500, 720), (800, 480), (400, 360), (200, 240), (0, 180))
+LADDER = ((800, 480), (400, 360), (200, 240), (0, 180))
 MIN_VIDEO_KBPS = 30
 TRIES = 3
 TOO_SMALL = ("A clip of {s:.0f} s can't be made under {mb:.1f} MB; ask for a shorter moment "
@@ -58,7 +60,7 @@ def encode_args(path: Path, fmt: str, start: float, length: float, has_audio: bo
     if not has_audio:  # a silent track: the clip is always H.264 + AAC, as both platforms play inline
         args += ["-f", "lavfi", "-t", f"{length:.3f}", "-i", "anullsrc=r=44100:cl=stereo"]
     return [*args, "-map", "0:V:0", "-map", "0:a:0" if has_audio else "1:a:0",
-            "-vf", f"scale=-2:{height}:flags=bicubic,format=yuv420p", "-fpsmax", "30",
+            "-vf", f"scale=-2:{height}:flags=bilinear,format=yuv420p", "-fpsmax", "30",
             "-c:v", "libx264", "-preset", "veryfast", "-profile:v", "high", "-crf", "23",
             "-maxrate", f"{video_kbps}k", "-bufsize", f"{video_kbps}k",
             "-c:a", "aac", "-b:a", f"{audio_kbps}k", "-ac", "2",
