@@ -33,17 +33,23 @@ log = logging.getLogger(__name__)
 ASIDE = "kept"  # the ingest's job folder holds the file here between the jail and `keep`
 
 
-def set_aside(media: Path, workdir: Path, copy: bool) -> Path:
+def set_aside(media: Path, workdir: Path, copy: bool) -> Path | None:
     """Move (or, for a local file the operator named, copy) the file an ingest read into its job
-    folder, out of the download folder the ingest removes; the worker `keep`s it from there."""
+    folder, out of the download folder the ingest removes; the worker `keep`s it from there. None
+    when it cannot be (a full disk): the video is indexed all the same, without clips."""
     aside = workdir / ASIDE
     shutil.rmtree(aside, ignore_errors=True)
-    aside.mkdir(parents=True)
     dest = aside / ("video" + "".join(c for c in media.suffix[:8] if c.isalnum() or c == "."))
-    if copy:
-        shutil.copyfile(media, dest)
-    else:
-        os.replace(media, dest)
+    try:
+        aside.mkdir(parents=True)
+        if copy:
+            shutil.copyfile(media, dest)
+        else:
+            os.replace(media, dest)
+    except OSError as e:
+        log.warning("the file of %s is not kept for clips: %s", workdir.name, e)
+        shutil.rmtree(aside, ignore_errors=True)
+        return None
     return dest
 
 
