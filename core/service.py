@@ -41,7 +41,6 @@ from core.library import Library
 from core.models import Answer, Job, Scope, Stage, Summary, Video, VideoStatus
 from core.store import lite_lock
 from core.store.catalog import Catalog, open_catalog
-from core.store.media_keep import MediaKeep
 from core.store.scoped import VectorStore
 from core.store.vectors import existing_collections
 from core.text.safety import neutralize
@@ -52,7 +51,6 @@ __all__ = ["JobEvent", "JobHook", "ProgressCallback", "Service", "Submitted", "v
 log = logging.getLogger(__name__)
 
 
-CLIPS_AT_ONCE = 2  # clips cut at once by one process (each an ffmpeg encode in a jailed child)
 ID_CHARS = 20  # hex characters of a video id: 80 bits
 LEGACY_ID_CHARS = 10  # the 40 bits ids had before; videos filed under one keep it
 
@@ -95,8 +93,8 @@ class Service(Library):
         # (channel, video) -> the lock under which its summary is made, so it is made once here
         self._summarizing: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = weakref.WeakValueDictionary()
         self.runner.hooks.append(self._summarize_indexed)  # chapters and summary once a video is indexed
-        self.media = MediaKeep(settings, catalog)  # the kept video files, for clips
-        self._cutting = asyncio.Semaphore(CLIPS_AT_ONCE)
+        self.media = clips.MediaKeep(settings, catalog)  # the kept video files, for clips
+        self._cutting = asyncio.Semaphore(clips.AT_ONCE)
 
     def on_job_event(self, hook: JobHook) -> Callable[[], None]:
         """Hear every job's progress (see `JobEvent`), including jobs queued before a restart.
@@ -290,7 +288,7 @@ class Service(Library):
         if thread:
             try:
                 await store.add_turn(thread, question, answer.text)
-                await self._cited(scope, thread, answer)
+                await clips.remember(self.catalog, scope, thread, answer)
             except Exception as e:
                 if disk_full(e) is None:
                     raise
@@ -301,10 +299,8 @@ class Service(Library):
         """The moments of `scope`'s videos a posted picture shows, or a sentence saying none does."""
         if user:
             self.limits.take_question(scope, user)  # counts as a question
-        answer = await answer_picture(self.store(scope), image, self.models, self.settings, thread)
-        if thread:
-            await self._cited(scope, thread, answer)
-        return answer
+        return await clips.remember(self.catalog, scope, thread,
+                                    await answer_picture(self.store(scope), image, self.models, self.settings, thread))
 
     async def ask_picture(self, scope: Scope, url: str, headers: dict[str, str], *, thread: str | None = None,
                           user: str = "") -> Answer:
@@ -360,28 +356,12 @@ class Service(Library):
             log.exception("the summary of %s in %s failed", event.job.video_id, event.job.scope.key)
 
     # ---- clips ----------------------------------------------------------------------------------
-    async def _cited(self, scope: Scope, thread: str, answer: Answer) -> None:
-        """Remember the moment the thread's latest answer cites first: what `clip` there cuts."""
-        if answer.citations:
-            c = answer.citations[0]
-            await self.catalog.put_moment(scope, thread, c.video_id, c.start, c.end)
-
     async def clip(self, scope: Scope, video: str, start: float, end: float, *, max_mb: float | None = None,
                    user: str = "", cited: bool = False, thread: str | None = None) -> clips.Clip:
-        """An MP4 of [start, end] of `scope`'s video `video` (as `find` reads names; `cited`: an id an
-        answer cited), padded as `core.ingest.cut.span` says, within MAX_CLIP_MB and `max_mb` (the
-        platform's upload limit), counted as a question of a chat `user`; with `thread`, of the
-        moment that thread's answer cites. One sentence (`UserFacingError`) when there is none."""
-        if not self.media.enabled:
-            raise Refused(clips.NOT_KEPT)
-        moment = await self.catalog.moment(scope, thread) if thread is not None else None
-        if thread is not None and moment is None:
-            raise NotFound(clips.NO_ANSWER)
-        if moment is not None:
-            video, start, end, cited = moment.video_id, moment.start, moment.end, True
-        target = await self.video(scope, video) if cited else await self.find(scope, video)
-        if target is None:
-            raise NotFound(clips.REMOVED)
+        """An MP4 of [start, end] of `scope`'s video `video`, or of the moment `thread`'s answer
+        cites (`core.ingest.cut`), within `max_mb` too; counted as a question of a chat `user`."""
+        target, start, end = await clips.moment_of(self.media, self.catalog, self.find, scope, video, start, end,
+                                                   cited=cited, thread=thread)
         if user:
             self.limits.take_question(scope, user)
         async with self._cutting:

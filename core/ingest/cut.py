@@ -16,19 +16,22 @@ import asyncio
 import math
 import shutil
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from core.config import Settings
-from core.errors import BadSource, NotFound, UserFacingError
+from core.errors import BadSource, NotFound, Refused, UserFacingError
 from core.ingest.fetch import inside
 from core.ingest.jail import Jail, Limits, child_settings
-from core.models import Scope, Video, VideoStatus, fmt_time
+from core.models import Answer, Scope, Video, VideoStatus, fmt_time
+from core.store.catalog import Catalog
 from core.store.media_keep import MediaKeep
 from core.text.safety import one_line
 
 TOLERANCE = 0.5  # seconds a clip's length may differ from its span
+AT_ONCE = 2  # clips one process cuts at once (each an encode in a jailed child)
 UNREADABLE = "I couldn't cut a playable clip from that video."
 PAD = 2.0  # seconds before and after the cited span
 MAX_SECONDS = 60.0
@@ -140,3 +143,30 @@ async def clip_of(settings: Settings, media: MediaKeep, scope: Scope, target: Vi
     limit = min(settings.max_clip_mb, max_mb or settings.max_clip_mb)
     got = await cut(settings, path, row.format, a, b, int(limit * 2**20))
     return Clip(got["data"], target.id, target.title, a, b, got["duration"], got["width"], got["height"])
+
+
+async def remember(catalog: Catalog, scope: Scope, thread: str | None, answer: Answer) -> Answer:
+    """Keep the moment a thread's latest answer cites first (what `clip` in that thread cuts)."""
+    if thread and answer.citations:
+        c = answer.citations[0]
+        await catalog.put_moment(scope, thread, c.video_id, c.start, c.end)
+    return answer
+
+
+async def moment_of(media: MediaKeep, catalog: Catalog, find: Callable[[Scope, str], Awaitable[Video]], scope: Scope,
+                    video: str, start: float, end: float, *, cited: bool = False,
+                    thread: str | None = None) -> tuple[Video, float, float]:
+    """Which video and span a clip request means: `video` as `find` reads names (or, `cited`, an
+    id an answer cited, from a button), or with `thread` the moment its answer cites; the
+    sentence why there is none (MEDIA_KEEP_GB=0, no answer in the thread, a video removed since)."""
+    if not media.enabled:
+        raise Refused(NOT_KEPT)
+    moment = await catalog.moment(scope, thread) if thread is not None else None
+    if thread is not None and moment is None:
+        raise NotFound(NO_ANSWER)
+    if moment is not None:
+        video, start, end, cited = moment.video_id, moment.start, moment.end, True
+    target = await catalog.video(scope, video) if cited else await find(scope, video)
+    if target is None:
+        raise NotFound(REMOVED)
+    return target, start, end
