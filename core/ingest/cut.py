@@ -46,7 +46,7 @@ ELSEWHERE = ("The file of “{title}” is kept on another machine that this one
              "a volume every vidrag process shares), so I can't cut a clip of it here.")
 PAST_END = "{at} is past the end of “{title}”, which is {length} long."
 NOT_READY = "“{title}” isn't indexed, so I can't cut a clip of it yet."
-BAD_SPAN = "A clip needs a start before its end, like `clip 1:00 1:20`."
+BAD_SPAN = "A clip needs a start before its end (say 1:00 to 1:20)."
 
 
 @dataclass(frozen=True)
