@@ -93,8 +93,8 @@ class Service(Library):
         # (channel, video) -> the lock under which its summary is made, so it is made once here
         self._summarizing: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = weakref.WeakValueDictionary()
         self.runner.hooks.append(self._summarize_indexed)  # chapters and summary once a video is indexed
-        self.media = clips.MediaKeep(settings, catalog)  # the kept video files, for clips
-        self._cutting = asyncio.Semaphore(clips.AT_ONCE)
+        clipper = clips.Clipper(settings, catalog, self.find, self.limits.take_question)
+        self.clip, self.media = clipper.clip, clipper.media  # clips (core/ingest/cut.py) and the kept files
 
     def on_job_event(self, hook: JobHook) -> Callable[[], None]:
         """Hear every job's progress (see `JobEvent`), including jobs queued before a restart.
@@ -354,15 +354,3 @@ class Service(Library):
             pass  # forgotten meanwhile
         except Exception:
             log.exception("the summary of %s in %s failed", event.job.video_id, event.job.scope.key)
-
-    # ---- clips ----------------------------------------------------------------------------------
-    async def clip(self, scope: Scope, video: str, start: float, end: float, *, max_mb: float | None = None,
-                   user: str = "", cited: bool = False, thread: str | None = None) -> clips.Clip:
-        """An MP4 of [start, end] of `scope`'s video `video`, or of the moment `thread`'s answer
-        cites (`core.ingest.cut`), within `max_mb` too; counted as a question of a chat `user`."""
-        target, start, end = await clips.moment_of(self.media, self.catalog, self.find, scope, video, start, end,
-                                                   cited=cited, thread=thread)
-        if user:
-            self.limits.take_question(scope, user)
-        async with self._cutting:
-            return await clips.clip_of(self.settings, self.media, scope, target, start, end, max_mb)

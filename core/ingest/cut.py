@@ -170,3 +170,27 @@ async def moment_of(media: MediaKeep, catalog: Catalog, find: Callable[[Scope, s
     if target is None:
         raise NotFound(REMOVED)
     return target, start, end
+
+
+class Clipper:
+    """`Service.clip`: the one way into clips, with the kept files it cuts them from (`media`),
+    the channel's and the user's question rate limits (`count`) and a cap on clips cut at once."""
+
+    def __init__(self, settings: Settings, catalog: Catalog, find: Callable[[Scope, str], Awaitable[Video]],
+                 count: Callable[[Scope, str], None]) -> None:
+        self.settings, self.catalog, self.find, self.count = settings, catalog, find, count
+        self.media = MediaKeep(settings, catalog)
+        self._cutting = asyncio.Semaphore(AT_ONCE)
+
+    async def clip(self, scope: Scope, video: str, start: float, end: float, *, max_mb: float | None = None,
+                   user: str = "", cited: bool = False, thread: str | None = None) -> Clip:
+        """An MP4 of [start, end] of `scope`'s video `video` (`moment_of`), or of the moment
+        `thread`'s answer cites, padded (`span`), within MAX_CLIP_MB and `max_mb` (the platform's
+        upload limit); counted as a question of a chat `user`. One sentence (`UserFacingError`)
+        when there can be none."""
+        target, start, end = await moment_of(self.media, self.catalog, self.find, scope, video, start, end,
+                                             cited=cited, thread=thread)
+        if user:
+            self.count(scope, user)
+        async with self._cutting:
+            return await clip_of(self.settings, self.media, scope, target, start, end, max_mb)
