@@ -1,4 +1,4 @@
-"""The command line and the interactive console: `vidrag ingest|ask|summary|videos|forget|chat|wipe|demo`.
+"""The command line and the interactive console: `vidrag ingest|ask|summary|clip|videos|forget|chat|wipe|demo`.
 
 The console is a platform like any other: its scope is `console:local:<channel>`, and it alone
 may index local file paths.
@@ -254,6 +254,11 @@ async def chat(svc: Service, sc: Scope) -> int:
                 print_answer(await svc.ask(sc, decision.question, thread=thread), as_json=False)
             elif decision.action in COMMANDS and decision.action != Action.HELP:
                 print(await run_command(svc, sc, decision.action, decision.argument, PLAIN, thread=thread))
+            elif decision.action == Action.CLIP:  # the last answer's moment, as a file to open
+                got = await svc.clip(sc, "", 0, 0, thread=thread)
+                out = Path(tempfile.gettempdir()) / "vidrag-clips" / got.filename
+                await asyncio.to_thread(write_clip, out, got.data)
+                print(f"{present.clip_caption(PLAIN, got.title, got.start, got.end)}: {out}")
         except UserFacingError as e:
             print(e.message)
 
@@ -265,6 +270,28 @@ def read_picture(path: Path) -> bytes:
             return f.read(pictures.MAX_BYTES + 1)
     except OSError as e:
         raise UserFacingError(f"I can't read the file `{path}`.") from e
+
+
+def seconds(text: str) -> float:
+    """A time on the command line: `75`, `75.5`, `1:15` or `0:01:15`."""
+    try:
+        parts = [float(p) for p in text.strip().split(":")]
+    except ValueError:
+        parts = []
+    if not 1 <= len(parts) <= 3 or any(p < 0 for p in parts):
+        raise argparse.ArgumentTypeError(f"not a time: {text!r} (seconds, m:ss or h:mm:ss)")
+    total = 0.0
+    for p in parts:
+        total = total * 60 + p
+    return total
+
+
+def write_clip(out: Path, data: bytes) -> None:
+    """Write-then-rename, so a half-written clip is never left under the name asked for."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".part")
+    tmp.write_bytes(data)
+    os.replace(tmp, out)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -283,6 +310,13 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument("--channel", default="general")
         if name in ("ingest", "ask", "videos"):
             s.add_argument("--json", action="store_true", help="print one JSON object")
+    s = sub.add_parser("clip", help="cut a moment of a video into an MP4 (H.264 + AAC)")
+    s.add_argument("video", help="its id, title or the first characters of its id")
+    s.add_argument("start", type=seconds, help="where the moment starts: seconds, m:ss or h:mm:ss")
+    s.add_argument("end", type=seconds, help="where it ends (the clip adds 2 s on each side, at most 60 s in all)")
+    s.add_argument("--channel", default="general")
+    s.add_argument("--out", type=Path, required=True, help="the MP4 file to write")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
     s = sub.add_parser("summary", help="what a video is about: its summary and chapters")
     s.add_argument("video", nargs="?", help="its id, title or title words (default: the latest)")
     s.add_argument("--channel", default="general")
@@ -363,6 +397,15 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
             return 0
         if args.cmd == "summary":
             print_summary(await svc.summary(sc, args.video), args.json)
+            return 0
+        if args.cmd == "clip":
+            got = await svc.clip(sc, args.video, args.start, args.end)
+            await asyncio.to_thread(write_clip, args.out, got.data)
+            if args.json:
+                print(json.dumps({**got.to_json(), "out": str(args.out)}))
+            else:
+                print(f"Wrote {args.out}: {fmt_time(got.start)}–{fmt_time(got.end)} of {got.title!r} "
+                      f"({got.duration:.1f} s, {got.width}×{got.height}, {len(got.data) / 2**20:.1f} MB).")
             return 0
         if args.cmd == "videos":
             vids = await svc.videos(sc)

@@ -33,12 +33,15 @@ from core.chat.incoming import (
     Decision,
     Incoming,
     Source,
+    clip_button,
+    clip_pressed,
     decide,
     find_links,
     run_command,
 )
 from core.config import Settings
 from core.errors import APOLOGY, Forbidden, UserFacingError
+from core.ingest.cut import Clip
 from core.ingest.playlist import Playlist
 from core.jobs.playlists import PlaylistRun, State
 from core.models import Answer, Job, Progress, Scope, Stage, Summary, fmt_time
@@ -283,6 +286,11 @@ class VidragBot(discord.Client):
                                         mention_author=False)
             elif decision.question or decision.picture:
                 await self.answer_message(message, decision.question, decision.picture)
+            elif decision.action == Action.CLIP:  # the moment this thread's answer cites
+                async with message.channel.typing():
+                    await self.send_clip(message.channel.send, self.service.clip(
+                        msg.scope, "", 0, 0, thread=str(message.channel.id), max_mb=self.upload_mb(message.guild),
+                        user=str(message.author.id)))
             elif decision.action in COMMANDS and decision.action != Action.HELP:
                 await self.send_chunks(message.reply, await self.command(message, msg.scope, decision), None)
         except Exception:
@@ -394,24 +402,70 @@ class VidragBot(discord.Client):
             reference = message  # a DM, a voice channel's chat: no threads there
         key = str(where.id)  # type: ignore[attr-defined]
         async with where.typing():
-            text, file = await self.ask(scope, question, key, str(message.author.id), picture)
-        await self.send_chunks(where.send, text, file, reference=reference)
+            text, file, view = await self.ask(scope, question, key, str(message.author.id), picture)
+        await self.send_chunks(where.send, text, file, reference=reference, view=view)
 
     async def ask(self, scope: Scope, question: str, thread: str, user: str,
-                  picture: Source | None = None) -> tuple[str, discord.File | None]:
-        """The answer to an admitted question (or to the `picture` posted) as text and the frame as
-        a file (or the user-facing error as text)."""
+                  picture: Source | None = None) -> tuple[str, discord.File | None, discord.ui.View | None]:
+        """The answer to an admitted question (or to the `picture` posted) as text, the frame as
+        a file and the "Clip" button of its first citation (or the user-facing error as text)."""
         try:
             if picture is not None:  # the posted picture is never sent back: only the stored frame
                 answer = await self.service.ask_picture(scope, picture.url, picture.headers or {}, thread=thread)
             else:
                 answer = await self.service.ask(scope, question, thread=thread, user=user, admitted=True)
         except UserFacingError as e:
-            return e.message, None
+            return e.message, None, None
         except Exception:
             log.exception("answering %r in %s failed", question, scope.key)
-            return APOLOGY, None
-        return render_answer(answer), self.frame_file(answer)
+            return APOLOGY, None, None
+        return render_answer(answer), self.frame_file(answer), self.clip_view(answer)
+
+    def clip_view(self, answer: Answer) -> discord.ui.View | None:
+        """A "Clip" button for the answer's first citation, when clips can be cut here. The press
+        is read by `on_interaction` (the view is not kept in memory: any process reads a press)."""
+        if not answer.citations or self.settings.media_keep_gb <= 0:
+            return None
+        c = answer.citations[0]
+        view = discord.ui.View(timeout=None)
+        view.add_item(discord.ui.Button(label=present.CLIP_LABEL, style=discord.ButtonStyle.secondary,
+                                        custom_id=clip_button(c.video_id, c.start, c.end)))
+        return view
+
+    def upload_mb(self, guild: discord.Guild | None) -> float:
+        """What one message may carry here: the server's limit (10 MiB, more on boosted servers),
+        10 MiB in a DM."""
+        return (guild.filesize_limit if guild is not None else 10 * 2**20) / 2**20
+
+    async def send_clip(self, send: Callable[..., Awaitable[object]], work: Awaitable[Clip]) -> None:
+        """Post the clip `work` cuts, with a line saying what it shows (or the sentence why not)."""
+        try:
+            clip = await work
+        except UserFacingError as e:
+            await send(e.message, allowed_mentions=NO_PINGS)
+            return
+        except Exception:
+            log.exception("a clip failed")
+            await send(APOLOGY, allowed_mentions=NO_PINGS)
+            return
+        await send(present.clip_caption(STYLE, clip.title, clip.start, clip.end), allowed_mentions=NO_PINGS,
+                   file=discord.File(io.BytesIO(clip.data), filename=clip.filename))
+
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        """A "Clip" button pressed under an answer: the moment it names, cut in the channel it was
+        pressed in (the button's value is checked as any posted text: `clip_pressed`)."""
+        if interaction.type != discord.InteractionType.component:
+            return
+        data: dict[str, object] = dict(interaction.data or {})
+        moment = clip_pressed(data.get("custom_id"))
+        if moment is None:
+            return
+        await interaction.response.defer(thinking=True)
+        scope = await self.resolve_scope(interaction.channel)
+        video, start, end = moment
+        await self.send_clip(interaction.followup.send, self.service.clip(
+            scope, video, start, end, max_mb=self.upload_mb(interaction.guild), user=str(interaction.user.id),
+            cited=True))
 
     def frame_file(self, answer: Answer, limit: int = 10 * 2**20) -> discord.File | None:
         frame = answer.frame
@@ -428,17 +482,22 @@ class VidragBot(discord.Client):
         return discord.File(io.BytesIO(data), filename=f"frame-{fmt_time(frame.time).replace(':', '-')}.jpg")
 
     async def send_chunks(self, send: Callable[..., Awaitable[object]], text: str, file: discord.File | None,
-                          reference: discord.Message | None = None) -> object:
-        """Send `text` in ≤2,000-character pieces, the frame with the first; returns the first message."""
+                          reference: discord.Message | None = None, view: discord.ui.View | None = None) -> object:
+        """Send `text` in ≤2,000-character pieces, the frame (and the clip button) with the first;
+        returns the first message."""
         first = None
         for i, chunk in enumerate(split_message(text) or ["…"]):
             kwargs: dict[str, object] = {"allowed_mentions": NO_PINGS}
             if i == 0 and file is not None:
                 kwargs["file"] = file
+            if i == 0 and view is not None:
+                kwargs["view"] = view
             if i == 0 and reference is not None:
                 kwargs["reference"] = reference
                 kwargs["mention_author"] = False
             sent = await send(chunk, **kwargs)
+            if i == 0 and view is not None:
+                view.stop()  # kept by no one: `on_interaction` reads the press, in whichever process gets it
             first = first or sent
         return first
 
@@ -530,11 +589,11 @@ class VidragBot(discord.Client):
                                                    allowed_mentions=NO_PINGS)
             thread = await channel.create_thread(name=_thread_name(question), message=echo)
             async with thread.typing():
-                text, file = await self.ask(scope, question, str(thread.id), str(interaction.user.id))
-            await self.send_chunks(thread.send, text, file)
+                text, file, view = await self.ask(scope, question, str(thread.id), str(interaction.user.id))
+            await self.send_chunks(thread.send, text, file, view=view)
             return
-        text, file = await self.ask(scope, question, str(interaction.channel_id), str(interaction.user.id))
-        await self.send_chunks(interaction.followup.send, text, file)
+        text, file, view = await self.ask(scope, question, str(interaction.channel_id), str(interaction.user.id))
+        await self.send_chunks(interaction.followup.send, text, file, view=view)
 
     async def list_videos(self, scope: Scope) -> str:
         return await run_command(self.service, scope, Action.VIDEOS, "", STYLE)

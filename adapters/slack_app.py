@@ -51,6 +51,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from core.chat import present
 from core.chat.incoming import (
+    CLIP_BUTTON,
     COMMANDS,
     PICTURE_ASKED,
     Action,
@@ -58,11 +59,14 @@ from core.chat.incoming import (
     Decision,
     Incoming,
     Source,
+    clip_button,
+    clip_pressed,
     decide,
     run_command,
 )
 from core.config import Settings, SettingsError
 from core.errors import APOLOGY, Forbidden, UserFacingError
+from core.ingest.cut import Clip
 from core.ingest.playlist import Playlist
 from core.models import Answer, Progress, Scope, Stage, Summary, Video, fmt_time
 from core.service import JobEvent, Service
@@ -165,9 +169,10 @@ def split_text(text: str, limit: int = SECTION_LIMIT) -> list[str]:
     return [p for p in out if p] or ["…"]
 
 
-def answer_messages(answer: Answer) -> list[dict[str, Any]]:
+def answer_messages(answer: Answer, clip: bool = False) -> list[dict[str, Any]]:
     """`chat.postMessage` arguments (text + blocks) for an answer: usually one message; longer
-    answers are spread over several, each within Slack's block and message limits."""
+    answers are spread over several, each within Slack's block and message limits. With `clip`,
+    the last one ends with a "Clip" button for the first citation."""
     chunks = split_text(to_mrkdwn(answer))
     messages: list[dict[str, Any]] = []
     for i in range(0, len(chunks), SECTIONS_PER_MESSAGE):
@@ -177,6 +182,11 @@ def answer_messages(answer: Answer) -> list[dict[str, Any]]:
     sources = sources_line(answer)
     if sources:
         messages[-1]["blocks"].append({"type": "context", "elements": [{"type": "mrkdwn", "text": sources}]})
+    if clip and answer.citations:
+        c = answer.citations[0]
+        messages[-1]["blocks"].append({"type": "actions", "elements": [{
+            "type": "button", "action_id": CLIP_BUTTON, "text": {"type": "plain_text", "text": present.CLIP_LABEL},
+            "value": clip_button(c.video_id, c.start, c.end)}]})
     return messages
 
 
@@ -255,6 +265,7 @@ class SlackBot:
         self.app.event("app_mention")(self._on_event)
         self.app.event("message")(self._on_event)
         self.app.command("/vidrag")(self._on_command)
+        self.app.action(CLIP_BUTTON)(self._on_clip_button)
         self._seen: OrderedDict[tuple[str, str, str], None] = OrderedDict()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -356,6 +367,9 @@ class SlackBot:
         elif decision.question or decision.picture:
             opened = msg.thread is not None or bool(decision.sources) or bool(decision.notes(STYLE))
             await self._answer(msg.scope, root, decision.question, msg.author, opened, decision.picture)
+        elif decision.action == Action.CLIP:  # the moment this thread's answer cites
+            await self._post_clip(msg.scope, root, self.service.clip(msg.scope, "", 0, 0, thread=root,
+                                                                                user=msg.author))
         elif decision.action in COMMANDS and decision.action != Action.HELP:
             await self._post(msg.scope.channel, root, bounded(await self._command_reply(
                 msg.scope, decision.action, decision.argument, msg.author)))
@@ -495,7 +509,7 @@ class SlackBot:
         answer = await self._or_why(scope, root, "answering", asked)
         if answer is None:
             return
-        for m in answer_messages(answer):
+        for m in answer_messages(answer, clip=self.settings.media_keep_gb > 0):
             await self._post(scope.channel, root, m["text"], m["blocks"])
         frame = answer.frame
         if frame is not None:  # the core only returns frames whose file exists
@@ -508,6 +522,39 @@ class SlackBot:
                     title=escape(f"{title} at {label}")[:250], alt_txt=escape(f"Frame of {title} at {label}")[:900])
             except Exception:
                 log.exception("uploading the frame to %s failed", scope.key)
+
+    async def _on_clip_button(self, ack: Any, body: dict[str, Any], context: dict[str, Any]) -> None:
+        """The "Clip" button under an answer: acknowledged at once, the moment its value names cut
+        in the channel it was pressed in and posted in the answer's thread. The value comes back
+        from Slack as the client sent it: `clip_pressed` reads it as any posted text."""
+        await ack()
+        actions = body.get("actions") or [{}]
+        moment = clip_pressed(actions[0].get("value") if isinstance(actions[0], dict) else None)
+        channel = (body.get("channel") or {}).get("id")
+        team = context.get("team_id") or (body.get("team") or {}).get("id") or ""
+        message = body.get("message") or {}
+        root = message.get("thread_ts") or (body.get("container") or {}).get("thread_ts") or message.get("ts")
+        if moment is None or not channel or not root:
+            return
+        scope = Scope("slack", team, channel)
+        video, start, end = moment
+        user = str((body.get("user") or {}).get("id") or "")
+        self._spawn(self._post_clip(scope, str(root), self.service.clip(scope, video, start, end, user=user,
+                                                                        cited=True)))
+
+    async def _post_clip(self, scope: Scope, root: str, work: Awaitable[Clip]) -> None:
+        """Upload the clip `work` cuts into the thread of `root` (or say why there is none)."""
+        clip = await self._or_why(scope, root, "the clip", work)
+        if clip is None:
+            return
+        caption = present.clip_caption(STYLE, clip.title, clip.start, clip.end)
+        try:
+            await self.client.files_upload_v2(channel=scope.channel, thread_ts=root, file=clip.data,
+                                              filename=clip.filename, title=escape(one_line(clip.title))[:250],
+                                              initial_comment=caption)
+        except Exception:
+            log.exception("uploading a clip to %s failed", scope.key)
+            await self._post(scope.channel, root, APOLOGY)
 
     async def _on_job_event(self, event: JobEvent) -> None:
         """Tell the channel how a job ended when no progress message of this process follows it

@@ -141,10 +141,54 @@ async def part_ingest(svc: Service, video: Path) -> tuple[dict[str, Any], str]:
                            _noop, allow_local=True)
     total, cpu = time.perf_counter() - t0, cpu_seconds() - c0
     await store.update_video(vid, status=VideoStatus.READY, title=res.title, duration=res.duration)
+    if res.media:  # kept for clips, as the worker keeps it (part 5b)
+        await svc.media.keep(SCOPE, vid, Path(res.media), res.media_format, res.duration)
     out = {"seconds": round(total, 3), "duration": round(res.duration, 3), "rtf": round(total / res.duration, 4),
            "cpu_s": round(cpu, 2), "stages": res.stages, "counts": res.counts, "loop_lag_p99_ms": round(pct(lag.lags, 99), 1),
            **await part_summary(svc, vid, total)}
     return out, vid
+
+
+CLIP_SPAN = (16.0, 12)  # a 16-s cited span (20 s with the padding), at 12 moments of the lecture
+
+
+def _children_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+async def part_clips(svc: Service, vid: str, duration: float) -> dict[str, Any]:
+    """clip_p50_s: a 20-s clip (a 16-s span padded 2 s each side) cut in the jail from the kept
+    file, wall seconds, the median over moments spread through the lecture (goal: ≤ 3 s on 2
+    cores); media_mb_per_hour: the kept file's MB per hour of video. Beside them, what a compact
+    copy (360p, CRF 28, AAC 64k: the other way to keep the media) would cost: its MB per hour and
+    the seconds of encoding it would add to an ingest per hour of video."""
+    row, path = await svc.media.find(SCOPE, vid)
+    assert row is not None and path is not None, "part 1 kept no file"
+    span, n = CLIP_SPAN
+    times, cpus, sizes = [], [], []
+    for k in range(n):
+        start = 5.0 + (duration - span - 10.0) * k / max(n - 1, 1)
+        t0, c0 = time.perf_counter(), _children_cpu()
+        got = await svc.clip(SCOPE, vid, start, start + span)
+        times.append(time.perf_counter() - t0)
+        cpus.append(_children_cpu() - c0)  # the jailed child and its ffmpeg/ffprobe, reaped: load-independent
+        sizes.append(len(got.data))
+    compact = path.with_name("compact.mp4")
+    t0 = time.perf_counter()
+    proc = await asyncio.create_subprocess_exec(
+        "ffmpeg", "-v", "error", "-nostdin", "-y", "-i", str(path), "-vf", "scale=-2:360", "-c:v", "libx264",
+        "-preset", "veryfast", "-crf", "28", "-c:a", "aac", "-b:a", "64k", "-movflags", "+faststart", str(compact))
+    await proc.wait()
+    compact_s = time.perf_counter() - t0
+    per_hour = 3600 / duration / 2**20
+    out = {"clip_p50_s": round(pct(times, 50), 3), "clip_p95_s": round(pct(times, 95), 3),
+           "clip_cpu_s_p50": round(pct(cpus, 50), 3),
+           "clip_mb_p50": round(pct(sizes, 50) / 2**20, 2), "media_mb_per_hour": round(row.bytes * per_hour, 1),
+           "compact_mb_per_hour": round(compact.stat().st_size * per_hour, 1),
+           "compact_s_per_hour": round(compact_s * 3600 / duration, 1)}
+    compact.unlink(missing_ok=True)
+    return out
 
 
 async def part_summary(svc: Service, vid: str, ingest_s: float) -> dict[str, Any]:
@@ -362,6 +406,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         return await only_retrieval(args, video, out, questions, started)
     if args.only == "first-answer":
         return await only_first_answer(args, video, out, questions, started)
+    if args.only == "clips":
+        return await only_clips(args, video, out, started)
     # the defaults (CLIP off until weights are named) with OCR on; --clip random adds the CLIP
     # image tower's full compute (random weights cost the same as real ones)
     settings = Settings(data_dir=out / "data", clip_pretrained=args.clip, ocr=True, log_level="WARNING")
@@ -380,6 +426,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         rr = await part_retrieval(svc, vid, questions, args.asks)
         say("part 4: two ingests at once")
         lr = await part_two_ingests(svc, video)
+        say("part 5b: clips")
+        cr = await part_clips(svc, vid, vr["duration"])
         llm = await part_llm(svc, args.llm, args.llm_model, questions, args.llm_asks) if args.llm else None
         fa = None
         if not args.no_long:
@@ -403,6 +451,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
           + [(k, str(v["p50_ms"]), str(v["p95_ms"]), str(v["p99_ms"]), str(v["mean_ms"])) for k, v in rr.items()])
     table("two ingests at once", [("figure", "value")] + [(k, str(v)) for k, v in lr.items()]
           + [("peak RSS, process (MB)", f"{peak:.0f}"), ("peak RSS, process tree (MB)", f"{tree_peak / 2**20:.0f}")])
+    table("clips (20 s) and kept media", [("figure", "value")] + [(k, str(v)) for k, v in cr.items()])
     if llm:
         table("ask with the LLM, ms", [("figure", "value")] + [(k, str(v)) for k, v in llm.items()])
     if fa:
@@ -422,7 +471,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "baseline_peak_rss_mb": br["peak_rss_mb"],
         "stages": vr["stages"], "baseline_stages": br["stages"], "counts": vr["counts"],
         "baseline_tokens": br["tokens"], "baseline_frames": br["frames"],
-        "retrieval": rr, "bench_s": round(time.perf_counter() - started, 1),
+        "retrieval": rr, "bench_s": round(time.perf_counter() - started, 1), **cr,
     }
     if llm:
         result.update({"llm_p50_ms": llm["p50_ms"], "llm_p95_ms": llm["p95_ms"], "llm": llm})
@@ -435,6 +484,23 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     result["bench_s"] = round(time.perf_counter() - started, 1)
     (out / "results.json").write_text(json.dumps(result, indent=1))
     return result
+
+
+async def only_clips(args: argparse.Namespace, video: Path, out: Path, started: float) -> dict[str, Any]:
+    """`--only clips`: index the lecture (part 1: ingest_rtf) in a throwaway data dir, then part 5b."""
+    settings = Settings(data_dir=out / "data-clips", clip_pretrained=args.clip, ocr=True, log_level="WARNING")
+    shutil.rmtree(settings.data_dir, ignore_errors=True)
+    models = Models(settings)
+    await models.call(lambda: (models.text, models.image, models.transcriber, models.ocr))
+    try:
+        async with Service.open(settings, models=models, chat=None) as svc:
+            vr, vid = await part_ingest(svc, video)
+            cr = await part_clips(svc, vid, vr["duration"])
+    finally:
+        models.close()
+    table("clips (20 s) and kept media", [("figure", "value")] + [(k, str(v)) for k, v in cr.items()])
+    return {"ingest_rtf": vr["rtf"], "ingest_s": vr["seconds"], "video_s": vr["duration"], **cr,
+            "bench_s": round(time.perf_counter() - started, 1)}
 
 
 # ---- part 6: scale (bench/scale.py) -------------------------------------------------------------
@@ -536,10 +602,11 @@ def cli(argv: list[str] | None = None) -> None:
     p.add_argument("--llm", default="", help="an OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
     p.add_argument("--llm-model", default="mistralai/Pixtral-12B-2409")
     p.add_argument("--llm-asks", type=int, default=20)
-    p.add_argument("--only", choices=["all", "footprint", "scale", "retrieval", "first-answer"], default="all",
+    p.add_argument("--only", choices=["all", "footprint", "scale", "retrieval", "first-answer", "clips"],
+                   default="all",
                    help="footprint: only the memory and cold-start figures (bench/footprint.py); "
                         "scale: only the scale part (bench/scale.py); retrieval: parts 1 and 3; "
-                        "first-answer: only first_answer_s")
+                        "first-answer: only first_answer_s; clips: part 1 and the clips (part 5b)")
     p.add_argument("--no-scale", action="store_true", help="skip the scale part")
     p.add_argument("--milvus-server", default=os.environ.get("BENCH_MILVUS_SERVER", ""),
                    help="a Milvus server URI for the scale part, e.g. http://127.0.0.1:19530 (its "

@@ -222,6 +222,13 @@ class Settings:
     server_timeout_seconds: float = setting(5.0, POSITIVE)
     min_free_mb: float = setting(500.0, Number(0))
     top_k: int = setting(8, Number(1, 100))
+    # -- clips (core/ingest/cut.py): each indexed video's file is kept in MEDIA_DIR (empty:
+    # DATA_DIR/media; a volume every process mounts when chat and workers run on several machines)
+    # while all kept files fit in MEDIA_KEEP_GB, the oldest removed first (0: none kept, no clips);
+    # a clip is at most MAX_CLIP_MB (Slack and the command line; on Discord also the server's limit)
+    media_dir: str = setting("", ANY)
+    media_keep_gb: float = setting(20.0, Number(0))
+    max_clip_mb: float = setting(24.0, Number(0.05, 1000))
     # -- the "Indexed" message carries the video's chapters and summary (core/answer/summary.py)
     post_summary: bool = setting(True, Flag())
     # empty: INFO for the bot, WARNING for the `vidrag` command line (core/logs.py)
@@ -230,6 +237,10 @@ class Settings:
     @property
     def milvus(self) -> str:
         return self.milvus_uri or str(self.data_dir / "milvus.db")
+
+    @property
+    def media_path(self) -> Path:
+        return Path(self.media_dir) if self.media_dir else self.data_dir / "media"
 
     @property
     def catalog_path(self) -> Path:

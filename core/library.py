@@ -15,6 +15,7 @@ from core.jobs.queue import JobQueue
 from core.jobs.worker import JobRunner
 from core.models import Job, Scope, Video, VideoStatus
 from core.store.catalog import Catalog
+from core.store.media_keep import MediaKeep
 from core.store.scoped import ScopedStore, VectorStore
 from core.text.safety import one_line
 
@@ -96,6 +97,7 @@ class Library:
         await store.delete_video(video.id)
         await self.runner.stop_jobs({j.id for j in jobs})
         await asyncio.to_thread(shutil.rmtree, self.workdir(scope, video.id), True)
+        await MediaKeep(self.settings, self.catalog).drop(scope, video.id)
         return video
 
     async def wipe(self, scope: Scope) -> int:
@@ -106,4 +108,5 @@ class Library:
         await self.runner.stop_jobs({j.id for j in jobs})
         await store.drop_partition()
         await asyncio.to_thread(shutil.rmtree, self.settings.data_dir / "videos" / scope.partition, True)
+        await MediaKeep(self.settings, self.catalog).drop_channel(scope)
         return len(videos)

@@ -26,6 +26,7 @@ from core.answer.shown import answer_picture
 from core.config import Settings
 from core.engines.registry import Models
 from core.errors import APOLOGY, BadSource, DiskFull, NotFound, Refused, Unavailable, UserFacingError, disk_full
+from core.ingest import cut as clips
 from core.ingest import playlist as playlists
 from core.ingest.guard import UrlGuard
 from core.ingest.playlist import Playlist
@@ -92,6 +93,8 @@ class Service(Library):
         # (channel, video) -> the lock under which its summary is made, so it is made once here
         self._summarizing: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = weakref.WeakValueDictionary()
         self.runner.hooks.append(self._summarize_indexed)  # chapters and summary once a video is indexed
+        clipper = clips.Clipper(settings, catalog, self.find, self.limits.take_question)
+        self.clip, self.media = clipper.clip, clipper.media  # clips (core/ingest/cut.py) and the kept files
 
     def on_job_event(self, hook: JobHook) -> Callable[[], None]:
         """Hear every job's progress (see `JobEvent`), including jobs queued before a restart.
@@ -285,6 +288,7 @@ class Service(Library):
         if thread:
             try:
                 await store.add_turn(thread, question, answer.text)
+                await clips.remember(self.catalog, scope, thread, answer)
             except Exception as e:
                 if disk_full(e) is None:
                     raise
@@ -295,7 +299,8 @@ class Service(Library):
         """The moments of `scope`'s videos a posted picture shows, or a sentence saying none does."""
         if user:
             self.limits.take_question(scope, user)  # counts as a question
-        return await answer_picture(self.store(scope), image, self.models, self.settings, thread)
+        return await clips.remember(self.catalog, scope, thread,
+                                    await answer_picture(self.store(scope), image, self.models, self.settings, thread))
 
     async def ask_picture(self, scope: Scope, url: str, headers: dict[str, str], *, thread: str | None = None,
                           user: str = "") -> Answer:

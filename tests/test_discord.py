@@ -531,3 +531,61 @@ async def test_a_posted_screenshot_is_answered_with_its_moment_and_the_stored_fr
     (nothing,) = await thread_reply(fake, other["id"])
     assert nothing["content"] == "I couldn't find that picture in this channel's videos."
     assert not sent(fake, nothing).files
+
+
+# ---- clips --------------------------------------------------------------------------------------
+def clip_upload(fake: FakeDiscord, message: dict) -> bytes:
+    """The MP4 the bot uploaded with `message`."""
+    return next(data for _, data in sent_any(fake, message).files.values())
+
+
+def sent_any(fake: FakeDiscord, message: dict):
+    """The REST request (a channel message or an interaction's follow-up) that created `message`."""
+    return next(r for r in fake.requests if r.method == "POST" and r.json and r.json.get("content") == message["content"]
+                and r.files)
+
+
+async def test_clip_in_the_thread_and_the_clip_button_post_the_cited_moment(bot: VidragBot, fake: FakeDiscord,
+                                                                           tmp_path: Path) -> None:
+    from tests.test_clip import _probe
+
+    await index_link(fake)
+    question = await fake.post("general", "Why do volcanoes erupt?", mention_bot=True)
+    (answer,) = await thread_reply(fake, question["id"])
+    (button,) = answer["components"][0]["components"]
+    assert button["label"] == "🎬 Clip" and button["custom_id"].startswith("vidrag-clip:")
+
+    await fake.post(question["id"], "clip", mention_bot=True)  # the command, in the answer's thread
+    _, posted = await thread_reply(fake, question["id"], count=2)
+    assert posted["content"].startswith("🎬 ") and "of **volcanoes**" in posted["content"]
+    info = await asyncio.to_thread(_probe, clip_upload(fake, posted), tmp_path)
+    assert info["codecs"] == ["aac", "h264"] and len(clip_upload(fake, posted)) <= 10 * 2**20
+    _, start, end = button["custom_id"].split(":")[1:]
+    assert abs(info["duration"] - (min(float(end) + 2, 32.9) - max(float(start) - 2, 0))) <= 0.6
+
+    token = await fake.press(answer)  # the button: the same moment, as the interaction's follow-up
+    (reply,) = await interaction_replies(fake, token)
+    assert reply["content"] == posted["content"]
+    assert (await asyncio.to_thread(_probe, clip_upload(fake, reply), tmp_path))["codecs"] == ["aac", "h264"]
+
+
+async def test_clip_without_an_answer_or_after_forget_gets_one_sentence(bot: VidragBot, fake: FakeDiscord,
+                                                                       service: Service) -> None:
+    await fake.post("general", "clip", mention_bot=True)
+    (said,) = await fake.wait_for(lambda: fake.bot_messages("general"))
+    assert said["content"] == "There's no answer in this thread to clip; ask me a question first, then say `clip` in its thread."
+    await index_link(fake)
+    question = await fake.post("general", "Why do volcanoes erupt?", mention_bot=True)
+    (answer,) = await thread_reply(fake, question["id"])
+    await service.forget(Scope("discord", str(GUILD_ID), fake.channel_id("general")),
+                         answer["components"][0]["components"][0]["custom_id"].split(":")[1])
+    token = await fake.press(answer)
+    (reply,) = await interaction_replies(fake, token)
+    assert reply["content"].startswith("The video that answer cites was removed") and not sent_any_files(fake, token)
+    forged = await fake.press(answer, "vidrag-clip:../../etc:1:2")  # a forged value is no button of ours
+    await asyncio.sleep(0.5)
+    assert not [m for m in fake.messages.values() if m.get("interaction_token") == forged]
+
+
+def sent_any_files(fake: FakeDiscord, token: str) -> bool:
+    return any(r.files for r in fake.requests if token in r.path)

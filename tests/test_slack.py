@@ -663,3 +663,64 @@ async def test_a_shared_screenshot_is_answered_in_its_thread_with_the_stored_fra
     file_id = json.loads(done[0].args["files"])[0]["id"]
     (upload,) = slack.api.called("upload", file_id=file_id)
     assert upload.body == stored
+
+
+# ---- clips --------------------------------------------------------------------------------------
+async def press_clip(slack: Slack, channel: str, root: str, value: str) -> int:
+    """A member presses a "Clip" button in the thread of `root`: Slack's block_actions payload."""
+    payload = {"type": "block_actions", "team": {"id": TEAM}, "user": {"id": MEMBER}, "api_app_id": "A0FAKE",
+               "token": "unused", "trigger_id": "1.2.3", "channel": {"id": channel, "name": "lecture"},
+               "container": {"type": "message", "message_ts": new_ts(), "channel_id": channel, "thread_ts": root},
+               "message": {"type": "message", "ts": new_ts(), "thread_ts": root, "text": "answer"},
+               "response_url": f"{slack.api.url}/respond/{channel}",
+               "actions": [{"action_id": "vidrag-clip", "block_id": "b1", "value": value, "type": "button",
+                            "action_ts": new_ts()}]}
+    raw = urlencode({"payload": json.dumps(payload)})
+    headers = {"Content-Type": "application/x-www-form-urlencoded", **signed(raw)}
+    async with slack.http.post(slack.url, data=raw, headers=headers) as r:
+        return r.status
+
+
+def uploaded_clips(slack: Slack, thread_ts: str) -> list[tuple[dict[str, Any], bytes]]:
+    """(files.completeUploadExternal's arguments, the MP4's bytes) of each clip uploaded to the thread."""
+    out = []
+    for done in slack.api.called("files.completeUploadExternal", channel_id=LECTURE, thread_ts=thread_ts):
+        file_id = json.loads(done.args["files"])[0]["id"]
+        body = slack.api.called("upload", file_id=file_id)[0].body
+        if body[4:8] == b"ftyp":
+            out.append((done.args, body))
+    return out
+
+
+async def test_clip_by_mention_and_by_button_uploads_the_moment_to_the_thread(slack, link_posted, tmp_path) -> None:
+    from tests.test_clip import _probe
+
+    q = await slack.mention(LECTURE, "Why does molten rock rise?")
+    await slack.bot.drain()
+    (answer,) = slack.posts(LECTURE, q)
+    (button,) = answer["blocks"][-1]["elements"]
+    assert answer["blocks"][-1]["type"] == "actions" and button["action_id"] == "vidrag-clip"
+
+    await slack.mention(LECTURE, "clip", thread_ts=q)
+    await slack.bot.drain()
+    ((args, mp4),) = uploaded_clips(slack, q)
+    assert args["initial_comment"].startswith("🎬 ") and len(mp4) <= slack.service.settings.max_clip_mb * 2**20
+    info = await asyncio.to_thread(_probe, mp4, tmp_path)
+    assert info["codecs"] == ["aac", "h264"]
+
+    t0 = time.monotonic()
+    assert await press_clip(slack, LECTURE, q, button["value"]) == 200
+    assert time.monotonic() - t0 < 3  # acknowledged at once; the clip comes after
+    await slack.bot.drain()
+    assert len(uploaded_clips(slack, q)) == 2
+
+    before = len(slack.api.called("files.completeUploadExternal"))
+    assert await press_clip(slack, LECTURE, q, "vidrag-clip:x/../../y:1:2") == 200  # not a value of ours
+    await slack.bot.drain()
+    assert len(slack.api.called("files.completeUploadExternal")) == before
+
+
+async def test_clip_in_a_thread_without_an_answer_says_so(slack, link_posted) -> None:
+    root = await slack.mention(LECTURE, "clip")
+    await slack.bot.drain()
+    assert "There's no answer in this thread to clip" in slack.said(LECTURE, root)

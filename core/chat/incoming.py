@@ -25,6 +25,8 @@ The rule, in full:
     in English, Italian, Spanish, German and French: `summary_request`) is `summary`, other text
     is a question, and a bare mention gets the help text;
   - with something to index, a request for what it is about is `summary` of it once indexed;
+  - `clip` (alone, "clip it", "clip this", "clip please") in an answer's thread posts the moment
+    the answer cites as a video (`CLIP`; a button under each answer does the same: `clip_button`);
   - with nothing to index and a picture attached (JPEG, PNG or WebP), the picture is a screenshot
     asked about (`PICTURE`: which moment it shows), whatever the words beside it; a video attached
     with it is indexed instead, as an upload.
@@ -51,11 +53,14 @@ if TYPE_CHECKING:
 
 _URL = re.compile(r"https?://[^\s<>]+")
 _TRAILING = ".,;:!?)]'\""
-_COMMAND = re.compile(r"(help|videos|list|status|forget|summary|chapters)\b[\s:]*(.*)", re.IGNORECASE | re.DOTALL)
+_COMMAND = re.compile(r"(help|videos|list|status|forget|summary|chapters|clip)\b[\s:]*(.*)", re.IGNORECASE | re.DOTALL)
 CHECKED_LINKS = 4 * present.MAX_SOURCES  # links of one unaddressed message checked at most
 PICTURE_ASKED = "Where is this picture from?"  # a picture's question, for rate limits and thread names
 PICTURE_TYPES = frozenset({"image/jpeg", "image/png", "image/webp"})
 PICTURE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+_CLIP_WORDS = re.compile(r"(?:(?:it|this|that|the moment|please|pls)\b[\s!.]*)*", re.IGNORECASE)
+CLIP_BUTTON = "vidrag-clip"  # the "Clip" button's id prefix on Discord, its action id on Slack
+_CLIP_VALUE = re.compile(r"vidrag-clip:([0-9A-Za-z_-]{1,40}):(\d{1,6}(?:\.\d{1,3})?):(\d{1,6}(?:\.\d{1,3})?)")
 
 
 def find_links(text: str) -> list[str]:
@@ -122,6 +127,7 @@ class Action(StrEnum):
     FORGET = "forget"  # remove `argument` (if the author may: `Service.forget`)
     SUMMARY = "summary"  # chapters and summary of the video `argument` names (or of `sources`, once indexed)
     PICTURE = "picture"  # which moment the attached picture `picture` shows
+    CLIP = "clip"  # the moment the thread's answer cites, as a video (`Service.clip_thread`)
 
 
 COMMANDS = (Action.HELP, Action.VIDEOS, Action.STATUS, Action.FORGET, Action.SUMMARY)
@@ -170,12 +176,28 @@ def _command(text: str) -> tuple[Action, str] | None:
     if m is None:
         return None
     word, rest = m[1].lower(), m[2].strip()
+    if word == "clip":  # "clip", "clip it", "clip this please"; "clip art for slides?" is a question
+        return (Action.CLIP, "") if _CLIP_WORDS.fullmatch(rest) else None
     if word == "forget":
         return Action.FORGET, rest
     if word in ("summary", "chapters"):  # "summary bread", "chapters of part 2"; a question is read as one
         rest = re.sub(r"^(?:of|for)\s+", "", rest, flags=re.IGNORECASE).rstrip("!. ")
         return None if rest.endswith("?") else (Action.SUMMARY, rest)
     return (Action.VIDEOS if word == "list" else Action(word), "") if not rest else None
+
+
+def clip_button(video_id: str, start: float, end: float) -> str:
+    """The value a "Clip" button under an answer carries: the cited moment (Discord's custom_id
+    holds 100 characters; this is at most 69)."""
+    return f"{CLIP_BUTTON}:{video_id}:{max(start, 0):.1f}:{max(end, start, 0):.1f}"
+
+
+def clip_pressed(value: object) -> tuple[str, float, float] | None:
+    """The moment a pressed "Clip" button names, or None for a value that is not one. The value
+    comes back from the platform as the client sent it: it is checked here like any posted text,
+    and the video is then looked up in the channel the button was pressed in only."""
+    m = _CLIP_VALUE.fullmatch(value) if isinstance(value, str) and len(value) <= 100 else None
+    return (m[1], float(m[2]), float(m[3])) if m else None
 
 
 # ---- "what is this video about?" ----------------------------------------------------------------

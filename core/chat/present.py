@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 
 HELP = ("Post a video link or upload a video in this channel and I'll index it. Then mention me with a "
         "question and I'll answer in a thread, citing the moments. Mention me with `videos` or `status` "
-        "to see what I have, or `forget` and a video's id to remove it.")
+        "to see what I have, or `forget` and a video's id to remove it. In an answer's thread, `clip` posts "
+        "the moment it cites as a video.")
 FORGET_WHICH = "Which video? Mention me with `forget` and the video's id or title (`videos` lists them)."
 NO_VIDEOS = "No videos in this channel yet. Post a video link or upload a video."
 NOTHING_INDEXING = "Nothing is being indexed in this channel."
@@ -154,6 +155,14 @@ def _so_far(video: Video) -> str:
 
 def forgot(style: Style, video: Video) -> str:
     return f"🗑️ Removed {style.video(video.title)} from this channel: its transcript, frames and vectors are deleted."
+
+
+CLIP_LABEL = "🎬 Clip"  # the button under an answer
+
+
+def clip_caption(style: Style, title: str, start: float, end: float) -> str:
+    """The line posted with a clip."""
+    return f"🎬 {fmt_time(start)}–{fmt_time(end)} of {style.video(title)}"
 
 
 LISTED = 50  # videos one `videos` reply lists (a channel may have thousands; the rest are counted)

@@ -20,6 +20,10 @@ starts transcribing while the frames are still being cut:
 Paths are relative to the job folder. The parent believes none of it until it has checked it
 (core/ingest/results.py).
 
+A task whose steps are ["clip"] cuts a moment of a kept video file instead (`clip`; how, in
+core/ingest/clip.py): it probes the file as above, then announces
+`{"event": "clip", "path": "clip.mp4", …}`, which core/ingest/cut.py checks.
+
 The forwarder: in the child's empty network namespace the only listening port is the one the
 launcher opened; each connection to it is joined to the bot's proxy through the socket file in
 the job folder. yt-dlp is told that port is its HTTP proxy.
@@ -39,6 +43,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from core.errors import BadSource, disk_full
+from core.ingest import clip as cutting
 from core.ingest import media
 from core.ingest.frames import extract_frames
 from core.ingest.stops import LimitHit
@@ -116,6 +121,9 @@ async def work(task: dict[str, Any], emit: Events, proxy_url: str) -> None:
         emit("expanded", **await asyncio.to_thread(ytdlp.expand, source, proxy_url, int(task["cap"]),
                                                     int(task["named"])))
         return
+    if task["steps"] == ["clip"]:  # a clip of a kept file, not an ingest
+        await clip(task, emit)
+        return
     if task.get("local"):
         path, subtitles = Path(source), None
     else:
@@ -164,6 +172,38 @@ async def work(task: dict[str, Any], emit: Events, proxy_url: str) -> None:
     finally:
         for t in lanes:
             t.cancel()
+
+
+async def clip(task: dict[str, Any], emit: Events) -> None:
+    """The clip task (core/ingest/clip.py): probe the kept file, cut, probe the clip, announce it."""
+    s = task["settings"]
+    job = Path(task["work"])
+    path = Path(task["source"])
+    start, length, max_bytes = float(task["start"]), float(task["length"]), int(task["max_bytes"])
+    emit("stage", stage="probe")
+    info = await media.probe(path, scan_seconds=float(s["max_video_minutes"]) * 60 + 1)
+    check_limits(info, s)
+    if start >= info.duration - 0.05:
+        raise BadSource("That moment is past the end of the video.")
+    length = min(length, info.duration - start)
+    lower_cpu_limit(s["seconds_base"] + s["seconds_per_minute"] * length / 60)
+    out = job / cutting.OUT
+    scale = 1.0
+    for _ in range(cutting.TRIES):
+        height, video_kbps, audio_kbps = cutting.plan(max_bytes, length, info.height, scale)
+        emit("stage", stage="clip")
+        code, _, err = await media.run(*cutting.encode_args(path, info.format, start, length, info.has_audio,
+                                                            height, video_kbps, audio_kbps, out), timeout=3600)
+        if code != 0:
+            log.warning("the clip failed: %s", err.decode(errors="replace")[-300:])
+            raise BadSource("I couldn't cut a clip from that video; it may be corrupt.")
+        size = out.stat().st_size
+        if size <= max_bytes:
+            emit("clip", path=cutting.OUT, bytes=size, **await cutting.described(out))
+            return
+        log.info("a %d-byte clip is over %d bytes: cut again at a lower rate", size, max_bytes)
+        scale *= 0.6
+    raise BadSource(cutting.TOO_SMALL.format(s=length, mb=max_bytes / 2**20))
 
 
 async def _main(task: dict[str, Any], emit: Events, listener: socket.socket | None) -> int:

@@ -37,6 +37,7 @@ from core.ingest.proxy import Pace
 from core.ingest.subtitles import bound
 from core.ingest.windows import Said, Screen, Span, ready, spans, window_chunks
 from core.models import Frame, Kind, Laps, Segment, Stage
+from core.store.media_keep import set_aside
 from core.store.scoped import ScopedStore
 from core.text.links import looks_like_url
 
@@ -54,6 +55,8 @@ class IngestResult:
     language: str = ""  # as Whisper names it, "" when none was detected (subtitles, no speech)
     stages: dict[str, float] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
+    media: str = ""  # the file the ingest read, set aside for MEDIA_KEEP_GB (core/store/media_keep.py)
+    media_format: str = ""
 
 
 @dataclass(frozen=True)
@@ -104,13 +107,15 @@ async def ingest(video_id: str, source: str, store: ScopedStore, models: Models,
         shutil.rmtree(workdir / "frames", ignore_errors=True)
         src, local, title, url = source.strip(), False, "", ""
         readable: tuple[Path, ...] = ()
+        media_file: Path | None = None  # what the jail reads: kept for clips once indexed
         if headers is not None:  # an attachment: downloaded here with the bot's token, read in the jail
             got = await fetch(src, download, guard, max_bytes=max_bytes, max_seconds=settings.max_video_minutes * 60,
                               headers=headers, pace=pace)
-            src, local, title = str(got.path.relative_to(workdir)), True, got.title
+            src, local, title, media_file = str(got.path.relative_to(workdir)), True, got.title, got.path
         elif not looks_like_url(src):
             path = local_file(src, allow_local)
             src, local, title, readable = str(path.resolve()), True, path.stem, (path.resolve(),)
+            media_file = path.resolve()
         else:
             await asyncio.to_thread(guard.check, src)  # getaddrinfo: never on the loop
         info: media.MediaInfo | None = None
@@ -238,11 +243,11 @@ async def ingest(video_id: str, source: str, store: ScopedStore, models: Models,
                 lanes["commit"] = asyncio.ensure_future(commit())
 
         async def on_event(event: dict[str, Any]) -> None:
-            nonlocal info, title, url, lane_started
+            nonlocal info, title, url, lane_started, media_file
             kind = event["event"]
             if kind == "fetched":
                 got = fetched(workdir, event)
-                title, url = got.title, got.url
+                title, url, media_file = got.title, got.url, got.path
                 proxy.finish()
                 lap("fetch")
             elif kind == "stage":
@@ -306,7 +311,10 @@ async def ingest(video_id: str, source: str, store: ScopedStore, models: Models,
                             "nothing I could answer questions from.")
         if resume:
             counts["resumed_at"] = int(resume)
-        return IngestResult(title, info.duration, url, spoken.result() if spoken.done() else "", stages, counts)
+        kept = await asyncio.to_thread(set_aside, media_file, workdir, bool(readable)) \
+            if media_file is not None and settings.media_keep_gb > 0 else None
+        return IngestResult(title, info.duration, url, spoken.result() if spoken.done() else "", stages, counts,
+                            str(kept or ""), info.format)
     finally:
         for t in lanes.values():
             t.cancel()

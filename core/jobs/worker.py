@@ -39,6 +39,7 @@ from core.jobs.outages import Troubles
 from core.jobs.queue import Failed, JobQueue, new_worker_id
 from core.jobs.startup import clear_temporary
 from core.models import Job, Progress, Scope, Stage, VideoStatus
+from core.store.media_keep import MediaKeep
 from core.store.scoped import ScopedStore
 
 log = logging.getLogger(__name__)
@@ -214,6 +215,12 @@ class JobRunner:
                 return
             self.troubles.ok()
             log.info("indexed %s (%s) in %s: %s", job.video_id, result.title, job.scope.key, stats)
+            if result.media:  # for clips, within MEDIA_KEEP_GB
+                try:
+                    await MediaKeep(self.settings, self.queue.catalog).keep(
+                        job.scope, job.video_id, Path(result.media), result.media_format, result.duration)
+                except Exception:  # a video without its clips is still indexed
+                    log.exception("keeping the file of %s failed", job.video_id)
             await self.emit(job, Progress(job.id, job.video_id, Stage.DONE, 1.0, result.title, result.duration,
                                           message=stats))
             self.jobs.resolve(job.id, await base.video(job.video_id))

@@ -210,6 +210,27 @@ class FakeDiscord:
             "attachment_size_limit": 10 * 2**20})
         return token
 
+    async def press(self, message: dict, custom_id: str | None = None, *,
+                    user: tuple[int, str] = (OWNER_ID, "alice")) -> str:
+        """A user presses a button of the bot's `message` (the first one, or the one whose
+        `custom_id` is given: a client may send any); returns the interaction token."""
+        buttons = [c for row in message.get("components") or [] for c in row.get("components", [])]
+        custom_id = custom_id if custom_id is not None else buttons[0]["custom_id"]
+        token = f"tok{self.snowflake()}"
+        channel_id = message["channel_id"]
+        ch = next(c for c in [*self.channels.values(), *self.threads.values()] if c["id"] == channel_id)
+        self._interaction_channels[token] = channel_id
+        member = {"user": _user(*user), "roles": [], "joined_at": _now(), "deaf": False,
+                  "mute": False, "permissions": str(0x7FFFFFFF), "flags": 0}
+        await self.dispatch("INTERACTION_CREATE", {
+            "id": str(self.snowflake()), "application_id": str(BOT_ID), "type": 3, "token": token,
+            "version": 1, "guild_id": str(GUILD_ID), "channel_id": channel_id, "channel": ch, "member": member,
+            "message": message, "data": {"custom_id": custom_id, "component_type": 2},
+            "app_permissions": str(0x7FFFFFFF), "locale": "en-US", "guild_locale": "en-US",
+            "entitlements": [], "authorizing_integration_owners": {"0": str(GUILD_ID)}, "context": 0,
+            "attachment_size_limit": 10 * 2**20})
+        return token
+
     # ---- what the bot did -------------------------------------------------------------------------
     @property
     def intents(self) -> int:
@@ -308,6 +329,7 @@ class FakeDiscord:
             if r.method == "POST" and p[2:] == ["messages"]:
                 msg = self._message(cid, self.bot, r.json.get("content") or "", self._stored_attachments(r.files),
                                     guild=self._in_guild(cid), reference=r.json.get("message_reference"))
+                msg["components"] = r.json.get("components") or []
                 self.messages[msg["id"]] = msg
                 return ok(msg)
             if r.method == "PATCH" and p[2] == "messages":

@@ -3,7 +3,8 @@ DATA_DIR of its own as if on three machines, share one PostgreSQL database and o
 Ten videos are submitted across three channels, one worker is SIGKILLed in the middle of a
 transcription, and yet every video ends indexed exactly once (the other worker takes the job over
 when its lease expires), and the chat process answers a question in each channel with a frame
-attached, citing that channel's videos only.
+attached, citing that channel's videos only, and posts a clip of a cited moment from the video
+file a worker kept on the volume every process shares (MEDIA_DIR).
 
 The chat process is this test's own `Service` (chat settings: `INGEST_WORKERS=0`, no workers
 started; it submits and answers). No process can read another's files: the videos are served over
@@ -228,9 +229,13 @@ async def test_worker_killed_mid_transcription_on_one_host_loses_nothing(databas
               "MILVUS_PREFIX": prefix, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
               "CLIP_PRETRAINED": "random", "OCR": "false", "ALLOW_HOSTS": "127.0.0.1",
               "JOB_LEASE_SECONDS": str(LEASE_S)}
+    # the videos' files are kept where every process reads them (a shared volume: MEDIA_DIR), so the
+    # chat process cuts clips of videos the workers indexed (deploy/README.md)
+    shared["MEDIA_DIR"] = str(tmp_path / "shared-volume")
     chat_settings = Settings(data_dir=tmp_path / "chat" / "data", database_url=database_url, milvus_uri=milvus_uri,
                              milvus_layout="key", milvus_prefix=prefix, clip_pretrained="random", ocr=False,
-                             allow_hosts=("127.0.0.1",), job_lease_seconds=LEASE_S, ingest_workers=0)
+                             allow_hosts=("127.0.0.1",), job_lease_seconds=LEASE_S, ingest_workers=0,
+                             media_dir=shared["MEDIA_DIR"])
     videos = [(ch, name, slides) for ch, lectures in CHANNELS.items() for name, slides in lectures.items()]
     media = tmp_path / "media"
     await asyncio.to_thread(media.mkdir)
@@ -345,6 +350,14 @@ async def test_worker_killed_mid_transcription_on_one_host_loses_nothing(databas
                     assert answer.frame is not None and answer.frame.video_id in expected[ch], (ch, answer)
                     frame = Path(answer.frame.path).resolve()
                     assert frame.is_relative_to(chat_files) and await asyncio.to_thread(frame.is_file), frame
+
+                # ... and cuts the clip of the moment its answer cites, from the file a worker kept
+                for ch, sc in scopes.items():
+                    answer = await svc.ask(sc, QUESTIONS[ch][0], thread=f"clip-{ch}")
+                    clip = await svc.clip(sc, "", 0, 0, thread=f"clip-{ch}")
+                    assert clip.video_id == answer.citations[0].video_id and clip.data[4:8] == b"ftyp", (ch, clip)
+                    row, kept = await svc.media.find(sc, clip.video_id)
+                    assert row is not None and kept is not None and kept.is_relative_to(tmp_path / "shared-volume")
 
                 finished = {w.name: sum(j["worker"] == w.id for j in mine.values()) for w in workers}
                 print(f"\nTWO_HOSTS started={started:.1f} wall={wall:.1f} jobs_by_worker={finished} "

@@ -25,6 +25,7 @@ from typing import Any, Self
 
 from core.models import Hit, Scope
 from core.store.catalog.jobs import JobRows
+from core.store.catalog.media import MediaRows
 from core.store.catalog.migrations import Migration
 from core.store.catalog.sql import Row, Tx
 from core.store.catalog.summaries import SummaryRows
@@ -48,7 +49,7 @@ def words(query: str, languages: Sequence[str] = ("en",), limit: int = 32) -> li
     return query_terms(query, tuple(languages), limit)
 
 
-class Catalog(VideoRows, JobRows, SummaryRows, WindowRows):
+class Catalog(VideoRows, JobRows, SummaryRows, WindowRows, MediaRows):
     """One backend of the catalog. Open one with `core.store.catalog.open_catalog(settings)`."""
 
     backend: str = ""

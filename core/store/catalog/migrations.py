@@ -187,6 +187,18 @@ SQLITE: list[Migration] = [
     (9, (_add_phash_sqlite, fill_phash)),
     # How far each video is indexed (see _INDEXED_TO above).
     (10, (_add_indexed_to_sqlite, _INDEXED_TO)),
+    # The video files kept after indexing for clips (core/store/media_keep.py): one row per video,
+    # its file relative to MEDIA_DIR, read oldest first when MEDIA_KEEP_GB needs room; and the
+    # moment each answer's thread cites, what `clip` in that thread cuts (core/ingest/cut.py).
+    (11, (
+        """CREATE TABLE IF NOT EXISTS media (
+  scope TEXT NOT NULL, video_id TEXT NOT NULL, path TEXT NOT NULL, format TEXT NOT NULL,
+  bytes INTEGER NOT NULL, duration REAL NOT NULL, created REAL NOT NULL, PRIMARY KEY (scope, video_id))""",
+        "CREATE INDEX IF NOT EXISTS media_created ON media(created)",
+        """CREATE TABLE IF NOT EXISTS moments (
+  scope TEXT NOT NULL, thread TEXT NOT NULL, video_id TEXT NOT NULL, start REAL NOT NULL,
+  "end" REAL NOT NULL, created REAL NOT NULL, PRIMARY KEY (scope, thread))""",
+    )),
 ]
 
 POSTGRES: list[Migration] = [
@@ -263,4 +275,15 @@ POSTGRES: list[Migration] = [
     (8, ("ALTER TABLE frames ADD COLUMN IF NOT EXISTS phash BIGINT", fill_phash)),
     # How far each video is indexed (see _INDEXED_TO above).
     (9, ("ALTER TABLE videos ADD COLUMN IF NOT EXISTS indexed_to DOUBLE PRECISION NOT NULL DEFAULT 0", _INDEXED_TO)),
+    # The kept video files and the moment each thread cites (see SQLite's migration 11).
+    (10, (
+        """CREATE TABLE IF NOT EXISTS media (
+  scope TEXT NOT NULL, video_id TEXT NOT NULL, path TEXT NOT NULL, format TEXT NOT NULL,
+  bytes BIGINT NOT NULL, duration DOUBLE PRECISION NOT NULL, created DOUBLE PRECISION NOT NULL,
+  PRIMARY KEY (scope, video_id))""",
+        "CREATE INDEX IF NOT EXISTS media_created ON media(created)",
+        """CREATE TABLE IF NOT EXISTS moments (
+  scope TEXT NOT NULL, thread TEXT NOT NULL, video_id TEXT NOT NULL, start DOUBLE PRECISION NOT NULL,
+  "end" DOUBLE PRECISION NOT NULL, created DOUBLE PRECISION NOT NULL, PRIMARY KEY (scope, thread))""",
+    )),
 ]

@@ -16,7 +16,7 @@ from core.store.catalog.sql import Primitives, Row
 from core.text.words import terms
 
 VIDEO_FIELDS = frozenset({"status", "title", "duration", "url", "error", "language", "indexed_to"})
-TABLES = ("videos", "jobs", "segments", "units", "frames", "turns", "summaries")  # every table with a scope
+TABLES = ("videos", "jobs", "segments", "units", "frames", "turns", "summaries", "media")  # every table with a scope
 # Rows of one read of a list that grows with use (a channel's videos): a long list is read a page
 # at a time, so other channels' queries run between the pages instead of waiting behind one long
 # read (SQLite has one connection per process).
@@ -230,14 +230,14 @@ class VideoRows(Primitives):
         """A video's rows in every table (its jobs too, unless `keep_jobs`: a failed job's reason
         stays for /status), in one transaction."""
         async with self._tx() as tx:
-            for t in ("segments", "units", "frames", "summaries") + (() if keep_jobs else ("jobs",)):
+            for t in ("segments", "units", "frames", "summaries", "media") + (() if keep_jobs else ("jobs",)):
                 await tx.run(f"DELETE FROM {t} WHERE scope=? AND video_id=?", (scope.key, video_id))  # noqa: S608
             await tx.run("DELETE FROM videos WHERE scope=? AND id=?", (scope.key, video_id))
 
     async def wipe(self, scope: Scope) -> None:
         """Every row of `scope`, in every table, in one transaction."""
         async with self._tx() as tx:
-            for t in TABLES:
+            for t in (*TABLES, "moments"):  # a thread's moment outlives its video (`forget`), not its channel
                 await tx.run(f"DELETE FROM {t} WHERE scope=?", (scope.key,))  # noqa: S608
 
     async def counts(self, scope: Scope, video_id: str | None = None) -> dict[str, int]:
