@@ -42,8 +42,10 @@ DEADLINE = 120.0  # seconds an expansion may take, the child's start included
 MEMORY = 768 * 2**20  # the expanding child's address space (a page of 10^6 entries fits or is killed)
 CPU = 60  # CPU seconds of the expanding child
 
-TOO_LARGE = ("That list of videos is larger than I read (its page, or the work of reading it, passed my "
-             "limits), so I didn't queue anything from it.")
+# Said of any link whose page passed the limits while it was read for a list: an endless page
+# that holds no video at all ends here too, so it does not claim the link was a list.
+TOO_LARGE = ("That link's page is larger than I read (the page, or the work of reading it, passed my "
+             "limits), so I didn't index or queue anything from it.")
 NESTED = "a playlist inside this playlist (I don't expand those again; post it on its own)"
 BAD_ENTRY = "its address is not a link I can fetch"
 

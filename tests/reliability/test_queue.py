@@ -232,5 +232,5 @@ async def test_an_attempt_whose_lease_was_taken_over_stores_nothing(rel_settings
         video = await svc.video(sc, "v1")
         vs = svc.vectors
         vectors = await asyncio.get_running_loop().run_in_executor(vs.executor, vs.count, vs.text, sc.partition)
-    assert counts == {"videos": 1, "jobs": 1, "segments": 0, "units": 0, "frames": 0, "summaries": 0}
+    assert counts == {"videos": 1, "jobs": 1, "segments": 0, "units": 0, "frames": 0, "summaries": 0, "media": 0}
     assert video is not None and video.title == "one" and vectors == 0
