@@ -43,6 +43,8 @@ def test_a_question_about_a_video_in_another_language_gains_on_that_video_alone(
 def test_english_videos_are_left_to_their_words_and_an_unrelated_question_gains_nothing(bi: BilingualEmbedder) -> None:
     assert other_language(LANGS, sorted(TITLES)) == ["v_col", "v_gri", "v_tom"]
     assert other_language({"a": "en", "b": ""}, ["a", "b"]) == []  # an English channel: nothing to embed or add
+    assert other_language(LANGS, sorted(TITLES), bi) == ["v_col", "v_gri", "v_tom"]
+    assert other_language(LANGS, sorted(TITLES), bi.multilingual) == []  # one embedder: another scale, nothing added
     got = shares(bi, "In what order do I tighten the wheel nuts?")
     assert max(got.values()) == 0.0, (got, TOPIC_FLOOR)
 

@@ -204,7 +204,7 @@ async def retrieve(store: ScopedStore, question: str, text: TextEmbedder, image:
             u.vector = v
     title_vecs = dict(zip(vids, await title_vectors([titles.get(v, "") for v in vids]), strict=True))
     # a video in another language that the question names by meaning, not by words (core.answer.topic)
-    across = [v for v in other_language(video_languages, vids) if titles.get(v)] if TOPIC_WEIGHT else []
+    across = [v for v in other_language(video_languages, vids, text) if titles.get(v)] if TOPIC_WEIGHT else []
     if across and not named_by_words(naming):
         meant = topic_shares(qv, dict(zip(across, await title_vectors([titles[v] for v in across], True),
                                           strict=True)))

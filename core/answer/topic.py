@@ -14,6 +14,8 @@ the title's across languages, at no cost per question beyond one product per can
 A video whose title matches above TOPIC_FLOOR gains up to TOPIC_WEIGHT on its units, in full from
 TOPIC_FULL. English videos are left as they are: their titles are read by their words already.
 A question that names a video by words (a naming phrase, a title phrase) is left to that name.
+The floor and the full mark are on BilingualEmbedder's scale: with one embedder for every
+language (TEXT_MULTILINGUAL=off beside a multilingual TEXT_EMBEDDER) nothing is added.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from core.answer.naming import Naming
-from core.engines.text import ENGLISH
+from core.engines.text import ENGLISH, BilingualEmbedder
 
 # eval/naming6 (tune): recall@1 0.833 → 0.900, "asked in English" 0.556 → 0.778; eval/naming5,
 # eval/languages and the shared set answer every question as before.
@@ -38,8 +40,11 @@ def named_by_words(naming: Naming) -> bool:
     return bool(naming.phrases or naming.titled)
 
 
-def other_language(video_languages: dict[str, str], vids: list[str]) -> list[str]:
-    """The videos of `vids` heard in a language other than English."""
+def other_language(video_languages: dict[str, str], vids: list[str], text: object = None) -> list[str]:
+    """The videos of `vids` heard in a language other than English, when `text` (if given) is
+    the bilingual embedder whose scale the floor is set on."""
+    if text is not None and not isinstance(text, BilingualEmbedder):
+        return []
     return [v for v in vids if video_languages.get(v, "") not in ENGLISH]
 
 
