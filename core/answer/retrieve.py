@@ -62,6 +62,7 @@ from core.answer.reads import (
     named_candidates,
     units_of,
 )
+from core.answer.topic import TOPIC_WEIGHT, named_by_words, other_language, topic_shares
 from core.engines.image import ImageEmbedder
 from core.engines.text import ENGLISH, TextEmbedder
 from core.models import Hit
@@ -161,12 +162,14 @@ async def retrieve(store: ScopedStore, question: str, text: TextEmbedder, image:
     if lexical is None and hybrid:
         lexical = getattr(store, "lexical", None)
 
-    async def title_vectors(names: list[str]) -> list[np.ndarray]:
+    async def title_vectors(names: list[str], multilingual: bool = False) -> list[np.ndarray]:
         cache = _TITLE_CACHE.setdefault(text, {})
-        new = sorted({n for n in names if n not in cache})
+        side = "\0" if multilingual else ""  # a title embedded on the multilingual side, keyed apart
+        new = sorted({n for n in names if side + n not in cache})
         if new:
-            cache.update(zip(new, await call(text.embed, new), strict=True))
-        return [cache[n] for n in names]
+            got = await (call(text.embed_passages, new, "xx") if multilingual else call(text.embed, new))
+            cache.update(zip([side + n for n in new], got, strict=True))
+        return [cache[side + n] for n in names]
 
     naming = naming_of(question, titles)
     asked = naming.content
@@ -200,16 +203,24 @@ async def retrieve(store: ScopedStore, question: str, text: TextEmbedder, image:
         for u, v in zip(missing, await call(text.embed, [u.text for u in missing]), strict=True):
             u.vector = v
     title_vecs = dict(zip(vids, await title_vectors([titles.get(v, "") for v in vids]), strict=True))
+    # a video in another language that the question names by meaning, not by words (core.answer.topic)
+    across = [v for v in other_language(video_languages, vids, text) if titles.get(v)] if TOPIC_WEIGHT else []
+    if across and not named_by_words(naming):
+        meant = topic_shares(qv, dict(zip(across, await title_vectors([titles[v] for v in across], True),
+                                          strict=True)))
+    else:
+        meant = {}
     covers = await cover_spans(store, vids, titles, versions) if COVER_WEIGHT and not about_the_video(question) else {}
     # scoring is CPU work (up to ~2,000 units, each moment against the others): off the event loop
     return await asyncio.to_thread(_rank, question, asked, naming, best, titles, title_vecs, covers, video_languages, qv,
-                                   hits, rrf, dense, units, frame_hits, keep)
+                                   hits, rrf, dense, units, frame_hits, keep, meant)
 
 
 def _rank(question: str, asked: str, naming: Naming, best: tuple[str, float] | None, titles: dict[str, str],
           title_vecs: dict[str, np.ndarray], covers: dict[str, list[tuple[float, float]]],
           video_languages: dict[str, str], qv: np.ndarray, hits: list[Hit], rrf: list[float],
-          dense: list[Hit], units: list[Unit], frame_hits: list[Hit], keep: int) -> list[Moment]:
+          dense: list[Hit], units: list[Unit], frame_hits: list[Hit], keep: int,
+          meant: dict[str, float] | None = None) -> list[Moment]:
     """Steps 4-6 of the module docstring: score the units, add agreement by time, keep the best."""
     vids = sorted({h.video_id for h in hits})
     lang = {v: video_languages.get(v, "") for v in vids}
@@ -226,6 +237,9 @@ def _rank(question: str, asked: str, naming: Naming, best: tuple[str, float] | N
         u.score = (UNIT_WEIGHT * d + (1 - UNIT_WEIGHT) * context[u.hit] + LEX_WEIGHT * x
                    + NAME_WEIGHT * named + FUSE_WEIGHT * rrf[u.hit])
         u.why = (f"{h.kind}#{u.hit}", f"dense:{d:.2f}", f"lex:{x:.2f}", f"name:{named:.2f}", f"rrf:{rrf[u.hit]:.3f}")
+        if meant and meant.get(h.video_id):  # a video in another language its title names by meaning
+            u.score += TOPIC_WEIGHT * meant[h.video_id]
+            u.why += (f"meant:{meant[h.video_id]:.2f}",)
         on_cover = share_within(u.start, u.end, covers[h.video_id]) if covers.get(h.video_id) else 0.0
         if titles.get(h.video_id) and TITLE_WEIGHT:
             restate = float(u.vector @ title_vecs[h.video_id])

