@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from core.models import FRAME, Hit, Kind, Scope, Segment, Turn, Video, VideoStatus
-from core.store.catalog.sql import Primitives, Row
+from core.store.catalog.sql import Primitives, Row, Tx
 from core.text.words import terms
 
 VIDEO_FIELDS = frozenset({"status", "title", "duration", "url", "error", "language", "indexed_to"})
@@ -37,6 +37,19 @@ def video_from(row: Row, scope: Scope) -> Video:
                  duration=float(row["duration"]), status=VideoStatus(row["status"]), url=row["url"],
                  error=row["error"], language=row["language"], requested_by=row["requested_by"],
                  created=float(row["created"]), indexed_to=float(row["indexed_to"]))
+
+
+async def insert_text(tx: Tx, scope: Scope, video_id: str, segments: Sequence[Segment], units: Sequence[Segment],
+                      unit_vectors: np.ndarray, language: str) -> None:
+    """Insert segments (their full-text `terms` stemmed in `language`) and units with their vectors,
+    in `tx`: a whole video's (`put_text`) or one window's (`put_window`). One executemany per table,
+    not one statement per row: a 10-minute lecture has ~300 units, and a statement each cost a round
+    trip to PostgreSQL (or a hop to aiosqlite's thread); bench/scale.py loads 6,000 videos this way."""
+    await tx.many('INSERT INTO segments (scope, video_id, start, "end", kind, text, terms) VALUES (?,?,?,?,?,?,?)',
+                  [(scope.key, video_id, s.start, s.end, str(s.kind), s.text, terms(s.text, language)) for s in segments])
+    await tx.many('INSERT INTO units (scope, video_id, start, "end", kind, text, vec) VALUES (?,?,?,?,?,?,?)',
+                  [(scope.key, video_id, u.start, u.end, str(u.kind), u.text, np.asarray(v, np.float32).tobytes())
+                   for u, v in zip(units, unit_vectors, strict=True)])
 
 
 class VideoRows(Primitives):
@@ -115,15 +128,7 @@ class VideoRows(Primitives):
         async with self._tx() as tx:
             for t in ("segments", "units"):
                 await tx.run(f"DELETE FROM {t} WHERE scope=? AND video_id=?", (scope.key, video_id))  # noqa: S608
-            # One executemany per table, not one statement per row: a 10-minute lecture has ~300
-            # units, and a statement each cost a round trip to PostgreSQL (or a hop to aiosqlite's
-            # thread); bench/scale.py loads 6,000 videos this way.
-            await tx.many('INSERT INTO segments (scope, video_id, start, "end", kind, text, terms) VALUES (?,?,?,?,?,?,?)',
-                          [(scope.key, video_id, s.start, s.end, str(s.kind), s.text, terms(s.text, language))
-                           for s in segments])
-            await tx.many('INSERT INTO units (scope, video_id, start, "end", kind, text, vec) VALUES (?,?,?,?,?,?,?)',
-                          [(scope.key, video_id, u.start, u.end, str(u.kind), u.text, np.asarray(v, np.float32).tobytes())
-                           for u, v in zip(units, unit_vectors, strict=True)])
+            await insert_text(tx, scope, video_id, segments, units, unit_vectors, language)
 
     async def segments(self, scope: Scope, video_id: str, start: float, end: float,
                        limit: int | None = None) -> list[Segment]:

@@ -16,7 +16,7 @@ import numpy as np
 
 from core.models import Scope, Segment
 from core.store.catalog.sql import Primitives, Tx
-from core.text.words import terms
+from core.store.catalog.videos import insert_text
 
 FrameRow = tuple[float, str, str, bytes | None, int | None]  # time, path, OCR text, JPEG bytes, perceptual hash
 
@@ -32,12 +32,7 @@ class WindowRows(Primitives):
         the full-text search of the indexed part stems its words right)."""
         async with self._tx() as tx:
             await self._drop_from(tx, scope, video_id, since)
-            await tx.many('INSERT INTO segments (scope, video_id, start, "end", kind, text, terms) VALUES (?,?,?,?,?,?,?)',
-                          [(scope.key, video_id, s.start, s.end, str(s.kind), s.text, terms(s.text, language))
-                           for s in segments])
-            await tx.many('INSERT INTO units (scope, video_id, start, "end", kind, text, vec) VALUES (?,?,?,?,?,?,?)',
-                          [(scope.key, video_id, u.start, u.end, str(u.kind), u.text, np.asarray(v, np.float32).tobytes())
-                           for u, v in zip(units, unit_vectors, strict=True)])
+            await insert_text(tx, scope, video_id, segments, units, unit_vectors, language)
             await tx.many('INSERT INTO frames (scope, video_id, "time", path, ocr, jpeg, phash) VALUES (?,?,?,?,?,?,?)',
                           [(scope.key, video_id, *f) for f in frames])
             await tx.run("UPDATE videos SET indexed_to=?, language=? WHERE scope=? AND id=?",
