@@ -48,11 +48,9 @@ def tree_cpu_s() -> float:
             with open(f"/proc/{pid}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
             total += (int(fields[11]) + int(fields[12])) / tick
-            for t in os.listdir(f"/proc/{pid}/task"):
-                with open(f"/proc/{pid}/task/{t}/children") as f:
-                    todo += [int(c) for c in f.read().split()]
         except OSError:
-            pass
+            continue
+        todo += br.children(pid)
     return total
 
 

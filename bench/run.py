@@ -54,6 +54,18 @@ def say(line: str = "") -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+def children(pid: int) -> list[int]:
+    """The live child processes of `pid` (of every thread of it), [] once it is gone."""
+    out: list[int] = []
+    try:
+        for t in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{t}/children") as f:
+                out += [int(c) for c in f.read().split()]
+    except OSError:
+        pass
+    return out
+
+
 class RssSampler(threading.Thread):
     """Peak resident memory of this process and of its whole process tree (ffmpeg, Milvus Lite),
     sampled from /proc every 0.1 s; ru_maxrss gives the process' exact peak."""
@@ -79,12 +91,7 @@ class RssSampler(threading.Thread):
             if p in self.exclude:
                 continue
             pids.append(p)
-            try:
-                for t in os.listdir(f"/proc/{p}/task"):
-                    with open(f"/proc/{p}/task/{t}/children") as f:
-                        todo += [int(c) for c in f.read().split()]
-            except OSError:
-                pass
+            todo += children(p)
         return pids
 
     def run(self) -> None:
