@@ -42,13 +42,20 @@ def feed(title: str, items: list[tuple[str, str]]) -> bytes:
     return f'<?xml version="1.0"?><rss version="2.0"><channel><title>{title}</title>{body}</channel></rss>'.encode()
 
 
-@pytest.fixture
-async def site(short_lectures: dict[str, Path]) -> AsyncIterator[FakeMediaServer]:
+async def course_site(short_lectures: dict[str, Path]) -> FakeMediaServer:
+    """A started media server whose course.html lists two lectures, a 404, a text file named .mp4
+    and a video at a private address."""
     server = FakeMediaServer({"tides.mp4": short_lectures["tides"], "bees.mp4": short_lectures["bees"],
                               "notes.mp4": b"these are my notes, not a video\n" * 40})
     await server.start()
     server.files["course.html"] = lectures_page("Ocean course", [
         "tides.mp4", "missing.mp4", "notes.mp4", "http://10.0.0.5/talk.mp4", "bees.mp4"])
+    return server
+
+
+@pytest.fixture
+async def site(short_lectures: dict[str, Path]) -> AsyncIterator[FakeMediaServer]:
+    server = await course_site(short_lectures)
     yield server
     await server.stop()
 

@@ -24,7 +24,7 @@ from tests.fakes.media_server import FakeMediaServer
 from tests.fakes.serve import serve
 from tests.fakes.slack_api import BOT_TOKEN, BOT_USER, TEAM, FakeSlackAPI
 from tests.test_discord import connected
-from tests.test_playlists import lectures_page
+from tests.test_playlists import course_site, lectures_page
 from tests.test_slack import SECRET, Slack, callback, new_ts
 
 pytestmark = pytest.mark.timeout(300)  # two lectures indexed in the jailed child, twice a module
@@ -39,11 +39,7 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 async def site(short_lectures: dict[str, Path]) -> AsyncIterator[FakeMediaServer]:
-    server = FakeMediaServer({"tides.mp4": short_lectures["tides"], "bees.mp4": short_lectures["bees"],
-                              "notes.mp4": b"these are my notes, not a video\n" * 40})
-    await server.start()
-    server.files["course.html"] = lectures_page("Ocean course", [
-        "tides.mp4", "missing.mp4", "notes.mp4", "http://10.0.0.5/talk.mp4", "bees.mp4"])
+    server = await course_site(short_lectures)
     server.files["four.html"] = lectures_page("Four", ["m1.mp4", "m2.mp4", "m3.mp4", "m4.mp4"])
     yield server
     await server.stop()
