@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -493,18 +494,29 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-async def only_clips(args: argparse.Namespace, video: Path, out: Path, started: float) -> dict[str, Any]:
-    """`--only clips`: index the lecture (part 1: ingest_rtf) in a throwaway data dir, then part 5b."""
-    settings = Settings(data_dir=out / "data-clips", clip_pretrained=args.clip, ocr=True, log_level="WARNING")
+@contextlib.asynccontextmanager
+async def throwaway(args: argparse.Namespace, out: Path, name: str,
+                    keep: bool = False) -> AsyncIterator[tuple[Settings, Models, Service]]:
+    """Settings, loaded models and an open Service over a fresh data dir `out/name`, for the
+    `--only` parts; the models are closed (and the dir removed unless `keep`) on the way out."""
+    settings = Settings(data_dir=out / name, clip_pretrained=args.clip, ocr=True, log_level="WARNING")
     shutil.rmtree(settings.data_dir, ignore_errors=True)
     models = Models(settings)
-    await models.call(lambda: (models.text, models.image, models.transcriber, models.ocr))
+    await models.call(lambda: (models.text, models.image, models.transcriber, models.ocr))  # as in a running bot
     try:
         async with Service.open(settings, models=models, chat=None) as svc:
-            vr, vid = await part_ingest(svc, video)
-            cr = await part_clips(svc, vid, vr["duration"])
+            yield settings, models, svc
     finally:
         models.close()
+    if not keep:
+        shutil.rmtree(settings.data_dir, ignore_errors=True)
+
+
+async def only_clips(args: argparse.Namespace, video: Path, out: Path, started: float) -> dict[str, Any]:
+    """`--only clips`: index the lecture (part 1: ingest_rtf) in a throwaway data dir, then part 5b."""
+    async with throwaway(args, out, "data-clips", keep=True) as (_, _, svc):
+        vr, vid = await part_ingest(svc, video)
+        cr = await part_clips(svc, vid, vr["duration"])
     table("clips (20 s) and kept media", [("figure", "value")] + [(k, str(v)) for k, v in cr.items()])
     return {"ingest_rtf": vr["rtf"], "ingest_s": vr["seconds"], "video_s": vr["duration"], **cr,
             "bench_s": round(time.perf_counter() - started, 1)}
@@ -529,17 +541,11 @@ async def part_scale(args: argparse.Namespace, settings: Settings, models: Model
 async def only_scale(args: argparse.Namespace, video: Path, out: Path, questions: list[str],
                      started: float) -> dict[str, Any]:
     """`--only scale`: index the lecture (part 1) in a throwaway data dir, then the scale part."""
-    settings = Settings(data_dir=out / "data-scale-source", clip_pretrained=args.clip, ocr=True, log_level="WARNING")
-    shutil.rmtree(settings.data_dir, ignore_errors=True)
-    models = Models(settings)
-    await models.call(lambda: (models.text, models.image, models.transcriber, models.ocr))  # as in a running bot
-    async with Service.open(settings, models=models, chat=None) as svc:
+    async with throwaway(args, out, "data-scale-source") as (settings, models, svc):
         say("part 1: vidrag ingest (the scale part's source)")
         ingested, vid = await part_ingest(svc, video)
         res = {"ingest_rtf": ingested["rtf"], "ingest_language": ingested["counts"].get("language", ""),
                **await part_scale(args, settings, models, svc, vid, questions, out)}
-    models.close()
-    shutil.rmtree(settings.data_dir, ignore_errors=True)
     res["bench_s"] = round(time.perf_counter() - started, 1)
     (out / "scale.json").write_text(json.dumps(res, indent=1))
     return res
@@ -549,18 +555,12 @@ async def only_retrieval(args: argparse.Namespace, video: Path, out: Path, quest
                          started: float) -> dict[str, Any]:
     """`--only retrieval`: index the lecture (part 1) in a throwaway data dir, then part 3, with the
     load average beside it (a shared machine's figures are read against it)."""
-    settings = Settings(data_dir=out / "data-retrieval", clip_pretrained=args.clip, ocr=True, log_level="WARNING")
-    shutil.rmtree(settings.data_dir, ignore_errors=True)
-    models = Models(settings)
-    await models.call(lambda: (models.text, models.image, models.transcriber, models.ocr))  # as in a running bot
-    async with Service.open(settings, models=models, chat=None) as svc:
+    async with throwaway(args, out, "data-retrieval") as (_, _, svc):
         say("part 1: vidrag ingest (part 3's lecture)")
         _, vid = await part_ingest(svc, video)
         say("part 3: retrieval latency")
         load = os.getloadavg()[0]
         rr = await part_retrieval(svc, vid, questions, args.asks)
-    models.close()
-    shutil.rmtree(settings.data_dir, ignore_errors=True)
     table("Service.ask without LLM, ms", [("videos", "p50", "p95", "p99", "mean")]
           + [(k, str(v["p50_ms"]), str(v["p95_ms"]), str(v["p99_ms"]), str(v["mean_ms"])) for k, v in rr.items()])
     at = rr[str(LEVELS[-1])]
