@@ -26,14 +26,16 @@ if [ -z "${VIDRAG_TEST_DATABASE_URL:-}" ]; then
   fi
 fi
 export VIDRAG_TEST_DATABASE_URL VIDRAG_REQUIRE_POSTGRES=1
-# The whole suite runs in three pytest runs (about 10 min instead of 15 on a shared 2-core machine,
-# where much of the suite waits on processes and servers rather than computing):
+# The whole suite runs in four pytest runs, three lanes (on a shared 2-core machine much of the
+# suite waits on processes and servers rather than computing, so lanes overlap):
 #  1. every test but those below, in two processes (pytest-xdist; each gets whole modules, so a
 #     module's fixtures are built once), beside
-#  2. the Milvus-server tests (tests/test_store.py, tests/test_vectors.py: mostly waiting on the
-#     server's flushes) in the background, their output shown when they end; then
-#  3. the tests marked `alone` (the crash and two-host tests' vidrag processes, the event loop's
-#     gaps while indexing), one at a time with nothing beside them.
+#  2. in the background, one after the other: the Milvus-server tests (tests/test_store.py,
+#     tests/test_vectors.py: mostly waiting on the server's flushes), then the tests marked
+#     `processes` (the chaos, two-host and crash tests: vidrag processes on leases and deadlines,
+#     one module at a time); their output is shown when they end; then
+#  3. the tests marked `alone` (they measure the event loop's gaps and the bot's RSS), with nothing
+#     beside them.
 # The arguments go to every run. Naming tests (a path or a node id), or VIDRAG_TEST_SERIAL=1, runs
 # them in one plain pytest instead.
 PYTEST=(.venv/bin/python -m pytest)
@@ -45,15 +47,20 @@ if [ "$serial" = 1 ]; then
   codes=($?)
 else
   codes=()
-  side=$(mktemp -d)  # the background run's output and its own pytest temp folder
-  "${PYTEST[@]}" -m "not alone" --basetemp="$side/tmp" "${SERVER[@]}" "$@" >"$side/log" 2>&1 &
-  server=$!
-  trap 'kill "$server" 2>/dev/null; exit 130' INT TERM
-  "${PYTEST[@]}" -n 2 --dist loadscope -m "not alone" "${SERVER[@]/#/--ignore=}" "$@"
+  side=$(mktemp -d)  # the background lane's output, exit codes and pytest temp folders
+  (
+    "${PYTEST[@]}" -m "not alone and not processes" --basetemp="$side/tmp1" "${SERVER[@]}" "$@"
+    echo $? >"$side/code1"
+    "${PYTEST[@]}" -m processes --durations=5 --basetemp="$side/tmp2" "$@"
+    echo $? >"$side/code2"
+  ) >"$side/log" 2>&1 &
+  lane=$!
+  trap 'kill "$lane" 2>/dev/null; exit 130' INT TERM
+  "${PYTEST[@]}" -n 2 --dist loadscope -m "not alone and not processes" "${SERVER[@]/#/--ignore=}" "$@"
   codes+=($?)
-  wait $server
-  codes+=($?)
-  echo "--- ${SERVER[*]} (ran beside the run above)"
+  wait $lane
+  codes+=("$(cat "$side/code1" 2>/dev/null || echo 1)" "$(cat "$side/code2" 2>/dev/null || echo 1)")
+  echo "--- ${SERVER[*]}, then the tests marked processes (ran beside the run above)"
   cat "$side/log"
   rm -rf "$side"
   "${PYTEST[@]}" -m alone --durations=8 "$@"  # the slowest alone tests named: they set the run's length

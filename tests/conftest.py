@@ -241,7 +241,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         module = getattr(item, "module", None)
         name = module.__name__.rsplit(".", 1)[-1] if module is not None else ""
         if not (SLOW_FIXTURES & set(getattr(item, "fixturenames", ()))) and name not in SLOW_MODULES \
-                and not item.get_closest_marker("alone"):
+                and not item.get_closest_marker("alone") and not item.get_closest_marker("processes"):
             item.add_marker(pytest.mark.fast)
     yield
     firsts: dict[object, pytest.Item] = {}

@@ -55,7 +55,7 @@ def sentences(n: int) -> list[str]:
 def test_onnx_embedder_gives_sentence_transformers_vectors() -> None:
     path = bundled()
     assert Settings().text_embedder.startswith("onnx:")
-    texts = sentences(300)
+    texts = sentences(100)
     onnx = OnnxSentenceEmbedder(path)
     st = SentenceTransformerEmbedder(path)
     a, b = onnx.embed(texts), st.embed(texts)

@@ -48,7 +48,7 @@ from tests.reliability.test_two_hosts import (
     vector_rows,
 )
 
-pytestmark = pytest.mark.alone("two workers, a chat process, a Milvus server and PostgreSQL restarted and killed")
+pytestmark = pytest.mark.processes("two workers, a chat process, a Milvus server and PostgreSQL restarted and killed")
 LEASE_S = 10.0
 PROBE = ("Why does magma rise?", "volcano")
 MID_JOB = (Stage.FRAMES.value, Stage.TRANSCRIBE.value)  # past the download, not yet storing

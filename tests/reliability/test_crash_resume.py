@@ -32,9 +32,9 @@ from tests.reliability.conftest import console
 REPO = Path(__file__).resolve().parents[2]
 # The module's fixture runs a crashing process and a resuming one (about two minutes here): the
 # per-test limit of 60 s does not fit it. Those processes run fourteen ingests at once, on deadlines:
-# scripts/test.sh runs this module with no other test beside it.
+# scripts/test.sh runs this module beside the main run, never beside another `processes` module.
 pytestmark = [pytest.mark.timeout(600), pytest.mark.parametrize("catalog_backend", BACKENDS, indirect=True),
-              pytest.mark.alone("two vidrag processes of fourteen ingests at once, on deadlines")]
+              pytest.mark.processes("two vidrag processes of fourteen ingests at once, on deadlines")]
 STAGES = ["fetch", "probe", "frames", "transcribe", "embed", "storing", "finishing"]  # Stage ids, then two steps
 WINDOW_S = 10.0  # the ingest's windows in these processes: the short lectures fit in one, the demo lecture takes ~4
 

@@ -39,8 +39,8 @@ from tests.test_roles import milvus_server
 
 REPO = Path(__file__).resolve().parents[2]
 # Three vidrag processes on two cores with a five-second lease: scripts/test.sh runs this module
-# with no other test beside it
-pytestmark = pytest.mark.alone("three vidrag processes and a five-second lease")
+# beside the main run, never beside another `processes` module (the lease holds on a loaded machine)
+pytestmark = pytest.mark.processes("three vidrag processes and a five-second lease")
 START = "started: worker "
 LEASE_S = 5.0  # a killed worker's job is taken up this long after its last renewal
 KILL_AFTER_DONE = 3  # kill once this many videos are ready: both workers have indexed some by then
