@@ -7,13 +7,19 @@ file tree) rather than through the service."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import pytest
 
 from core.config import Settings
+from core.engines.registry import Models
 from core.models import Scope
 from core.service import Service
+from core.store.catalog import open_catalog
 from tests import backends
 from tests.conftest import short_lecture  # noqa: F401 - re-exported for the modules here
 from tests.fakes.media_server import FakeMediaServer
@@ -96,3 +102,42 @@ async def server():
     await s.start()
     yield s
     await s.stop()
+
+
+class SlowTranscriber:
+    """The session's tiny.en, after `seconds` of thinking: an ingest that is still transcribing
+    when the test takes a server away. `started` is set when it begins."""
+
+    def __init__(self, inner: object, seconds: float, started: threading.Event | None = None) -> None:
+        self.inner = inner
+        self.seconds = seconds
+        self.model_id = getattr(inner, "model_id", "slow")
+        self.started = started or threading.Event()
+
+    def detect(self, wav):  # noqa: ANN001, ANN201
+        return self.inner.detect(wav)  # type: ignore[attr-defined]
+
+    def speaking(self, language: str) -> SlowTranscriber:
+        return SlowTranscriber(self.inner.speaking(language), self.seconds, self.started)  # type: ignore[attr-defined]
+
+    def transcribe(self, wav):  # noqa: ANN001, ANN201
+        self.started.set()
+        time.sleep(self.seconds)
+        return self.inner.transcribe(wav)  # type: ignore[attr-defined]
+
+
+@contextlib.asynccontextmanager
+async def two_workers(settings: Settings, models: Models,
+                      slow_s: float = 0.0) -> AsyncIterator[tuple[Service, Service, SlowTranscriber]]:
+    """Two services on one catalog and one Milvus, as two hosts' workers would be (neither started):
+    `a`, whose transcriber thinks `slow_s` seconds first (the SlowTranscriber, also yielded), and
+    `b` beside it on the session's plain models."""
+    slow = SlowTranscriber(models.transcriber, seconds=slow_s)
+    a_models = Models(settings, text=models.text, image=models.image, transcriber=slow) if slow_s else models
+    async with Service.open(settings, models=a_models, chat=None) as a:
+        b = Service(settings, await open_catalog(settings), a.vectors, models, None)
+        try:
+            yield a, b, slow
+        finally:
+            await b.stop_workers()
+            await b.catalog.close()

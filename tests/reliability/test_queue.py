@@ -18,9 +18,9 @@ import pytest
 from core.jobs.queue import DEAD, LOST, QUEUED, RUNNING, JobQueue, new_worker_id
 from core.models import Scope, Stage
 from core.service import JobEvent, Service
-from core.store.catalog import Catalog, open_catalog
+from core.store.catalog import Catalog
 from tests.backends import BACKENDS
-from tests.reliability.conftest import console
+from tests.reliability.conftest import console, two_workers
 
 pytestmark = pytest.mark.parametrize("catalog_backend", BACKENDS, indirect=True)
 
@@ -72,8 +72,7 @@ async def test_processes_racing_on_one_catalog_never_take_a_job_twice(catalog: C
 
 @pytest.mark.timeout(240)  # three ingests by two services on a busy two-core machine
 async def test_two_services_on_one_catalog_index_each_video_once(rel_settings, models, short_lectures) -> None:
-    async with Service.open(rel_settings, models=models, chat=None) as a:
-        b = Service(rel_settings, await open_catalog(rel_settings), a.vectors, models, None)
+    async with two_workers(rel_settings, models) as (a, b, _):
         ready: Counter[str] = Counter()
 
         async def hook(e: JobEvent) -> None:
@@ -85,13 +84,9 @@ async def test_two_services_on_one_catalog_index_each_video_once(rel_settings, m
         subs = [await a.submit(console(f"two-{n}"), str(p)) for n, p in list(short_lectures.items())[:3]]
         a.start_workers(1)
         b.start_workers(1)
-        try:
-            for s in subs:
-                await asyncio.wait_for(a.wait(s.job.id), 180)
-            rows = await a.catalog.rows("SELECT status, attempts FROM jobs")
-        finally:
-            await b.stop_workers()
-            await b.catalog.close()
+        for s in subs:
+            await asyncio.wait_for(a.wait(s.job.id), 180)
+        rows = await a.catalog.rows("SELECT status, attempts FROM jobs")
     assert {(r["status"], r["attempts"]) for r in rows} == {("done", 1)}
     assert ready == Counter({s.job.id: 1 for s in subs})
 

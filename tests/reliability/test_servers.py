@@ -14,7 +14,6 @@ import asyncio
 import logging
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,12 +22,10 @@ import pytest
 
 from core.config import Settings
 from core.errors import UNAVAILABLE, Unavailable
-from core.ingest.pipeline import Models
 from core.models import Answer, Scope
 from core.service import Service
-from core.store.catalog import open_catalog
 from tests.backends import fresh_database
-from tests.reliability.conftest import console
+from tests.reliability.conftest import console, two_workers
 from tests.reliability.servers import REPO, LiteServer, PrivatePostgres, free_port, is_root
 
 QUESTION = "Why does magma rise?"
@@ -54,28 +51,6 @@ def pg_url(private_pg: PrivatePostgres) -> Iterator[str]:
 def pg_settings(tmp_path: Path, url: str, **kw: object) -> Settings:
     return Settings(data_dir=tmp_path / "data", database_url=url, clip_pretrained="random", ocr=False,
                     server_timeout_seconds=2.0, **kw)  # type: ignore[arg-type]
-
-
-class SlowTranscriber:
-    """The session's tiny.en, after `seconds` of thinking: an ingest that is still transcribing
-    when the test takes a server away. `started` is set when it begins."""
-
-    def __init__(self, inner: object, seconds: float, started: threading.Event | None = None) -> None:
-        self.inner = inner
-        self.seconds = seconds
-        self.model_id = getattr(inner, "model_id", "slow")
-        self.started = started or threading.Event()
-
-    def detect(self, wav):  # noqa: ANN001, ANN201
-        return self.inner.detect(wav)  # type: ignore[attr-defined]
-
-    def speaking(self, language: str) -> SlowTranscriber:
-        return SlowTranscriber(self.inner.speaking(language), self.seconds, self.started)  # type: ignore[attr-defined]
-
-    def transcribe(self, wav):  # noqa: ANN001, ANN201
-        self.started.set()
-        time.sleep(self.seconds)
-        return self.inner.transcribe(wav)  # type: ignore[attr-defined]
 
 
 async def index(svc: Service, scope: Scope, video: Path) -> str:
@@ -127,24 +102,17 @@ async def test_a_lease_outlives_a_postgres_restart_and_the_video_is_indexed_once
     """The renewal of the running job's lease meets the restart; the job is not taken over by the
     other worker waiting beside it, and the video is stored once."""
     settings = pg_settings(tmp_path, pg_url, job_lease_seconds=2.0)
-    slow = SlowTranscriber(models.transcriber, seconds=5.0)
-    a_models = Models(settings, text=models.text, image=models.image, transcriber=slow)
-    async with Service.open(settings, models=a_models, chat=None) as a:
-        b = Service(settings, await open_catalog(settings), a.vectors, models, None)
-        try:
-            sc = console("lease")
-            sub = await a.submit(sc, str(short_lectures["volcano"]))
-            a.start_workers(1)
-            assert await asyncio.to_thread(slow.started.wait, 60)
-            b.start_workers(1)  # takes the job over if the lease is lost
-            await asyncio.sleep(0.5)
-            await asyncio.to_thread(private_pg.restart)
-            await asyncio.wait_for(a.wait(sub.job.id), 60)
-            job = await a.queue.get(sub.job.id)
-            ids = await vector_ids(a, sc)
-        finally:
-            await b.stop_workers()
-            await b.catalog.close()
+    async with two_workers(settings, models, slow_s=5.0) as (a, b, slow):
+        sc = console("lease")
+        sub = await a.submit(sc, str(short_lectures["volcano"]))
+        a.start_workers(1)
+        assert await asyncio.to_thread(slow.started.wait, 60)
+        b.start_workers(1)  # takes the job over if the lease is lost
+        await asyncio.sleep(0.5)
+        await asyncio.to_thread(private_pg.restart)
+        await asyncio.wait_for(a.wait(sub.job.id), 60)
+        job = await a.queue.get(sub.job.id)
+        ids = await vector_ids(a, sc)
     assert job is not None and (job.status, job.attempts, job.worker) == ("done", 1, a.worker_id)
     for coll, got in ids.items():
         assert got and len(got) == len(set(got)), (coll, sorted(got))
@@ -159,29 +127,22 @@ async def test_an_attempt_that_cannot_renew_its_lease_stops_and_stores_nothing(p
     without blaming it."""
     caplog.set_level(logging.INFO)
     settings = pg_settings(tmp_path, pg_url, job_lease_seconds=3.0)
-    slow = SlowTranscriber(models.transcriber, seconds=8.0)
-    a_models = Models(settings, text=models.text, image=models.image, transcriber=slow)
-    async with Service.open(settings, models=a_models, chat=None) as a:
-        b = Service(settings, await open_catalog(settings), a.vectors, models, None)
-        try:
-            sc = console("lost")
-            sub = await a.submit(sc, str(short_lectures["volcano"]))
-            a.start_workers(1)
-            assert await asyncio.to_thread(slow.started.wait, 60)
-            await asyncio.to_thread(private_pg.stop)
-            for _ in range(150):  # the attempt gives up within the lease (3 s) and one renewal's wait
-                if "could not renew the lease" in caplog.text:
-                    break
-                await asyncio.sleep(0.1)
-            stopped = "could not renew the lease" in caplog.text
-            await asyncio.to_thread(private_pg.resume)
-            b.start_workers(1)
-            video = await asyncio.wait_for(b.wait(sub.job.id), 90)
-            job = await b.queue.get(sub.job.id)
-            ids = await vector_ids(a, sc)
-        finally:
-            await b.stop_workers()
-            await b.catalog.close()
+    async with two_workers(settings, models, slow_s=8.0) as (a, b, slow):
+        sc = console("lost")
+        sub = await a.submit(sc, str(short_lectures["volcano"]))
+        a.start_workers(1)
+        assert await asyncio.to_thread(slow.started.wait, 60)
+        await asyncio.to_thread(private_pg.stop)
+        for _ in range(150):  # the attempt gives up within the lease (3 s) and one renewal's wait
+            if "could not renew the lease" in caplog.text:
+                break
+            await asyncio.sleep(0.1)
+        stopped = "could not renew the lease" in caplog.text
+        await asyncio.to_thread(private_pg.resume)
+        b.start_workers(1)
+        video = await asyncio.wait_for(b.wait(sub.job.id), 90)
+        job = await b.queue.get(sub.job.id)
+        ids = await vector_ids(a, sc)
     assert stopped, caplog.text[-3000:]
     assert job is not None and job.status == "done" and job.error == "" and video.error == ""
     assert job.worker == b.worker_id and job.attempts == 2

@@ -19,15 +19,14 @@ from pathlib import Path
 import pytest
 
 from core.config import Settings
-from core.ingest.pipeline import Models
 from core.jobs.queue import JobQueue
 from core.models import Scope, Stage
-from core.service import JobEvent, Service, video_id_for
+from core.service import JobEvent, video_id_for
 from core.store.catalog import open_catalog
 from core.store.vectors import connect
 from tests.backends import BACKENDS
-from tests.reliability.conftest import console
-from tests.reliability.test_servers import SlowTranscriber, vector_ids
+from tests.reliability.conftest import console, two_workers
+from tests.reliability.test_servers import vector_ids
 from tests.test_roles import milvus_server
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,42 +37,33 @@ REPO = Path(__file__).resolve().parents[2]
 async def test_a_stopping_worker_hands_its_running_job_to_another_at_once(rel_settings, models,
                                                                           short_lectures) -> None:
     settings = replace(rel_settings, job_lease_seconds=3600)  # a lease that alone would hold the job an hour
-    slow = SlowTranscriber(models.transcriber, seconds=3.0)
-    a_models = Models(settings, text=models.text, image=models.image, transcriber=slow)
-    async with Service.open(settings, models=a_models, chat=None) as a:
-        b = Service(settings, await open_catalog(settings), a.vectors, models, None)
-        try:
-            sc = console("handover")
-            sub = await a.submit(sc, str(short_lectures["volcano"]))
-            a.start_workers(1)
-            assert await asyncio.to_thread(slow.started.wait, 60)
-            t0 = time.monotonic()
-            await a.stop_workers()  # what a SIGTERM does (bot/__main__.py closes the service)
-            stopped_s = time.monotonic() - t0
-            back = await a.queue.get(sub.job.id)
-            video = await a.video(sc, sub.job.video_id)
-            restarted = asyncio.Event()
-
-            async def hook(e: JobEvent) -> None:
-                if e.job.id == sub.job.id and e.progress.stage != Stage.QUEUED:
-                    restarted.set()
-
-            b.on_job_event(hook)
-            b.start_workers(1)
-            t1 = time.monotonic()
-            await asyncio.wait_for(restarted.wait(), 30)
-            restart_s = time.monotonic() - t1
-            await asyncio.wait_for(b.wait(sub.job.id), 60)
-            done = await b.queue.get(sub.job.id)
-            ids = await vector_ids(a, sc)
-            await b.stop_workers()
-            a.start_workers(1)  # workers that were stopped run again when started
-            again = await a.submit(console("again"), str(short_lectures["rust"]))
-            await asyncio.wait_for(a.wait(again.job.id), 60)
-            rerun = await a.queue.get(again.job.id)
-        finally:
-            await b.stop_workers()
-            await b.catalog.close()
+    async with two_workers(settings, models, slow_s=3.0) as (a, b, slow):
+        sc = console("handover")
+        sub = await a.submit(sc, str(short_lectures["volcano"]))
+        a.start_workers(1)
+        assert await asyncio.to_thread(slow.started.wait, 60)
+        t0 = time.monotonic()
+        await a.stop_workers()  # what a SIGTERM does (bot/__main__.py closes the service)
+        stopped_s = time.monotonic() - t0
+        back = await a.queue.get(sub.job.id)
+        video = await a.video(sc, sub.job.video_id)
+        restarted = asyncio.Event()
+        async def hook(e: JobEvent) -> None:
+            if e.job.id == sub.job.id and e.progress.stage != Stage.QUEUED:
+                restarted.set()
+        b.on_job_event(hook)
+        b.start_workers(1)
+        t1 = time.monotonic()
+        await asyncio.wait_for(restarted.wait(), 30)
+        restart_s = time.monotonic() - t1
+        await asyncio.wait_for(b.wait(sub.job.id), 60)
+        done = await b.queue.get(sub.job.id)
+        ids = await vector_ids(a, sc)
+        await b.stop_workers()
+        a.start_workers(1)  # workers that were stopped run again when started
+        again = await a.submit(console("again"), str(short_lectures["rust"]))
+        await asyncio.wait_for(a.wait(again.job.id), 60)
+        rerun = await a.queue.get(again.job.id)
     print(f"\nSTOP handed back in {stopped_s:.2f} s; taken up by the other worker {restart_s:.2f} s later")
     assert back is not None and (back.status, back.attempts, back.worker, back.lease_until) == ("queued", 0, "", 0)
     assert video is not None and video.status == "queued"
