@@ -1,10 +1,11 @@
 """The Discord adapter: discord.py events in, calls on `core.service.Service`, messages out.
 
 It only translates. A message becomes a `core.chat.incoming.Incoming` and `decide` says what it asks
-(the same rule as on every platform); each video to index becomes `submit` (one reply that is
-edited as the job moves), a question becomes `ask`, answered in a thread opened on the question
-(or inside the thread it was asked in), and notes and commands are replies. Slash commands map to
-`videos`, `ask`, `summary`, `forget` and `jobs`. Discord's own rules live here and nowhere else: threads, the 2,000-character limit,
+(the same rule as on every platform); `core.chat.flow` then does it through a `DiscordPort`: each
+video to index gets one reply that is edited as the job moves, a question is answered in a thread
+opened on the question (or inside the thread it was asked in), and notes and commands are replies.
+Slash commands map to `videos`, `ask`, `summary`, `forget` and `jobs`. Discord's own rules live
+here and nowhere else: threads, the 2,000-character limit,
 the file size limit, deferring interactions within 3 s, and `AllowedMentions.none()` on everything
 sent, so text quoted from a video can never ping anyone.
 

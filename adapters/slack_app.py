@@ -3,7 +3,7 @@ into threaded Slack messages.
 
 - A message event becomes a `core.chat.incoming.Incoming` (Slack's mrkdwn decoded, its `<url|label>`
   links read, shared files with the bot token to fetch them), and `decide` says what it asks, by
-  the rule every platform shares. Each video to index gets one reply in the message's thread that
+  the rule every platform shares; `core.chat.flow` does it through a `SlackPort`. Each video to index gets one reply in the message's thread that
   shows its progress (`chat.update`) and then the result or the reason it failed.
 - A question is answered in the message's thread: timestamps become links to the video, and the
   best frame is uploaded into the same thread (`files_upload_v2`). The thread root's ts is the
