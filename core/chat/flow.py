@@ -44,7 +44,7 @@ class Port(Protocol):
     message holds, `interval` the seconds between two edits of one message (the platform's rate
     limit), `upload_mb` what one upload may weigh (None: the core's own limit). `admins` names
     who may forget any video here; `unsure` is what a refusal adds when `may_forget` could not
-    tell (None)."""
+    tell (None). `summaries`: an "Indexed" message carries the video's summary (POST_SUMMARY)."""
 
     style: present.Style
     thread: str | None
