@@ -237,9 +237,10 @@ class DiscordPort:
         return self.channel.typing() if self.channel is not None else contextlib.nullcontext()
 
     async def may_forget(self) -> bool:
-        """Manage Messages in this channel (none in a DM)."""
+        """Manage Messages in this channel (a thread's are its parent's; none in a DM)."""
         author = self.reference.author if self.reference is not None else None
-        return isinstance(author, discord.Member) and isinstance(self.channel, discord.abc.GuildChannel) \
+        return isinstance(author, discord.Member) and isinstance(self.channel, (discord.abc.GuildChannel,
+                                                                               discord.Thread)) \
             and self.channel.permissions_for(author).manage_messages
 
 
