@@ -238,10 +238,10 @@ class DiscordPort:
 
     async def may_forget(self) -> bool:
         """Manage Messages in this channel (a thread's are its parent's; none in a DM)."""
-        author = self.reference.author if self.reference is not None else None
-        return isinstance(author, discord.Member) and isinstance(self.channel, (discord.abc.GuildChannel,
-                                                                               discord.Thread)) \
-            and self.channel.permissions_for(author).manage_messages
+        author, channel = self.reference.author if self.reference is not None else None, self.channel
+        if not isinstance(author, discord.Member) or not isinstance(channel, (discord.abc.GuildChannel, discord.Thread)):
+            return False
+        return channel.permissions_for(author).manage_messages
 
 
 # ---- the bot ------------------------------------------------------------------------------------
