@@ -3,7 +3,7 @@ into threaded Slack messages.
 
 - A message event becomes a `core.chat.incoming.Incoming` (Slack's mrkdwn decoded, its `<url|label>`
   links read, shared files with the bot token to fetch them), and `decide` says what it asks, by
-  the rule every platform shares. Each video to index gets one reply in the message's thread that
+  the rule every platform shares; `core.chat.flow` does it through a `SlackPort`. Each video to index gets one reply in the message's thread that
   shows its progress (`chat.update`) and then the result or the reason it failed.
 - A question is answered in the message's thread: timestamps become links to the video, and the
   best frame is uploaded into the same thread (`files_upload_v2`). The thread root's ts is the
@@ -33,13 +33,15 @@ the SDK would raise on either and answer 500.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
 import secrets
 from collections import OrderedDict
-from collections.abc import Awaitable, Coroutine, Mapping
-from typing import Any, TypeVar
+from collections.abc import Coroutine, Mapping
+from contextlib import AbstractAsyncContextManager
+from typing import Any
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
@@ -49,32 +51,17 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler, async_default_handlers
 from slack_sdk.web.async_client import AsyncWebClient
 
-from core.chat import present
-from core.chat.incoming import (
-    CLIP_BUTTON,
-    COMMANDS,
-    PICTURE_ASKED,
-    Action,
-    Attachment,
-    Decision,
-    Incoming,
-    Source,
-    clip_button,
-    clip_pressed,
-    decide,
-    run_command,
-)
+from core.chat import flow, present
+from core.chat.incoming import CLIP_BUTTON, Action, Attachment, Decision, Incoming, clip_button, clip_pressed, decide
 from core.config import Settings, SettingsError
-from core.errors import APOLOGY, Forbidden, UserFacingError
+from core.errors import APOLOGY, UserFacingError
 from core.ingest.cut import Clip
-from core.ingest.playlist import Playlist
-from core.models import Answer, Progress, Scope, Stage, Summary, Video, fmt_time
+from core.models import Answer, Scope, Summary, fmt_time
 from core.service import JobEvent, Service
 from core.text.links import has_video_suffix
 from core.text.safety import one_line
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 SECTION_LIMIT = 3000  # characters in one section block's text (Slack's limit)
 SECTIONS_PER_MESSAGE = 10  # 30,000 characters: under the 40,000 of a message and its 50 blocks
@@ -100,7 +87,7 @@ def link(url: str, label: str) -> str:
 
 
 # Slack's markup for the core's wording: a video's own text shown as typed, titles in bold.
-STYLE = present.Style(literal=escape, bold="*{}*", code="`{}`", link=lambda label, url: link(url, label))
+STYLE = present.Style(literal=escape, own=escape, bold="*{}*", code="`{}`", link=lambda label, url: link(url, label))
 
 SLASH = {"videos": Action.VIDEOS, "list": Action.VIDEOS, "status": Action.STATUS, "forget": Action.FORGET,
          "summary": Action.SUMMARY, "chapters": Action.SUMMARY}
@@ -246,6 +233,89 @@ def web_client(token: str, base_url: str | None = None) -> AsyncWebClient:
                                                        AsyncRateLimitErrorRetryHandler(max_retry_count=3)], **kwargs)
 
 
+class SlackPort:
+    """`core.chat.flow.Port` over one Slack thread: every message goes in the thread of `root`
+    (or in the channel without one). A refusal before anything was posted there goes to the
+    asker alone (`chat.postEphemeral`): it opens no thread."""
+
+    style, limit, interval, admins, unsure = STYLE, SECTION_LIMIT, UPDATE_INTERVAL, ADMINS, FORGET_UNCHECKED
+    upload_mb: float | None = None  # the core's own limit (MAX_CLIP_MB)
+
+    def __init__(self, bot: SlackBot, channel: str, root: str | None, user: str = "", opened: bool = True) -> None:
+        self.bot, self.client, self.channel, self.thread = bot, bot.client, channel, root
+        self.user, self.opened = user, opened
+        self.summaries = bot.settings.post_summary
+
+    async def post(self, text: str, summary: Summary | None = None, *, private: bool = False) -> object:
+        if private and not self.opened and self.user:
+            await self.client.chat_postEphemeral(channel=self.channel, user=self.user, text=text)
+            return None
+        return await self._say(bounded(text), self._blocks(text, summary))
+
+    async def _say(self, text: str, blocks: list[dict[str, Any]] | None) -> str:
+        self.opened = True
+        r = await self.client.chat_postMessage(channel=self.channel, thread_ts=self.thread, text=text, blocks=blocks,
+                                               unfurl_links=False, unfurl_media=False)
+        return str(r["ts"])
+
+    async def edit(self, message: object, text: str, summary: Summary | None = None) -> None:
+        await self.client.chat_update(channel=self.channel, ts=str(message), text=text,
+                                      blocks=self._blocks(text, summary))
+
+    @staticmethod
+    def _blocks(text: str, summary: Summary | None) -> list[dict[str, Any]] | None:
+        """A summary's blocks after the message's own line (none when that line is the summary's title)."""
+        if summary is None:
+            return None
+        return summary_blocks(summary, "" if text == present.summary_title(STYLE, summary) else text)
+
+    async def answer(self, answer: Answer) -> None:
+        for m in answer_messages(answer, clip=self.bot.settings.media_keep_gb > 0):
+            await self._say(m["text"], m["blocks"])
+        frame = answer.frame
+        if frame is None:  # the core only returns frames whose file exists
+            return
+        title = one_line(next((c.title for c in answer.citations if c.video_id == frame.video_id), "video"))
+        label = fmt_time(frame.time)
+        try:
+            await self.client.files_upload_v2(
+                channel=self.channel, thread_ts=self.thread, file=frame.path,
+                filename=f"frame-{label.replace(':', '-')}.jpg",
+                title=escape(f"{title} at {label}")[:250], alt_txt=escape(f"Frame of {title} at {label}")[:900])
+        except Exception:
+            log.exception("uploading the frame to %s failed", self.channel)
+
+    async def upload(self, clip: Clip) -> None:
+        caption = present.clip_caption(STYLE, clip.title, clip.start, clip.end)
+        try:
+            await self.client.files_upload_v2(channel=self.channel, thread_ts=self.thread, file=clip.data,
+                                              filename=clip.filename, title=escape(one_line(clip.title))[:250],
+                                              initial_comment=caption)
+        except Exception:
+            log.exception("uploading a clip to %s failed", self.channel)
+            await self.post(APOLOGY)
+
+    async def open(self, question: str) -> SlackPort:
+        return self
+
+    def busy(self) -> AbstractAsyncContextManager[object]:
+        return contextlib.nullcontext()
+
+    async def may_forget(self) -> bool | None:
+        """A workspace admin or owner (`users.info`), Slack having no per-channel "manage
+        messages" right (Discord's); None when Slack would not say (the app lacks `users:read`, or
+        the user is unknown)."""
+        if not self.user:
+            return False
+        try:
+            r = await self.client.users_info(user=self.user)
+        except SlackApiError as e:
+            log.warning("users.info for %s failed (does the app have the users:read scope?): %s", self.user, e)
+            return None
+        info = r.get("user") or {}
+        return bool(info.get("is_admin") or info.get("is_owner") or info.get("is_primary_owner"))
+
+
 # ---- the bot ------------------------------------------------------------------------------------
 class SlackBot:
     """One Bolt app over one `Service`; serve it with `web_app()` (HTTP) or `socket_mode()`."""
@@ -355,173 +425,9 @@ class SlackBot:
         self._spawn(self._act(msg, decision, msg.thread or event["ts"]))
 
     async def _act(self, msg: Incoming, decision: Decision, root: str) -> None:
-        """Do what `decision` says, every reply in the message's thread."""
-        for note in decision.notes(STYLE):
-            await self._post(msg.scope.channel, root, note)
-        indexed = await asyncio.gather(*(self._index(msg.scope, root, s, msg.author) for s in decision.sources))
-        if decision.action in (Action.BOTH, Action.SUMMARY) and decision.sources and not any(indexed):
-            return  # each progress message says why its video could not be indexed
-        if decision.action == Action.SUMMARY:
-            video = next((v for v in indexed if v), None) or decision.argument or None
-            await self._post_summary(msg.scope, root, video)
-        elif decision.question or decision.picture:
-            opened = msg.thread is not None or bool(decision.sources) or bool(decision.notes(STYLE))
-            await self._answer(msg.scope, root, decision.question, msg.author, opened, decision.picture)
-        elif decision.action == Action.CLIP:  # the moment this thread's answer cites
-            await self._post_clip(msg.scope, root, self.service.clip(msg.scope, "", 0, 0, thread=root,
-                                                                                user=msg.author))
-        elif decision.action in COMMANDS and decision.action != Action.HELP:
-            await self._post(msg.scope.channel, root, bounded(await self._command_reply(
-                msg.scope, decision.action, decision.argument, msg.author)))
-
-    async def _index(self, scope: Scope, root: str, source: Source, user: str) -> str | None:
-        """Queue `source`, follow its job on one progress message; the video's id once it is
-        indexed, None when it could not be."""
-        name = source.name
-        msg = await self._post(scope.channel, root, present.queued(STYLE, name))
-        try:
-            playlist = await self.service.expand(source.url) if source.headers is None else None
-        except UserFacingError as e:
-            await self._edit(scope.channel, msg, present.failed(STYLE, name, e.message))
-            return None
-        if playlist is not None:
-            return await self._index_playlist(scope, msg, playlist, user)
-        latest: list[Progress] = []
-        changed = asyncio.Event()
-
-        async def on_progress(p: Progress) -> None:  # called by the ingest worker: never block it
-            latest[:] = [p]
-            changed.set()
-
-        try:
-            sub = await self.service.submit(scope, source.url, headers=source.headers, requested_by=user,
-                                            on_progress=on_progress)
-            if sub.already:
-                video = await self.service.video(scope, sub.job.video_id)
-                await self._edit(scope.channel, msg, present.already(STYLE, video.title if video else name))
-                return sub.job.video_id
-            waiter = asyncio.ensure_future(self.service.wait(sub.job.id))
-            try:
-                await self._follow(scope.channel, msg, waiter, latest, changed, name)
-            finally:
-                waiter.cancel()
-            video = waiter.result()
-            final = present.progress(STYLE, name, Progress(sub.job.id, video.id, Stage.DONE, 1.0, video.title,
-                                                           video.duration))
-            indexed: str | None = video.id
-        except UserFacingError as e:
-            final, indexed = present.failed(STYLE, name, e.message), None
-        except Exception:
-            log.exception("indexing %s for %s failed", source.url, scope.key)
-            final, indexed = present.failed(STYLE, name, APOLOGY), None
-        summary = await self._summary_of(scope, indexed) if indexed and self.settings.post_summary else None
-        await self._edit(scope.channel, msg, final, summary_blocks(summary, final) if summary else None)
-        return indexed
-
-    async def _index_playlist(self, scope: Scope, msg: str, playlist: Playlist, user: str) -> str | None:
-        """Each entry of `playlist` queued, the one message `msg` edited as they go (at most once
-        per UPDATE_INTERVAL) until every entry has ended; the first entry's video id once indexed."""
-        changed = asyncio.Event()
-        run = await self.service.submit_playlist(scope, playlist, requested_by=user,
-                                                 on_change=lambda _: changed.set())
-        waiter = asyncio.ensure_future(run.wait(self.service))
-        shown = ""
-        try:
-            while True:
-                text = present.playlist_progress(STYLE, run, SECTION_LIMIT)
-                if text != shown:
-                    await self._edit(scope.channel, msg, text)
-                    shown = text
-                if waiter.done():
-                    break
-                wake = asyncio.ensure_future(changed.wait())
-                await asyncio.wait([waiter, wake], return_when=asyncio.FIRST_COMPLETED)
-                wake.cancel()
-                changed.clear()
-                if not waiter.done():
-                    await asyncio.sleep(UPDATE_INTERVAL)
-        finally:
-            waiter.cancel()
-        return run.first_video()
-
-    async def _summary_of(self, scope: Scope, video: str) -> Summary | None:
-        """The summary for an "Indexed" message, or None (forgotten meanwhile, or it failed)."""
-        try:
-            return await self.service.summary(scope, video)
-        except Exception:
-            log.info("no summary of %s in %s to post", video, scope.key, exc_info=True)
-            return None
-
-    async def _post_summary(self, scope: Scope, root: str, video: str | None) -> None:
-        """The video's summary and chapters in the thread (or why there are none)."""
-        summary = await self._or_why(scope, root, "the summary", self.service.summary(scope, video, thread=root))
-        if summary is not None:
-            await self._post(scope.channel, root, present.summary_title(STYLE, summary), summary_blocks(summary))
-
-    async def _or_why(self, scope: Scope, root: str, doing: str, work: Awaitable[T]) -> T | None:
-        """What `work` returns; or None, once the thread of `root` is told why it failed: a
-        `UserFacingError`'s message as it is, anything else logged (as `doing` failing) and
-        answered with the apology."""
-        try:
-            return await work
-        except UserFacingError as e:
-            await self._post(scope.channel, root, escape(e.message))
-        except Exception:
-            log.exception("%s in %s failed", doing, scope.key)
-            await self._post(scope.channel, root, APOLOGY)
-        return None
-
-    async def _follow(self, channel: str, ts: str, waiter: asyncio.Future[Video], latest: list[Progress],
-                      changed: asyncio.Event, name: str) -> None:
-        """Edit the progress message as stages pass, at most once per UPDATE_INTERVAL, until the
-        job ends."""
-        shown = ""
-        while not waiter.done():
-            wake = asyncio.ensure_future(changed.wait())
-            both: list[asyncio.Future[Any]] = [waiter, wake]
-            await asyncio.wait(both, return_when=asyncio.FIRST_COMPLETED)
-            wake.cancel()
-            changed.clear()
-            if latest and not waiter.done() and latest[0].stage not in (Stage.DONE, Stage.FAILED):
-                text = present.progress(STYLE, name, latest[0])
-                if text != shown:
-                    await self._edit(channel, ts, text)
-                    shown = text
-                    await asyncio.sleep(UPDATE_INTERVAL)
-
-    async def _answer(self, scope: Scope, root: str, question: str, user: str = "", opened: bool = True,
-                      picture: Source | None = None) -> None:
-        """Answer in the thread of `root`. A question the service does not admit (rate limits,
-        length) opens no thread: when none is `opened` yet, the refusal goes to the asker alone
-        (an ephemeral message in the channel), not into a new thread (40 mentions in a few
-        seconds opened 40 threads)."""
-        try:
-            question = self.service.admit(scope, question or PICTURE_ASKED, user)
-        except UserFacingError as e:
-            if opened or not user:
-                await self._post(scope.channel, root, escape(e.message))
-            else:
-                await self.client.chat_postEphemeral(channel=scope.channel, user=user, text=escape(e.message))
-            return
-        # the posted picture is never sent back: only the stored frame it shows
-        asked = self.service.ask_picture(scope, picture.url, picture.headers or {}, thread=root) if picture \
-            else self.service.ask(scope, question, thread=root, user=user, admitted=True)
-        answer = await self._or_why(scope, root, "answering", asked)
-        if answer is None:
-            return
-        for m in answer_messages(answer, clip=self.settings.media_keep_gb > 0):
-            await self._post(scope.channel, root, m["text"], m["blocks"])
-        frame = answer.frame
-        if frame is not None:  # the core only returns frames whose file exists
-            title = one_line(next((c.title for c in answer.citations if c.video_id == frame.video_id), "video"))
-            label = fmt_time(frame.time)
-            try:
-                await self.client.files_upload_v2(
-                    channel=scope.channel, thread_ts=root, file=frame.path,
-                    filename=f"frame-{label.replace(':', '-')}.jpg",
-                    title=escape(f"{title} at {label}")[:250], alt_txt=escape(f"Frame of {title} at {label}")[:900])
-            except Exception:
-                log.exception("uploading the frame to %s failed", scope.key)
+        """Do what `decision` says (`flow.act`), every reply in the message's thread."""
+        port = SlackPort(self, msg.scope.channel, root, msg.author, opened=msg.thread is not None)
+        await flow.act(port, self.service, msg, decision)
 
     async def _on_clip_button(self, ack: Any, body: dict[str, Any], context: dict[str, Any]) -> None:
         """The "Clip" button under an answer: acknowledged at once, the moment its value names cut
@@ -539,60 +445,16 @@ class SlackBot:
         scope = Scope("slack", team, channel)
         video, start, end = moment
         user = str((body.get("user") or {}).get("id") or "")
-        self._spawn(self._post_clip(scope, str(root), self.service.clip(scope, video, start, end, user=user,
-                                                                        cited=True)))
-
-    async def _post_clip(self, scope: Scope, root: str, work: Awaitable[Clip]) -> None:
-        """Upload the clip `work` cuts into the thread of `root` (or say why there is none)."""
-        clip = await self._or_why(scope, root, "the clip", work)
-        if clip is None:
-            return
-        caption = present.clip_caption(STYLE, clip.title, clip.start, clip.end)
-        try:
-            await self.client.files_upload_v2(channel=scope.channel, thread_ts=root, file=clip.data,
-                                              filename=clip.filename, title=escape(one_line(clip.title))[:250],
-                                              initial_comment=caption)
-        except Exception:
-            log.exception("uploading a clip to %s failed", scope.key)
-            await self._post(scope.channel, root, APOLOGY)
+        self._spawn(flow.clip(SlackPort(self, channel, str(root), user),
+                              self.service.clip(scope, video, start, end, user=user, cited=True)))
 
     async def _on_job_event(self, event: JobEvent) -> None:
         """Tell the channel how a job ended when no progress message of this process follows it
         (a job queued before a restart)."""
-        p, job = event.progress, event.job
-        if event.listened or job.scope.platform != "slack" or p.stage not in (Stage.DONE, Stage.FAILED):
-            return
-        text = present.after_restart(STYLE, job, p)
-        summary = await self._summary_of(job.scope, p.video_id) \
-            if p.stage == Stage.DONE and self.settings.post_summary else None
-        try:
-            await self.client.chat_postMessage(channel=job.scope.channel, text=text, unfurl_links=False,
-                                               blocks=summary_blocks(summary, text) if summary else None)
-        except Exception:
-            log.exception("could not tell %s how job %s ended", job.scope.key, job.id)
-
-    async def _post(self, channel: str, thread_ts: str, text: str, blocks: list[dict] | None = None) -> str:
-        r = await self.client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=text, blocks=blocks,
-                                               unfurl_links=False, unfurl_media=False)
-        return str(r["ts"])
-
-    async def _edit(self, channel: str, ts: str, text: str, blocks: list[dict] | None = None) -> None:
-        await self.client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
+        if flow.ended(event, "slack"):
+            await flow.tell_ended(SlackPort(self, event.job.scope.channel, None), self.service, event)
 
     # ---- the slash command ----------------------------------------------------------------------
-    async def _is_admin(self, user: str) -> bool | None:
-        """Whether `user` is a workspace admin or owner (`users.info`); None when Slack would not
-        say (the app lacks `users:read`, or the user is unknown), which callers treat as no."""
-        if not user:
-            return False
-        try:
-            r = await self.client.users_info(user=user)
-        except SlackApiError as e:
-            log.warning("users.info for %s failed (does the app have the users:read scope?): %s", user, e)
-            return None
-        info = r.get("user") or {}
-        return bool(info.get("is_admin") or info.get("is_owner") or info.get("is_primary_owner"))
-
     async def _on_command(self, ack: Any, command: dict[str, Any], context: dict[str, Any], respond: Any) -> None:
         await ack()
         team = context.get("team_id") or command.get("team_id") or ""
@@ -619,28 +481,9 @@ class SlackBot:
                               response_type="ephemeral")
                 return
         else:
-            reply = await self._command_reply(scope, action, arg.strip(), user)
+            port = SlackPort(self, scope.channel, None, user)
+            reply = await flow.command(port, self.service, scope, action, arg.strip(), user)
         await respond(text=bounded(reply), response_type="ephemeral")
-
-    async def _command_reply(self, scope: Scope, action: Action, arg: str, user: str) -> str:
-        """The reply to a command (`/vidrag …` or a mention): a user-facing error's message, or
-        the apology."""
-        admin: bool | None = False
-        try:
-            if action == Action.FORGET and arg:
-                # The person who posted the video may remove it (the core checks: Service.forget);
-                # so may a workspace admin or owner, Slack having no per-channel "manage messages"
-                # right (Discord's).
-                admin = await self._is_admin(user)
-            return await run_command(self.service, scope, action, arg, STYLE, user=user, admin=bool(admin),
-                                     admins=ADMINS)
-        except Forbidden as e:
-            return escape(e.message) + (FORGET_UNCHECKED if admin is None else "")
-        except UserFacingError as e:
-            return escape(e.message)
-        except Exception:
-            log.exception("the %s command in %s failed", action, scope.key)
-            return APOLOGY
 
 
 async def run(service: Service, settings: Settings, http: bool, port: int | None = None) -> None:

@@ -26,7 +26,7 @@ class Block:
             raise ImportError('core must not import ' + name)
 sys.meta_path.insert(0, Block())
 import core.service, core.answer.compose, core.ingest.pipeline, core.answer.retrieve, core.store.scoped, core.ingest.fetch, core.jobs.queue
-import core.chat.incoming, core.chat.present, core.jobs.worker, core.store.catalog
+import core.chat.incoming, core.chat.present, core.chat.flow, core.jobs.worker, core.store.catalog
 import adapters.console
 print('ok')
 """

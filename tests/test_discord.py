@@ -463,6 +463,22 @@ async def test_forget_is_for_who_posted_the_video_or_can_manage_messages_in_a_dm
     assert [v.id for v in await bot.service.videos(where)] == [filed]
 
 
+async def test_forget_by_mention_is_for_a_member_who_manages_messages_in_a_thread_too(
+        bot: VidragBot, fake: FakeDiscord) -> None:
+    """In a thread, Manage Messages is the parent channel's: bob did not post the video, and may
+    remove it (everyone manages messages on the fake's server)."""
+    from tests.fakes.discord_server import _user
+
+    general = discord_bot.scope_for(bot.get_channel(int(fake.channel_id("general"))))
+    question = await fake.post("general", "Why do volcanoes erupt?", mention_bot=True)  # no videos: one sentence
+    await thread_reply(fake, question["id"])
+    talk = await file_video(bot.service, general, "https://example.org/a.mp4", "Rocks", str(OWNER_ID))
+    await fake.post(question["id"], f"forget {talk}", mention_bot=True, author=_user(BOB, "bob"))
+    _, said = await thread_reply(fake, question["id"], count=2)
+    assert said["content"].startswith("🗑️ Removed **Rocks**"), said["content"]
+    assert await bot.service.videos(general) == []
+
+
 async def test_slash_ask_echoes_the_question_neutralized(bot: VidragBot, fake: FakeDiscord) -> None:
     """`/ask` posts the question back as the thread's first message: it went out raw, a masked
     link and all (issue 22, item 7)."""

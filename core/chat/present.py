@@ -50,9 +50,12 @@ def _bracketed(label: str, url: str) -> str:
 @dataclass(frozen=True)
 class Style:
     """How one platform marks text up. `literal` makes any text show as typed (Discord escapes
-    its markdown, Slack its `& < >`); `bold` and `code` are format strings."""
+    its markdown, Slack its `& < >`); `own` makes the bot's own sentence safe without undoing its
+    marks (a user-facing error's message: Slack escapes `& < >`, Discord needs nothing); `bold`
+    and `code` are format strings."""
 
     literal: Callable[[str], str] = _same
+    own: Callable[[str], str] = _same
     bold: str = "**{}**"
     code: str = "`{}`"
     link: Callable[[str, str], str] = _bracketed  # (label, url) -> a link in this markup
