@@ -6,8 +6,10 @@ from aiohttp import web
 
 
 async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
-    """The runner (clean it up to stop) and the base URL, `http://127.0.0.1:PORT`."""
-    runner = web.AppRunner(app)
+    """The runner (clean it up to stop) and the base URL, `http://127.0.0.1:PORT`. Cleaning up
+    waits at most a second for handlers still running (aiohttp's default is 60 s): a fake that
+    trickles a byte every 30 s to a client the test has already cut off is not waited for."""
+    runner = web.AppRunner(app, shutdown_timeout=1.0)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
