@@ -4,6 +4,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh || exit 1
+echo "setup: ${SECONDS} s"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 # The type checker first: a wrong field or a changed signature fails here in seconds.
 .venv/bin/mypy core adapters bot || exit 1
@@ -56,15 +57,19 @@ else
   ) >"$side/log" 2>&1 &
   lane=$!
   trap 'kill "$lane" 2>/dev/null; exit 130' INT TERM
+  start=$SECONDS
   "${PYTEST[@]}" -n 2 --dist loadscope -m "not alone and not processes" "${SERVER[@]/#/--ignore=}" "$@"
   codes+=($?)
+  main_s=$((SECONDS - start))
   wait $lane
+  echo "lanes: the main run ${main_s} s, the background lane $((SECONDS - start)) s"
   codes+=("$(cat "$side/code1" 2>/dev/null || echo 1)" "$(cat "$side/code2" 2>/dev/null || echo 1)")
   echo "--- ${SERVER[*]}, then the tests marked processes (ran beside the run above)"
   cat "$side/log"
   rm -rf "$side"
   "${PYTEST[@]}" -m alone --durations=8 "$@"  # the slowest alone tests named: they set the run's length
   codes+=($?)
+  echo "test.sh: ${SECONDS} s in all"
 fi
 # pytest's exit 5 is "no tests collected": fine for one run (a -k that matches none of its tests),
 # a failure when no run collected any
