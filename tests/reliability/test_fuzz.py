@@ -1,6 +1,7 @@
 """A fuzzer in the suite: hostile manifests (DASH, HLS), subtitles (WebVTT, SRT, TTML), container
-files with mangled headers or parameter sets that switch size, and chat text, each mutated from a
-valid seed with a fixed random seed, for a time budget (`VIDRAG_FUZZ_SECONDS`, default 60 s;
+files with mangled headers or parameter sets that switch size, chat text, and the kept file a clip
+is cut from (an indexed lecture's file swapped for mangled bytes: what a member posted is what is
+kept), each mutated from a valid seed with a fixed random seed, for a time budget (`VIDRAG_FUZZ_SECONDS`, default 60 s;
 `VIDRAG_FUZZ_SEED` picks another sequence). Links are served by the fake media server on
 127.0.0.1; the manifests also point at a second server on 127.0.0.2, which the guard refuses.
 
@@ -250,15 +251,40 @@ async def test_fuzz_ingest_and_text(rel_settings, models, seeds, tmp_path: Path,
     try:
         async with Service.open(settings, models=models, chat=None) as svc:
             svc.start_workers(1)
-            await svc.wait((await svc.submit(OTHER, f"{site.base}/tides.mp4")).job.id)
+            kept_id = (await svc.wait((await svc.submit(OTHER, f"{site.base}/tides.mp4")).job.id)).id
+            _, kept = await svc.media.find(OTHER, kept_id)
+            assert kept is not None
             asker = Asker(svc)
             asking = asyncio.create_task(asker.run())
             started = time.monotonic()
             i = 0
             while time.monotonic() - started < BUDGET_S:
                 i += 1
-                kind = rng.choice(["dash", "hls", "subtitles", "subtitles", "container", "container", "switch", "text"])
+                kind = rng.choice(["dash", "hls", "subtitles", "subtitles", "container", "container", "switch", "text",
+                                   "kept"])
                 tried[kind] += 1
+                if kind == "kept":
+                    lecture = seeds["lecture.mp4"]  # mangled in its header, or anywhere (its moov is at the end)
+                    data = mutate_bytes(rng, lecture, head=4096 if rng.random() < 0.5 else len(lecture))
+                    await asyncio.to_thread(kept.write_bytes, data)
+                    seen = len(jail.RECENT)
+                    with hostile.RssGrowth() as rss:
+                        async with LoopLag() as lag:
+                            try:
+                                await svc.clip(OTHER, kept_id, 0.5, 2.5)
+                                ended["clip cut"] += 1
+                            except UserFacingError as e:
+                                ended["clip: " + _why(e.message)] += 1
+                                reasons[e.message[:70]] += 1
+                                assert APOLOGY not in e.message, _keep(tmp_path, i, kind, data)
+                    tree = max((o.peak_mb for o in list(jail.RECENT)[seen:]), default=0.0)
+                    worst = {"stall": max(worst["stall"], lag.worst), "rss": max(worst["rss"], rss.growth),
+                             "tree": max(worst["tree"], tree)}
+                    assert lag.worst < STALL_S, (lag.worst, _keep(tmp_path, i, kind, data))
+                    assert rss.growth < RSS_GROWTH_MB, (rss.growth, _keep(tmp_path, i, kind, data))
+                    assert tree <= settings.max_ingest_mb + 1, (tree, _keep(tmp_path, i, kind, data))
+                    assert hostile.processes_in(settings.data_dir) == [], _keep(tmp_path, i, kind, data)
+                    continue
                 if kind == "text":
                     msg = text_input(rng)
                     async with LoopLag() as lag:
