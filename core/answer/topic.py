@@ -7,15 +7,17 @@ English question meets an Italian passage only through the multilingual half of 
 some cost to the score against English passages that share its words ("built", "hold").
 
 The question's vector already holds that multilingual half wherever the channel has a video in
-another language (`BilingualEmbedder.embed_query`), so each such video's title is embedded on the
-multilingual side once (and kept), and its inner product with the question — multilingual-e5's
-cosine moved onto MiniLM's scale, as a passage's is — says how well the question's topic matches
-the title's across languages, at no cost per question beyond one product per candidate video.
+another language (a `bilingual` text embedder: `BilingualEmbedder.embed_query`), so each such
+video's title is embedded on the multilingual side once (and kept), and its inner product with
+the question — multilingual-e5's cosine moved onto MiniLM's scale, as a passage's is — says how
+well the question's topic matches the title's across languages, at no cost per question beyond
+one product per candidate video.
 A video whose title matches above TOPIC_FLOOR gains up to TOPIC_WEIGHT on its units, in full from
 TOPIC_FULL. English videos are left as they are: their titles are read by their words already.
 A question that names a video by words (a naming phrase, a title phrase) is left to that name.
 The floor and the full mark are on BilingualEmbedder's scale: with one embedder for every
-language (TEXT_MULTILINGUAL=off beside a multilingual TEXT_EMBEDDER) nothing is added.
+language (TEXT_MULTILINGUAL=off beside a multilingual TEXT_EMBEDDER; its `bilingual` is False)
+nothing is added.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from core.answer.naming import Naming
-from core.engines.text import ENGLISH, BilingualEmbedder
+from core.engines.text import ENGLISH, TextEmbedder
 
 # eval/naming6 (tune): recall@1 0.833 → 0.900, "asked in English" 0.556 → 0.778; eval/naming5,
 # eval/languages and the shared set answer every question as before.
@@ -40,10 +42,10 @@ def named_by_words(naming: Naming) -> bool:
     return bool(naming.phrases or naming.titled)
 
 
-def other_language(video_languages: dict[str, str], vids: list[str], text: object = None) -> list[str]:
+def other_language(video_languages: dict[str, str], vids: list[str], text: TextEmbedder | None = None) -> list[str]:
     """The videos of `vids` heard in a language other than English, when `text` (if given) is
-    the bilingual embedder whose scale the floor is set on."""
-    if text is not None and not isinstance(text, BilingualEmbedder):
+    a bilingual embedder (`TextEmbedder.bilingual`), on whose scale the floor is set."""
+    if text is not None and not text.bilingual:
         return []
     return [v for v in vids if video_languages.get(v, "") not in ENGLISH]
 
