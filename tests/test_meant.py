@@ -52,7 +52,7 @@ def slides_of(found: list[Moment]) -> set[int]:
     return {i for m in found for i, (a, b) in enumerate(PIZZA.times) if m.hit.start <= b and m.hit.end >= a}
 
 
-@pytest.mark.timeout(180)  # rendering, then ingesting with Whisper base on a busy 2-core machine
+@pytest.mark.timeout(300)  # rendering, then ingesting with Whisper base on a busy 2-core machine
 async def test_an_english_question_that_means_the_title_scores_every_slide_of_its_video(channel: Channel) -> None:
     assert channel.video.language == "it"
     # "a Neapolitan pie" is "La pizza napoletana" by meaning, not by any word of it
