@@ -6,9 +6,10 @@ narrowed to the words that answer, and fused by time.
    question is what is asked, and what the moment is found by.
 2. First stage, three sources of candidates: the scope's text partition searched by vector
    (top-k chunks), its full-text index searched by words (top-k; `lexical`, when the store has
-   one), and, when the question names a video, every unit of that video — so a rare word spoken
-   once among 1,000 videos, or "part 2" among five look-alike parts, is a candidate even when the
-   dense search ranks it nowhere. Dense and lexical lists are fused by rank (RRF).
+   one), and, when the question names a video (or, in another language, means it by its title:
+   `core.answer.topic`), every unit of that video — so a rare word spoken once among 1,000 videos,
+   "part 2" among five look-alike parts, or the one Spanish slide that answers, is a candidate
+   even when the dense search ranks it nowhere. Dense and lexical lists are fused by rank (RRF).
 3. Split each speech chunk (~30 s) into units (one transcript segment, or two consecutive ones:
    whisper often cuts a sentence in half); an on-screen text span is one unit already.
 4. Score every unit: its cosine similarity to what is asked (with its chunk's as context),
@@ -62,7 +63,7 @@ from core.answer.reads import (
     named_candidates,
     units_of,
 )
-from core.answer.topic import TOPIC_WEIGHT, named_by_words, other_language, topic_shares
+from core.answer.topic import TOPIC_WEIGHT, meant_video, named_by_words, other_language, topic_scores, topic_shares
 from core.engines.image import ImageEmbedder
 from core.engines.text import ENGLISH, TextEmbedder
 from core.models import Hit
@@ -185,9 +186,19 @@ async def retrieve(store: ScopedStore, question: str, text: TextEmbedder, image:
     best = naming.best()
     known: Known | None = None
     first = len(hits)
-    if (naming.phrases or naming.titled) and best is not None and best[1] >= NAME_EXPAND:
+    # a video in another language that the question names by meaning, not by words (core.answer.topic)
+    across = [v for v in other_language(video_languages, sorted({h.video_id for h in hits}), text)
+              if titles.get(v)] if TOPIC_WEIGHT else []
+    if across and not named_by_words(naming):
+        meets = topic_scores(qv, dict(zip(across, await title_vectors([titles[v] for v in across], True), strict=True)))
+    else:
+        meets = {}
+    meant = topic_shares(meets)
+    # every unit of the video named by words, or else of the one meant (core.answer.topic.meant_video)
+    named = best[0] if (naming.phrases or naming.titled) and best is not None and best[1] >= NAME_EXPAND else None
+    if (expand := named or meant_video(meets)) is not None:
         seen = {hit_key(h) for h in hits}
-        extra, known = await named_candidates(store, best[0], seen, asked, qv,
+        extra, known = await named_candidates(store, expand, seen, asked, qv,
                                               lexical is not None and hasattr(store, "lexical"))
         hits += extra
         rrf += [0.0] * len(extra)
@@ -203,13 +214,6 @@ async def retrieve(store: ScopedStore, question: str, text: TextEmbedder, image:
         for u, v in zip(missing, await call(text.embed, [u.text for u in missing]), strict=True):
             u.vector = v
     title_vecs = dict(zip(vids, await title_vectors([titles.get(v, "") for v in vids]), strict=True))
-    # a video in another language that the question names by meaning, not by words (core.answer.topic)
-    across = [v for v in other_language(video_languages, vids, text) if titles.get(v)] if TOPIC_WEIGHT else []
-    if across and not named_by_words(naming):
-        meant = topic_shares(qv, dict(zip(across, await title_vectors([titles[v] for v in across], True),
-                                          strict=True)))
-    else:
-        meant = {}
     covers = await cover_spans(store, vids, titles, versions) if COVER_WEIGHT and not about_the_video(question) else {}
     # scoring is CPU work (up to ~2,000 units, each moment against the others): off the event loop
     return await asyncio.to_thread(_rank, question, asked, naming, best, titles, title_vecs, covers, video_languages, qv,

@@ -72,6 +72,8 @@ class OneSpace:
     """For a model that embeds every language, passages and questions alike, in one space: the
     passages' language and the questions' role change nothing."""
 
+    bilingual = False  # `TextEmbedder.bilingual`: one space, one scale for every language
+
     def embed(self, texts: list[str]) -> np.ndarray:
         raise NotImplementedError
 

