@@ -151,6 +151,18 @@ async def test_an_attempt_that_cannot_renew_its_lease_stops_and_stores_nothing(p
 
 
 # ---- a server that stays down -------------------------------------------------------------------
+async def answered_unavailable(svc: Service, sc: Scope, label: str) -> None:
+    """Three questions while a server is down: each told the index is unavailable; how long each took."""
+    took = []
+    for _ in range(3):
+        t0 = time.monotonic()
+        with pytest.raises(Unavailable) as e:
+            await svc.ask(sc, QUESTION)
+        took.append(time.monotonic() - t0)
+        assert e.value.message == UNAVAILABLE
+    print(f"\n{label} questions answered 'unavailable' in {', '.join(f'{t:.2f}' for t in took)} s")
+
+
 @root_only
 @pytest.mark.timeout(120)  # an ingest, a server taken away and back, the session's first models
 async def test_chat_answers_unavailable_while_postgres_is_down_and_again_once_it_is_back(
@@ -163,14 +175,7 @@ async def test_chat_answers_unavailable_while_postgres_is_down_and_again_once_it
         caplog.clear()
         await asyncio.to_thread(private_pg.stop)
         try:
-            took = []
-            for _ in range(3):
-                t0 = time.monotonic()
-                with pytest.raises(Unavailable) as e:
-                    await svc.ask(sc, QUESTION)
-                took.append(time.monotonic() - t0)
-                assert e.value.message == UNAVAILABLE
-            print(f"\nPG_DOWN questions answered 'unavailable' in {', '.join(f'{t:.2f}' for t in took)} s")
+            await answered_unavailable(svc, sc, "PG_DOWN")
         finally:
             await asyncio.to_thread(private_pg.resume)
         answer = await svc.ask(sc, QUESTION)
@@ -197,14 +202,7 @@ async def test_chat_answers_unavailable_while_milvus_is_down_and_again_once_it_i
             await svc.stop_workers()
             caplog.clear()
             await asyncio.to_thread(server.kill)
-            took = []
-            for _ in range(3):
-                t0 = time.monotonic()
-                with pytest.raises(Unavailable) as e:
-                    await svc.ask(sc, QUESTION)
-                took.append(time.monotonic() - t0)
-                assert e.value.message == UNAVAILABLE
-            print(f"\nMILVUS_DOWN questions answered 'unavailable' in {', '.join(f'{t:.2f}' for t in took)} s")
+            await answered_unavailable(svc, sc, "MILVUS_DOWN")
             await asyncio.to_thread(server.start)
             answer, back = await ask_until_answered(svc, sc)
             print(f"MILVUS_BACK questions answered again {back:.2f} s after the server listens")
