@@ -111,7 +111,8 @@ def test_vidrag_eval_is_a_subcommand() -> None:
     assert args.cmd == "eval" and args.json and args.only == ["a,b", "c"]
 
 
-@pytest.mark.parametrize("folder", ["", "channel", "languages", "naming", "naming2", "naming3", "naming4", "naming5"])
+@pytest.mark.parametrize("folder", ["", "channel", "languages", "naming", "naming2", "naming3", "naming4", "naming5",
+                                    "naming6", "naming7", "naming8"])
 def test_every_question_of_our_sets_points_at_a_slide_that_exists(folder: str) -> None:
     root = _path.parent / folder
     lectures = json.loads((root / "lectures.json").read_text())
