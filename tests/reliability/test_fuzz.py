@@ -24,9 +24,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -277,13 +279,7 @@ async def test_fuzz_ingest_and_text(rel_settings, models, seeds, tmp_path: Path,
                                 ended["clip: " + _why(e.message)] += 1
                                 reasons[e.message[:70]] += 1
                                 assert APOLOGY not in e.message, _keep(tmp_path, i, kind, data)
-                    tree = max((o.peak_mb for o in list(jail.RECENT)[seen:]), default=0.0)
-                    worst = {"stall": max(worst["stall"], lag.worst), "rss": max(worst["rss"], rss.growth),
-                             "tree": max(worst["tree"], tree)}
-                    assert lag.worst < STALL_S, (lag.worst, _keep(tmp_path, i, kind, data))
-                    assert rss.growth < RSS_GROWTH_MB, (rss.growth, _keep(tmp_path, i, kind, data))
-                    assert tree <= settings.max_ingest_mb + 1, (tree, _keep(tmp_path, i, kind, data))
-                    assert hostile.processes_in(settings.data_dir) == [], _keep(tmp_path, i, kind, data)
+                    worst = _held(worst, lag, rss, seen, settings, functools.partial(_keep, tmp_path, i, kind, data))
                     continue
                 if kind == "text":
                     msg = text_input(rng)
@@ -315,19 +311,12 @@ async def test_fuzz_ingest_and_text(rel_settings, models, seeds, tmp_path: Path,
                             apology = APOLOGY in e.message  # a hostile input gets its reason, not a retried bug
                         with contextlib.suppress(UserFacingError):  # a refused video is gone already
                             await svc.forget(FUZZ, sub.job.video_id)
-                outcomes = list(jail.RECENT)[seen:]
-                tree = max((o.peak_mb for o in outcomes), default=0.0)
-                worst = {"stall": max(worst["stall"], lag.worst), "rss": max(worst["rss"], rss.growth),
-                         "tree": max(worst["tree"], tree)}
                 assert not apology, _keep(tmp_path, i, kind, data)
-                assert lag.worst < STALL_S, (lag.worst, _keep(tmp_path, i, kind, data))
-                assert rss.growth < RSS_GROWTH_MB, (rss.growth, _keep(tmp_path, i, kind, data))
-                assert tree <= settings.max_ingest_mb + 1, (tree, _keep(tmp_path, i, kind, data))
+                worst = _held(worst, lag, rss, seen, settings, functools.partial(_keep, tmp_path, i, kind, data))
                 after = files_outside(settings.data_dir, job) | files_outside(canary, None)
                 changed = {p for p, m in after.items() if before.get(p) != m}
                 assert not changed, (changed, _keep(tmp_path, i, kind, data))
                 assert forbidden.requests == [], (forbidden.requests[:3], _keep(tmp_path, i, kind, data))
-                assert hostile.processes_in(settings.data_dir) == [], _keep(tmp_path, i, kind, data)
                 assert not asker.failures, (asker.failures, _keep(tmp_path, i, kind, data))
                 site.files.pop(name, None)
             asking.cancel()
@@ -344,6 +333,21 @@ async def test_fuzz_ingest_and_text(rel_settings, models, seeds, tmp_path: Path,
         figures(line)
     assert sum(tried.values()) >= 5
     assert asker.times and max(asker.times) < 30
+
+
+def _held(worst: dict[str, float], lag: LoopLag, rss: hostile.RssGrowth, seen: int, settings: Settings,
+          failed: Callable[[], str]) -> dict[str, float]:
+    """The bounds every input to a jailed child must hold — the loop never stalled, the bot's RSS
+    barely moved, the child's tree within MAX_INGEST_MB, no process left — and the worst figures
+    so far with this input's. `seen`: how many jail outcomes there were before it; `failed` keeps
+    the input and says where."""
+    tree = max((o.peak_mb for o in list(jail.RECENT)[seen:]), default=0.0)
+    assert lag.worst < STALL_S, (lag.worst, failed())
+    assert rss.growth < RSS_GROWTH_MB, (rss.growth, failed())
+    assert tree <= settings.max_ingest_mb + 1, (tree, failed())
+    assert hostile.processes_in(settings.data_dir) == [], failed()
+    return {"stall": max(worst["stall"], lag.worst), "rss": max(worst["rss"], rss.growth),
+            "tree": max(worst["tree"], tree)}
 
 
 def _input(rng: random.Random, kind: str, seeds: dict[str, bytes], forbidden: str, i: int) -> tuple[str, bytes]:
