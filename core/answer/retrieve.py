@@ -195,7 +195,7 @@ async def retrieve(store: ScopedStore, question: str, text: TextEmbedder, image:
         meets = {}
     meant = topic_shares(meets)
     # every unit of the video named by words, or else of the one meant (core.answer.topic.meant_video)
-    named = best[0] if (naming.phrases or naming.titled) and best is not None and best[1] >= NAME_EXPAND else None
+    named = best[0] if named_by_words(naming) and best is not None and best[1] >= NAME_EXPAND else None
     if (expand := named or meant_video(meets)) is not None:
         seen = {hit_key(h) for h in hits}
         extra, known = await named_candidates(store, expand, seen, asked, qv,
