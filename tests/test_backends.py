@@ -17,6 +17,7 @@ from core.engines.registry import Models
 from core.engines.text import OpenAIEmbedder
 from core.engines.transcribe import RemoteWhisper
 from core.service import Service
+from tests.fakes.serve import serve
 
 
 @pytest.fixture
@@ -41,11 +42,8 @@ async def openai_api():
     app = web.Application()
     app.router.add_post("/v1/audio/transcriptions", transcribe)
     app.router.add_post("/v1/embeddings", embeddings)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    yield f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/v1", seen
+    runner, base = await serve(app)
+    yield f"{base}/v1", seen
     await runner.cleanup()
 
 

@@ -73,10 +73,10 @@ class FakeMediaServer:
             pass  # the client (the guarding proxy) cut the connection
         return resp
 
-    async def start(self) -> str:
+    async def start(self, host: str = "127.0.0.1") -> str:
         app = web.Application()
         app.router.add_get("/{name:.+}", self._handle)
-        self._runner, self.base = await serve(app)
+        self._runner, self.base = await serve(app, host)
         return self.base
 
     async def stop(self) -> None:

@@ -245,7 +245,7 @@ async def test_fuzz_ingest_and_text(rel_settings, models, seeds, tmp_path: Path,
     site, forbidden = FakeMediaServer({"s1.ts": seeds["clip.ts"], "s1.m4s": seeds["clip.mp4"][:4096],
                                        "tides.mp4": seeds["lecture.mp4"], "clip.mp4": seeds["clip.mp4"]}), FakeMediaServer({})
     await site.start()
-    forbidden._runner, forbidden.base = await _serve_on(forbidden, "127.0.0.2")  # noqa: SLF001 - its host
+    await forbidden.start("127.0.0.2")  # a loopback address the guard refuses
     tried: collections.Counter[str] = collections.Counter()
     ended: collections.Counter[str] = collections.Counter()
     reasons: collections.Counter[str] = collections.Counter()
@@ -390,17 +390,3 @@ def _why(message: str) -> str:
         if words in message:
             return why
     return "refused"
-
-
-async def _serve_on(server: FakeMediaServer, host: str):
-    """`server` on `host` (127.0.0.2: a loopback address the guard refuses) instead of 127.0.0.1."""
-    from aiohttp import web
-
-    app = web.Application()
-    app.router.add_get("/{name:.+}", server._handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, host, 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return runner, f"http://{host}:{port}"
