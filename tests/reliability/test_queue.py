@@ -18,7 +18,8 @@ import pytest
 from core.jobs.queue import DEAD, LOST, QUEUED, RUNNING, JobQueue, new_worker_id
 from core.models import Scope, Stage
 from core.service import JobEvent, Service
-from core.store.catalog import Catalog
+from core.config import Settings
+from core.store.catalog import Catalog, open_catalog
 from tests.backends import BACKENDS
 from tests.reliability.conftest import console, two_workers
 
@@ -146,6 +147,27 @@ async def test_released_job_goes_back_at_once_without_an_attempt(catalog: Catalo
     assert await q.release(job.id, "otherhost:1:a")
     again = await q.lease("otherhost:2:b")
     assert again is not None and again.id == job.id and again.attempts == 1
+
+
+async def test_a_lease_cancelled_anywhere_leaves_the_catalog_writable(catalog: Catalog, database_url: str,
+                                                                     tmp_path: Path) -> None:
+    """A stopping worker cancels its idle loop wherever it is, inside the lease's transaction too
+    (CI once caught it awaiting SQLite's BEGIN: the statement ran on aiosqlite's thread, nothing
+    rolled it back, and the other worker's next write waited out the busy timeout and failed)."""
+    other = await open_catalog(Settings(data_dir=tmp_path / "data", database_url=database_url))
+    try:
+        mine, theirs = JobQueue(catalog), JobQueue(other)
+        sc = Scope("slack", "T", "C")
+        for i in range(60):
+            task = asyncio.create_task(mine.lease(f"thishost:1:{i}"))
+            for _ in range(i % 6):  # cancelled after 0..5 turns of the loop: before, in and after BEGIN
+                await asyncio.sleep(0)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await asyncio.wait_for(theirs.enqueue(sc, f"v{i}", f"https://videos.example/{i}"), 10)
+            await asyncio.wait_for(mine.enqueue(sc, f"w{i}", f"https://videos.example/w{i}"), 10)
+    finally:
+        await other.close()
 
 
 async def test_attachment_jobs_keep_a_flag_not_their_headers(catalog: Catalog) -> None:

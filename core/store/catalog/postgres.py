@@ -194,9 +194,9 @@ class PostgresCatalog(Catalog):
             try:
                 await conn.execute("")
                 return conn
-            except Exception as e:
+            except BaseException as e:  # a cancelled task's too: the pool would lose the connection
                 await self.pool.putconn(conn)
-                if attempt == 2 or not connection_lost(e):
+                if attempt == 2 or not isinstance(e, Exception) or not connection_lost(e):
                     raise
                 await self.pool.check()
         raise AssertionError("unreachable")

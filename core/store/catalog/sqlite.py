@@ -21,14 +21,21 @@ from core.store.catalog.base import Catalog, Row
 from core.store.catalog.migrations import SQLITE
 
 
+async def _fetch_all(db: aiosqlite.Connection, sql: str, args: Sequence[Any]) -> list[Row]:
+    """A query run and read to its end in one call on aiosqlite's thread. Not `execute` then
+    `fetchall`: a task cancelled between the two (every stopping worker's) left the statement
+    open, its read snapshot with it, and the next `BEGIN IMMEDIATE` on this connection failed at once
+    with "database is locked" once another process had written."""
+    # sqlite3.Row reads like a Mapping (row["col"]), though typeshed does not declare it one
+    return cast(list[Row], list(await db.execute_fetchall(sql, args)))
+
+
 class _SqliteTx:
     def __init__(self, db: aiosqlite.Connection) -> None:
         self.db = db
 
     async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
-        async with self.db.execute(sql, args) as cur:
-            # sqlite3.Row reads like a Mapping (row["col"]), though typeshed does not declare it one
-            return cast(list[Row], list(await cur.fetchall()))
+        return await _fetch_all(self.db, sql, args)
 
     async def run(self, sql: str, args: Sequence[Any] = ()) -> int:
         cur = await self.db.execute(sql, args)
@@ -65,9 +72,7 @@ class SqliteCatalog(Catalog):
         await self.db.close()
 
     async def _fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
-        async with self.db.execute(sql, args) as cur:
-            # sqlite3.Row reads like a Mapping (row["col"]), though typeshed does not declare it one
-            return cast(list[Row], list(await cur.fetchall()))
+        return await _fetch_all(self.db, sql, args)
 
     async def _run(self, sql: str, args: Sequence[Any] = ()) -> int:
         async with self.lock:
@@ -77,12 +82,15 @@ class SqliteCatalog(Catalog):
     @contextlib.asynccontextmanager
     async def _tx(self) -> AsyncIterator[_SqliteTx]:
         async with self.lock:
-            await self.db.execute("BEGIN IMMEDIATE")
             try:
+                # inside the try: a task cancelled while awaiting BEGIN leaves the statement running
+                # on aiosqlite's thread, and without the ROLLBACK below this connection would hold
+                # the write lock until it closed (every other process's write "database is locked")
+                await self.db.execute("BEGIN IMMEDIATE")
                 yield _SqliteTx(self.db)
                 await self.db.execute("COMMIT")
             except BaseException:
-                with contextlib.suppress(sqlite3.OperationalError):  # a cancelled COMMIT may have run
+                with contextlib.suppress(sqlite3.OperationalError):  # a cancelled BEGIN or COMMIT may have run
                     await self.db.execute("ROLLBACK")
                 raise
 
