@@ -72,13 +72,15 @@ _JOINERS = [0x200C, 0x200D, *range(0xFE00, 0xFE10)]  # kept in the text, part of
 
 @functools.cache
 def _fold_table() -> dict[int, str]:
-    """One character for one: the ASCII character a look-alike stands for (so positions in the
-    fold are positions in the text). Built once, on first use (~0.1 s)."""
+    """One character for one: the character a look-alike stands for (ASCII, or a letter or digit of
+    another script; so positions in the fold are positions in the text). Built once, on first use (~0.1 s)."""
     table: dict[int, str] = {}
     for lo, hi in ((0x80, 0x3400), (0xA000, 0x20000)):  # CJK ideographs have no compatibility forms
         for cp in range(lo, hi):
             n = unicodedata.normalize("NFKC", chr(cp))
-            if len(n) == 1 and n.isascii() and n != chr(cp):
+            # an ASCII look-alike, or a letter or digit of another script (the Kangxi radical
+            # U+2F90 is the ideograph 衣 to a browser, inside a name: found by the parser-tier fuzzer)
+            if len(n) == 1 and n != chr(cp) and (n.isascii() or n.isalnum()):
                 table[cp] = n
     table.update({ord(c): "." for c in _DOTS})
     table.update({ord(c): "/" for c in _SLASHES})
@@ -104,9 +106,11 @@ def _is_host(name: str) -> bool:
     inside a longer run or joined to other text by `-`: a linkifier finds `0.131.0x34.0x86` in
     `7-0.0.131.0x34.0x86` and `1.2.3.4` in `1.2.3.4-x`, as the parser-tier fuzzer showed). Three-part versions, decimals and `e.g.` are not."""
     labels = name.split(".")
+    # an `xn--` label after a '-' too: a zero-width joiner folds to '-', and "\u200dxn--p1ai.x1" is
+    # still a punycode host to a linkifier (found by the parser-tier fuzzer)
     # a label's part before a '-' counts too: a linkifier reads "7x1.exam-1.0x90" as "7x1.exam"
     if any(_is_tld(label) or _is_tld(label.split("-", 1)[0]) for label in labels[1:]) \
-            or any(label.lower().startswith("xn--") for label in labels):
+            or any(label.lstrip("-_").lower().startswith("xn--") for label in labels):
         return True
     run = 0  # numbers in a row; a label joined to a number by '-' or '_' ends or starts a run
     for label in labels:

@@ -94,6 +94,8 @@ def test_numbers_abbreviations_and_mentions_read_as_before() -> None:
     "7-0.0\ufe52131\ufe520x34\ufe520x86:8080/a",  # an IPv4 literal inside a longer run of numbers
     "0xf.209.0xd3.0x7-1/",  # one that a '-' ends
     "7x1\u3002exam-1\ufe520x90/",  # a TLD-shaped label that a '-' ends
+    "\u200dxn--80ak6aa92e\uff0ex1\uff0e>>",  # a punycode label after a joiner, before a non-TLD
+    "a-b\uff61\u2f90evil\uff61com",  # a label that starts with a Kangxi radical (NFKC: a CJK ideograph)
 ])
 def test_every_scheme_and_host_form_is_broken_wherever_it_starts(text: str) -> None:
     out = neutralize(text)
