@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from core.config import Settings  # noqa: E402
 from core.engines.registry import Models  # noqa: E402
 from core.models import Scope, Video  # noqa: E402
 from core.service import Service  # noqa: E402
+from tests.memo import Memo  # noqa: E402
 
 SETTINGS_VARS = [f.upper() for f in Settings.__dataclass_fields__]
 
@@ -36,6 +38,24 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No token, key or setting from the developer's shell leaks into a test."""
     for name in SETTINGS_VARS:
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def memo() -> Iterator[Memo]:
+    """The real models' answers remembered per process (tests/memo.py): a lecture indexed by many
+    tests is transcribed and read once per process."""
+    m = Memo().install()
+    yield m
+    m.uninstall()
+
+
+@pytest.fixture(autouse=True)
+def memo_off_for_measuring_tests(request: pytest.FixtureRequest, memo: Memo) -> Iterator[None]:
+    """Tests marked `alone` measure the models' own cost (the loop's gaps while transcribing, the
+    bot's RSS, the fuzzer's stalls): they run every model call for real."""
+    memo.on = request.node.get_closest_marker("alone") is None
+    yield
+    memo.on = True
 
 
 @pytest.fixture(scope="session")
