@@ -18,7 +18,9 @@ fi
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null || PY=python3
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-PIP=(.venv/bin/pip install -q --disable-pip-version-check -c constraints-cpu.txt)
+# --no-compile: pip would byte-compile every module of every package (torch: 77 s with it, 12 s without,
+# on a busy 2-core machine); Python compiles the modules that are imported, once, on first import
+PIP=(.venv/bin/pip install -q --no-compile --disable-pip-version-check -c constraints-cpu.txt)
 stamp=.venv/.vidrag-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints-cpu.txt -nt "$stamp" ]; then
   # torch first, as the CPU wheel; torchvision without its deps (they would pull a CUDA torch)
