@@ -27,15 +27,16 @@ if [ -z "${VIDRAG_TEST_DATABASE_URL:-}" ]; then
   fi
 fi
 export VIDRAG_TEST_DATABASE_URL VIDRAG_REQUIRE_POSTGRES=1
-# The whole suite runs in four pytest runs, three lanes (on a shared 2-core machine much of the
-# suite waits on processes and servers rather than computing, so lanes overlap):
+# The whole suite runs in four pytest runs (on a shared 2-core machine much of the suite waits on
+# processes and servers rather than computing, so the first three overlap):
 #  1. every test but those below, in two processes (pytest-xdist; each gets whole modules, so a
 #     module's fixtures are built once), beside
-#  2. in the background, one after the other: the Milvus-server tests (tests/test_store.py,
-#     tests/test_vectors.py: mostly waiting on the server's flushes), then the tests marked
-#     `processes` (the chaos, two-host and crash tests: vidrag processes on leases and deadlines,
-#     one module at a time); their output is shown when they end; then
-#  3. the tests marked `alone` (they measure the event loop's gaps and the bot's RSS), with nothing
+#  2. in the background, the Milvus-server tests (tests/test_store.py, tests/test_vectors.py:
+#     mostly waiting on the server's flushes), and beside them
+#  3. the tests marked `processes` (the chaos, two-host and crash tests: vidrag processes on leases
+#     and deadlines, one module at a time, each on servers of its own); the output of 2 and 3 is
+#     shown when they end; then
+#  4. the tests marked `alone` (they measure the event loop's gaps and the bot's RSS), with nothing
 #     beside them.
 # The arguments go to every run. Naming tests (a path or a node id), or VIDRAG_TEST_SERIAL=1, runs
 # them in one plain pytest instead.
@@ -48,24 +49,32 @@ if [ "$serial" = 1 ]; then
   codes=($?)
 else
   codes=()
-  side=$(mktemp -d)  # the background lane's output, exit codes and pytest temp folders
+  side=$(mktemp -d)  # the background lanes' output, exit codes and pytest temp folders
+  start=$SECONDS
   (
     "${PYTEST[@]}" -m "not alone and not processes" --basetemp="$side/tmp1" "${SERVER[@]}" "$@"
     echo $? >"$side/code1"
+    echo $((SECONDS - start)) >"$side/s1"
+  ) >"$side/log1" 2>&1 &
+  server_lane=$!
+  (
     "${PYTEST[@]}" -m processes --durations=5 --basetemp="$side/tmp2" "$@"
     echo $? >"$side/code2"
-  ) >"$side/log" 2>&1 &
-  lane=$!
-  trap 'kill "$lane" 2>/dev/null; exit 130' INT TERM
-  start=$SECONDS
+    echo $((SECONDS - start)) >"$side/s2"
+  ) >"$side/log2" 2>&1 &
+  processes_lane=$!
+  trap 'kill "$server_lane" "$processes_lane" 2>/dev/null; exit 130' INT TERM
   "${PYTEST[@]}" -n 2 --dist loadscope -m "not alone and not processes" "${SERVER[@]/#/--ignore=}" "$@"
   codes+=($?)
   main_s=$((SECONDS - start))
-  wait $lane
-  echo "lanes: the main run ${main_s} s, the background lane $((SECONDS - start)) s"
+  wait $server_lane $processes_lane
+  echo "lanes: the main run ${main_s} s, the server tests $(cat "$side/s1" 2>/dev/null) s," \
+       "the processes tests $(cat "$side/s2" 2>/dev/null) s"
   codes+=("$(cat "$side/code1" 2>/dev/null || echo 1)" "$(cat "$side/code2" 2>/dev/null || echo 1)")
-  echo "--- ${SERVER[*]}, then the tests marked processes (ran beside the run above)"
-  cat "$side/log"
+  echo "--- ${SERVER[*]} (ran beside the run above)"
+  cat "$side/log1"
+  echo "--- the tests marked processes (ran beside the run above)"
+  cat "$side/log2"
   rm -rf "$side"
   "${PYTEST[@]}" -m alone --durations=8 "$@"  # the slowest alone tests named: they set the run's length
   codes+=($?)
