@@ -138,6 +138,9 @@ async def test_an_attempt_that_cannot_renew_its_lease_stops_and_stores_nothing(p
                 break
             await asyncio.sleep(0.1)
         stopped = "could not renew the lease" in caplog.text
+        # `a` goes away once its attempt gave up, so that "another worker" is `b` (otherwise `a`'s
+        # loop, retrying the catalog, may lease the job again first on a loaded machine)
+        await a.stop_workers()
         await asyncio.to_thread(private_pg.resume)
         b.start_workers(1)
         video = await asyncio.wait_for(b.wait(sub.job.id), 90)
