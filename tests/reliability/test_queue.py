@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.config import Settings
 from core.jobs.queue import DEAD, LOST, QUEUED, RUNNING, JobQueue, new_worker_id
 from core.models import Scope, Stage
 from core.service import JobEvent, Service
-from core.config import Settings
 from core.store.catalog import Catalog, open_catalog
 from tests.backends import BACKENDS
 from tests.reliability.conftest import console, two_workers
