@@ -25,8 +25,9 @@ from core.config import Settings  # noqa: E402
 from core.engines.registry import Models  # noqa: E402
 from core.models import Scope, Video  # noqa: E402
 from core.service import Service  # noqa: E402
-from tests.memo import Memo  # noqa: E402
+from tests.memo import Memo, RenderCache  # noqa: E402
 
+RENDERED = Path(__file__).resolve().parents[1] / ".cache" / "test-media"
 SETTINGS_VARS = [f.upper() for f in Settings.__dataclass_fields__]
 
 # Every test runs under the loop-blocking detector (tests/blocking.py).
@@ -42,10 +43,12 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="session", autouse=True)
 def memo() -> Iterator[Memo]:
-    """The real models' answers remembered per process (tests/memo.py): a lecture indexed by many
-    tests is transcribed and read once per process."""
-    m = Memo().install()
+    """The real models' answers remembered per process, and rendered lectures kept across processes
+    and runs in .cache/test-media (tests/memo.py): a lecture indexed by many tests is rendered once,
+    and transcribed and read once per process."""
+    m, r = Memo().install(), RenderCache(RENDERED).install()
     yield m
+    r.uninstall()
     m.uninstall()
 
 

@@ -14,7 +14,12 @@ the fuzzer: all marked `alone`) run with the memo off (tests/conftest.py).
 from __future__ import annotations
 
 import copy
+import dataclasses
+import fcntl
 import hashlib
+import json
+import os
+import shutil
 import threading
 from collections.abc import Callable, Hashable
 from pathlib import Path
@@ -68,3 +73,49 @@ class Memo:
         for cls, name, real in reversed(self._undo):
             setattr(cls, name, real)
         self._undo.clear()
+
+
+class RenderCache:
+    """`core.synth.render` with its output kept across test processes and runs: every pytest
+    process of the suite (two xdist workers and three lanes) renders the demo lecture, the bread
+    lecture and the short ones (espeak-ng and ffmpeg, ~13 s of CPU each time) otherwise.
+
+    The key is everything the file depends on: the lecture (its repr holds every slide's words,
+    voice and hold), the size and audio arguments, and the source of core/synth.py; the slide
+    times `render` fills in are kept beside the file. Processes that want the same file at once
+    wait on a lock for the first one; each test gets its own copy (some mangle theirs)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._real: Any = None
+
+    def install(self) -> RenderCache:
+        from core import synth
+
+        source = Path(synth.__file__).read_bytes()
+        real = self._real = synth.render
+
+        def render(lecture: Any, dst: Path, size: str = "1280x720", audio: bool = True) -> Path:
+            spec = repr((dataclasses.replace(lecture, times=[]), size, audio))  # times: what render fills in
+            key = hashlib.sha1(spec.encode() + source).hexdigest()[:24]
+            kept, times = self.root / f"{key}.mp4", self.root / f"{key}.json"
+            self.root.mkdir(parents=True, exist_ok=True)
+            with open(self.root / f"{key}.lock", "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                if not (kept.exists() and times.exists()):
+                    part = self.root / f"{key}.{os.getpid()}.part.mp4"
+                    real(lecture, part, size=size, audio=audio)
+                    times.write_text(json.dumps(lecture.times))
+                    os.replace(part, kept)
+            lecture.times = [tuple(t) for t in json.loads(times.read_text())]
+            shutil.copyfile(kept, dst)
+            return dst
+
+        synth.render = render
+        return self
+
+    def uninstall(self) -> None:
+        from core import synth
+
+        if self._real is not None:
+            synth.render = self._real
