@@ -63,7 +63,7 @@ from core.answer.reads import (
     named_candidates,
     units_of,
 )
-from core.answer.topic import TOPIC_WEIGHT, meant_video, named_by_words, other_language, topic_scores, topic_shares
+from core.answer.topic import TOPIC_WEIGHT, across_languages, named_by_words
 from core.engines.image import ImageEmbedder
 from core.engines.text import ENGLISH, TextEmbedder
 from core.models import Hit
@@ -187,16 +187,11 @@ async def retrieve(store: ScopedStore, question: str, text: TextEmbedder, image:
     known: Known | None = None
     first = len(hits)
     # a video in another language that the question names by meaning, not by words (core.answer.topic)
-    across = [v for v in other_language(video_languages, sorted({h.video_id for h in hits}), text)
-              if titles.get(v)] if TOPIC_WEIGHT else []
-    if across and not named_by_words(naming):
-        meets = topic_scores(qv, dict(zip(across, await title_vectors([titles[v] for v in across], True), strict=True)))
-    else:
-        meets = {}
-    meant = topic_shares(meets)
-    # every unit of the video named by words, or else of the one meant (core.answer.topic.meant_video)
+    meant, by_meaning = await across_languages(store, qv, naming, titles, video_languages, versions or {}, text, hits,
+                                               dense, lambda names: title_vectors(names, True))
+    # every unit of the video named by words, or else of the one meant (core.answer.topic.across_languages)
     named = best[0] if named_by_words(naming) and best is not None and best[1] >= NAME_EXPAND else None
-    if (expand := named or meant_video(meets)) is not None:
+    if (expand := named or by_meaning) is not None:
         seen = {hit_key(h) for h in hits}
         extra, known = await named_candidates(store, expand, seen, asked, qv,
                                               lexical is not None and hasattr(store, "lexical"))

@@ -29,10 +29,14 @@ nothing is added.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import numpy as np
 
 from core.answer.naming import Naming
 from core.engines.text import ENGLISH, TextEmbedder
+from core.models import Hit
+from core.store.scoped import ScopedStore
 
 # eval/naming6 (tune): recall@1 0.833 → 0.900, "asked in English" 0.556 → 0.778; eval/naming5,
 # eval/languages and the shared set answer every question as before.
@@ -84,3 +88,78 @@ def meant_video(scores: dict[str, float]) -> str | None:
     the whole channel, brought only its neighbours."""
     best = max(scores.items(), key=lambda vs: vs[1], default=None)
     return best[0] if best is not None and best[1] >= EXPAND_AT else None
+
+
+# ---- a video meant by its content ---------------------------------------------------------------
+# A title says little of what a video holds: "Why were the brothers fired as professors?" meets
+# "Die Brüder Grimm" at 0.09, an English lecture's passages nearer still, and the first stage
+# brings only those. So each ready video in another language is also scored by its content: the
+# mean of its CONTENT_TOP best units' inner products with the question (their stored vectors, on
+# the multilingual side: the same scale as a title's), read once a video and kept in the store's
+# memo. The question is about it when that content beats the best English passage the first stage
+# found by CONTENT_MARGIN or more: its units become candidates (as the title's video's do) and gain
+# a share of TOPIC_WEIGHT, in full CONTENT_FULL above the margin.
+CONTENT_TOP = 2
+CONTENT_MARGIN = 0.08
+CONTENT_FULL = 0.3
+CONTENT_TITLE = 0.1
+PROFILE_UNITS = 120  # units of a video read, the first in time order: a lecture's slides and what is said over them
+PROFILE_VIDEOS = 32  # videos profiled at most: the first stage's first, then by id
+
+
+async def profiles(store: ScopedStore, vids: list[str], versions: dict[str, float]) -> dict[str, np.ndarray]:
+    """Each ready video's first PROFILE_UNITS unit vectors, a row a unit: those not kept yet read
+    in one statement, and kept in the store's memo by the video's version."""
+    out: dict[str, np.ndarray] = {}
+    key = ("profile", PROFILE_UNITS)
+    for v in vids:
+        if (kept := store.memo.get((store.key, v, versions[v], key))) is not None:
+            out[v] = kept
+    todo = [v for v in vids if v not in out]
+    read = await store.units_within([(v, 0.0, 1e12, None, PROFILE_UNITS) for v in todo]) if todo else []
+    for v, found in zip(todo, read, strict=True):
+        vecs = [vec for _, vec in found]
+        out[v] = np.stack(vecs) if vecs and len({x.shape for x in vecs}) == 1 else np.zeros((0, 0), np.float32)
+        store.memo.put((store.key, v, versions[v], key), out[v])
+    return out
+
+
+def content_scores(qv: np.ndarray, mats: dict[str, np.ndarray]) -> dict[str, float]:
+    """For each video, the mean of its best CONTENT_TOP units' inner products with the question."""
+    return {v: float(np.sort(m @ qv)[::-1][:CONTENT_TOP].mean()) for v, m in mats.items()
+            if m.size and m.shape[1] == qv.shape[0]}
+
+
+def by_content(content: dict[str, float], titles: dict[str, float], english: float) -> tuple[str, float] | None:
+    """The video whose content the question meets best (its title's meet, `topic_scores`, adding
+    CONTENT_TITLE of itself where it is above 0: two videos' content often meet a question alike),
+    with its share (0..1) of TOPIC_WEIGHT, when its content beats `english` (the best English
+    passage's score) by CONTENT_MARGIN or more."""
+    best = max(content, key=lambda v: content[v] + CONTENT_TITLE * max(0.0, titles.get(v, 0.0)), default=None)
+    if best is None or content[best] - english < CONTENT_MARGIN:
+        return None
+    return best, min(1.0, (content[best] - english - CONTENT_MARGIN) / CONTENT_FULL)
+
+
+async def across_languages(store: ScopedStore, qv: np.ndarray, naming: Naming, titles: dict[str, str],
+                video_languages: dict[str, str], versions: dict[str, float], text: TextEmbedder,
+                hits: list[Hit], dense: list[Hit],
+                title_vectors: Callable[[list[str]], Awaitable[list[np.ndarray]]]) -> tuple[dict[str, float], str | None]:
+    """For a question that names no video by words: each video's share of TOPIC_WEIGHT (a
+    candidate in another language by its title, `topic_shares`; the one its content points to,
+    `by_content`), and the video meant, whose every unit becomes a candidate (by title,
+    `meant_video`, else by content). `title_vectors` embeds titles on the multilingual side."""
+    if not TOPIC_WEIGHT or named_by_words(naming):
+        return {}, None
+    across = [v for v in other_language(video_languages, sorted({h.video_id for h in hits}), text) if titles.get(v)]
+    ready = other_language(video_languages, [v for v in versions if titles.get(v)], text)
+    ready = sorted(ready, key=lambda v: (v not in across, v))[:PROFILE_VIDEOS]
+    both = sorted(set(across) | set(ready))
+    meets = topic_scores(qv, dict(zip(both, await title_vectors([titles[v] for v in both]), strict=True))) if both else {}
+    shares = topic_shares({v: meets[v] for v in across})
+    chosen = meant_video({v: meets[v] for v in across})
+    english = max((float(h.score) for h in dense if video_languages.get(h.video_id, "") in ENGLISH), default=-1.0)
+    if ready and (pick := by_content(content_scores(qv, await profiles(store, ready, versions)), meets, english)):
+        shares[pick[0]] = max(shares.get(pick[0], 0.0), pick[1])
+        chosen = chosen or pick[0]
+    return shares, chosen
