@@ -9,7 +9,8 @@ Each set is rendered into ROOT/<set>/media and indexed into ROOT/<set>/data (bot
 run only asks); each question's row (eval/run.py's `evaluate`) is saved in ROOT/<set>/<label>.json.
 The pooled figure is over the rows tagged "in English" (a video not in English, asked in English)
 of POOLED — eval/languages/ and eval/naming/ to eval/naming7/ — counted question by question, not
-set by set. `--read A B` prints both labels' figures and the questions whose verdicts differ.
+set by set. HELD_OUT sets (`--sets naming8,naming9`) are reported on their own, outside the pool.
+`--read A B` prints both labels' figures and the questions whose verdicts differ.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from core.config import Settings
 from eval.run import HERE, SHARED, _rates, asked, evaluate, figures, render_set
 
 POOLED = ("languages", "naming", "naming2", "naming3", "naming4", "naming5", "naming6", "naming7")
+HELD_OUT = ("naming8", "naming9")  # run once on the final code, never pooled nor tuned on
 OTHERS = ("channel", "ours", "shared")
 METRICS = ("recall@1", "recall@3", "frame", "keywords")
 VERDICTS = ("top1", "top3", "frame", "keywords")
@@ -83,7 +85,7 @@ def show(label: str, s: dict[str, Any]) -> None:
 
 
 def load(root: Path, label: str) -> dict[str, list[dict[str, Any]]]:
-    return {name: json.loads(p.read_text()) for name in (*POOLED, *OTHERS)
+    return {name: json.loads(p.read_text()) for name in (*POOLED, *HELD_OUT, *OTHERS)
             if (p := root / name / f"{label}.json").is_file()}
 
 
@@ -108,9 +110,9 @@ async def main_async(args: argparse.Namespace) -> int:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     names = [n for n in args.sets.split(",") if n] if args.sets else list(POOLED)
-    unknown = [n for n in names if n not in (*POOLED, *OTHERS)]
+    unknown = [n for n in names if n not in (*POOLED, *HELD_OUT, *OTHERS)]
     if unknown:
-        raise SystemExit(f"unknown set {', '.join(unknown)}: pick from {', '.join((*POOLED, *OTHERS))}")
+        raise SystemExit(f"unknown set {', '.join(unknown)}: pick from {', '.join((*POOLED, *HELD_OUT, *OTHERS))}")
     settings = Settings.from_env()
     models = Models(settings)
     try:
@@ -125,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="eval/pooled.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--root", type=Path, required=True, help="kept media, indexes and rows, one folder per set")
     p.add_argument("--label", default="run", help="name of this run's saved rows")
-    p.add_argument("--sets", help=f"comma-separated (default: {','.join(POOLED)}; also {','.join(OTHERS)})")
+    p.add_argument("--sets", help=f"comma-separated (default: {','.join(POOLED)}; also {','.join((*HELD_OUT, *OTHERS))})")
     p.add_argument("--read", nargs="+", metavar="LABEL", help="print saved runs (and, for two, what changed)")
     args = p.parse_args(argv)
     if args.read:
