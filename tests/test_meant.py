@@ -1,12 +1,14 @@
 """A video in another language that an English question means by its title gives every one of its
 units as a candidate (core.answer.topic.meant_video), as a video named by words does: the slide
-that answers is scored even when the channel-wide first stage did not bring it. Real parts: the
-Italian lecture of tests/test_languages.py spoken by espeak-ng, the bundled multilingual Whisper
-base, MiniLM beside multilingual-e5, Milvus Lite and SQLite."""
+that answers is scored even when the channel-wide first stage did not bring it. So does one it
+means by what it says (core.answer.topic.by_content), beside an English video that does not
+answer. Real parts: the Italian lecture of tests/test_languages.py spoken by espeak-ng, the
+bundled multilingual Whisper base, tiny.en, MiniLM beside multilingual-e5, Milvus Lite and SQLite."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -25,31 +27,40 @@ class Channel:
     service: Service
     scope: Scope
     video: Video
+    english: Video  # "Baking bread" (tests/conftest.py), in the same channel
 
 
 @pytest.fixture(scope="module")
-async def channel(tmp_path_factory: pytest.TempPathFactory, models: Models):
-    """The Italian lecture indexed once for the module, in a channel of its own."""
+async def channel(tmp_path_factory: pytest.TempPathFactory, models: Models, lecture2: tuple[Path, synth.Lecture]):
+    """The Italian lecture and an English one about bread, indexed once for the module, in a channel
+    of their own."""
     path = synth.render(PIZZA, tmp_path_factory.mktemp("meant") / "pizza.mp4")
     async with Service.open(Settings(data_dir=tmp_path_factory.mktemp("meant") / "data"), models=models,
                             chat=None) as svc:
         svc.start_workers(1)
         scope = console("pizza-meant")
         video = await svc.wait((await svc.submit(scope, str(path))).job.id)
+        english = await svc.wait((await svc.submit(scope, str(lecture2[0]))).job.id)
         await svc.stop_workers()
-        yield Channel(svc, scope, video)
+        yield Channel(svc, scope, video, english)
 
 
-async def moments(ch: Channel, question: str) -> list[Moment]:
-    """retrieve with a first stage of one chunk by vector and one by words, keeping every moment."""
+async def moments(ch: Channel, question: str, ready: bool = False, top_k: int = 1) -> list[Moment]:
+    """retrieve with a first stage of `top_k` chunks by vector and as many by words, keeping every
+    moment. `ready`: the videos' versions are passed, as an ask does for ready videos — what lets a
+    video be meant by its content (its units are read once and kept by version)."""
     models = ch.service.models
-    return await retrieve(ch.service.store(ch.scope), question, models.text, None, models.call_query, top_k=1,
-                          keep=20, titles={ch.video.id: ch.video.title}, languages={ch.video.language},
-                          video_languages={ch.video.id: ch.video.language})
+    videos = [ch.video, ch.english]
+    return await retrieve(ch.service.store(ch.scope), question, models.text, None, models.call_query, top_k=top_k,
+                          keep=20, titles={v.id: v.title for v in videos}, languages={v.language for v in videos},
+                          video_languages={v.id: v.language for v in videos},
+                          versions={v.id: v.created for v in videos} if ready else None)
 
 
-def slides_of(found: list[Moment]) -> set[int]:
-    return {i for m in found for i, (a, b) in enumerate(PIZZA.times) if m.hit.start <= b and m.hit.end >= a}
+def slides_of(found: list[Moment], video: Video) -> set[int]:
+    """The pizza lecture's slides that `found`'s moments in `video` overlap."""
+    return {i for m in found if m.hit.video_id == video.id
+            for i, (a, b) in enumerate(PIZZA.times) if m.hit.start <= b and m.hit.end >= a}
 
 
 @pytest.mark.timeout(300)  # rendering, then ingesting with Whisper base on a busy 2-core machine
@@ -57,6 +68,19 @@ async def test_an_english_question_that_means_the_title_scores_every_slide_of_it
     assert channel.video.language == "it"
     # "a Neapolitan pie" is "La pizza napoletana" by meaning, not by any word of it
     meant = await moments(channel, "How long does a Neapolitan pie bake?")
-    assert slides_of(meant) == {0, 1, 2}, [(m.hit.start, m.hit.end, m.hit.text) for m in meant]
+    assert slides_of(meant, channel.video) == {0, 1, 2}, [(m.hit.start, m.hit.end, m.hit.text) for m in meant]
     # a question that does not meet the title keeps the first stage's one or two chunks
     assert len(await moments(channel, "How long is the stone heated before baking?")) <= 2
+
+
+@pytest.mark.timeout(300)
+async def test_an_english_question_that_meets_what_a_video_says_scores_every_slide_of_it(channel: Channel) -> None:
+    # "the stone heated" meets "Scaldate la pietra per un'ora intera", not "La pizza napoletana"
+    question = "How long is the stone heated before baking?"
+    found = await moments(channel, question, ready=True)
+    assert slides_of(found, channel.video) == {0, 1, 2}, [(m.hit.video_id, m.hit.start, m.hit.text) for m in found]
+    assert found[0].hit.video_id == channel.video.id and "meant" in " ".join(found[0].sources), found[0]
+    # the English lecture's own question, its passages found (a first stage of 8, as an ask's), is still
+    # answered there ("L'impasto" meets "dough" too: the Italian video's units may gain a little)
+    kneading = await moments(channel, "How long should the dough be kneaded?", ready=True, top_k=8)
+    assert kneading[0].hit.video_id == channel.english.id, [(m.hit.video_id, m.sources) for m in kneading]

