@@ -17,6 +17,7 @@ from core.answer.topic import (
     meant_video,
     named_by_words,
     other_language,
+    profile,
     topic_scores,
     topic_shares,
 )
@@ -112,9 +113,9 @@ SAID = {
 def by_what_is_said(bi: BilingualEmbedder, question: str) -> tuple[str, float] | None:
     """`by_content` over SAID's videos, English passages on the English side as indexed."""
     qv = bi.embed_query([question], set(LANGS.values()))[0]
-    mats = {v: bi.embed_passages(SAID[v], LANGS[v]) for v in SAID if LANGS[v] != "en"}
+    kept = {v: profile(list(bi.embed_passages(SAID[v], LANGS[v]))) for v in SAID if LANGS[v] != "en"}
     english = max(float(x) for x in bi.embed_passages(SAID["v_tyre"], "en") @ qv)
-    return by_content(content_scores(qv, mats), scores(bi, question), english)
+    return by_content(content_scores(qv, kept), scores(bi, question), english)
 
 
 def test_a_video_whose_title_does_not_meet_the_question_is_meant_by_what_it_says(bi: BilingualEmbedder) -> None:
@@ -131,12 +132,14 @@ def test_an_english_question_about_an_english_video_means_no_video_by_content(bi
 
 
 def test_a_video_s_content_score_is_its_best_units_not_its_length() -> None:
-    qv = np.array([1.0, 0.0], np.float32)
-    mats = {"long": np.array([[0.9, 0], [0.1, 0], [0.1, 0], [0.1, 0]], np.float32),
-            "short": np.array([[0.55, 0], [0.55, 0]], np.float32),
-            "other model": np.zeros((2, 3), np.float32), "nothing read": np.zeros((0, 0), np.float32)}
-    got = content_scores(qv, mats)
-    assert got == pytest.approx({"long": 0.5, "short": 0.55})  # mean of the two best; other spaces skipped
+    rows = {"long": [[0.9, 0, 0.2], [0.1, 0, 0.2], [0.1, 0, 0.2], [0.1, 0, 0.2]], "short": [[0.55, 0, 0.2], [0.55, 0, 0.2]]}
+    qv = np.array([1.0, 5.0, 0.0], np.float32)  # what no unit has (column 1) counts for none
+    kept = {v: profile([np.array(r, np.float32) for r in rs]) for v, rs in rows.items()}
+    assert kept["long"][0] == 3 and list(kept["long"][1]) == [0, 2]  # the column every unit has 0 in is not kept
+    kept |= {"other model": profile([np.zeros(4, np.float32)]), "nothing read": profile([]),
+             "two sizes": profile([np.zeros(3, np.float32), np.zeros(4, np.float32)])}
+    got = content_scores(qv, kept)
+    assert got == pytest.approx({"long": 0.5, "short": 0.55})  # the mean of the two best; other sizes skipped
     assert by_content(got, {}, 0.4) == ("short", pytest.approx((0.55 - 0.4 - CONTENT_MARGIN) / CONTENT_FULL))
     titled = by_content(got, {"long": 1.0}, 0.4)  # a title the question meets tips a near tie
     assert titled is not None and titled[0] == "long"

@@ -6,8 +6,8 @@ narrowed to the words that answer, and fused by time.
    question is what is asked, and what the moment is found by.
 2. First stage, three sources of candidates: the scope's text partition searched by vector
    (top-k chunks), its full-text index searched by words (top-k; `lexical`, when the store has
-   one), and, when the question names a video (or, in another language, means it by its title:
-   `core.answer.topic`), every unit of that video — so a rare word spoken once among 1,000 videos,
+   one), and, when the question names a video (or, in another language, means it by its title or
+   by what it says: `core.answer.topic`), every unit of that video — so a rare word spoken once among 1,000 videos,
    "part 2" among five look-alike parts, or the one Spanish slide that answers, is a candidate
    even when the dense search ranks it nowhere. Dense and lexical lists are fused by rank (RRF).
 3. Split each speech chunk (~30 s) into units (one transcript segment, or two consecutive ones:
