@@ -37,7 +37,7 @@ export VIDRAG_TEST_DATABASE_URL VIDRAG_REQUIRE_POSTGRES=1
 #     and deadlines, one module at a time, each on servers of its own); the output of 2 and 3 is
 #     shown when they end; then
 #  4. the tests marked `alone` (they measure the event loop's gaps and the bot's RSS), with nothing
-#     beside them.
+#     but each other beside them: the fuzzer in one process, the other measuring tests in another.
 # The arguments go to every run. Naming tests (a path or a node id), or VIDRAG_TEST_SERIAL=1, runs
 # them in one plain pytest instead.
 PYTEST=(.venv/bin/python -m pytest)
@@ -76,8 +76,19 @@ else
   echo "--- the tests marked processes (ran beside the run above)"
   cat "$side/log2"
   rm -rf "$side"
-  "${PYTEST[@]}" -m alone --durations=8 "$@"  # the slowest alone tests named: they set the run's length
+  # the fuzzer (its own minute) beside the other measuring tests, two processes on two cores: their
+  # stalls are ~0.03 s against bounds of 0.5-1 s; the slowest of each named: they set the run's end
+  fuzz_log=$(mktemp)
+  "${PYTEST[@]}" -m alone --durations=8 "$@" tests/reliability/test_fuzz.py >"$fuzz_log" 2>&1 &
+  fuzz=$!
+  trap 'kill "$fuzz" 2>/dev/null; exit 130' INT TERM
+  "${PYTEST[@]}" -m alone --durations=8 --deselect tests/reliability/test_fuzz.py "$@"
   codes+=($?)
+  wait $fuzz
+  codes+=($?)
+  echo "--- the fuzzer (ran beside the tests above)"
+  cat "$fuzz_log"
+  rm -f "$fuzz_log"
   echo "test.sh: ${SECONDS} s in all"
 fi
 # pytest's exit 5 is "no tests collected": fine for one run (a -k that matches none of its tests),
