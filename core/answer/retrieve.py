@@ -188,7 +188,8 @@ async def retrieve(store: ScopedStore, question: str, text: TextEmbedder, image:
     first = len(hits)
     # a video in another language that the question names by meaning, not by words (core.answer.topic)
     meant, by_meaning = await across_languages(store, qv, naming, titles, video_languages, versions or {}, text, hits,
-                                               dense, lambda names: title_vectors(names, True))
+                                               dense, lambda names: title_vectors(names, True),
+                                               lambda texts: call(text.embed_passages, texts, "xx"))
     # every unit of the video named by words, or else of the one meant (core.answer.topic.across_languages)
     named = best[0] if named_by_words(naming) and best is not None and best[1] >= NAME_EXPAND else None
     if (expand := named or by_meaning) is not None:

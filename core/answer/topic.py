@@ -96,16 +96,27 @@ def meant_video(scores: dict[str, float]) -> str | None:
 # brings only those. So each ready video in another language is also scored by its content: the
 # mean of its CONTENT_TOP best units' inner products with the question (their stored vectors, on
 # the multilingual side: the same scale as a title's), read once a video and kept in the store's
-# memo. The question is about it when that content beats the best English passage the first stage
-# found by CONTENT_MARGIN or more: its units become candidates (as the title's video's do) and gain
-# a share of TOPIC_WEIGHT, in full CONTENT_FULL above the margin.
-# English questions about videos in other languages, pooled (eval/pooled.py, 82): recall@1 0.854 →
-# 0.878, frame 0.841 → 0.866 (the best unit alone: 0.854 / 0.841; the best 3: 0.866 / 0.854); of
-# their English questions about English videos, none meets another language's video 0.08 above
-# its best English chunk (at most +0.06).
+# memo. The question is about it when that content beats the best English video's by CONTENT_MARGIN
+# or more: its units become candidates (as the title's video's do) and gain a share of TOPIC_WEIGHT,
+# in full CONTENT_FULL above the margin.
+# Like is compared with like: an English video's content is scored the same way, its best dense
+# hits' texts embedded on the multilingual side (`english_across`). Against the best English
+# chunk's own (MiniLM) score, the right video's content was never 0.08 above it for five held-out
+# questions (+0.06 to -0.18), while "How far do I open the bleed valve?" met the French canal
+# lecture 0.15 above its English answer. On one scale, over the 212 questions naming no video of
+# eval/languages and eval/naming to eval/naming9: the content the question meets best is the right
+# video's for 114 of those about a video in another language, 105 of them 0.08 or more above the
+# best English video (the other 9 from -0.20 to +0.077); of those about an English video, none
+# reaches +0.08 (the bleed valve +0.076, then -0.17).
+# English questions about videos in other languages, pooled (eval/pooled.py, 82): recall@1 0.878
+# → 0.902, recall@3 0.976 → 0.988, frame 0.866 → 0.890, keywords 0.890 → 0.915 (CONTENT_FULL 0.3:
+# 0.890 / 0.988 / 0.878 / 0.915; 0.05: 0.902 / 0.988 / 0.890 / 0.927); eval/naming8 and naming9
+# recall@1 0.867 → 0.900 each. Cost: at most ENGLISH_HITS short texts embedded by multilingual-e5
+# a question, each kept in the store's memo.
 CONTENT_TOP = 2
 CONTENT_MARGIN = 0.08
-CONTENT_FULL = 0.3
+ENGLISH_HITS = 6  # of the first stage's 8 dense hits
+CONTENT_FULL = 0.12
 CONTENT_TITLE = 0.1
 PROFILE_UNITS = 120  # units of a video read, the first in time order: a lecture's slides and what is said over them
 PROFILE_VIDEOS = 32  # videos profiled at most: the first stage's first, then by id (memory: ~185 KB a video)
@@ -153,17 +164,39 @@ def by_content(content: dict[str, float], titles: dict[str, float], english: flo
     """The video whose content the question meets best (its title's meet, `topic_scores`, adding
     CONTENT_TITLE of itself where it is above 0: two videos' content often meet a question alike),
     with its share (0..1) of TOPIC_WEIGHT, when its content beats `english` (the best English
-    passage's score) by CONTENT_MARGIN or more."""
+    video's content on the same scale, `english_across`) by CONTENT_MARGIN or more."""
     best = max(content, key=lambda v: content[v] + CONTENT_TITLE * max(0.0, titles.get(v, 0.0)), default=None)
     if best is None or content[best] - english < CONTENT_MARGIN:
         return None
     return best, min(1.0, (content[best] - english - CONTENT_MARGIN) / CONTENT_FULL)
 
 
+async def english_across(store: ScopedStore, qv: np.ndarray, dense: list[Hit], video_languages: dict[str, str],
+                         versions: dict[str, float], across_side: Callable[[list[str]], Awaitable[np.ndarray]]) -> float:
+    """The best English video's content as the other languages' content is scored (`content_scores`):
+    its ENGLISH_HITS best dense hits' texts embedded on the multilingual side (`across_side`; each
+    kept in the store's memo by its video's version), the mean of its best CONTENT_TOP; -1 if none."""
+    hits = [h for h in dense if video_languages.get(h.video_id, "") in ENGLISH][:ENGLISH_HITS]
+    if not hits:
+        return -1.0
+    keys = [(store.key, h.video_id, versions.get(h.video_id, 0.0), ("across", h.start, h.end, h.kind)) for h in hits]
+    vecs = [store.memo.get(k) for k in keys]
+    todo = [i for i, v in enumerate(vecs) if v is None or v.shape != qv.shape]
+    if todo:
+        for i, v in zip(todo, await across_side([hits[i].text for i in todo]), strict=True):
+            vecs[i] = v
+            store.memo.put(keys[i], v)
+    per: dict[str, list[float]] = {}
+    for h, v in zip(hits, vecs, strict=True):
+        per.setdefault(h.video_id, []).append(float(v @ qv))
+    return max(float(np.mean(sorted(s, reverse=True)[:CONTENT_TOP])) for s in per.values())
+
+
 async def across_languages(store: ScopedStore, qv: np.ndarray, naming: Naming, titles: dict[str, str],
                            video_languages: dict[str, str], versions: dict[str, float], text: TextEmbedder,
                            hits: list[Hit], dense: list[Hit],
-                           title_vectors: Callable[[list[str]], Awaitable[list[np.ndarray]]]) -> tuple[dict[str, float], str | None]:
+                           title_vectors: Callable[[list[str]], Awaitable[list[np.ndarray]]],
+                           across_side: Callable[[list[str]], Awaitable[np.ndarray]]) -> tuple[dict[str, float], str | None]:
     """For a question that names no video by words: each video's share of TOPIC_WEIGHT (a
     candidate in another language by its title, `topic_shares`; the one its content points to,
     `by_content`), and the video meant, whose every unit becomes a candidate (by title,
@@ -177,7 +210,7 @@ async def across_languages(store: ScopedStore, qv: np.ndarray, naming: Naming, t
     meets = topic_scores(qv, dict(zip(both, await title_vectors([titles[v] for v in both]), strict=True))) if both else {}
     shares = topic_shares({v: meets[v] for v in across})
     chosen = meant_video({v: meets[v] for v in across})
-    english = max((float(h.score) for h in dense if video_languages.get(h.video_id, "") in ENGLISH), default=-1.0)
+    english = await english_across(store, qv, dense, video_languages, versions, across_side) if ready else -1.0
     if ready and (pick := by_content(content_scores(qv, await profiles(store, ready, versions)), meets, english)):
         shares[pick[0]] = max(shares.get(pick[0], 0.0), pick[1])
         chosen = chosen or pick[0]
