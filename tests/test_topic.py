@@ -11,6 +11,7 @@ from core.answer.naming import Titles
 from core.answer.topic import (
     CONTENT_FULL,
     CONTENT_MARGIN,
+    CONTENT_TOP,
     TOPIC_FLOOR,
     by_content,
     content_scores,
@@ -111,10 +112,11 @@ SAID = {
 
 
 def by_what_is_said(bi: BilingualEmbedder, question: str) -> tuple[str, float] | None:
-    """`by_content` over SAID's videos, English passages on the English side as indexed."""
+    """`by_content` over SAID's videos, the English video's passages scored as the others' are, on
+    the multilingual side (`english_across`: the mean of its best CONTENT_TOP)."""
     qv = bi.embed_query([question], set(LANGS.values()))[0]
     kept = {v: profile(list(bi.embed_passages(SAID[v], LANGS[v]))) for v in SAID if LANGS[v] != "en"}
-    english = max(float(x) for x in bi.embed_passages(SAID["v_tyre"], "en") @ qv)
+    english = float(np.sort(bi.embed_passages(SAID["v_tyre"], "xx") @ qv)[::-1][:CONTENT_TOP].mean())
     return by_content(content_scores(qv, kept), scores(bi, question), english)
 
 
