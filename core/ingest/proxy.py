@@ -58,6 +58,7 @@ class GuardProxy:
         self.on_stop: Callable[[str], None] | None = None  # told once, when the download is stopped
         self.refused: list[str] = []
         self.received = 0
+        self.connected: float | None = None  # when the first connection came (the pace's windows start there)
         self.stopped = ""
         self.finished = False  # the download is over: no new connection, no more watching
         self.url = ""
@@ -80,21 +81,26 @@ class GuardProxy:
 
     async def watch(self, pace: Pace) -> None:
         """Stop the download past `pace.deadline`, or when the last `pace.grace` seconds brought
-        less than `pace.min_rate` bytes a second."""
+        less than `pace.min_rate` bytes a second. The rate's windows start at the first connection
+        to the proxy: the jailed child's own start (seconds on a loaded machine) is not the
+        server's slowness; the deadline counts from the start."""
         start = time.monotonic()
-        seen: collections.deque[tuple[float, int]] = collections.deque([(start, 0)])
+        seen: collections.deque[tuple[float, int]] = collections.deque()
         while not self.stopped and not self.finished:
             await asyncio.sleep(min(1.0, pace.grace / 4, pace.deadline / 4))
             if self.finished:
                 return
             now = time.monotonic()
-            seen.append((now, self.received))
+            if self.connected is not None and not seen:
+                seen.append((self.connected, 0))
+            if seen:
+                seen.append((now, self.received))
             while len(seen) > 1 and seen[1][0] <= now - pace.grace:
                 seen.popleft()
             if now - start > pace.deadline:
                 self.stop(f"That download took longer than my limit of {pace.deadline / 60:g} minutes, "
                           "so I stopped it.")
-            elif now - start >= pace.grace and self.received - seen[0][1] < pace.min_rate * pace.grace:
+            elif seen and now - seen[0][0] >= pace.grace and self.received - seen[0][1] < pace.min_rate * pace.grace:
                 self.stop(f"That server sends too slowly (under {pace.min_rate / 1024:g} KB/s), so I "
                           "stopped the download.")
 
@@ -132,6 +138,8 @@ class GuardProxy:
             writer.close()
             return
         self._writers.add(writer)
+        if self.connected is None:
+            self.connected = time.monotonic()
         upstream: asyncio.StreamWriter | None = None
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)

@@ -312,8 +312,25 @@ async def test_a_finished_download_is_not_taken_for_a_stalled_one(tmp_path: Path
         assert proxy.stopped == "" and watch.done()
     async with GuardProxy(GUARD, 2**20) as proxy:  # and unfinished, the same silence is a stall
         watch = asyncio.create_task(proxy.watch(Pace(60.0, 1024, 0.4)))
+        _, writer = await asyncio.open_connection("127.0.0.1", int(proxy.url.rsplit(":", 1)[1]))
         await asyncio.sleep(1.5)
         assert "too slowly" in proxy.stopped
+        writer.close()
+
+
+async def test_the_pace_starts_at_the_first_connection() -> None:
+    """A jailed child that takes longer than the grace window to start (a loaded machine) is not a
+    slow server: the rate is measured from its first connection; silence after it is a stall."""
+    from core.ingest.proxy import GuardProxy
+
+    async with GuardProxy(GUARD, 2**20) as proxy:
+        watch = asyncio.create_task(proxy.watch(Pace(60.0, 1024, 0.4)))
+        await asyncio.sleep(1.2)  # three grace windows before the child connects
+        assert proxy.stopped == ""
+        _, writer = await asyncio.open_connection("127.0.0.1", int(proxy.url.rsplit(":", 1)[1]))
+        await asyncio.sleep(1.2)
+        assert "too slowly" in proxy.stopped and watch.done()
+        writer.close()
 
 
 BOT = r"""
