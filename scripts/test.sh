@@ -32,18 +32,16 @@ export VIDRAG_TEST_DATABASE_URL VIDRAG_REQUIRE_POSTGRES=1
 #  1. every test but those below, in two processes (pytest-xdist; each gets whole modules, so a
 #     module's fixtures are built once), beside
 #  2. in the background, the Milvus-server tests (tests/test_store.py, tests/test_vectors.py:
-#     mostly waiting on the server's flushes) and the command line's (below), and beside them
+#     mostly waiting on the server's flushes), and beside them
 #  3. the tests marked `processes` (the chaos, two-host and crash tests: vidrag processes on leases
 #     and deadlines, one module at a time, each on servers of its own); the output of 2 and 3 is
 #     shown when they end; then
 #  4. the tests marked `alone` (they measure the event loop's gaps and the bot's RSS), with nothing
-#     but each other beside them: the fuzzer in one process, the other measuring tests in another.
+#     beside them.
 # The arguments go to every run. Naming tests (a path or a node id), or VIDRAG_TEST_SERIAL=1, runs
 # them in one plain pytest instead.
 PYTEST=(.venv/bin/python -m pytest)
-# Lane 2: the Milvus-server tests, then modules whose tests mostly wait on `vidrag` processes (the
-# command line's tests): that lane ends ~5 minutes before the main run otherwise.
-SIDE=(tests/test_store.py tests/test_vectors.py tests/test_cli.py tests/test_cli_recovery.py tests/test_playlists.py)
+SERVER=(tests/test_store.py tests/test_vectors.py)
 serial=${VIDRAG_TEST_SERIAL:-0}
 for a in "$@"; do case "$a" in tests*|*.py|*::*) serial=1 ;; esac; done
 if [ "$serial" = 1 ]; then
@@ -54,7 +52,7 @@ else
   side=$(mktemp -d)  # the background lanes' output, exit codes and pytest temp folders
   start=$SECONDS
   (
-    "${PYTEST[@]}" -m "not alone and not processes" --basetemp="$side/tmp1" "${SIDE[@]}" "$@"
+    "${PYTEST[@]}" -m "not alone and not processes" --basetemp="$side/tmp1" "${SERVER[@]}" "$@"
     echo $? >"$side/code1"
     echo $((SECONDS - start)) >"$side/s1"
   ) >"$side/log1" 2>&1 &
@@ -66,31 +64,20 @@ else
   ) >"$side/log2" 2>&1 &
   processes_lane=$!
   trap 'kill "$server_lane" "$processes_lane" 2>/dev/null; exit 130' INT TERM
-  "${PYTEST[@]}" -n 2 --dist loadscope -m "not alone and not processes" "${SIDE[@]/#/--ignore=}" "$@"
+  "${PYTEST[@]}" -n 2 --dist loadscope -m "not alone and not processes" "${SERVER[@]/#/--ignore=}" "$@"
   codes+=($?)
   main_s=$((SECONDS - start))
   wait $server_lane $processes_lane
-  echo "lanes: the main run ${main_s} s, the server and command-line tests $(cat "$side/s1" 2>/dev/null) s," \
+  echo "lanes: the main run ${main_s} s, the server tests $(cat "$side/s1" 2>/dev/null) s," \
        "the processes tests $(cat "$side/s2" 2>/dev/null) s"
   codes+=("$(cat "$side/code1" 2>/dev/null || echo 1)" "$(cat "$side/code2" 2>/dev/null || echo 1)")
-  echo "--- ${SIDE[*]} (ran beside the run above)"
+  echo "--- ${SERVER[*]} (ran beside the run above)"
   cat "$side/log1"
   echo "--- the tests marked processes (ran beside the run above)"
   cat "$side/log2"
   rm -rf "$side"
-  # the fuzzer (its own minute) beside the other measuring tests, two processes on two cores: their
-  # stalls are ~0.03 s against bounds of 0.5-1 s; the slowest of each named: they set the run's end
-  fuzz_log=$(mktemp)
-  "${PYTEST[@]}" -m alone --durations=8 "$@" tests/reliability/test_fuzz.py >"$fuzz_log" 2>&1 &
-  fuzz=$!
-  trap 'kill "$fuzz" 2>/dev/null; exit 130' INT TERM
-  "${PYTEST[@]}" -m alone --durations=8 --deselect tests/reliability/test_fuzz.py "$@"
+  "${PYTEST[@]}" -m alone --durations=8 "$@"  # the slowest alone tests named: they set the run's length
   codes+=($?)
-  wait $fuzz
-  codes+=($?)
-  echo "--- the fuzzer (ran beside the tests above)"
-  cat "$fuzz_log"
-  rm -f "$fuzz_log"
   echo "test.sh: ${SECONDS} s in all"
 fi
 # pytest's exit 5 is "no tests collected": fine for one run (a -k that matches none of its tests),

@@ -137,7 +137,7 @@ def test_no_core_module_is_too_long() -> None:
 
 
 # A loop stalled by another test's processes would read as a stall of its own: scripts/test.sh runs
-# the tests marked `alone` after the rest, with only the fuzzer beside them
+# the tests marked `alone` in a pytest of their own, with no other test beside them
 @pytest.mark.alone("measures the event loop's gaps")
 async def test_event_loop_is_not_blocked_while_indexing(service: Service, lecture) -> None:
     """Whisper, OCR and the embedders run on threads: a ticker on the loop keeps ticking.

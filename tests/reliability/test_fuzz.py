@@ -52,10 +52,8 @@ RSS_GROWTH_MB = 100
 FUZZ = Scope("console", "local", "fuzz")
 OTHER = Scope("console", "local", "fuzz-other")
 
-# Its stalls are its own only with little beside it (scripts/test.sh runs `alone` tests last, the
-# fuzzer in one process beside the other measuring tests in another: its longest stall read 0.048 s
-# there against 0.024 s alone, the bound 0.5 s); the first test of the session to use `warm_models`
-# pays ~30 s for it.
+# Its stalls are its own only with nothing beside it (scripts/test.sh runs `alone` tests last, one
+# at a time); the first test of the session to use `warm_models` pays ~30 s for it.
 pytestmark = [pytest.mark.timeout(int(BUDGET_S) + 600), pytest.mark.usefixtures("warm_models"),
               pytest.mark.alone("measures the event loop's stalls and the bot's RSS per input")]
 

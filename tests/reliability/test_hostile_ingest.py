@@ -32,7 +32,7 @@ from tests.reliability.probes import LoopLag
 
 # A case indexes a lecture or two beside its hostile input, and the first one warms the models
 # (`warm_models`, ~30 s here): past pytest's 60-s default on a busy 2-core machine. Stalls are
-# measured with only the fuzzer beside them (`alone`: scripts/test.sh runs those last).
+# measured with nothing beside them (`alone`: scripts/test.sh runs those last, one at a time).
 pytestmark = [pytest.mark.timeout(300), pytest.mark.usefixtures("warm_models"),
               pytest.mark.alone("measures the event loop's stalls and the bot's RSS per case")]
 
