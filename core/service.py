@@ -232,6 +232,10 @@ class Service(Library):
                     if video is not None:
                         return video
                 if job.status == DEAD:
+                    # failed here: `fut` is answered once the video's traces are gone, a moment
+                    # after the catalog says DEAD; failed elsewhere: the catalog is all there is
+                    with contextlib.suppress(TimeoutError):
+                        return await asyncio.wait_for(asyncio.shield(fut), timeout=2.0)
                     raise UserFacingError(job.error or APOLOGY)
                 with contextlib.suppress(TimeoutError):
                     return await asyncio.wait_for(asyncio.shield(fut), timeout=2.0)
