@@ -153,11 +153,15 @@ async def profiles(store: ScopedStore, vids: list[str], versions: dict[str, floa
     return out
 
 
+def top_mean(scores: np.ndarray) -> float:
+    """The mean of the best CONTENT_TOP scores: a video's content, on either side of the comparison."""
+    return float(np.sort(scores)[::-1][:CONTENT_TOP].mean())
+
+
 def content_scores(qv: np.ndarray, kept: dict[str, Profile]) -> dict[str, float]:
     """For each video, the mean of its best CONTENT_TOP units' inner products with the question
     (none for a video whose vectors are not of the question's size)."""
-    return {v: float(np.sort(m @ qv[cols])[::-1][:CONTENT_TOP].mean()) for v, (dim, cols, m) in kept.items()
-            if m.size and dim == qv.shape[0]}
+    return {v: top_mean(m @ qv[cols]) for v, (dim, cols, m) in kept.items() if m.size and dim == qv.shape[0]}
 
 
 def by_content(content: dict[str, float], titles: dict[str, float], english: float) -> tuple[str, float] | None:
@@ -189,7 +193,7 @@ async def english_across(store: ScopedStore, qv: np.ndarray, dense: list[Hit], v
     per: dict[str, list[float]] = {}
     for h, v in zip(hits, vecs, strict=True):
         per.setdefault(h.video_id, []).append(float(v @ qv))
-    return max(float(np.mean(sorted(s, reverse=True)[:CONTENT_TOP])) for s in per.values())
+    return max(top_mean(np.array(s)) for s in per.values())
 
 
 async def across_languages(store: ScopedStore, qv: np.ndarray, naming: Naming, titles: dict[str, str],
