@@ -51,17 +51,14 @@ else
   codes=()
   side=$(mktemp -d)  # the background lanes' output, exit codes and pytest temp folders
   start=$SECONDS
-  (
-    "${PYTEST[@]}" -m "not alone and not processes" --basetemp="$side/tmp1" "${SERVER[@]}" "$@"
-    echo $? >"$side/code1"
-    echo $((SECONDS - start)) >"$side/s1"
-  ) >"$side/log1" 2>&1 &
+  lane() {  # lane N ARGS...: pytest ARGS in the background; its output, exit code and end in $side
+    local n=$1; shift
+    ( "${PYTEST[@]}" --basetemp="$side/tmp$n" "$@"; echo $? >"$side/code$n"; echo $((SECONDS - start)) >"$side/s$n"
+    ) >"$side/log$n" 2>&1 &
+  }
+  lane 1 -m "not alone and not processes" "${SERVER[@]}" "$@"
   server_lane=$!
-  (
-    "${PYTEST[@]}" -m processes --durations=5 --basetemp="$side/tmp2" "$@"
-    echo $? >"$side/code2"
-    echo $((SECONDS - start)) >"$side/s2"
-  ) >"$side/log2" 2>&1 &
+  lane 2 -m processes --durations=5 "$@"
   processes_lane=$!
   trap 'kill "$server_lane" "$processes_lane" 2>/dev/null; exit 130' INT TERM
   "${PYTEST[@]}" -n 2 --dist loadscope -m "not alone and not processes" "${SERVER[@]/#/--ignore=}" "$@"
