@@ -133,5 +133,8 @@ async def test_a_summary_is_kept_replaced_and_removed_with_its_video_and_channel
     assert await catalog.summary(sc, "v1") == again and await catalog.summary(other, "v1") == first
     await catalog.delete_video(sc, "v1")
     assert await catalog.summary(sc, "v1") is None and await catalog.summary(other, "v1") == first
+    # a summary made as the video was indexed and finished after it was forgotten is not kept
+    await catalog.put_summary(sc, "v1", again)
+    assert await catalog.summary(sc, "v1") is None and (await catalog.counts(sc))["summaries"] == 0
     await catalog.wipe(other)
     assert await catalog.summary(other, "v1") is None and (await catalog.counts(other))["summaries"] == 0

@@ -30,15 +30,18 @@ class SummaryRows:
     async def _run(self, sql: str, args: Sequence[Any] = ()) -> int: ...
 
     async def put_summary(self, scope: Scope, video_id: str, summary: StoredSummary) -> None:
-        """Write (or replace) one video's summary."""
+        """Write (or replace) one video's summary, if the video is still there: a summary made as
+        the video was indexed may finish after someone forgot it, and must not outlive it."""
         chapters = json.dumps([[c.start, c.end, c.title] for c in summary.chapters])
         moments = json.dumps([list(m) for m in summary.moments])
         await self._run(
             "INSERT INTO summaries (scope, video_id, text, chapters, moments, method, indexed_to, created) "
-            "VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (scope, video_id) DO UPDATE SET text=excluded.text, "
+            "SELECT ?,?,?,?,?,?,?,? WHERE EXISTS (SELECT 1 FROM videos WHERE scope=? AND id=?) "
+            "ON CONFLICT (scope, video_id) DO UPDATE SET text=excluded.text, "
             "chapters=excluded.chapters, moments=excluded.moments, method=excluded.method, "
             "indexed_to=excluded.indexed_to, created=excluded.created",
-            (scope.key, video_id, summary.text, chapters, moments, summary.method, summary.indexed_to, time.time()))
+            (scope.key, video_id, summary.text, chapters, moments, summary.method, summary.indexed_to, time.time(),
+             scope.key, video_id))
 
     async def summary(self, scope: Scope, video_id: str) -> StoredSummary | None:
         rows = await self._fetch("SELECT text, chapters, moments, method, indexed_to FROM summaries "
