@@ -16,7 +16,7 @@ from core.engines.registry import Models
 from core.errors import UserFacingError
 from core.models import Chapter, Scope, StoredSummary, VideoStatus
 from core.service import Service
-from core.store.catalog import Catalog
+from core.store.catalog import Catalog, open_catalog
 from tests import backends
 from tests.backends import BACKENDS
 from tests.conftest import Indexed, console
@@ -138,3 +138,36 @@ async def test_a_summary_is_kept_replaced_and_removed_with_its_video_and_channel
     assert await catalog.summary(sc, "v1") is None and (await catalog.counts(sc))["summaries"] == 0
     await catalog.wipe(other)
     assert await catalog.summary(other, "v1") is None and (await catalog.counts(other))["summaries"] == 0
+
+
+async def test_a_summary_written_while_its_video_is_being_deleted_is_not_kept_on_postgres(tmp_path: Path) -> None:
+    """On PostgreSQL a write and a delete run at once: a summary made as the video was indexed can
+    be written while another connection's transaction deletes the video, in whatever order that
+    transaction takes the tables. The write waits for the delete (its check of the video's row
+    takes a share lock) and then finds the video gone; without the lock it saw the row the delete
+    had not committed yet and left a summary behind."""
+    import asyncio
+
+    import psycopg
+
+    with backends.fresh_database(backends.server_url()) as fresh:
+        catalog = await open_catalog(Settings(data_dir=tmp_path / "data", database_url=fresh))
+        try:
+            sc = Scope("test", "w", "race")
+            await catalog.add_video(sc, "v1", "/v1.mp4", "", "Volcanoes")
+            made = StoredSummary("Magma rises [0:05].", (Chapter(0.0, 5.0, "Intro"),), ((0.0, 5.0),), "extractive", 5.0)
+            async with await psycopg.AsyncConnection.connect(fresh) as other:
+                async with other.transaction():
+                    for table in ("summaries", "videos"):  # children first: the order that lost a row
+                        await other.execute(f"DELETE FROM {table} WHERE scope=%s AND "  # noqa: S608
+                                            f"{'id' if table == 'videos' else 'video_id'}=%s", (sc.key, "v1"))
+                    write = asyncio.create_task(catalog.put_summary(sc, "v1", made))
+                    for _ in range(400):  # until the write has run or waits on the video's row
+                        cur = await other.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type='Lock'")
+                        if write.done() or (await cur.fetchone())[0]:  # type: ignore[index]
+                            break
+                        await asyncio.sleep(0.025)
+                await write
+            assert await catalog.summary(sc, "v1") is None and (await catalog.counts(sc))["summaries"] == 0
+        finally:
+            await catalog.close()

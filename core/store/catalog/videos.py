@@ -233,11 +233,13 @@ class VideoRows(Primitives):
     # ---- deleting -------------------------------------------------------------------------------
     async def delete_video(self, scope: Scope, video_id: str, keep_jobs: bool = False) -> None:
         """A video's rows in every table (its jobs too, unless `keep_jobs`: a failed job's reason
-        stays for /status), in one transaction."""
+        stays for /status), in one transaction. The video's row goes first: a write that checks it is
+        there (`put_summary`, on PostgreSQL with a share lock) waits for this transaction, then finds
+        it gone, instead of adding a row behind it."""
         async with self._tx() as tx:
+            await tx.run("DELETE FROM videos WHERE scope=? AND id=?", (scope.key, video_id))
             for t in ("segments", "units", "frames", "summaries", "media") + (() if keep_jobs else ("jobs",)):
                 await tx.run(f"DELETE FROM {t} WHERE scope=? AND video_id=?", (scope.key, video_id))  # noqa: S608
-            await tx.run("DELETE FROM videos WHERE scope=? AND id=?", (scope.key, video_id))
 
     async def wipe(self, scope: Scope) -> None:
         """Every row of `scope`, in every table, in one transaction."""
