@@ -68,6 +68,18 @@ async def test_indexed_video_is_kept_in_its_channel_and_forget_removes_it(clip_s
     assert kept_files(settings) == [] and (await svc.catalog.counts(console("geo"), vid))["media"] == 0
 
 
+async def test_a_file_kept_after_its_video_was_forgotten_is_not_kept(clip_service, settings, tmp_path) -> None:
+    """The worker keeps an indexed video's file after the catalog says it is ready; a `forget` in
+    between (the video's row gone) leaves neither a `media` row nor the file."""
+    svc = clip_service
+    aside = tmp_path / "aside"
+    aside.mkdir()
+    (aside / "video.mp4").write_bytes(b"\0" * 1000)  # as the ingest sets it aside
+    assert await svc.media.keep(console("geo"), "forgotten", aside / "video.mp4", "mp4", 3.0) is None
+    assert kept_files(settings) == [] and not aside.exists()
+    assert (await svc.catalog.counts(console("geo"), "forgotten"))["media"] == 0
+
+
 async def test_wipe_removes_the_channels_kept_files_only(clip_service, settings, short_lectures) -> None:
     svc = clip_service
     await index(svc, console("a"), short_lectures["volcano"])

@@ -85,7 +85,9 @@ class MediaKeep:
             return dest.stat().st_size
 
         size = await asyncio.to_thread(move)
-        await self.catalog.put_media(scope, video_id, str(dest.relative_to(self.root)), fmt, size, duration)
+        if not await self.catalog.put_media(scope, video_id, str(dest.relative_to(self.root)), fmt, size, duration):
+            await asyncio.to_thread(shutil.rmtree, folder, True)  # forgotten meanwhile: nothing kept of it
+            return None
         await self.make_room()
         return dest if await asyncio.to_thread(dest.is_file) else None
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.models import Scope
+from core.store.catalog.sql import video_still_there
 
 
 @dataclass(frozen=True)
@@ -42,18 +43,23 @@ class Moment:
 class MediaRows:
     """The `media` and `moments` tables' SQL, mixed into `Catalog` (which supplies `_fetch` and `_run`)."""
 
+    backend: str  # "sqlite" or "postgres": set by the backend's class
+
     @abstractmethod
     async def _fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Any]: ...
 
     @abstractmethod
     async def _run(self, sql: str, args: Sequence[Any] = ()) -> int: ...
 
-    async def put_media(self, scope: Scope, video_id: str, path: str, fmt: str, size: int, duration: float) -> None:
-        await self._run(
-            "INSERT INTO media (scope, video_id, path, format, bytes, duration, created) VALUES (?,?,?,?,?,?,?) "
+    async def put_media(self, scope: Scope, video_id: str, path: str, fmt: str, size: int, duration: float) -> bool:
+        """Record a kept file, if its video is still there (a `forget` may have overtaken the keep):
+        whether it was recorded."""
+        return bool(await self._run(
+            "INSERT INTO media (scope, video_id, path, format, bytes, duration, created) "
+            f"SELECT ?,?,?,?,?,?,? WHERE {video_still_there(self.backend)} "
             "ON CONFLICT (scope, video_id) DO UPDATE SET path=excluded.path, format=excluded.format, "
             "bytes=excluded.bytes, duration=excluded.duration, created=excluded.created",
-            (scope.key, video_id, path, fmt, int(size), float(duration), time.time()))
+            (scope.key, video_id, path, fmt, int(size), float(duration), time.time(), scope.key, video_id)))
 
     async def media(self, scope: Scope, video_id: str) -> KeptRow | None:
         rows = await self._fetch("SELECT scope, video_id, path, format, bytes, duration, created FROM media "

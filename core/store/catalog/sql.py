@@ -37,3 +37,12 @@ class Primitives(ABC):
     @abstractmethod
     def _tx(self) -> AbstractAsyncContextManager[Tx]:
         """A transaction that takes the write lock at once (SQLite BEGIN IMMEDIATE)."""
+
+
+def video_still_there(backend: str) -> str:
+    """The condition of a write that must not outlive its video (a summary, a kept file's row made
+    after indexing, which a `forget` may overtake): the video's row is there, two arguments (scope
+    key, video id). On PostgreSQL with a share lock, so a write racing `delete_video` (which removes
+    the video's row first) waits for it and then finds the row gone; SQLite writes one at a time."""
+    lock = " FOR SHARE" if backend == "postgres" else ""
+    return f"EXISTS (SELECT 1 FROM videos WHERE scope=? AND id=?{lock})"

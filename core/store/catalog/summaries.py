@@ -16,12 +16,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from core.models import Chapter, Scope, StoredSummary
+from core.store.catalog.sql import video_still_there
 
 log = logging.getLogger(__name__)
 
 
 class SummaryRows:
     """The `summaries` table's SQL, mixed into `Catalog` (which supplies `_fetch` and `_run`)."""
+
+    backend: str  # "sqlite" or "postgres": set by the backend's class
 
     @abstractmethod
     async def _fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Any]: ...
@@ -34,12 +37,9 @@ class SummaryRows:
         the video was indexed may finish after someone forgot it, and must not outlive it."""
         chapters = json.dumps([[c.start, c.end, c.title] for c in summary.chapters])
         moments = json.dumps([list(m) for m in summary.moments])
-        # SQLite runs one write at a time; on PostgreSQL the share lock waits for a delete of the
-        # video under way (`delete_video` removes the video's row first) and then sees it gone
-        lock = " FOR SHARE" if getattr(self, "backend", "") == "postgres" else ""
         await self._run(
             "INSERT INTO summaries (scope, video_id, text, chapters, moments, method, indexed_to, created) "
-            f"SELECT ?,?,?,?,?,?,?,? WHERE EXISTS (SELECT 1 FROM videos WHERE scope=? AND id=?{lock}) "
+            f"SELECT ?,?,?,?,?,?,?,? WHERE {video_still_there(self.backend)} "
             "ON CONFLICT (scope, video_id) DO UPDATE SET text=excluded.text, "
             "chapters=excluded.chapters, moments=excluded.moments, method=excluded.method, "
             "indexed_to=excluded.indexed_to, created=excluded.created",
