@@ -227,15 +227,14 @@ class Service(Library):
                     continue
                 if job is None:
                     raise NotFound("That indexing job no longer exists.")
-                if job.status == DONE:
+                # Run here, the job's end is `fut`, answered a moment after the catalog's: once the
+                # file is kept (done) or the video's traces are gone (failed). Elsewhere, the catalog.
+                here = bool(self.runner.jobs.tasks({job_id}))
+                if job.status == DONE and not here:
                     video = await self.store(job.scope).video(job.video_id)
                     if video is not None:
                         return video
-                if job.status == DEAD:
-                    # failed here: `fut` is answered once the video's traces are gone, a moment
-                    # after the catalog says DEAD; failed elsewhere: the catalog is all there is
-                    with contextlib.suppress(TimeoutError):
-                        return await asyncio.wait_for(asyncio.shield(fut), timeout=2.0)
+                if job.status == DEAD and not here:
                     raise UserFacingError(job.error or APOLOGY)
                 with contextlib.suppress(TimeoutError):
                     return await asyncio.wait_for(asyncio.shield(fut), timeout=2.0)
