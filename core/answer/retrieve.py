@@ -64,7 +64,7 @@ from core.answer.reads import (
     named_candidates,
     units_of,
 )
-from core.answer.topic import TOPIC_WEIGHT, across_languages
+from core.answer.topic import TOPIC_WEIGHT, across_languages, named_by_words
 from core.engines.image import ImageEmbedder
 from core.engines.text import ENGLISH, TextEmbedder
 from core.models import Hit
@@ -78,9 +78,9 @@ UNIT_WEIGHT = 0.7  # a unit's own similarity, against its whole chunk's as conte
 LEX_WEIGHT = 0.5  # lexical evidence, 0..1, scaled (0.3 → 0.5: recall@1 0.853 → 0.863 on eval/)
 NAME_WEIGHT = 0.3  # the named video's units gain this much, other named videos in proportion; a ruled-out sibling loses it
 NAME_FULL = 2.5  # naming strength (IDF units over titles) that counts in full: ~one word unique to a title
-# A video named at least this strongly gives all its units, by any of its title's words: "Who led the
-# digging of the canal?" names "Le canal du Midi" by one plain word, and the first stage brought only
-# its cover (eval/naming8's bleed valve and eval/naming's garden2 gained; no verdict changed for the worse)
+# A video named at least this strongly, in a naming or title phrase, gives all its units. By any title
+# word it gained two questions on eval/ (naming8's bleed valve, naming's garden2 into the top 3) but
+# cost the ask +26 % p50 and +34 % p95 at 100 videos (`python -m bench.run --only retrieval`): not kept.
 NAME_EXPAND = 1.0
 TITLE_WEIGHT = 0.5  # penalty per unit of similarity to the video's title above TITLE_FLOOR
 TITLE_FLOOR = 0.3
@@ -194,8 +194,8 @@ async def retrieve(store: ScopedStore, question: str, text: TextEmbedder, image:
     meant, by_meaning = await across_languages(store, qv, naming, titles, video_languages, versions or {}, text, hits,
                                                dense, lambda names: title_vectors(names, True),
                                                lambda texts: call(text.embed_passages, texts, "xx"))
-    # every unit of the video named, or else of the one meant (core.answer.topic.across_languages)
-    named = best[0] if best is not None and best[1] >= NAME_EXPAND else None
+    # every unit of the video named by words, or else of the one meant (core.answer.topic.across_languages)
+    named = best[0] if named_by_words(naming) and best is not None and best[1] >= NAME_EXPAND else None
     if (expand := named or by_meaning) is not None:
         seen = {hit_key(h) for h in hits}
         extra, known = await named_candidates(store, expand, seen, asked, qv,
