@@ -52,7 +52,6 @@ def words(query: str, languages: Sequence[str] = ("en",), limit: int = 32) -> li
 class Catalog(VideoRows, JobRows, SummaryRows, WindowRows, MediaRows):
     """One backend of the catalog. Open one with `core.store.catalog.open_catalog(settings)`."""
 
-    backend: str = ""
     migrations: Sequence[Migration] = ()
 
     @abstractmethod

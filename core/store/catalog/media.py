@@ -13,13 +13,11 @@ was removed, rather than that the thread has no answer. `wipe` removes the chann
 from __future__ import annotations
 
 import time
-from abc import abstractmethod
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from core.models import Scope
-from core.store.catalog.sql import video_still_there
+from core.store.catalog.sql import Primitives, video_still_there
 
 
 @dataclass(frozen=True)
@@ -40,16 +38,8 @@ class Moment:
     end: float
 
 
-class MediaRows:
+class MediaRows(Primitives):
     """The `media` and `moments` tables' SQL, mixed into `Catalog` (which supplies `_fetch` and `_run`)."""
-
-    backend: str  # "sqlite" or "postgres": set by the backend's class
-
-    @abstractmethod
-    async def _fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Any]: ...
-
-    @abstractmethod
-    async def _run(self, sql: str, args: Sequence[Any] = ()) -> int: ...
 
     async def put_media(self, scope: Scope, video_id: str, path: str, fmt: str, size: int, duration: float) -> bool:
         """Record a kept file, if its video is still there (a `forget` may have overtaken the keep):

@@ -1,6 +1,6 @@
 """What every part of the catalog's SQL runs on: a row, a transaction, and the primitives a
-backend supplies (`_fetch`, `_run`, `_tx`). `Catalog` and the tables' mixins (`videos`, `jobs`)
-are written against these alone.
+backend supplies (`_fetch`, `_run`, `_tx`, its name in `backend`). `Catalog` and the tables'
+mixins (`videos`, `jobs`, `windows`, `summaries`, `media`) are written against these alone.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ class Tx(Protocol):
 
 class Primitives(ABC):
     """The backend's primitives, as the catalog's SQL calls them."""
+
+    backend: str = ""  # "sqlite" or "postgres": set by the backend's class
 
     @abstractmethod
     async def _fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Row]: ...

@@ -11,26 +11,15 @@ from __future__ import annotations
 import json
 import logging
 import time
-from abc import abstractmethod
-from collections.abc import Sequence
-from typing import Any
 
 from core.models import Chapter, Scope, StoredSummary
-from core.store.catalog.sql import video_still_there
+from core.store.catalog.sql import Primitives, video_still_there
 
 log = logging.getLogger(__name__)
 
 
-class SummaryRows:
+class SummaryRows(Primitives):
     """The `summaries` table's SQL, mixed into `Catalog` (which supplies `_fetch` and `_run`)."""
-
-    backend: str  # "sqlite" or "postgres": set by the backend's class
-
-    @abstractmethod
-    async def _fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Any]: ...
-
-    @abstractmethod
-    async def _run(self, sql: str, args: Sequence[Any] = ()) -> int: ...
 
     async def put_summary(self, scope: Scope, video_id: str, summary: StoredSummary) -> None:
         """Write (or replace) one video's summary, if the video is still there: a summary made as
