@@ -11,7 +11,6 @@ from core.answer.naming import Titles
 from core.answer.topic import (
     CONTENT_FULL,
     CONTENT_MARGIN,
-    CONTENT_TOP,
     TOPIC_FLOOR,
     by_content,
     content_scores,
@@ -19,6 +18,7 @@ from core.answer.topic import (
     named_by_words,
     other_language,
     profile,
+    top_mean,
     topic_scores,
     topic_shares,
 )
@@ -116,7 +116,7 @@ def by_what_is_said(bi: BilingualEmbedder, question: str) -> tuple[str, float] |
     the multilingual side (`english_across`: the mean of its best CONTENT_TOP)."""
     qv = bi.embed_query([question], set(LANGS.values()))[0]
     kept = {v: profile(list(bi.embed_passages(SAID[v], LANGS[v]))) for v in SAID if LANGS[v] != "en"}
-    english = float(np.sort(bi.embed_passages(SAID["v_tyre"], "xx") @ qv)[::-1][:CONTENT_TOP].mean())
+    english = top_mean(bi.embed_passages(SAID["v_tyre"], "xx") @ qv)
     return by_content(content_scores(qv, kept), scores(bi, question), english)
 
 
