@@ -24,6 +24,7 @@ from core.engines.transcribe import LanguageRouter, bundled_multilingual, choose
 from core.models import Scope, Stage, Video
 from core.service import Service, keep_older_index
 from core.store.vectors import collection_names
+from core.text.words import languages_of_text
 from tests.conftest import console
 
 PIZZA = synth.Lecture("La pizza napoletana", [
@@ -55,6 +56,7 @@ class Italian:
     scope: Scope
     video: Video
     done: dict[str, object]  # what the ingest reported when it ended
+    titled: list[str]  # the title each language detection was given
 
 
 @pytest.fixture(scope="module")
@@ -67,18 +69,32 @@ async def italian(tmp_path_factory: pytest.TempPathFactory, models: Models, pizz
         if p.stage == Stage.DONE and p.message:
             done.update(json.loads(p.message))
 
-    async with Service.open(settings, models=models, chat=None) as svc:
-        svc.start_workers(1)
-        scope = console("lingue")
-        video = await svc.wait((await svc.submit(scope, str(pizza), on_progress=on_progress)).job.id)
-        await svc.stop_workers()
-        yield Italian(svc, scope, video, done)
+    titled: list[str] = []
+    router = models.transcriber
+    assert isinstance(router, LanguageRouter)
+
+    def detect(wav: Path, title: str = "") -> str:
+        titled.append(title)
+        return LanguageRouter.detect(router, wav, title)
+
+    router.detect = detect  # type: ignore[method-assign]  # the session's model, for this one ingest
+    try:
+        async with Service.open(settings, models=models, chat=None) as svc:
+            svc.start_workers(1)
+            scope = console("lingue")
+            video = await svc.wait((await svc.submit(scope, str(pizza), on_progress=on_progress)).job.id)
+            await svc.stop_workers()
+            del router.detect
+            yield Italian(svc, scope, video, done, titled)
+    finally:
+        router.__dict__.pop("detect", None)
 
 
 @pytest.mark.timeout(120)  # rendering, then ingesting with Whisper base on a busy 2-core machine
 async def test_italian_lecture_is_heard_in_italian_and_found_in_italian_and_english(italian: Italian) -> None:
     service, scope, video = italian.service, italian.scope, italian.video
     assert italian.done.get("language") == "it" and video.language == "it"  # kept on the video: asks read it
+    assert italian.titled == ["La pizza napoletana"]  # the title weighed beside what was heard
     segments = await service.store(scope).segments(video.id, 0, 1e9)
     said = " ".join(s.text for s in segments if s.kind.value == "speech").lower()
     assert "pizza" in said and "minuti" in said  # Italian words, not tiny.en's English-sounding noise
@@ -210,6 +226,27 @@ def test_a_close_call_goes_to_the_widely_spoken_language() -> None:
     assert choose_language({"cy": 0.9, "en": 0.05}) == "cy"
     assert choose_language({"de": 0.12, "nl": 0.11, "en": 0.1, "sv": 0.1, "da": 0.1, "no": 0.1,
                             "fr": 0.1, "es": 0.1, "it": 0.09, "pt": 0.08}) == "en"  # nobody sure: English
+
+
+def test_the_title_tips_a_close_call_and_not_a_sure_one() -> None:
+    # what Whisper base said of espeak-ng's "Das Oktoberfest" (naming11): Latin, whose transcript was noise
+    heard = {"la": 0.416, "de": 0.111, "lv": 0.102, "cy": 0.098, "en": 0.088}
+    assert choose_language(heard) == "la"
+    assert choose_language(heard, languages_of_text("Das Oktoberfest")) == "de"
+    assert choose_language(heard, languages_of_text("Oktoberfest")) == "la"  # a name alone says nothing
+    # a title in one language, speech surely in another: the speech
+    assert choose_language({"it": 0.9, "es": 0.05, "en": 0.01}, languages_of_text("La historia del vidrio")) == "it"
+    assert choose_language({"en": 0.6, "de": 0.3}, languages_of_text("Die Geschichte der Eisenbahn")) == "en"
+
+
+def test_which_languages_a_title_is_written_in() -> None:
+    assert languages_of_text("Das Oktoberfest") == {"de", "pt"}  # "das": German's, and Portuguese's "de + as"
+    assert languages_of_text("Die Geschichte der Eisenbahn") == {"de"}
+    assert languages_of_text("Le Tour de France 1903") == {"es", "fr"}  # Spanish has "le" and "de" too
+    assert languages_of_text("La tour Eiffel") == {"it", "es", "fr"}  # "la" is all three's
+    assert languages_of_text("Il vetro di Murano") == {"it"}
+    for english in ("How stars die", "The history of La Paz", "Apollo 11", ""):
+        assert languages_of_text(english) == frozenset(), english
 
 
 def test_a_model_that_was_asked_for_and_fails_to_load_stops_start_up(tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ from typing import Protocol
 from core.config import Settings
 from core.engines.language import DETECT_READ_S, choose_language, first_speech, read_wav, wav_seconds
 from core.models import Segment
+from core.text.words import languages_of_text
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +34,12 @@ log = logging.getLogger(__name__)
 class Transcriber(Protocol):
     """Speech to timed text, in two steps so that a long video is detected once: `detect` names
     the language of a WAV's first speech ("" when this backend cannot tell, or leaves it to each
-    window), `speaking(language)` is the transcriber for it. Every call blocks."""
+    window; `title`, the video's, may tip a close call), `speaking(language)` is the transcriber
+    for it. Every call blocks."""
 
     model_id: str
 
-    def detect(self, wav: Path) -> str: ...
+    def detect(self, wav: Path, title: str = "") -> str: ...
 
     def speaking(self, language: str) -> Transcriber: ...
 
@@ -49,7 +51,7 @@ class Transcriber(Protocol):
 class OneLanguage:
     """For a backend that detects nothing itself: it transcribes whatever it hears."""
 
-    def detect(self, wav: Path) -> str:
+    def detect(self, wav: Path, title: str = "") -> str:
         return ""
 
     def speaking(self, language: str) -> Transcriber:
@@ -69,7 +71,7 @@ class FasterWhisper:
         self.english_only = not self.model.model.is_multilingual
         self.language = "en" if self.english_only else language
 
-    def detect(self, wav: Path) -> str:
+    def detect(self, wav: Path, title: str = "") -> str:
         """"en" for an English-only model; "" for a multilingual one that was given no language:
         it detects per window (`LanguageRouter` detects once per video instead)."""
         return self.language or ""
@@ -144,10 +146,11 @@ class LanguageRouter:
                 self._multi = self._load()
             return self._multi
 
-    def detect(self, wav: Path) -> str:
-        """The video's language, as Whisper names it ("en", "it"...); "en" when unsure."""
+    def detect(self, wav: Path, title: str = "") -> str:
+        """The video's language, as Whisper names it ("en", "it"...); "en" when unsure. The
+        languages `title` is written in weigh in a close call (`choose_language`)."""
         probs = self.multi().detect_language(wav)
-        lang = choose_language(probs)
+        lang = choose_language(probs, languages_of_text(title))
         if lang != "en":
             log.info("speech detected as %r (p=%.2f): transcribing with the multilingual model", lang, probs[lang])
         elif wav_seconds(wav) > RELEASE_AFTER_S:

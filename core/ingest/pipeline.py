@@ -25,7 +25,6 @@ import numpy as np
 
 from core.config import Settings
 from core.engines.registry import Models
-from core.engines.transcribe import Transcriber
 from core.errors import BadSource
 from core.ingest import audio, media, results
 from core.ingest.chunk import units
@@ -57,22 +56,6 @@ class IngestResult:
     counts: dict[str, int] = field(default_factory=dict)
     media: str = ""  # the file the ingest read, set aside for MEDIA_KEEP_GB (core/store/media_keep.py)
     media_format: str = ""
-
-
-@dataclass(frozen=True)
-class Speech:
-    """What was heard: the segments, and their language as Whisper names it ("" when unknown:
-    subtitles, a backend without language detection)."""
-
-    segments: list[Segment]
-    language: str = ""
-
-
-def hear(transcriber: Transcriber, wav: Path, workdir: Path) -> Speech:
-    """The language detected once on the video's first speech, then every window transcribed in
-    it (a 90-minute video is not detected again per window)."""
-    language = transcriber.detect(wav)
-    return Speech(audio.transcribe_windows(transcriber.speaking(language), wav, workdir), language)
 
 
 async def ingest(video_id: str, source: str, store: ScopedStore, models: Models, settings: Settings,
@@ -172,7 +155,7 @@ async def ingest(video_id: str, source: str, store: ScopedStore, models: Models,
                 return
             await report(Stage.TRANSCRIBE, 0.0, title)
             t = time.perf_counter()
-            language = await models.call(lambda: models.transcriber.detect(wav))
+            language = await models.call(lambda: models.transcriber.detect(wav, title))  # the title: a second witness
             spoken.set_result(language)
             speaking = models.transcriber.speaking(language)
             add("transcribe", t)

@@ -130,3 +130,14 @@ def language_of_text(text: str) -> str:
     counts = {lang: sum(w in stop for w in words) for lang, stop in STOPS.items()}
     best = max(counts, key=lambda k: (counts[k], k == "en"))
     return best if counts[best] > counts["en"] else "en"
+
+
+def languages_of_text(text: str) -> frozenset[str]:
+    """The languages other than English whose function words a short text (a video's title) uses
+    most, and more than English's: "Das Oktoberfest" → {de}; "La tour Eiffel" → {it, es, fr}, which
+    share "la"; nothing for "How stars die" or a title of names alone. A witness beside speech
+    detection (`core.engines.language.choose_language`), not a detector of its own."""
+    words = _WORD.findall(text.lower())
+    counts = {lang: sum(w in stop for w in words) for lang, stop in STOPS.items()}
+    most = max(counts.values())
+    return frozenset(lang for lang, n in counts.items() if lang != "en" and n == most and n > counts["en"])

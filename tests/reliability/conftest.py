@@ -114,8 +114,8 @@ class SlowTranscriber:
         self.model_id = getattr(inner, "model_id", "slow")
         self.started = started or threading.Event()
 
-    def detect(self, wav):  # noqa: ANN001, ANN201
-        return self.inner.detect(wav)  # type: ignore[attr-defined]
+    def detect(self, wav, title=""):  # noqa: ANN001, ANN201
+        return self.inner.detect(wav, title)  # type: ignore[attr-defined]
 
     def speaking(self, language: str) -> SlowTranscriber:
         return SlowTranscriber(self.inner.speaking(language), self.seconds, self.started)  # type: ignore[attr-defined]
