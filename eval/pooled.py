@@ -9,7 +9,7 @@ Each set is rendered into ROOT/<set>/media and indexed into ROOT/<set>/data (bot
 run only asks); each question's row (eval/run.py's `evaluate`) is saved in ROOT/<set>/<label>.json.
 The pooled figure is over the rows tagged "in English" (a video not in English, asked in English)
 of POOLED — eval/languages/ and eval/naming/ to eval/naming7/ — counted question by question, not
-set by set. HELD_OUT sets (`--sets naming11`) are reported on their own, outside the pool.
+set by set. HELD_OUT sets (`--sets naming12`) are reported on their own, outside the pool.
 `--read A B` prints both labels' figures and the questions whose verdicts differ.
 """
 
@@ -29,7 +29,7 @@ from core.config import Settings
 from eval.run import HERE, SHARED, _rates, asked, evaluate, figures, render_set
 
 POOLED = ("languages", "naming", "naming2", "naming3", "naming4", "naming5", "naming6", "naming7")
-HELD_OUT = ("naming8", "naming9", "naming10", "naming11")  # naming11 written and committed before its one run; naming8 to naming10 seen and diagnosed since
+HELD_OUT = ("naming8", "naming9", "naming10", "naming11", "naming12")  # naming12 written and committed before its one run; naming8 to naming11 seen and diagnosed since
 OTHERS = ("channel", "ours", "shared")
 METRICS = ("recall@1", "recall@3", "frame", "keywords")
 VERDICTS = ("top1", "top3", "frame", "keywords")
