@@ -126,8 +126,7 @@ def language_of_text(text: str) -> str:
     """The language a short text (a question) is written in, among those with stop words here:
     the one whose function words it uses most; English on a tie or when it uses none. Enough to
     tell an LLM which language to answer in; not a general language detector."""
-    words = _WORD.findall(text.lower())
-    counts = {lang: sum(w in stop for w in words) for lang, stop in STOPS.items()}
+    counts = _function_words(text)
     best = max(counts, key=lambda k: (counts[k], k == "en"))
     return best if counts[best] > counts["en"] else "en"
 
@@ -137,7 +136,12 @@ def languages_of_text(text: str) -> frozenset[str]:
     most, and more than English's: "Das Oktoberfest" → {de}; "La tour Eiffel" → {it, es, fr}, which
     share "la"; nothing for "How stars die" or a title of names alone. A witness beside speech
     detection (`core.engines.language.choose_language`), not a detector of its own."""
-    words = _WORD.findall(text.lower())
-    counts = {lang: sum(w in stop for w in words) for lang, stop in STOPS.items()}
+    counts = _function_words(text)
     most = max(counts.values())
     return frozenset(lang for lang, n in counts.items() if lang != "en" and n == most and n > counts["en"])
+
+
+def _function_words(text: str) -> dict[str, int]:
+    """How many of a text's words are each language's function words (`STOPS`)."""
+    words = _WORD.findall(text.lower())
+    return {lang: sum(w in stop for w in words) for lang, stop in STOPS.items()}
