@@ -77,17 +77,14 @@ async def italian(tmp_path_factory: pytest.TempPathFactory, models: Models, pizz
         titled.append(title)
         return LanguageRouter.detect(router, wav, title)
 
-    router.detect = detect  # type: ignore[method-assign]  # the session's model, for this one ingest
-    try:
-        async with Service.open(settings, models=models, chat=None) as svc:
-            svc.start_workers(1)
-            scope = console("lingue")
+    async with Service.open(settings, models=models, chat=None) as svc:
+        svc.start_workers(1)
+        scope = console("lingue")
+        with pytest.MonkeyPatch.context() as mp:  # the session's model, for this one ingest
+            mp.setattr(router, "detect", detect)
             video = await svc.wait((await svc.submit(scope, str(pizza), on_progress=on_progress)).job.id)
-            await svc.stop_workers()
-            del router.detect
-            yield Italian(svc, scope, video, done, titled)
-    finally:
-        router.__dict__.pop("detect", None)
+        await svc.stop_workers()
+        yield Italian(svc, scope, video, done, titled)
 
 
 @pytest.mark.timeout(120)  # rendering, then ingesting with Whisper base on a busy 2-core machine
